@@ -1,0 +1,62 @@
+import { z } from 'zod'
+import { field, section } from './fields.ts'
+
+// The sections every service shares. The defaults are the machine's own servers:
+// Postgres on 127.0.0.1:5432 with trust auth, Redis on 127.0.0.1:6379.
+
+export const databaseSection = section({
+  url: field.url('postgres://root@127.0.0.1:5432/atmos', ['postgres', 'postgresql']),
+  poolMax: field.int(10, { min: 1, max: 200 }),
+  connectTimeout: field.duration('5s'),
+})
+
+export const redisSection = section({
+  url: field.url('redis://127.0.0.1:6379/0', ['redis', 'rediss']),
+  /** Namespaces every bullmq key, so that several stacks (or test runs) share one Redis. */
+  prefix: z
+    .string()
+    .regex(/^[a-zA-Z0-9_-]{1,64}$/, 'letters, digits, "_" and "-" only')
+    .default('atmos'),
+})
+
+export const logSection = section({
+  level: field.logLevel('info'),
+})
+
+export const httpSection = (defaultPort: number) =>
+  section({
+    host: field.string('127.0.0.1'),
+    port: field.port(defaultPort),
+  })
+
+/** The whole config of one service: the shared sections plus its own, under its name. */
+export function serviceConfigSchema<Name extends string, Own extends z.ZodType>(
+  name: Name,
+  opts: { httpPort: number; own: Own },
+) {
+  return z
+    .object({
+      database: databaseSection,
+      redis: redisSection,
+      log: logSection,
+      http: httpSection(opts.httpPort),
+      /** Time allowed for a graceful stop before the process gives up and exits non-zero. */
+      shutdownTimeout: field.duration('9s'),
+      [name]: opts.own,
+    } as {
+      database: typeof databaseSection
+      redis: typeof redisSection
+      log: typeof logSection
+      http: ReturnType<typeof httpSection>
+      shutdownTimeout: ReturnType<typeof field.duration>
+    } & { [K in Name]: Own })
+    .strict()
+}
+
+export type BaseConfig = {
+  database: z.infer<typeof databaseSection>
+  redis: z.infer<typeof redisSection>
+  log: z.infer<typeof logSection>
+  http: z.infer<ReturnType<typeof httpSection>>
+  shutdownTimeout: number
+}

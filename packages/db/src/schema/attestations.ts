@@ -1,0 +1,117 @@
+import { sql } from 'drizzle-orm'
+import { bigint, boolean, check, index, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core'
+import { at, createdAt, id, oneOf, ref } from './columns.ts'
+
+export const ATTESTATION_STATES = ['valid', 'rejected'] as const
+
+/**
+ * `email.atmos.attestation` records seen on the network, one row per (did, rkey), kept
+ * in their latest version. A record that failed lexicon validation is stored as
+ * rejected with the reason, so an operator can see why nothing happened.
+ */
+export const attestations = pgTable(
+  'attestations',
+  {
+    id: id(),
+    did: text().notNull(),
+    rkey: text().notNull(),
+    cid: text(),
+    /** Lower-case; null only for a rejected record that had no usable domain. */
+    domain: text(),
+    dkimSelectors: text().array().notNull().default(sql`'{}'::text[]`),
+    relayMember: boolean().notNull().default(false),
+    /** The record's own createdAt, as the member wrote it. */
+    recordCreatedAt: text(),
+    record: jsonb(),
+    state: text({ enum: ATTESTATION_STATES }).notNull().default('valid'),
+    rejectionReason: text(),
+    seenAt: createdAt(),
+    updatedAt: createdAt(),
+    deleted: boolean().notNull().default(false),
+    deletedAt: at(),
+  },
+  (t) => [
+    uniqueIndex('attestations_did_rkey_key').on(t.did, t.rkey),
+    index('attestations_domain_idx').on(t.domain),
+    // The scheduler walks live attestations in id order.
+    index('attestations_live_idx').on(t.id).where(sql`NOT deleted AND state = 'valid'`),
+    check('attestations_state_check', sql.raw(`state IN (${oneOf(ATTESTATION_STATES)})`)),
+  ],
+)
+
+/** Where each event source left off; written in the same transaction as what the event caused. */
+export const ingestCursors = pgTable('ingest_cursors', {
+  /** e.g. `jetstream` or `firehose:<host>` */
+  source: text().primaryKey(),
+  /** Jetstream `time_us`, or the firehose `seq`. */
+  cursor: bigint({ mode: 'number' }).notNull(),
+  updatedAt: createdAt(),
+})
+
+export const CHECK_NAMES = ['domain_control', 'mx', 'spf', 'dkim', 'dmarc'] as const
+export type CheckName = (typeof CHECK_NAMES)[number]
+export const CHECK_OUTCOMES = ['pass', 'fail', 'temperror'] as const
+export type CheckOutcome = (typeof CHECK_OUTCOMES)[number]
+export const VERIFICATION_TRIGGERS = ['ingest', 'schedule', 'manual', 'admin', 'identity'] as const
+
+/** One verification of one attestation: all five checks, with the overall outcome. */
+export const verificationRuns = pgTable(
+  'verification_runs',
+  {
+    id: id(),
+    attestationId: ref().references(() => attestations.id, { onDelete: 'set null' }),
+    did: text().notNull(),
+    domain: text().notNull(),
+    trigger: text({ enum: VERIFICATION_TRIGGERS }).notNull(),
+    /** pass only when every check passed; fail when any failed; else temperror. */
+    outcome: text({ enum: CHECK_OUTCOMES }).notNull(),
+    startedAt: createdAt(),
+    finishedAt: at(),
+  },
+  (t) => [
+    index('verification_runs_did_idx').on(t.did, t.startedAt),
+    check('verification_runs_outcome_check', sql.raw(`outcome IN (${oneOf(CHECK_OUTCOMES)})`)),
+    check('verification_runs_trigger_check', sql.raw(`trigger IN (${oneOf(VERIFICATION_TRIGGERS)})`)),
+  ],
+)
+
+/** One check within a run, with a reason a person can act on and non-fatal warnings. */
+export const verificationChecks = pgTable(
+  'verification_checks',
+  {
+    id: id(),
+    runId: ref()
+      .notNull()
+      .references(() => verificationRuns.id, { onDelete: 'cascade' }),
+    check: text({ enum: CHECK_NAMES }).notNull(),
+    outcome: text({ enum: CHECK_OUTCOMES }).notNull(),
+    reason: text().notNull(),
+    warnings: text().array().notNull().default(sql`'{}'::text[]`),
+    /** The records looked at, for the admin's live check view. */
+    details: jsonb(),
+  },
+  (t) => [
+    uniqueIndex('verification_checks_run_check_key').on(t.runId, t.check),
+    check('verification_checks_check_check', sql.raw(`"check" IN (${oneOf(CHECK_NAMES)})`)),
+    check('verification_checks_outcome_check', sql.raw(`outcome IN (${oneOf(CHECK_OUTCOMES)})`)),
+  ],
+)
+
+/**
+ * The standing verification state of a DID, which the scheduler and label manager act on:
+ * when it last passed, and since when it has only seen temporary errors (the grace period).
+ */
+export const verificationStatus = pgTable(
+  'verification_status',
+  {
+    did: text().primaryKey(),
+    domain: text().notNull(),
+    lastRunId: ref().references(() => verificationRuns.id, { onDelete: 'set null' }),
+    lastOutcome: text({ enum: CHECK_OUTCOMES }).notNull(),
+    lastRunAt: at().notNull(),
+    lastPassAt: at(),
+    temperrorSince: at(),
+    nextDueAt: at(),
+  },
+  (t) => [index('verification_status_due_idx').on(t.nextDueAt)],
+)

@@ -1,0 +1,55 @@
+import { sql } from 'drizzle-orm'
+import { bigint, boolean, check, index, integer, pgSequence, pgTable, text, unique, uniqueIndex } from 'drizzle-orm/pg-core'
+import { at, bytea, createdAt, id, ref } from './columns.ts'
+
+/**
+ * The labeler's public keys (secp256k1, as did:key). The private key lives in a file
+ * (mode 0600) or a secret, never in the database; each label records which key signed it
+ * so that a rotation can re-sign lazily.
+ */
+export const labelSigningKeys = pgTable(
+  'label_signing_keys',
+  {
+    id: id(),
+    didKey: text().notNull(),
+    createdAt: createdAt(),
+    retiredAt: at(),
+  },
+  (t) => [uniqueIndex('label_signing_keys_did_key_key').on(t.didKey)],
+)
+
+/** Label sequence numbers; taken only by the serialized label writer. */
+export const labelSeq = pgSequence('label_seq', { startWith: 1, increment: 1 })
+
+/**
+ * Published labels, one row per (src, uri, cid, val) in its latest state: a change moves
+ * the row to a new seq, as Ozone does, so replay from cursor 0 yields each label once.
+ * `cts` and `exp` are kept as the exact strings that were signed.
+ */
+export const labels = pgTable(
+  'labels',
+  {
+    seq: bigint({ mode: 'number' }).primaryKey(),
+    ver: integer().notNull().default(1),
+    src: text().notNull(),
+    uri: text().notNull(),
+    cid: text(),
+    val: text().notNull(),
+    neg: boolean().notNull().default(false),
+    cts: text().notNull(),
+    exp: text(),
+    sig: bytea().notNull(),
+    signingKeyId: ref()
+      .notNull()
+      .references(() => labelSigningKeys.id),
+    /** Why the label manager emitted it (check failed, suspension, renewal …). */
+    reason: text(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    unique('labels_src_uri_cid_val_key').on(t.src, t.uri, t.cid, t.val).nullsNotDistinct(),
+    // queryLabels: uri prefix patterns, newest state in seq order.
+    index('labels_uri_seq_idx').on(t.uri.op('text_pattern_ops'), t.seq),
+    check('labels_val_length_check', sql`char_length(val) <= 128`),
+  ],
+)

@@ -1,0 +1,112 @@
+import { sql } from 'drizzle-orm'
+import { check, date, index, integer, pgTable, primaryKey, text, uuid } from 'drizzle-orm/pg-core'
+import { at, bytea, createdAt, id, oneOf, ref } from './columns.ts'
+import { members } from './members.ts'
+
+export const MESSAGE_STATES = ['queued', 'done'] as const
+export const RECIPIENT_STATES = ['queued', 'delivered', 'deferred', 'bounced', 'expired'] as const
+export type RecipientState = (typeof RECIPIENT_STATES)[number]
+
+/**
+ * The relay's spool: a message is committed here, signed and with its envelope, before
+ * the 250 reply to DATA. Redis only carries delivery jobs that point at these rows.
+ */
+export const messages = pgTable(
+  'messages',
+  {
+    /** Also the opaque token in the VERP address and the reference header. */
+    id: uuid().primaryKey().defaultRandom(),
+    memberId: ref()
+      .notNull()
+      .references(() => members.id),
+    /** The sender as the member gave it in MAIL FROM. */
+    envelopeFrom: text().notNull(),
+    /** The VERP return path the relay used on the wire. */
+    returnPath: text().notNull(),
+    messageIdHeader: text(),
+    size: integer().notNull(),
+    /** The message as it goes out: our headers and both DKIM signatures included. */
+    body: bytea().notNull(),
+    state: text({ enum: MESSAGE_STATES }).notNull().default('queued'),
+    receivedAt: createdAt(),
+    /** After this a message still undelivered bounces as expired. */
+    expiresAt: at().notNull(),
+    doneAt: at(),
+  },
+  (t) => [
+    index('messages_member_idx').on(t.memberId, t.receivedAt),
+    // The reconciler re-enqueues queued messages that have no live job.
+    index('messages_queued_idx').on(t.receivedAt).where(sql`state = 'queued'`),
+    check('messages_state_check', sql.raw(`state IN (${oneOf(MESSAGE_STATES)})`)),
+  ],
+)
+
+/** Per-recipient delivery state of a spooled message. */
+export const messageRecipients = pgTable(
+  'message_recipients',
+  {
+    id: id(),
+    messageId: uuid()
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    address: text().notNull(),
+    /** Lower-case recipient domain, the key for MX lookup and shaping. */
+    domain: text().notNull(),
+    state: text({ enum: RECIPIENT_STATES }).notNull().default('queued'),
+    attempts: integer().notNull().default(0),
+    nextAttemptAt: at(),
+    lastReply: text(),
+    updatedAt: createdAt(),
+  },
+  (t) => [
+    index('message_recipients_message_idx').on(t.messageId),
+    index('message_recipients_pending_idx')
+      .on(t.nextAttemptAt)
+      .where(sql`state IN ('queued', 'deferred')`),
+    check('message_recipients_state_check', sql.raw(`state IN (${oneOf(RECIPIENT_STATES)})`)),
+  ],
+)
+
+export const ATTEMPT_OUTCOMES = ['delivered', 'deferred', 'failed'] as const
+
+/** Every delivery attempt: when, to which MX, and what it answered. */
+export const deliveryAttempts = pgTable(
+  'delivery_attempts',
+  {
+    id: id(),
+    recipientId: ref()
+      .notNull()
+      .references(() => messageRecipients.id, { onDelete: 'cascade' }),
+    messageId: uuid().notNull(),
+    startedAt: createdAt(),
+    durationMs: integer(),
+    mxHost: text(),
+    mxAddress: text(),
+    replyCode: integer(),
+    enhancedStatus: text(),
+    reply: text(),
+    outcome: text({ enum: ATTEMPT_OUTCOMES }).notNull(),
+  },
+  (t) => [
+    index('delivery_attempts_recipient_idx').on(t.recipientId, t.startedAt),
+    index('delivery_attempts_message_idx').on(t.messageId),
+    check('delivery_attempts_outcome_check', sql.raw(`outcome IN (${oneOf(ATTEMPT_OUTCOMES)})`)),
+  ],
+)
+
+/**
+ * Recipients accepted per member per UTC day: the warming caps count here with an
+ * atomic conditional update, so parallel submissions on any replica never pass the cap.
+ */
+export const sendVolume = pgTable(
+  'send_volume',
+  {
+    memberId: ref()
+      .notNull()
+      .references(() => members.id, { onDelete: 'cascade' }),
+    day: date({ mode: 'string' }).notNull(),
+    recipients: integer().notNull().default(0),
+    messages: integer().notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.memberId, t.day] })],
+)

@@ -1,0 +1,67 @@
+import { type Job, type JobsOptions, Queue, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq'
+import { Redis, type RedisOptions } from 'ioredis'
+import { InvalidPayloadError, type PayloadInputOf, type PayloadOf, parsePayload, type QueueDef } from './define.ts'
+
+export type RedisConnectionOptions = {
+  url: string
+  /** bullmq key prefix, e.g. the config's redis.prefix. */
+  prefix: string
+}
+
+/**
+ * An ioredis connection as bullmq needs it: a worker's blocking commands must never be
+ * cut short by ioredis' per-request retry limit, so that limit is off.
+ */
+export function createRedis(url: string, extra: RedisOptions = {}): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, lazyConnect: false, ...extra })
+}
+
+/** A producer for one queue: validates every payload before anything reaches Redis. */
+export class TypedQueue<D extends QueueDef> {
+  readonly def: D
+  readonly queue: Queue
+
+  constructor(def: D, connection: Redis, prefix: string) {
+    this.def = def
+    this.queue = new Queue(def.name, { connection, prefix, defaultJobOptions: def.defaultJobOptions })
+  }
+
+  /** Throws InvalidPayloadError, and enqueues nothing, when the payload is off-contract. */
+  async enqueue(payload: PayloadInputOf<D>, opts: JobsOptions = {}): Promise<Job> {
+    const data = parsePayload(this.def, payload)
+    return this.queue.add(this.def.name, data, opts)
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close()
+  }
+}
+
+export type Processor<D extends QueueDef, R = unknown> = (payload: PayloadOf<D>, job: Job) => Promise<R>
+
+/**
+ * A consumer for one queue. A job whose data does not match the contract (written by an
+ * older producer, or by hand) fails at once, unretried, with the schema's reason.
+ */
+export function createWorker<D extends QueueDef, R>(
+  def: D,
+  connection: Redis,
+  prefix: string,
+  processor: Processor<D, R>,
+  opts: Omit<WorkerOptions, 'connection' | 'prefix'> = {},
+): Worker {
+  return new Worker(
+    def.name,
+    async (job: Job) => {
+      let payload: PayloadOf<D>
+      try {
+        payload = parsePayload(def, job.data)
+      } catch (err) {
+        if (err instanceof InvalidPayloadError) throw new UnrecoverableError(err.message)
+        throw err
+      }
+      return processor(payload, job)
+    },
+    { connection, prefix, ...opts },
+  )
+}

@@ -1,0 +1,10 @@
+export { createRedis, createWorker, type Processor, type RedisConnectionOptions, TypedQueue } from './client.ts'
+export * from './contracts.ts'
+export {
+  defineQueue,
+  InvalidPayloadError,
+  type PayloadInputOf,
+  type PayloadOf,
+  parsePayload,
+  type QueueDef,
+} from './define.ts'

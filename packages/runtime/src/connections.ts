@@ -1,0 +1,48 @@
+import { type BaseConfig } from '@atmos/config'
+import { createDb, type Db, pingDb } from '@atmos/db'
+import { createRedis } from '@atmos/queues'
+import type { Redis } from 'ioredis'
+
+export function connectDb(service: string, config: BaseConfig): Db {
+  return createDb({
+    url: config.database.url,
+    poolMax: config.database.poolMax,
+    connectTimeout: config.database.connectTimeout,
+    applicationName: `atmos-${service}`,
+  })
+}
+
+/**
+ * A Redis connection that does not block start-up when Redis is down: commands queue
+ * while ioredis reconnects, and readiness reports the outage.
+ */
+export function connectRedis(config: BaseConfig): Redis {
+  return createRedis(config.redis.url, { connectionName: 'atmos' })
+}
+
+/** Rejects after `ms` milliseconds, so that a probe answers even when a peer hangs. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+export type DependencyCheck = { name: string; check: () => Promise<void> }
+
+export function postgresCheck(db: Db, timeoutMs = 2000): DependencyCheck {
+  return { name: 'postgres', check: () => withTimeout(pingDb(db), timeoutMs, 'postgres') }
+}
+
+export function redisCheck(redis: Redis, timeoutMs = 2000): DependencyCheck {
+  return {
+    name: 'redis',
+    check: async () => {
+      // While disconnected ioredis would queue the PING; fail at once instead.
+      if (redis.status !== 'ready') throw new Error(`redis connection is ${redis.status}`)
+      const answer = await withTimeout(redis.ping(), timeoutMs, 'redis')
+      if (answer !== 'PONG') throw new Error(`redis answered ${answer}`)
+    },
+  }
+}

@@ -1,0 +1,53 @@
+import type { BaseConfig } from '@atmos/config'
+import type { Db } from '@atmos/db'
+import type { Redis } from 'ioredis'
+import type { Registry } from 'prom-client'
+import { connectDb, connectRedis, postgresCheck, redisCheck } from './connections.ts'
+import { createLogger, type Logger } from './logger.ts'
+import { createMetricsRegistry } from './metrics.ts'
+import { OpsServer } from './ops-server.ts'
+
+/** What every service's AppContext starts from; a service adds its own clients to it. */
+export type BaseContext<C extends BaseConfig = BaseConfig> = {
+  service: string
+  config: C
+  logger: Logger
+  metrics: Registry
+  db: Db
+  redis: Redis
+  ops: OpsServer
+}
+
+export function createBaseContext<C extends BaseConfig>(
+  service: string,
+  config: C,
+  opts: { logger?: Logger } = {},
+): BaseContext<C> {
+  const logger = opts.logger ?? createLogger(service, config.log.level)
+  const metrics = createMetricsRegistry(service)
+  const db = connectDb(service, config)
+  const redis = connectRedis(config)
+  // ioredis reconnects by itself; log the outage instead of crashing on 'error'.
+  let lastRedisError = ''
+  redis.on('error', (err: Error) => {
+    if (err.message !== lastRedisError) logger.warn({ err: err.message }, 'redis connection error')
+    lastRedisError = err.message
+  })
+  redis.on('ready', () => {
+    lastRedisError = ''
+  })
+  const ops = new OpsServer({
+    host: config.http.host,
+    port: config.http.port,
+    logger,
+    metrics,
+    checks: [postgresCheck(db), redisCheck(redis)],
+  })
+  return { service, config, logger, metrics, db, redis, ops }
+}
+
+/** Closes the shared clients; the last step of every service's destroy(). */
+export async function closeBaseContext(ctx: BaseContext): Promise<void> {
+  await ctx.ops.stop()
+  await Promise.allSettled([ctx.db.$client.end({ timeout: 5 }), ctx.redis.quit().catch(() => ctx.redis.disconnect())])
+}

@@ -1,0 +1,14 @@
+export {
+  connectDb,
+  connectRedis,
+  type DependencyCheck,
+  postgresCheck,
+  redisCheck,
+  withTimeout,
+} from './connections.ts'
+export { type BaseContext, closeBaseContext, createBaseContext } from './context.ts'
+export { createLogger, type Logger, REDACTED_KEYS } from './logger.ts'
+export { type MainOptions, runMain, type Service } from './main.ts'
+export { createMetricsRegistry } from './metrics.ts'
+export { BaseService } from './service.ts'
+export { OpsServer, type OpsServerOptions } from './ops-server.ts'

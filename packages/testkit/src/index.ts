@@ -1,0 +1,5 @@
+export { createTestDatabase, TEMPLATE_DATABASE_URL, type TestDatabase } from './database.ts'
+export { describeServiceLifecycle } from './lifecycle.ts'
+export { closedPort } from './net.ts'
+export { type Exit, type LogLine, ServiceProcess } from './process.ts'
+export { deletePrefix, TEST_REDIS_URL, testRedis, testRedisPrefix } from './redis.ts'

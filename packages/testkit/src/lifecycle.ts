@@ -1,0 +1,100 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { createTestDatabase, type TestDatabase } from './database.ts'
+import { closedPort } from './net.ts'
+import { ServiceProcess } from './process.ts'
+import { TEST_REDIS_URL, testRedisPrefix } from './redis.ts'
+
+/**
+ * The contract every service keeps with its orchestrator, run against the real process:
+ * probes, metrics, readiness that follows Postgres, a clean exit on SIGTERM and a clear
+ * refusal of bad config. Each service's test/lifecycle.test.ts calls this.
+ */
+export function describeServiceLifecycle(service: string, entry: URL) {
+  describe(`${service} process lifecycle`, () => {
+    let db: TestDatabase
+    const baseEnv = () => ({
+      ATMOS_DATABASE_URL: db.url,
+      ATMOS_REDIS_URL: TEST_REDIS_URL,
+      ATMOS_REDIS_PREFIX: testRedisPrefix(service),
+      ATMOS_HTTP_PORT: '0',
+      ATMOS_LOG_LEVEL: 'info',
+    })
+
+    before(async () => {
+      db = await createTestDatabase()
+    })
+    after(async () => {
+      await db?.drop()
+    })
+
+    it('answers /healthz, /readyz and /metrics, then exits 0 on SIGTERM within 10 s', async () => {
+      const proc = new ServiceProcess(entry, baseEnv())
+      try {
+        const base = await proc.opsUrl()
+        const health = await fetch(`${base}/healthz`)
+        assert.equal(health.status, 200)
+        assert.deepEqual(await health.json(), { status: 'ok' })
+
+        const ready = await fetchReady(base, 200)
+        assert.deepEqual(ready, { status: 'ready', checks: { postgres: 'ok', redis: 'ok' } })
+
+        const metrics = await fetch(`${base}/metrics`)
+        assert.equal(metrics.status, 200)
+        assert.match(metrics.headers.get('content-type') ?? '', /^text\/plain/)
+        const text = await metrics.text()
+        assert.match(text, /^# TYPE atmos_process_cpu_user_seconds_total counter$/m)
+        assert.match(text, new RegExp(`service="${service}"`))
+
+        await proc.waitForLog((l) => l.msg === 'started')
+        const exit = await proc.stop('SIGTERM')
+        assert.equal(exit.code, 0, proc.dump())
+        assert.ok(exit.ms < 10_000, `took ${exit.ms} ms to stop`)
+        assert.ok(proc.logs.some((l) => l.msg === 'stopped'))
+        for (const line of proc.logs) assert.equal(line.unparsed, undefined, `not JSON: ${line.msg}`)
+      } finally {
+        await proc.stop('SIGKILL')
+      }
+    })
+
+    it('reports not ready while Postgres is unreachable, yet stays alive and stops cleanly', async () => {
+      const port = await closedPort()
+      const proc = new ServiceProcess(entry, {
+        ...baseEnv(),
+        ATMOS_DATABASE_URL: `postgres://root@127.0.0.1:${port}/atmos`,
+      })
+      try {
+        const base = await proc.opsUrl()
+        const ready = (await fetchReady(base, 503)) as { status: string; checks: Record<string, string> }
+        assert.equal(ready.status, 'unavailable')
+        assert.notEqual(ready.checks.postgres, 'ok')
+        assert.equal(ready.checks.redis, 'ok')
+        assert.equal((await fetch(`${base}/healthz`)).status, 200)
+        const exit = await proc.stop('SIGINT')
+        assert.equal(exit.code, 0, proc.dump())
+      } finally {
+        await proc.stop('SIGKILL')
+      }
+    })
+
+    it('refuses an invalid config at start, naming the field and its source', async () => {
+      const proc = new ServiceProcess(entry, { ...baseEnv(), ATMOS_HTTP_PORT: '99999' })
+      const exit = await proc.exited
+      assert.equal(exit.code, 2)
+      assert.match(proc.stderr, /http\.port \(from ATMOS_HTTP_PORT\)/)
+    })
+  })
+}
+
+/** Polls /readyz until it answers the expected status (dependencies connect lazily). */
+async function fetchReady(base: string, expected: number, timeoutMs = 10_000): Promise<unknown> {
+  const deadline = Date.now() + timeoutMs
+  let last: { status: number; body: unknown } | undefined
+  while (Date.now() < deadline) {
+    const res = await fetch(`${base}/readyz`)
+    last = { status: res.status, body: await res.json() }
+    if (res.status === expected) return last.body
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  assert.fail(`/readyz never answered ${expected}; last: ${JSON.stringify(last)}`)
+}

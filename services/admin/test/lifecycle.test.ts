@@ -1,0 +1,3 @@
+import { describeServiceLifecycle } from '@atmos/testkit'
+
+describeServiceLifecycle('admin', new URL('../src/index.ts', import.meta.url))

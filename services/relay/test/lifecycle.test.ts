@@ -1,0 +1,3 @@
+import { describeServiceLifecycle } from '@atmos/testkit'
+
+describeServiceLifecycle('relay', new URL('../src/index.ts', import.meta.url))
