@@ -77,5 +77,9 @@ export const field = {
 
 /** A nested section whose fields all have defaults: absent means "all defaults". */
 export function section<T extends z.ZodRawShape>(shape: T) {
-  return z.object(shape).strict().prefault({})
+  // Every field has a default, so {} is a valid input; the generic shape cannot prove it.
+  return z
+    .object(shape)
+    .strict()
+    .prefault({} as never)
 }

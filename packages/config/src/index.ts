@@ -1,3 +1,11 @@
 export { type BaseConfig, databaseSection, httpSection, logSection, redisSection, serviceConfigSchema } from './base.ts'
 export { field, parseDuration, section } from './fields.ts'
-export { CONFIG_FILE_ENV, ConfigError, ENV_PREFIX, envNameFor, type LoadOptions, leafPaths, loadConfig } from './load.ts'
+export {
+  CONFIG_FILE_ENV,
+  ConfigError,
+  ENV_PREFIX,
+  envNameFor,
+  type LoadOptions,
+  leafPaths,
+  loadConfig,
+} from './load.ts'

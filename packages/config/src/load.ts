@@ -19,7 +19,12 @@ export type LoadOptions = {
 
 /** `relay.submission.maxSize` -> `ATMOS_RELAY_SUBMISSION_MAX_SIZE` */
 export function envNameFor(path: readonly string[]): string {
-  const parts = path.map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/-/g, '_').toUpperCase())
+  const parts = path.map((p) =>
+    p
+      .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+      .replace(/-/g, '_')
+      .toUpperCase(),
+  )
   return [ENV_PREFIX, ...parts].join('_')
 }
 

@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { z } from 'zod'
-import { ConfigError, envNameFor, field, loadConfig, parseDuration, section, serviceConfigSchema } from '../src/index.ts'
+import {
+  ConfigError,
+  envNameFor,
+  field,
+  loadConfig,
+  parseDuration,
+  section,
+  serviceConfigSchema,
+} from '../src/index.ts'
 
 const schema = serviceConfigSchema('relay', {
   httpPort: 8102,
@@ -87,13 +95,17 @@ describe('loadConfig', () => {
     assert.throws(
       () => loadConfig(schema, { env: { ATMOS_HTTP_PORT: '70000' } }),
       (err: Error) =>
-        err instanceof ConfigError && /http\.port \(from ATMOS_HTTP_PORT\): Too big: expected number to be <=65535/.test(err.message),
+        err instanceof ConfigError &&
+        /http\.port \(from ATMOS_HTTP_PORT\): Too big: expected number to be <=65535/.test(err.message),
     )
     assert.throws(
       () => loadConfig(schema, { env: { ATMOS_RELAY_REQUIRE_TLS: 'maybe' } }),
       /relay\.requireTls \(from ATMOS_RELAY_REQUIRE_TLS\)/,
     )
-    assert.throws(() => loadConfig(schema, { env: { ATMOS_RELAY_RETRY_AFTER: 'soon' } }), /relay\.retryAfter .*duration/)
+    assert.throws(
+      () => loadConfig(schema, { env: { ATMOS_RELAY_RETRY_AFTER: 'soon' } }),
+      /relay\.retryAfter .*duration/,
+    )
     assert.throws(() => loadConfig(schema, { env: { ATMOS_LOG_LEVEL: 'loud' } }), /log\.level/)
     assert.throws(() => loadConfig(schema, { env: { ATMOS_DATABASE_URL: 'mysql://x' } }), /database\.url .*postgres/)
     assert.throws(() => loadConfig(schema, { env: { ATMOS_REDIS_PREFIX: 'a:b' } }), /redis\.prefix/)
@@ -107,8 +119,14 @@ describe('loadConfig', () => {
 
   it('reports a malformed or missing config file with its position', () => {
     const file = tempFile('{\n  "http": { "port": 1 \n}')
-    assert.throws(() => loadConfig(schema, { env: { ATMOS_CONFIG: file } }), /not valid JSON with comments: .* at \d+:\d+/)
-    assert.throws(() => loadConfig(schema, { env: { ATMOS_CONFIG: '/nonexistent/x.jsonc' } }), /cannot read config file/)
+    assert.throws(
+      () => loadConfig(schema, { env: { ATMOS_CONFIG: file } }),
+      /not valid JSON with comments: .* at \d+:\d+/,
+    )
+    assert.throws(
+      () => loadConfig(schema, { env: { ATMOS_CONFIG: '/nonexistent/x.jsonc' } }),
+      /cannot read config file/,
+    )
     assert.throws(() => loadConfig(schema, { env: { ATMOS_CONFIG: tempFile('[1,2]') } }), /object at the top level/)
   })
 

@@ -1,3 +1,3 @@
 export { createDb, createPool, type Db, type DbOptions, type Pool, pingDb, type Tx } from './client.ts'
-export { ensureDatabase, MIGRATIONS_FOLDER, runMigrations, quoteIdent, redactUrl } from './migrate.ts'
+export { ensureDatabase, MIGRATIONS_FOLDER, quoteIdent, redactUrl, runMigrations } from './migrate.ts'
 export * from './schema/index.ts'

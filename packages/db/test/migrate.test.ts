@@ -24,7 +24,9 @@ async function emptyDatabase() {
 async function tables(url: string): Promise<string[]> {
   const sql = postgres(url, { max: 1 })
   try {
-    const rows = await sql<{ tablename: string }[]>`select tablename from pg_tables where schemaname = 'public' order by 1`
+    const rows = await sql<
+      { tablename: string }[]
+    >`select tablename from pg_tables where schemaname = 'public' order by 1`
     return rows.map((r) => r.tablename)
   } finally {
     await sql.end()
@@ -53,9 +55,23 @@ describe('migrations', () => {
     const second = await runMigrations(db.url)
     assert.deepEqual(second, { applied: 0, total: journal.entries.length })
     const names = await tables(db.url)
-    for (const t of ['members', 'attestations', 'dkim_keys', 'labels', 'ingest_cursors', 'verification_runs',
-      'verification_checks', 'messages', 'message_recipients', 'delivery_attempts', 'feedback_events',
-      'suppressions', 'smtp_credentials', 'inbound_messages', 'quarantined_reports']) {
+    for (const t of [
+      'members',
+      'attestations',
+      'dkim_keys',
+      'labels',
+      'ingest_cursors',
+      'verification_runs',
+      'verification_checks',
+      'messages',
+      'message_recipients',
+      'delivery_attempts',
+      'feedback_events',
+      'suppressions',
+      'smtp_credentials',
+      'inbound_messages',
+      'quarantined_reports',
+    ]) {
       assert.ok(names.includes(t), `table ${t} missing`)
     }
   })
@@ -65,7 +81,11 @@ describe('migrations', () => {
     const results = await Promise.all([1, 2, 3].map(() => runMigrateProcess(db.url)))
     for (const r of results) assert.equal(r.code, 0, r.out)
     const applied = results.map((r) => JSON.parse(r.out.trim().split('\n').pop() as string).applied as number)
-    assert.equal(applied.reduce((a, b) => a + b, 0), journal.entries.length, `applied per process: ${applied}`)
+    assert.equal(
+      applied.reduce((a, b) => a + b, 0),
+      journal.entries.length,
+      `applied per process: ${applied}`,
+    )
     const sql = postgres(db.url, { max: 1 })
     try {
       const [row] = await sql`select count(*)::int as n from drizzle.__drizzle_migrations`

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import { and, eq, isNull } from 'drizzle-orm'
-import { createDb, type Db, labelSigningKeys, labels, members, MIGRATIONS_FOLDER, suppressions } from '../src/index.ts'
+import { createDb, type Db, labelSigningKeys, labels, MIGRATIONS_FOLDER, members, suppressions } from '../src/index.ts'
 
 const pkg = fileURLToPath(new URL('..', import.meta.url))
 
@@ -38,7 +38,17 @@ describe('schema', () => {
       const before = readdirSync(out).length
       execFileSync(
         join(pkg, 'node_modules/.bin/drizzle-kit'),
-        ['generate', '--dialect', 'postgresql', '--schema', './src/schema/index.ts', '--out', out, '--casing', 'snake_case'],
+        [
+          'generate',
+          '--dialect',
+          'postgresql',
+          '--schema',
+          './src/schema/index.ts',
+          '--out',
+          out,
+          '--casing',
+          'snake_case',
+        ],
         { cwd: pkg, stdio: 'pipe' },
       )
       assert.equal(readdirSync(out).length, before, 'the schema has changes that no migration holds')
@@ -52,7 +62,10 @@ describe('schema', () => {
     await violates(db.insert(members).values({ did: 'did:plc:aaa', domain: 'b.example' }), 'members_did_key')
     await violates(db.insert(members).values({ did: 'did:plc:bbb', domain: 'a.example' }), 'members_domain_key')
     await violates(db.insert(members).values({ did: 'did:plc:ccc', domain: 'C.example' }), 'members_domain_lower_check')
-    await violates(db.insert(members).values({ did: 'did:plc:ddd', domain: 'd.example', status: 'gone' as 'active' }), 'members_status_check')
+    await violates(
+      db.insert(members).values({ did: 'did:plc:ddd', domain: 'd.example', status: 'gone' as 'active' }),
+      'members_status_check',
+    )
   })
 
   it('holds one label row per (src, uri, cid, val), a null cid included', async () => {

@@ -36,7 +36,9 @@ try {
   }
   rmSync(outDir, { recursive: true, force: true })
   cpSync(scratch, outDir, { recursive: true })
-  console.log(`generated ${walk(outDir).length} files from ${schemas.length} lexicons into ${relative(process.cwd(), outDir) || '.'}`)
+  console.log(
+    `generated ${walk(outDir).length} files from ${schemas.length} lexicons into ${relative(process.cwd(), outDir) || '.'}`,
+  )
 } finally {
   rmSync(scratch, { recursive: true, force: true })
 }

@@ -58,7 +58,10 @@ describe('email.atmos.attestation validation', () => {
 
   it('rejects oversized fields', () => {
     rejects({ ...valid, domain: `${'a.'.repeat(150)}com` }, /Record\/domain must not be longer than 253 characters/)
-    rejects({ ...valid, dkimSelectors: Array.from({ length: 10_000 }, (_, i) => `s${i}`) }, /must not have more than 8 elements/)
+    rejects(
+      { ...valid, dkimSelectors: Array.from({ length: 10_000 }, (_, i) => `s${i}`) },
+      /must not have more than 8 elements/,
+    )
     rejects({ ...valid, dkimSelectors: ['s'.repeat(64)] }, /must not be longer than 63 characters/)
   })
 

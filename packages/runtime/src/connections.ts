@@ -1,4 +1,4 @@
-import { type BaseConfig } from '@atmos/config'
+import type { BaseConfig } from '@atmos/config'
 import { createDb, type Db, pingDb } from '@atmos/db'
 import { createRedis } from '@atmos/queues'
 import type { Redis } from 'ioredis'
@@ -39,10 +39,26 @@ export function redisCheck(redis: Redis, timeoutMs = 2000): DependencyCheck {
   return {
     name: 'redis',
     check: async () => {
-      // While disconnected ioredis would queue the PING; fail at once instead.
-      if (redis.status !== 'ready') throw new Error(`redis connection is ${redis.status}`)
+      // While disconnected ioredis would queue the PING until it reconnects; wait for the
+      // connection only as long as the probe may take, then report the outage.
+      if (!(await waitForReady(redis, timeoutMs))) throw new Error(`redis connection is ${redis.status}`)
       const answer = await withTimeout(redis.ping(), timeoutMs, 'redis')
       if (answer !== 'PONG') throw new Error(`redis answered ${answer}`)
     },
   }
+}
+
+/** True once the connection is ready, false if it is not within `ms`; leaves no listener behind. */
+export function waitForReady(redis: Redis, ms: number): Promise<boolean> {
+  if (redis.status === 'ready') return Promise.resolve(true)
+  return new Promise((resolve) => {
+    const finish = (ready: boolean) => {
+      clearTimeout(timer)
+      redis.off('ready', onReady)
+      resolve(ready)
+    }
+    const onReady = () => finish(true)
+    const timer = setTimeout(() => finish(redis.status === 'ready'), ms)
+    redis.on('ready', onReady)
+  })
 }

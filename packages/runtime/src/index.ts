@@ -10,5 +10,5 @@ export { type BaseContext, closeBaseContext, createBaseContext } from './context
 export { createLogger, type Logger, REDACTED_KEYS } from './logger.ts'
 export { type MainOptions, runMain, type Service } from './main.ts'
 export { createMetricsRegistry } from './metrics.ts'
-export { BaseService } from './service.ts'
 export { OpsServer, type OpsServerOptions } from './ops-server.ts'
+export { BaseService } from './service.ts'

@@ -57,7 +57,10 @@ export class ServiceProcess {
     const seen = this.logs.find(match)
     if (seen) return Promise.resolve(seen)
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms:\n${this.dump()}`)), timeoutMs)
+      const timer = setTimeout(
+        () => reject(new Error(`no matching log line within ${timeoutMs} ms:\n${this.dump()}`)),
+        timeoutMs,
+      )
       this.waiters.push({
         match,
         resolve: (line) => {

@@ -13,7 +13,12 @@ const url = positionals[0] ?? process.env.ATMOS_DATABASE_URL ?? 'postgres://root
 try {
   const result = await runMigrations(url, { createDatabase: values['create-database'] })
   console.log(
-    JSON.stringify({ msg: 'migrations applied', database: redactUrl(url), applied: result.applied, total: result.total }),
+    JSON.stringify({
+      msg: 'migrations applied',
+      database: redactUrl(url),
+      applied: result.applied,
+      total: result.total,
+    }),
   )
 } catch (err) {
   console.error(`migration failed on ${redactUrl(url)}: ${(err as Error).message}`)

@@ -101,9 +101,7 @@ export const suppressions = pgTable(
   },
   (t) => [
     // At most one standing entry per member and address; the relay looks it up at RCPT.
-    uniqueIndex('suppressions_member_address_key')
-      .on(t.memberId, t.address)
-      .where(sql`removed_at IS NULL`),
+    uniqueIndex('suppressions_member_address_key').on(t.memberId, t.address).where(sql`removed_at IS NULL`),
     check('suppressions_reason_check', sql.raw(`reason IN (${oneOf(SUPPRESSION_REASONS)})`)),
   ],
 )

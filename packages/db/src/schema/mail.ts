@@ -60,9 +60,7 @@ export const messageRecipients = pgTable(
   },
   (t) => [
     index('message_recipients_message_idx').on(t.messageId),
-    index('message_recipients_pending_idx')
-      .on(t.nextAttemptAt)
-      .where(sql`state IN ('queued', 'deferred')`),
+    index('message_recipients_pending_idx').on(t.nextAttemptAt).where(sql`state IN ('queued', 'deferred')`),
     check('message_recipients_state_check', sql.raw(`state IN (${oneOf(RECIPIENT_STATES)})`)),
   ],
 )

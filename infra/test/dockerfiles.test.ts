@@ -1,0 +1,99 @@
+import assert from 'node:assert/strict'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const SERVICES = ['labeler', 'relay', 'scheduler', 'fbl-ingest', 'admin']
+const toolchain = readFileSync(join(root, 'scripts/toolchain.sh'), 'utf8')
+const nodeVersion = /ATMOS_NODE_VERSION="([^"]+)"/.exec(toolchain)?.[1]
+const pnpmVersion = /ATMOS_PNPM_VERSION="([^"]+)"/.exec(toolchain)?.[1]
+const dockerignore = readFileSync(join(root, '.dockerignore'), 'utf8').split('\n').filter(Boolean)
+
+type Instruction = { op: string; args: string }
+
+/** Dockerfile instructions with line continuations joined and comments dropped. */
+function parseDockerfile(text: string): Instruction[] {
+  return text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => {
+      const [op, ...rest] = l.split(/\s+/)
+      return { op: op!.toUpperCase(), args: rest.join(' ') }
+    })
+}
+
+describe('Dockerfiles', () => {
+  for (const name of SERVICES) {
+    const file = join(root, 'services', name, 'Dockerfile')
+    const steps = parseDockerfile(readFileSync(file, 'utf8'))
+
+    it(`${name}: multi-stage, pinned Node and pnpm, non-root, runs its own entry point`, () => {
+      assert.ok(steps.filter((s) => s.op === 'FROM').length >= 2, 'multi-stage')
+      const arg = steps.find((s) => s.op === 'ARG' && s.args.startsWith('NODE_IMAGE='))
+      assert.equal(arg?.args, `NODE_IMAGE=node:${nodeVersion}-bookworm-slim`, 'same Node as scripts/toolchain.sh')
+      assert.ok(
+        steps.some((s) => s.op === 'RUN' && s.args.includes(`pnpm@${pnpmVersion}`)),
+        'same pnpm as the toolchain',
+      )
+      assert.ok(steps.some((s) => s.op === 'RUN' && s.args.includes('--frozen-lockfile')))
+      const finalStage = steps.slice(steps.map((s) => s.op).lastIndexOf('FROM'))
+      const user = finalStage.find((s) => s.op === 'USER')?.args
+      assert.ok(user && user !== 'root' && user !== '0', 'the runtime stage drops root')
+      assert.equal(
+        finalStage.find((s) => s.op === 'WORKDIR' && s.args.includes('services'))?.args,
+        `/app/services/${name}`,
+      )
+      assert.equal(finalStage.find((s) => s.op === 'CMD')?.args, '["node", "src/index.ts"]')
+      assert.ok(finalStage.some((s) => s.op === 'HEALTHCHECK' && s.args.includes('/healthz')))
+      const port = /ATMOS_HTTP_PORT=(\d+)/.exec(finalStage.find((s) => s.op === 'ENV')?.args ?? '')?.[1]
+      assert.ok(
+        port &&
+          finalStage
+            .find((s) => s.op === 'EXPOSE')
+            ?.args.split(' ')
+            .includes(port),
+      )
+    })
+
+    // Replays the build stage without Docker: the files its COPY lines bring (less what
+    // .dockerignore leaves out), the same offline, frozen, production-only install, and
+    // then the entry point, which must load every module and stop at the config check.
+    it(`${name}: the build stage's install yields a runnable service`, () => {
+      const ctx = mkdtempSync(join(tmpdir(), `atmos-image-${name}-`))
+      try {
+        const ignored = (src: string) =>
+          /(^|\/)(node_modules|test)(\/|$)/.test(src.slice(root.length)) ||
+          dockerignore.some((p) => !p.startsWith('!') && src.slice(root.length + 1) === p)
+        for (const step of steps.filter((s) => s.op === 'COPY' && !s.args.startsWith('--from'))) {
+          const parts = step.args.split(/\s+/)
+          const sources = parts.slice(0, -1)
+          const dest = parts.at(-1)!
+          for (const src of sources) {
+            const target = dest === './' ? join(ctx, src) : join(ctx, dest)
+            cpSync(join(root, src), target, { recursive: true, filter: (s) => !ignored(s) })
+          }
+        }
+        const install = steps
+          .filter((s) => s.op === 'RUN')
+          .map((s) => s.args)
+          .find((a) => a.startsWith('pnpm install'))!
+        execFileSync('bash', ['-c', install], { cwd: ctx, stdio: 'pipe' })
+        const run = spawnSync(process.execPath, ['src/index.ts'], {
+          cwd: join(ctx, 'services', name),
+          env: { PATH: process.env.PATH, ATMOS_HTTP_PORT: 'not-a-port' },
+          encoding: 'utf8',
+        })
+        assert.equal(run.status, 2, run.stderr)
+        assert.match(run.stderr, /invalid configuration:\n {2}http\.port \(from ATMOS_HTTP_PORT\)/)
+      } finally {
+        rmSync(ctx, { recursive: true, force: true })
+      }
+    })
+  }
+})

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict'
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment'
+import { Job } from 'kubernetes-models/batch/v1/Job'
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
+import { Service } from 'kubernetes-models/v1/Service'
+import { parseAllDocuments } from 'yaml'
+
+// kubernetes-models checks each object against the Kubernetes OpenAPI schemas, which
+// allow unknown keys; the checks below add what matters to us and the schemas cannot say.
+
+const k8s = fileURLToPath(new URL('../k8s', import.meta.url))
+const SERVICES = ['labeler', 'relay', 'scheduler', 'fbl-ingest', 'admin']
+
+type Obj = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: any }
+
+const MODELS: Record<string, new (o: any) => { validate(): void }> = {
+  'apps/v1/Deployment': Deployment,
+  'v1/Service': Service,
+  'v1/ConfigMap': ConfigMap,
+  'batch/v1/Job': Job,
+}
+
+function loadYaml(file: string): Obj[] {
+  return parseAllDocuments(readFileSync(file, 'utf8')).map((doc) => {
+    assert.deepEqual(doc.errors, [], `${file}: ${doc.errors.join('; ')}`)
+    return doc.toJS() as Obj
+  })
+}
+
+/** The resources a kustomization lists, followed into bases, with the files checked to exist. */
+function kustomize(dir: string): { objects: Obj[]; patches: Obj[] } {
+  const kustomization = loadYaml(join(dir, 'kustomization.yaml'))[0] as unknown as {
+    resources?: string[]
+    patches?: { path: string }[]
+  }
+  const objects: Obj[] = []
+  const patches: Obj[] = []
+  for (const resource of kustomization.resources ?? []) {
+    const path = join(dir, resource)
+    assert.ok(existsSync(path), `${dir}: resource ${resource} does not exist`)
+    if (existsSync(join(path, 'kustomization.yaml'))) {
+      const nested = kustomize(path)
+      objects.push(...nested.objects)
+      patches.push(...nested.patches)
+    } else objects.push(...loadYaml(path))
+  }
+  for (const patch of kustomization.patches ?? []) {
+    const path = join(dir, patch.path)
+    assert.ok(existsSync(path), `${dir}: patch ${patch.path} does not exist`)
+    patches.push(...loadYaml(path))
+  }
+  return { objects, patches }
+}
+
+const base = kustomize(join(k8s, 'base'))
+const deployments = base.objects.filter((o) => o.kind === 'Deployment')
+
+describe('kubernetes manifests', () => {
+  it('validate against the Kubernetes object schemas', () => {
+    for (const obj of base.objects) {
+      const Model = MODELS[`${obj.apiVersion}/${obj.kind}`]
+      assert.ok(Model, `no schema check for ${obj.apiVersion} ${obj.kind}`)
+      new Model(obj).validate()
+    }
+  })
+
+  it('the schema check catches a broken object (so the test above means something)', () => {
+    const broken = structuredClone(deployments[0]!)
+    broken.spec.replicas = 'two'
+    assert.throws(() => new Deployment(broken).validate(), /replicas/)
+  })
+
+  it('have a Deployment and a Service for each of the five services, and a migration Job', () => {
+    for (const name of SERVICES) {
+      assert.ok(
+        deployments.some((d) => d.metadata.name === name),
+        `no Deployment ${name}`,
+      )
+      assert.ok(
+        base.objects.some((o) => o.kind === 'Service' && o.metadata.name === name),
+        `no Service ${name}`,
+      )
+    }
+    const job = base.objects.find((o) => o.kind === 'Job')
+    assert.deepEqual(job?.spec.template.spec.containers[0].command, ['node', '/app/packages/db/src/bin/migrate.ts'])
+  })
+
+  for (const name of SERVICES) {
+    it(`${name}: probes on /healthz and /readyz, resource requests, non-root, selector matching its pods`, () => {
+      const d = deployments.find((x) => x.metadata.name === name)!
+      const pod = d.spec.template.spec
+      assert.deepEqual(d.spec.selector.matchLabels, { 'app.kubernetes.io/name': name })
+      for (const [k, v] of Object.entries(d.spec.selector.matchLabels))
+        assert.equal(d.spec.template.metadata.labels[k], v)
+      assert.equal(pod.securityContext.runAsNonRoot, true)
+      assert.ok(pod.securityContext.runAsUser > 0)
+      for (const c of pod.containers) {
+        assert.equal(c.livenessProbe.httpGet.path, '/healthz')
+        assert.equal(c.readinessProbe.httpGet.path, '/readyz')
+        const portNames = c.ports.map((p: { name: string }) => p.name)
+        assert.ok(portNames.includes(c.livenessProbe.httpGet.port), 'liveness probe names a port the container has')
+        assert.ok(portNames.includes(c.readinessProbe.httpGet.port))
+        assert.ok(c.resources.requests.cpu && c.resources.requests.memory, 'cpu and memory requests')
+        assert.equal(c.securityContext.allowPrivilegeEscalation, false)
+        assert.equal(c.securityContext.readOnlyRootFilesystem, true)
+        const opsPort = c.ports.find((p: { name: string }) => p.name === 'ops').containerPort
+        assert.equal(c.env.find((e: { name: string }) => e.name === 'ATMOS_HTTP_PORT').value, String(opsPort))
+        assert.deepEqual(
+          c.envFrom.map((e: Record<string, { name: string }>) => Object.values(e)[0]!.name),
+          ['atmos-config', 'atmos-secrets'],
+        )
+      }
+      const svc = base.objects.find((o) => o.kind === 'Service' && o.metadata.name === name)!
+      for (const [k, v] of Object.entries(svc.spec.selector)) assert.equal(d.spec.template.metadata.labels[k], v)
+      const containerPorts = pod.containers.flatMap((c: { ports: { name: string }[] }) => c.ports.map((p) => p.name))
+      for (const p of svc.spec.ports)
+        assert.ok(containerPorts.includes(p.targetPort), `${name}: targetPort ${p.targetPort}`)
+    })
+  }
+
+  it('expose SMTP as TCP: relay on 587 and fbl-ingest on 25', () => {
+    const port = (svc: string, name: string) =>
+      base.objects
+        .find((o) => o.kind === 'Service' && o.metadata.name === svc)!
+        .spec.ports.find((p: { name: string }) => p.name === name)
+    assert.deepEqual([port('relay', 'submission').port, port('relay', 'submission').protocol], [587, 'TCP'])
+    assert.deepEqual([port('fbl-ingest', 'smtp').port, port('fbl-ingest', 'smtp').protocol], [25, 'TCP'])
+  })
+
+  it('the production overlay builds on the base and patches only objects that exist', () => {
+    const prod = kustomize(join(k8s, 'overlays/production'))
+    assert.equal(prod.objects.length, base.objects.length)
+    for (const patch of prod.patches) {
+      assert.ok(
+        prod.objects.some((o) => o.kind === patch.kind && o.metadata.name === patch.metadata.name),
+        `patch targets missing ${patch.kind}/${patch.metadata.name}`,
+      )
+    }
+    const overlay = loadYaml(join(k8s, 'overlays/production/kustomization.yaml'))[0] as unknown as {
+      images: { name: string }[]
+      replicas: { name: string }[]
+    }
+    const images = new Set(
+      deployments.flatMap((d) => d.spec.template.spec.containers.map((c: { image: string }) => c.image.split(':')[0])),
+    )
+    for (const i of overlay.images) assert.ok(images.has(i.name), `image ${i.name} is used by no Deployment`)
+    for (const r of overlay.replicas)
+      assert.ok(
+        deployments.some((d) => d.metadata.name === r.name),
+        `replicas for ${r.name}`,
+      )
+    assert.ok(dirname(k8s))
+  })
+})

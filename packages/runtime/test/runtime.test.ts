@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict'
+import { Writable } from 'node:stream'
+import { describe, it } from 'node:test'
+import { closedPort } from '@atmos/testkit'
+import { Redis } from 'ioredis'
+import { createLogger, createMetricsRegistry, OpsServer, redisCheck, withTimeout } from '../src/index.ts'
+
+function capture() {
+  const lines: string[] = []
+  const stream = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(String(chunk))
+      done()
+    },
+  })
+  return { lines, stream }
+}
+
+describe('logger', () => {
+  it('writes JSON lines and never the value of a secret field, however deep', () => {
+    const { lines, stream } = capture()
+    const logger = createLogger('relay', 'info', stream)
+    logger.info(
+      { password: 'hunter2', member: { privateKey: '-----BEGIN PRIVATE KEY-----' }, a: { b: { token: 'tok' } } },
+      'credentials checked',
+    )
+    const out = lines.join('')
+    for (const secret of ['hunter2', 'BEGIN PRIVATE KEY', 'tok"']) assert.ok(!out.includes(secret), `leaked ${secret}`)
+    const line = JSON.parse(out)
+    assert.equal(line.msg, 'credentials checked')
+    assert.equal(line.service, 'relay')
+    assert.equal(line.level, 'info')
+    assert.equal(line.password, '[redacted]')
+  })
+})
+
+describe('ops server', () => {
+  const logger = createLogger('test', 'silent')
+
+  async function withServer(
+    checks: ConstructorParameters<typeof OpsServer>[0]['checks'],
+    fn: (base: string, ops: OpsServer) => Promise<void>,
+  ) {
+    const ops = new OpsServer({ host: '127.0.0.1', port: 0, logger, metrics: createMetricsRegistry('test'), checks })
+    const address = await ops.start()
+    try {
+      await fn(`http://127.0.0.1:${address.port}`, ops)
+    } finally {
+      await ops.stop()
+    }
+  }
+
+  it('reports each failing dependency by name, and 503 while draining', async () => {
+    await withServer(
+      [
+        { name: 'postgres', check: async () => {} },
+        {
+          name: 'redis',
+          check: async () => {
+            throw new Error('connection refused')
+          },
+        },
+      ],
+      async (base, ops) => {
+        const res = await fetch(`${base}/readyz`)
+        assert.equal(res.status, 503)
+        assert.deepEqual(await res.json(), {
+          status: 'unavailable',
+          checks: { postgres: 'ok', redis: 'connection refused' },
+        })
+        ops.startDraining()
+        const draining = await fetch(`${base}/readyz`)
+        assert.equal(draining.status, 503)
+        assert.deepEqual(await draining.json(), { status: 'draining' })
+        assert.equal((await fetch(`${base}/healthz`)).status, 200)
+      },
+    )
+  })
+
+  it('answers even when a dependency hangs', async () => {
+    const hang = () => withTimeout(new Promise<void>(() => {}), 200, 'postgres')
+    await withServer([{ name: 'postgres', check: hang }], async (base) => {
+      const res = await fetch(`${base}/readyz`)
+      assert.equal(res.status, 503)
+      assert.match(JSON.stringify(await res.json()), /postgres did not answer within 200 ms/)
+    })
+  })
+
+  it('serves Prometheus text with the service label', async () => {
+    await withServer([], async (base) => {
+      const res = await fetch(`${base}/metrics`)
+      assert.equal(res.status, 200)
+      assert.match(await res.text(), /atmos_nodejs_heap_size_used_bytes\{service="test"\}/)
+    })
+  })
+})
+
+describe('redis readiness', () => {
+  it('fails within its timeout when Redis is unreachable', async () => {
+    const redis = new Redis(`redis://127.0.0.1:${await closedPort()}`, {
+      maxRetriesPerRequest: null,
+      lazyConnect: false,
+    })
+    redis.on('error', () => {})
+    try {
+      const started = Date.now()
+      await assert.rejects(redisCheck(redis, 300).check(), /redis connection is (reconnecting|connecting|connect)/)
+      assert.ok(Date.now() - started < 2000)
+    } finally {
+      redis.disconnect()
+    }
+  })
+})

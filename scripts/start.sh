@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one command that starts the whole local stack: toolchain, install from the lockfile,
+# Postgres and Redis (started when installed but stopped), migrations, then all five
+# services in the foreground until Ctrl-C. Configure with ATMOS_* variables (README).
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
+source "$ATMOS_ROOT/scripts/deps.sh"
+cd "$ATMOS_ROOT"
+
+atmos_install
+atmos_ensure_postgres
+atmos_ensure_redis
+exec node tools/stack/src/stack.ts

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one command that runs every check, from a fresh clone: toolchain, install from the
+# frozen lockfile, lint, typecheck, a freshly migrated test database, then every package's
+# tests against the real Postgres and Redis. `.ci/run` calls exactly this.
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
+source "$ATMOS_ROOT/scripts/deps.sh"
+cd "$ATMOS_ROOT"
+
+atmos_install
+atmos_ensure_postgres
+atmos_ensure_redis
+atmos_ensure_apt docker-compose
+
+echo "== lint" >&2
+biome ci --reporter=summary .
+echo "== typecheck" >&2
+turbo run typecheck --output-logs=errors-only
+echo "== fresh test database" >&2
+node packages/testkit/src/bin/reset-test-database.ts
+echo "== tests" >&2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+turbo run test --concurrency=2 --log-order=grouped 2>&1 | tee "$log" || status=$?
+# One closing line over every package's node:test summary.
+awk '/ℹ pass [0-9]+/ { p += $NF } /ℹ fail [0-9]+/ { f += $NF } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

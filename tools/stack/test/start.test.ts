@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { after, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import { createTestDatabase, TEST_REDIS_URL, testRedisPrefix } from '@atmos/testkit'
+import { SERVICES } from '../src/services.ts'
+
+const startScript = fileURLToPath(new URL('../../../scripts/start.sh', import.meta.url))
+const cleanups: Array<() => Promise<void>> = []
+after(async () => {
+  for (const c of cleanups) await c()
+})
+
+it("the README's start command brings all five services up ready, and Ctrl-C stops them with exit 0", async () => {
+  const db = await createTestDatabase({ migrated: false })
+  await db.drop() // the start command must create it
+  cleanups.push(db.drop)
+  const offset = 1000 + Math.floor(Math.random() * 20_000)
+  const child = spawn('bash', [startScript], {
+    env: {
+      ...process.env,
+      ATMOS_DATABASE_URL: db.url,
+      ATMOS_REDIS_URL: TEST_REDIS_URL,
+      ATMOS_REDIS_PREFIX: testRedisPrefix('stack'),
+      ATMOS_STACK_PORT_OFFSET: String(offset),
+      ATMOS_STACK_QUIET: '1',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  })
+  let out = ''
+  child.stdout.on('data', (d) => {
+    out += d
+  })
+  child.stderr.on('data', (d) => {
+    out += d
+  })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  cleanups.push(async () => {
+    if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL')
+  })
+
+  const deadline = Date.now() + 90_000
+  while (!out.includes('stack: press Ctrl-C to stop')) {
+    assert.ok(Date.now() < deadline, `stack did not come up:\n${out}`)
+    assert.equal(child.exitCode, null, `stack exited early:\n${out}`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+  for (const service of SERVICES) {
+    const base = `http://127.0.0.1:${service.port + offset}`
+    assert.match(out, new RegExp(`${service.name}\\s+ops ${base}`))
+    const res = await fetch(`${base}/readyz`)
+    assert.equal(res.status, 200, `${service.name}: ${await res.text()}`)
+  }
+  process.kill(child.pid!, 'SIGINT')
+  assert.equal(await exited, 0, out)
+  assert.match(out, /stack: stopped/)
+})
