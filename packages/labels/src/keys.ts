@@ -21,7 +21,7 @@ export async function createSigningKeyFile(path: string): Promise<Secp256k1Keypa
   return keypair
 }
 
-/** Loads the key file, refusing one that others can read. */
+/** Loads the key file, refusing one that anyone outside its owner and group can read or write. */
 export async function loadSigningKeyFile(path: string): Promise<Secp256k1Keypair> {
   let text: string
   try {

@@ -64,6 +64,11 @@ export class OpsServer {
     return (this.server?.address() as AddressInfo | null) ?? undefined
   }
 
+  /** Adds a readiness condition (a service's own start-up, a listener it depends on). */
+  addCheck(check: DependencyCheck): void {
+    this.opts.checks.push(check)
+  }
+
   /** From now on /readyz answers 503, so that load balancers stop sending work. */
   startDraining(): void {
     this.draining = true

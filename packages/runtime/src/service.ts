@@ -1,15 +1,26 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { BaseConfig } from '@atmos/config'
 import { type BaseContext, closeBaseContext } from './context.ts'
 import type { Logger } from './logger.ts'
 import type { Service } from './main.ts'
 
+const RETRY_MIN_MS = 500
+const RETRY_MAX_MS = 15_000
+
 /**
- * The lifecycle every service shares: the ops endpoint comes up first (liveness answers
- * while the rest starts), and on destroy readiness turns 503 before the service's own
- * work is drained and the pools are closed. Services override startWork/stopWork.
+ * The lifecycle every service shares. The ops endpoint comes up first, so liveness
+ * answers at once; the service's own work (which needs Postgres and Redis) then starts in
+ * the background and is retried with backoff while a dependency is down, with /readyz
+ * saying why. On destroy, readiness turns 503 before the work is drained and the pools
+ * are closed. Services override startWork/stopWork.
  */
 export abstract class BaseService<Ctx extends BaseContext<BaseConfig>> implements Service {
   readonly ctx: Ctx
+  private started = false
+  private stopping = false
+  private startError = 'starting'
+  private starting: Promise<void> | undefined
+  private readonly stopSignal = new AbortController()
 
   constructor(ctx: Ctx) {
     this.ctx = ctx
@@ -19,22 +30,55 @@ export abstract class BaseService<Ctx extends BaseContext<BaseConfig>> implement
     return this.ctx.logger
   }
 
-  /** Starts the service's own servers and workers. */
+  /** Starts the service's own servers and workers; may throw to be retried. */
   protected async startWork(): Promise<void> {}
 
   /** Stops accepting new work and waits for in-flight work to finish. */
   protected async stopWork(): Promise<void> {}
 
+  /** Resolves once the service's own work has started (for in-process use and tests). */
+  async whenStarted(): Promise<void> {
+    await this.starting
+    if (!this.started) throw new Error(`not started: ${this.startError}`)
+  }
+
   async start(): Promise<void> {
+    this.ctx.ops.addCheck({
+      name: 'service',
+      check: async () => {
+        if (!this.started) throw new Error(this.startError)
+      },
+    })
     await this.ctx.ops.start()
-    await this.startWork()
-    this.logger.info('started')
+    this.starting = this.startWithRetry()
+  }
+
+  private async startWithRetry(): Promise<void> {
+    let delay = RETRY_MIN_MS
+    while (!this.stopping) {
+      try {
+        await this.startWork()
+        this.started = true
+        this.logger.info('started')
+        return
+      } catch (err) {
+        this.startError = `start-up failed: ${(err as Error).message}`
+        this.logger.warn({ err: (err as Error).message, retryInMs: delay }, 'start-up failed; retrying')
+        // Undo whatever half-started, so the next attempt starts clean.
+        await this.stopWork().catch(() => {})
+        await sleep(delay, undefined, { signal: this.stopSignal.signal }).catch(() => {})
+        delay = Math.min(delay * 2, RETRY_MAX_MS)
+      }
+    }
   }
 
   async destroy(): Promise<void> {
+    this.stopping = true
+    this.stopSignal.abort()
     this.ctx.ops.startDraining()
     try {
-      await this.stopWork()
+      await this.starting
+      if (this.started) await this.stopWork()
     } finally {
       await closeBaseContext(this.ctx)
     }

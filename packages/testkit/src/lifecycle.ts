@@ -10,10 +10,16 @@ import { TEST_REDIS_URL, testRedisPrefix } from './redis.ts'
  * probes, metrics, readiness that follows Postgres, a clean exit on SIGTERM and a clear
  * refusal of bad config. Each service's test/lifecycle.test.ts calls this.
  */
-export function describeServiceLifecycle(service: string, entry: URL) {
+export function describeServiceLifecycle(
+  service: string,
+  entry: URL,
+  opts: { env?: () => Promise<Record<string, string>> | Record<string, string> } = {},
+) {
   describe(`${service} process lifecycle`, () => {
     let db: TestDatabase
+    let extraEnv: Record<string, string> = {}
     const baseEnv = () => ({
+      ...extraEnv,
       ATMOS_DATABASE_URL: db.url,
       ATMOS_REDIS_URL: TEST_REDIS_URL,
       ATMOS_REDIS_PREFIX: testRedisPrefix(service),
@@ -23,6 +29,7 @@ export function describeServiceLifecycle(service: string, entry: URL) {
 
     before(async () => {
       db = await createTestDatabase()
+      extraEnv = (await opts.env?.()) ?? {}
     })
     after(async () => {
       await db?.drop()
@@ -37,7 +44,7 @@ export function describeServiceLifecycle(service: string, entry: URL) {
         assert.deepEqual(await health.json(), { status: 'ok' })
 
         const ready = await fetchReady(base, 200)
-        assert.deepEqual(ready, { status: 'ready', checks: { postgres: 'ok', redis: 'ok' } })
+        assert.deepEqual(ready, { status: 'ready', checks: { postgres: 'ok', redis: 'ok', service: 'ok' } })
 
         const metrics = await fetch(`${base}/metrics`)
         assert.equal(metrics.status, 200)

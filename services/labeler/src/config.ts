@@ -1,8 +1,30 @@
-import { section, serviceConfigSchema } from '@atmos/config'
-import type { z } from 'zod'
+import { field, section, serviceConfigSchema } from '@atmos/config'
+import { z } from 'zod'
 
 /** The labeler's own settings, under `labeler` in the config file and `ATMOS_LABELER_*` in the environment. */
-export const labelerSection = section({})
+export const labelerSection = section({
+  /**
+   * The labeler's DID, the `src` of every label. Empty: the signing key's did:key, which
+   * any client can verify without a DID document (fine locally; production uses did:plc).
+   */
+  did: z
+    .string()
+    .regex(/^(did:[a-z]+:[a-zA-Z0-9._:%-]+)?$/, 'expected a DID such as did:plc:abc123')
+    .default(''),
+  /** secp256k1 private key in hex, mode 0600; `labeler init` creates it. */
+  signingKeyFile: field.string('.state/labeler/label-signing.key'),
+  /** The XRPC endpoint (queryLabels, subscribeLabels). */
+  xrpc: section({
+    host: field.string('127.0.0.1'),
+    port: field.port(2583),
+  }),
+  subscribe: section({
+    /** Events a slow subscriber may fall behind before it gets ConsumerTooSlow. */
+    maxBuffer: field.int(5000, { min: 10, max: 1_000_000 }),
+    /** Rows read per query while replaying from a cursor. */
+    backfillPageSize: field.int(500, { min: 1, max: 10_000 }),
+  }),
+})
 
 export const labelerConfigSchema = serviceConfigSchema('labeler', { httpPort: 8101, own: labelerSection })
 

@@ -1,9 +1,64 @@
+import { loadSigningKeyFile } from '@atmos/labels'
 import { type BaseContext, createBaseContext } from '@atmos/runtime'
+import { Counter, Gauge, Histogram } from 'prom-client'
 import type { LabelerConfig } from './config.ts'
+import { LabelStream } from './labels/stream.ts'
+import { type LabelSigner, LabelWriter } from './labels/writer.ts'
+
+export type LabelerMetrics = ReturnType<typeof createMetrics>
 
 /** Everything the labeler needs, built once from its config. */
-export type AppContext = BaseContext<LabelerConfig>
+export type AppContext = BaseContext<LabelerConfig> & {
+  signer: LabelSigner
+  labelWriter: LabelWriter
+  labelStream: LabelStream
+  labelerMetrics: LabelerMetrics
+}
 
-export function createContext(config: LabelerConfig): AppContext {
-  return createBaseContext('labeler', config)
+function createMetrics(ctx: BaseContext<LabelerConfig>) {
+  const registers = [ctx.metrics]
+  return {
+    labelsEmitted: new Counter({
+      name: 'atmos_labeler_labels_emitted_total',
+      help: 'Labels written, by value and whether they negate',
+      labelNames: ['val', 'neg'],
+      registers,
+    }),
+    subscribers: new Gauge({
+      name: 'atmos_labeler_subscribers',
+      help: 'subscribeLabels connections open now',
+      registers,
+    }),
+    subscribersClosed: new Counter({
+      name: 'atmos_labeler_subscribers_closed_total',
+      help: 'subscribeLabels connections closed, by reason (too_slow: ConsumerTooSlow)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    queryLabelsSeconds: new Histogram({
+      name: 'atmos_labeler_query_labels_seconds',
+      help: 'queryLabels database time',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
+  }
+}
+
+export async function createContext(config: LabelerConfig): Promise<AppContext> {
+  const base = createBaseContext('labeler', config)
+  const keypair = await loadSigningKeyFile(config.labeler.signingKeyFile).catch((err: Error) => {
+    throw new Error(`${err.message} (create one with: labeler init)`)
+  })
+  const signer: LabelSigner = { keypair, src: config.labeler.did || keypair.did() }
+  const labelerMetrics = createMetrics(base)
+  return {
+    ...base,
+    signer,
+    labelWriter: new LabelWriter(base.db, signer),
+    labelStream: new LabelStream(base.db, base.logger, {
+      maxBuffer: config.labeler.subscribe.maxBuffer,
+      pageSize: config.labeler.subscribe.backfillPageSize,
+    }),
+    labelerMetrics,
+  }
 }

@@ -1,10 +1,55 @@
+import type { Server as HttpServer } from 'node:http'
 import { BaseService } from '@atmos/runtime'
+import type { Server as XrpcServer } from '@atproto/xrpc-server'
+import { registerQueryLabels } from './api/query-labels.ts'
+import { createXrpcServer, listen } from './api/server.ts'
+import { registerSubscribeLabels } from './api/subscribe-labels.ts'
 import type { LabelerConfig } from './config.ts'
 import { type AppContext, createContext } from './context.ts'
 
 /** Watches the network for email.atmos.attestation records, verifies them and serves signed labels. */
 export class LabelerService extends BaseService<AppContext> {
+  private xrpc: XrpcServer | undefined
+  private http: HttpServer | undefined
+
   static async create(config: LabelerConfig): Promise<LabelerService> {
-    return new LabelerService(createContext(config))
+    return new LabelerService(await createContext(config))
+  }
+
+  /** The XRPC endpoint's base URL once started. */
+  get xrpcUrl(): string | undefined {
+    const a = this.http?.address()
+    return a && typeof a === 'object' ? `http://${a.address}:${a.port}` : undefined
+  }
+
+  protected override async startWork(): Promise<void> {
+    const { config, labelStream, labelerMetrics: m } = this.ctx
+    await labelStream.start()
+    const xrpc = createXrpcServer()
+    registerQueryLabels(xrpc, this.ctx.db, (s) => m.queryLabelsSeconds.observe(s))
+    registerSubscribeLabels(xrpc, labelStream, {
+      connected: () => m.subscribers.inc(),
+      closed: (reason) => {
+        m.subscribers.dec()
+        m.subscribersClosed.inc({ reason })
+      },
+    })
+    this.xrpc = xrpc
+    this.http = await listen(xrpc, config.labeler.xrpc.host, config.labeler.xrpc.port)
+    this.logger.info({ xrpc: this.xrpcUrl, src: this.ctx.signer.src }, 'xrpc endpoint listening')
+  }
+
+  protected override async stopWork(): Promise<void> {
+    for (const sub of this.xrpc?.subscriptions.values() ?? []) {
+      for (const client of sub.wss.clients) client.close(1001, 'server shutting down')
+    }
+    const http = this.http
+    if (http) {
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve())
+        http.closeAllConnections()
+      })
+    }
+    await this.ctx.labelStream.stop()
   }
 }

@@ -2,8 +2,9 @@
 // missing), starts the five services as child processes, prints where each listens once
 // all are ready, relays their logs, and on Ctrl-C (or SIGTERM) stops them all cleanly.
 // Started by scripts/start.sh; the services' config comes from the same environment.
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { redactUrl, runMigrations } from '@atmos/db'
 import { SERVICES } from './services.ts'
 
@@ -22,12 +23,25 @@ const migrated = await runMigrations(databaseUrl, { createDatabase: true }).catc
 })
 say(`database ${redactUrl(databaseUrl)}: ${migrated.applied} migrations applied, ${migrated.total} in all`)
 
+// The labeler signs with a key of its own; create it on first start (never overwritten).
+const labelerCli = fileURLToPath(new URL('../../../services/labeler/src/cli.ts', import.meta.url))
+try {
+  say(execFileSync(process.execPath, [labelerCli, 'init'], { encoding: 'utf8' }).trim().replace(/\n/g, ': '))
+} catch (err) {
+  say(`labeler init failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`)
+  process.exit(1)
+}
+
 type Running = { name: string; child: ChildProcess; ops?: string; exited: Promise<number | null> }
 let stopping = false
 
 const running: Running[] = SERVICES.map((service) => {
   const child = spawn(process.execPath, [service.entry], {
-    env: { ...process.env, ATMOS_HTTP_PORT: String(service.port + portOffset) },
+    env: {
+      ...process.env,
+      ATMOS_HTTP_PORT: String(service.port + portOffset),
+      ATMOS_LABELER_XRPC_PORT: process.env.ATMOS_LABELER_XRPC_PORT ?? String(2583 + portOffset),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     // A group of its own: Ctrl-C in the terminal reaches only the stack, which then stops
     // each service once with SIGTERM (a second signal would skip the service's drain).

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { createTestDatabase, TEST_REDIS_URL, testRedisPrefix } from '@atmos/testkit'
@@ -24,6 +27,8 @@ it("the README's start command brings all five services up ready, and Ctrl-C sto
       ATMOS_REDIS_PREFIX: testRedisPrefix('stack'),
       ATMOS_STACK_PORT_OFFSET: String(offset),
       ATMOS_STACK_QUIET: '1',
+      ATMOS_LABELER_SIGNING_KEY_FILE: join(mkdtempSync(join(tmpdir(), 'atmos-stack-')), 'label-signing.key'),
+      ATMOS_LABELER_XRPC_PORT: '0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -52,6 +57,7 @@ it("the README's start command brings all five services up ready, and Ctrl-C sto
     const res = await fetch(`${base}/readyz`)
     assert.equal(res.status, 200, `${service.name}: ${await res.text()}`)
   }
+  assert.match(out, /stack: created signing key .*: did:key:zQ3s/)
   process.kill(child.pid!, 'SIGINT')
   assert.equal(await exited, 0, out)
   assert.match(out, /stack: stopped/)

@@ -1,0 +1,151 @@
+import type { Db, Tx } from '@atmos/db'
+import { labelSigningKeys, labels } from '@atmos/db'
+import { type SignedLabel, signLabel } from '@atmos/labels'
+import type { Secp256k1Keypair } from '@atproto/crypto'
+import { and, eq, sql } from 'drizzle-orm'
+
+/** Channel on which a commit of new labels is announced (payload: the highest new seq). */
+export const LABELS_CHANNEL = 'atmos_labels'
+
+/**
+ * Transaction-scoped advisory lock every label writer takes before it draws a sequence
+ * number. Numbers from a Postgres sequence alone would commit out of order across
+ * concurrent transactions, and a subscriber that saw seq N could later find N-1 appear;
+ * holding this lock until commit makes seq order and visibility order the same.
+ */
+export const LABEL_WRITER_LOCK = 0x61746d6f736c626cn // "atmoslbl"
+
+export type LabelSigner = { keypair: Secp256k1Keypair; src: string }
+
+/** One intended state of one label on one subject: held (neg false) or withdrawn (neg true). */
+export type LabelChange = { uri: string; val: string; neg: boolean; exp?: string; reason: string }
+
+export type StoredLabel = SignedLabel & { seq: number }
+
+/** Whether a published label row asserts its value now: not negated and not expired. */
+export function isHeld(row: { neg: boolean; exp: string | null }, now: Date): boolean {
+  return !row.neg && (row.exp === null || Date.parse(row.exp) > now.getTime())
+}
+
+/**
+ * Signs and stores label changes, one row per (src, uri, cid, val) that moves to a fresh
+ * seq on each change, and announces the commit. Labels are only ever written here.
+ */
+export class LabelWriter {
+  readonly db: Db
+  readonly signer: LabelSigner
+  private keyId: number | undefined
+
+  constructor(db: Db, signer: LabelSigner) {
+    this.db = db
+    this.signer = signer
+  }
+
+  /**
+   * Brings the labels on `uri` to the wanted states, emitting only those that differ from
+   * what is published (so repeating a verification emits nothing). Returns what it emitted.
+   */
+  async reconcile(
+    uri: string,
+    wanted: Map<string, { held: boolean; exp?: string }>,
+    reason: string,
+  ): Promise<StoredLabel[]> {
+    return this.db.transaction(async (tx) => {
+      await lockWriters(tx)
+      const current = await tx
+        .select({ val: labels.val, neg: labels.neg, exp: labels.exp })
+        .from(labels)
+        .where(and(eq(labels.src, this.signer.src), eq(labels.uri, uri)))
+      const now = new Date()
+      const changes: LabelChange[] = []
+      for (const [val, want] of wanted) {
+        const row = current.find((r) => r.val === val)
+        if (want.held) {
+          // Held already, with the expiry asked for (the caller decides when to renew).
+          if (row && isHeld(row, now) && (want.exp === undefined || row.exp === want.exp)) continue
+          changes.push({ uri, val, neg: false, exp: want.exp, reason })
+        } else {
+          // Never issued, or withdrawn already: nothing to negate.
+          if (!row || row.neg) continue
+          changes.push({ uri, val, neg: true, reason })
+        }
+      }
+      return this.writeLocked(tx, changes)
+    })
+  }
+
+  /** Emits the given changes unconditionally (an operator's explicit action, a re-sign). */
+  async emit(changes: LabelChange[]): Promise<StoredLabel[]> {
+    return this.db.transaction(async (tx) => {
+      return this.writeLocked(tx, changes)
+    })
+  }
+
+  /** The signing key's row, recorded on first use so every label names the key that signed it. */
+  private async signingKeyId(tx: Tx): Promise<number> {
+    if (this.keyId !== undefined) return this.keyId
+    const [key] = await tx
+      .insert(labelSigningKeys)
+      .values({ didKey: this.signer.keypair.did() })
+      .onConflictDoUpdate({ target: labelSigningKeys.didKey, set: { retiredAt: null } })
+      .returning({ id: labelSigningKeys.id })
+    this.keyId = key!.id
+    return this.keyId
+  }
+
+  private async writeLocked(tx: Tx, changes: LabelChange[]): Promise<StoredLabel[]> {
+    const out: StoredLabel[] = []
+    if (!changes.length) return out
+    const signingKeyId = await this.signingKeyId(tx)
+    for (const change of changes) {
+      const [next] = await tx.execute<{ seq: string }>(sql`select nextval('label_seq')::text as seq`)
+      const seq = Number(next!.seq)
+      const signed = await signLabel(
+        {
+          ver: 1,
+          src: this.signer.src,
+          uri: change.uri,
+          val: change.val,
+          neg: change.neg || undefined,
+          cts: new Date().toISOString(),
+          exp: change.exp,
+        },
+        this.signer.keypair,
+      )
+      await tx
+        .delete(labels)
+        .where(
+          and(
+            eq(labels.src, signed.src),
+            eq(labels.uri, signed.uri),
+            eq(labels.val, signed.val),
+            sql`${labels.cid} is not distinct from ${signed.cid ?? null}`,
+          ),
+        )
+      await tx.insert(labels).values({
+        seq,
+        ver: 1,
+        src: signed.src,
+        uri: signed.uri,
+        cid: signed.cid ?? null,
+        val: signed.val,
+        neg: signed.neg === true,
+        cts: signed.cts,
+        exp: signed.exp ?? null,
+        sig: Buffer.from(signed.sig),
+        signingKeyId,
+        reason: change.reason,
+      })
+      out.push({ ...signed, seq })
+    }
+    if (out.length) {
+      // Delivered to listeners only when this transaction commits.
+      await tx.execute(sql`select pg_notify(${LABELS_CHANNEL}, ${String(out[out.length - 1]!.seq)})`)
+    }
+    return out
+  }
+}
+
+async function lockWriters(tx: Tx) {
+  await tx.execute(sql`select pg_advisory_xact_lock(${LABEL_WRITER_LOCK.toString()}::bigint)`)
+}
