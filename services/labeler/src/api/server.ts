@@ -1,4 +1,4 @@
-import type { Server as HttpServer } from 'node:http'
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { schemas } from '@atproto/api'
 import { createServer, type Server } from '@atproto/xrpc-server'
@@ -13,10 +13,21 @@ export function createXrpcServer(): Server {
 }
 
 export async function listen(server: Server, host: string, port: number): Promise<HttpServer> {
-  // xrpc-server wires WebSocket upgrades for subscriptions into the app's listen().
-  const http = await new Promise<HttpServer>((resolve, reject) => {
-    const s = server.router.listen(port, host, () => resolve(s))
-    s.once('error', reject)
+  const http = createHttpServer(server.router)
+  // Subscriptions are WebSocket upgrades, which Express never sees: hand each to the
+  // subscription's own WebSocket server, by the NSID in the path.
+  http.on('upgrade', (req, socket, head) => {
+    const nsid = /^\/xrpc\/([^?]+)/.exec(req.url ?? '')?.[1]
+    const sub = nsid ? server.subscriptions.get(nsid) : undefined
+    if (!sub) {
+      socket.end('HTTP/1.1 404 Not Found\r\n\r\n')
+      return
+    }
+    sub.wss.handleUpgrade(req, socket, head, (ws) => sub.wss.emit('connection', ws, req))
+  })
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject)
+    http.listen(port, host, () => resolve())
   })
   return http
 }

@@ -1,0 +1,150 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { loadConfig } from '@atmos/config'
+import { createSigningKeyFile, decodeFrame, type SignedLabel, verifyLabel } from '@atmos/labels'
+import { createTestDatabase, TEST_REDIS_URL, type TestDatabase, testRedisPrefix } from '@atmos/testkit'
+import WebSocket from 'ws'
+import { labelerConfigSchema } from '../src/config.ts'
+import { LabelerService } from '../src/service.ts'
+
+describe('label XRPC endpoints', () => {
+  let tdb: TestDatabase
+  let service: LabelerService
+  let base: string
+  let didKey: string
+
+  before(async () => {
+    tdb = await createTestDatabase()
+    const keyFile = join(mkdtempSync(join(tmpdir(), 'atmos-xrpc-')), 'k.key')
+    didKey = (await createSigningKeyFile(keyFile)).did()
+    const config = loadConfig(labelerConfigSchema, {
+      env: {
+        ATMOS_DATABASE_URL: tdb.url,
+        ATMOS_REDIS_URL: TEST_REDIS_URL,
+        ATMOS_REDIS_PREFIX: testRedisPrefix('xrpc'),
+        ATMOS_HTTP_PORT: '0',
+        ATMOS_LOG_LEVEL: 'silent',
+        ATMOS_LABELER_SIGNING_KEY_FILE: keyFile,
+        ATMOS_LABELER_XRPC_PORT: '0',
+      },
+    })
+    service = await LabelerService.create(config)
+    await service.start()
+    await service.whenStarted()
+    base = service.xrpcUrl!
+    const w = service.ctx.labelWriter
+    for (let i = 0; i < 5; i++)
+      await w.emit([{ uri: `did:plc:member${i}`, val: 'verified-mail-operator', neg: false, reason: 't' }])
+    await w.emit([{ uri: 'did:web:other.example', val: 'relay-member', neg: false, reason: 't' }])
+    await w.emit([{ uri: 'did:plc:member0', val: 'verified-mail-operator', neg: true, reason: 'degraded' }])
+  })
+  after(async () => {
+    await service?.destroy()
+    await tdb?.drop()
+  })
+
+  const query = (qs: string) => fetch(`${base}/xrpc/com.atproto.label.queryLabels?${qs}`)
+
+  it('queryLabels: prefix patterns, latest state once per label, signatures that verify', async () => {
+    const res = await query('uriPatterns=did:plc:*')
+    assert.equal(res.status, 200)
+    const body = (await res.json()) as { labels: Array<Record<string, unknown>>; cursor?: string }
+    assert.equal(body.labels.length, 5)
+    const m0 = body.labels.filter((l) => l.uri === 'did:plc:member0')
+    assert.equal(m0.length, 1)
+    assert.equal(m0[0]!.neg, true)
+    for (const l of body.labels) {
+      const sig = Buffer.from((l.sig as { $bytes: string }).$bytes, 'base64')
+      assert.equal(await verifyLabel({ ...(l as unknown as SignedLabel), sig }, didKey), true)
+    }
+    const exact = (await (await query('uriPatterns=did:web:other.example')).json()) as { labels: unknown[] }
+    assert.equal(exact.labels.length, 1)
+    const none = (await (await query('uriPatterns=did:plc:member&sources=did:plc:nobody')).json()) as {
+      labels: unknown[]
+    }
+    assert.equal(none.labels.length, 0)
+  })
+
+  it('queryLabels: pages with limit and cursor', async () => {
+    const first = (await (await query('uriPatterns=did:*&limit=4')).json()) as { labels: unknown[]; cursor: string }
+    assert.equal(first.labels.length, 4)
+    const second = (await (await query(`uriPatterns=did:*&limit=4&cursor=${first.cursor}`)).json()) as {
+      labels: unknown[]
+    }
+    assert.equal(second.labels.length, 2)
+  })
+
+  it('queryLabels: bad parameters get XRPC errors', async () => {
+    for (const qs of [
+      '',
+      'uriPatterns=did:*&limit=0',
+      'uriPatterns=did:*&limit=251',
+      'uriPatterns=did:*&cursor=abc',
+      'uriPatterns=*',
+    ]) {
+      const res = await query(qs)
+      assert.equal(res.status, 400, qs)
+      assert.equal(((await res.json()) as { error: string }).error, 'InvalidRequest')
+    }
+  })
+
+  function collect(url: string, until: (frames: ReturnType<typeof decodeFrame>[]) => boolean) {
+    return new Promise<{ frames: ReturnType<typeof decodeFrame>[]; closed: boolean }>((resolve, reject) => {
+      const ws = new WebSocket(url)
+      const frames: ReturnType<typeof decodeFrame>[] = []
+      ws.on('message', (data: Buffer) => {
+        frames.push(decodeFrame(new Uint8Array(data)))
+        if (until(frames)) {
+          ws.close()
+          resolve({ frames, closed: false })
+        }
+      })
+      ws.on('close', () => resolve({ frames, closed: true }))
+      ws.on('error', reject)
+    })
+  }
+
+  it('subscribeLabels: replays from cursor 0 in order with verifiable signatures', async () => {
+    const wsBase = base.replace('http', 'ws')
+    const { frames } = await collect(`${wsBase}/xrpc/com.atproto.label.subscribeLabels?cursor=0`, (f) => f.length === 6)
+    const seqs = frames.map((f) => (f.body as { seq: number }).seq)
+    assert.deepEqual(
+      [...seqs].sort((a, b) => a - b),
+      seqs,
+    )
+    for (const f of frames) {
+      assert.deepEqual(f.header, { op: 1, t: '#labels' })
+      const [label] = (f.body as { labels: SignedLabel[] }).labels
+      assert.equal(await verifyLabel(label!, didKey), true)
+    }
+  })
+
+  it('subscribeLabels: a cursor in the future gets FutureCursor and a close', async () => {
+    const wsBase = base.replace('http', 'ws')
+    const { frames, closed } = await collect(
+      `${wsBase}/xrpc/com.atproto.label.subscribeLabels?cursor=999999`,
+      () => false,
+    )
+    assert.equal(closed, true)
+    assert.deepEqual(frames, [
+      { header: { op: -1 }, body: { error: 'FutureCursor', message: 'Cursor in the future.' } },
+    ])
+  })
+
+  it('subscribeLabels: without a cursor, only labels written after connecting', async () => {
+    const wsBase = base.replace('http', 'ws')
+    const ws = new WebSocket(`${wsBase}/xrpc/com.atproto.label.subscribeLabels`)
+    await new Promise((r) => ws.once('open', r))
+    const got = new Promise<ReturnType<typeof decodeFrame>>((resolve) =>
+      ws.once('message', (d: Buffer) => resolve(decodeFrame(new Uint8Array(d)))),
+    )
+    await new Promise((r) => setTimeout(r, 200))
+    await service.ctx.labelWriter.emit([{ uri: 'did:plc:late', val: 'relay-member', neg: false, reason: 't' }])
+    const frame = await got
+    ws.close()
+    assert.equal((frame.body as { labels: SignedLabel[] }).labels[0]!.uri, 'did:plc:late')
+  })
+})
