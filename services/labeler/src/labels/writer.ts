@@ -77,6 +77,7 @@ export class LabelWriter {
   /** Emits the given changes unconditionally (an operator's explicit action, a re-sign). */
   async emit(changes: LabelChange[]): Promise<StoredLabel[]> {
     return this.db.transaction(async (tx) => {
+      await lockWriters(tx)
       return this.writeLocked(tx, changes)
     })
   }
