@@ -1,4 +1,6 @@
 export { createTestDatabase, TEMPLATE_DATABASE_URL, type TestDatabase } from './database.ts'
+export { type DnsBehaviour, type DnsRecords, type DnsZone, TestDnsServer } from './dns-server.ts'
+export { type JetstreamCommit, type JetstreamEvent, JetstreamServer } from './jetstream-server.ts'
 export { describeServiceLifecycle } from './lifecycle.ts'
 export { closedPort } from './net.ts'
 export { type Exit, type LogLine, ServiceProcess } from './process.ts'

@@ -18,6 +18,19 @@ export const labelerSection = section({
     host: field.string('127.0.0.1'),
     port: field.port(2583),
   }),
+  ingest: section({
+    /** Where attestations come from: Jetstream (production), or none (a read-only replica). */
+    source: z.enum(['jetstream', 'none']).default('jetstream'),
+    jetstreamUrl: field.url('wss://jetstream1.us-east.bsky.network/subscribe', ['ws', 'wss']),
+    /** Replayed on every reconnect; events in the overlap are applied idempotently. */
+    rewind: field.duration('5s'),
+    reconnectMin: field.duration('1s'),
+    reconnectMax: field.duration('60s'),
+    /** How often the cursor of events we drop (not ours) is saved. */
+    cursorFlushInterval: field.duration('1s'),
+    /** How often verification requests that never reached the queue are re-enqueued. */
+    reconcileInterval: field.duration('60s'),
+  }),
   subscribe: section({
     /** Events a slow subscriber may fall behind before it gets ConsumerTooSlow. */
     maxBuffer: field.int(5000, { min: 10, max: 1_000_000 }),

@@ -2,6 +2,7 @@ import { loadSigningKeyFile } from '@atmos/labels'
 import { type BaseContext, createBaseContext } from '@atmos/runtime'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { LabelerConfig } from './config.ts'
+import { Ingester } from './ingest/ingester.ts'
 import { LabelStream } from './labels/stream.ts'
 import { type LabelSigner, LabelWriter } from './labels/writer.ts'
 
@@ -12,6 +13,8 @@ export type AppContext = BaseContext<LabelerConfig> & {
   signer: LabelSigner
   labelWriter: LabelWriter
   labelStream: LabelStream
+  /** Absent when this replica only serves reads (ingest.source none). */
+  ingester: Ingester | undefined
   labelerMetrics: LabelerMetrics
 }
 
@@ -51,10 +54,32 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
   })
   const signer: LabelSigner = { keypair, src: config.labeler.did || keypair.did() }
   const labelerMetrics = createMetrics(base)
+  const labelWriter = new LabelWriter(base.db, signer)
+  const ingest = config.labeler.ingest
+  const ingester =
+    ingest.source === 'none'
+      ? undefined
+      : new Ingester({
+          db: base.db,
+          redis: base.redis,
+          redisPrefix: config.redis.prefix,
+          labels: labelWriter,
+          logger: base.logger,
+          registry: base.metrics,
+          options: {
+            jetstreamUrl: ingest.jetstreamUrl,
+            rewindMs: ingest.rewind,
+            reconnectMinMs: ingest.reconnectMin,
+            reconnectMaxMs: ingest.reconnectMax,
+            cursorFlushMs: ingest.cursorFlushInterval,
+            reconcileMs: ingest.reconcileInterval,
+          },
+        })
   return {
     ...base,
     signer,
-    labelWriter: new LabelWriter(base.db, signer),
+    labelWriter,
+    ingester,
     labelStream: new LabelStream(base.db, base.logger, {
       maxBuffer: config.labeler.subscribe.maxBuffer,
       pageSize: config.labeler.subscribe.backfillPageSize,

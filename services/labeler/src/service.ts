@@ -37,9 +37,12 @@ export class LabelerService extends BaseService<AppContext> {
     this.xrpc = xrpc
     this.http = await listen(xrpc, config.labeler.xrpc.host, config.labeler.xrpc.port)
     this.logger.info({ xrpc: this.xrpcUrl, src: this.ctx.signer.src }, 'xrpc endpoint listening')
+    this.ctx.ingester?.start()
   }
 
   protected override async stopWork(): Promise<void> {
+    // Ingest first: it writes labels that subscribers would otherwise miss on the way out.
+    await this.ctx.ingester?.stop()
     for (const sub of this.xrpc?.subscriptions.values() ?? []) {
       for (const client of sub.wss.clients) client.close(1001, 'server shutting down')
     }

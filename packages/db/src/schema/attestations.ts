@@ -3,6 +3,7 @@ import { bigint, boolean, check, index, jsonb, pgTable, text, uniqueIndex } from
 import { at, createdAt, id, oneOf, ref } from './columns.ts'
 
 export const ATTESTATION_STATES = ['valid', 'rejected'] as const
+export const VERIFICATION_TRIGGERS = ['ingest', 'schedule', 'manual', 'admin', 'identity'] as const
 
 /**
  * `email.atmos.attestation` records seen on the network, one row per (did, rkey), kept
@@ -29,12 +30,20 @@ export const attestations = pgTable(
     updatedAt: createdAt(),
     deleted: boolean().notNull().default(false),
     deletedAt: at(),
+    /**
+     * Set, in the transaction that records the event, when the record needs verifying;
+     * the verify job goes to Redis after commit, and a reconciler re-enqueues any request
+     * that no verification run has answered (so losing Redis loses no verification).
+     */
+    verifyRequestedAt: at(),
+    verifyTrigger: text({ enum: VERIFICATION_TRIGGERS }),
   },
   (t) => [
     uniqueIndex('attestations_did_rkey_key').on(t.did, t.rkey),
     index('attestations_domain_idx').on(t.domain),
     // The scheduler walks live attestations in id order.
     index('attestations_live_idx').on(t.id).where(sql`NOT deleted AND state = 'valid'`),
+    index('attestations_verify_requested_idx').on(t.verifyRequestedAt).where(sql`verify_requested_at IS NOT NULL`),
     check('attestations_state_check', sql.raw(`state IN (${oneOf(ATTESTATION_STATES)})`)),
   ],
 )
@@ -52,7 +61,6 @@ export const CHECK_NAMES = ['domain_control', 'mx', 'spf', 'dkim', 'dmarc'] as c
 export type CheckName = (typeof CHECK_NAMES)[number]
 export const CHECK_OUTCOMES = ['pass', 'fail', 'temperror'] as const
 export type CheckOutcome = (typeof CHECK_OUTCOMES)[number]
-export const VERIFICATION_TRIGGERS = ['ingest', 'schedule', 'manual', 'admin', 'identity'] as const
 
 /** One verification of one attestation: all five checks, with the overall outcome. */
 export const verificationRuns = pgTable(

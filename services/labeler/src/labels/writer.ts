@@ -49,29 +49,40 @@ export class LabelWriter {
     uri: string,
     wanted: Map<string, { held: boolean; exp?: string }>,
     reason: string,
+    tx?: Tx,
   ): Promise<StoredLabel[]> {
-    return this.db.transaction(async (tx) => {
-      await lockWriters(tx)
-      const current = await tx
-        .select({ val: labels.val, neg: labels.neg, exp: labels.exp })
-        .from(labels)
-        .where(and(eq(labels.src, this.signer.src), eq(labels.uri, uri)))
-      const now = new Date()
-      const changes: LabelChange[] = []
-      for (const [val, want] of wanted) {
-        const row = current.find((r) => r.val === val)
-        if (want.held) {
-          // Held already, with the expiry asked for (the caller decides when to renew).
-          if (row && isHeld(row, now) && (want.exp === undefined || row.exp === want.exp)) continue
-          changes.push({ uri, val, neg: false, exp: want.exp, reason })
-        } else {
-          // Never issued, or withdrawn already: nothing to negate.
-          if (!row || row.neg) continue
-          changes.push({ uri, val, neg: true, reason })
-        }
+    // Inside the caller's transaction when given one, so that the labels commit with
+    // whatever caused them (an ingest event and its cursor, a verification run).
+    if (tx) return this.reconcileLocked(tx, uri, wanted, reason)
+    return this.db.transaction((own) => this.reconcileLocked(own, uri, wanted, reason))
+  }
+
+  private async reconcileLocked(
+    tx: Tx,
+    uri: string,
+    wanted: Map<string, { held: boolean; exp?: string }>,
+    reason: string,
+  ): Promise<StoredLabel[]> {
+    await lockWriters(tx)
+    const current = await tx
+      .select({ val: labels.val, neg: labels.neg, exp: labels.exp })
+      .from(labels)
+      .where(and(eq(labels.src, this.signer.src), eq(labels.uri, uri)))
+    const now = new Date()
+    const changes: LabelChange[] = []
+    for (const [val, want] of wanted) {
+      const row = current.find((r) => r.val === val)
+      if (want.held) {
+        // Held already, with the expiry asked for (the caller decides when to renew).
+        if (row && isHeld(row, now) && (want.exp === undefined || row.exp === want.exp)) continue
+        changes.push({ uri, val, neg: false, exp: want.exp, reason })
+      } else {
+        // Never issued, or withdrawn already: nothing to negate.
+        if (!row || row.neg) continue
+        changes.push({ uri, val, neg: true, reason })
       }
-      return this.writeLocked(tx, changes)
-    })
+    }
+    return this.writeLocked(tx, changes)
   }
 
   /** Emits the given changes unconditionally (an operator's explicit action, a re-sign). */

@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:http'
+import { after, before, describe, it } from 'node:test'
+import { closedPort, TestDnsServer } from '@atmos/testkit'
+import {
+  type CheckResult,
+  checkDomainControl,
+  createIdentityResolver,
+  type DnsResolver,
+  type IdentityResolver,
+} from '../src/index.ts'
+import { DID, OTHER_DID, resolverFor } from './helpers.ts'
+
+const UNKNOWN_DID = 'did:plc:zzzzzzzzzzzzzzzzzzzzzzzz'
+const BROKEN_DID = 'did:plc:bbbbbbbbbbbbbbbbbbbbbbbb'
+const FLAKY_DID = 'did:plc:ffffffffffffffffffffffff'
+
+/** PLC's read API as far as resolution needs it: GET /<did> answers the DID document. */
+function startPlc(handles: Record<string, string[]>): Promise<{ url: string; server: Server; requests: string[] }> {
+  const requests: string[] = []
+  const server = createServer((req, res) => {
+    const did = decodeURIComponent((req.url ?? '/').slice(1))
+    requests.push(did)
+    if (did === FLAKY_DID) return res.writeHead(502).end('bad gateway')
+    if (did === BROKEN_DID) return res.writeHead(200, { 'content-type': 'application/json' }).end('{"id": 42}')
+    const aka = handles[did]
+    if (!aka) return res.writeHead(404).end('DID not registered')
+    res.writeHead(200, { 'content-type': 'application/did+ld+json' })
+    res.end(
+      JSON.stringify({
+        '@context': ['https://www.w3.org/ns/did/v1'],
+        id: did,
+        alsoKnownAs: aka.map((h) => `at://${h}`),
+        verificationMethod: [],
+        service: [{ id: '#atproto_pds', type: 'AtprotoPersonalDataServer', serviceEndpoint: 'https://pds.test' }],
+      }),
+    )
+  })
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      if (typeof address !== 'object' || !address) throw new Error('no address')
+      resolve({ url: `http://127.0.0.1:${address.port}`, server, requests })
+    }),
+  )
+}
+
+describe('domain control check', () => {
+  const dnsServer = new TestDnsServer({
+    '_atproto.handle.test': { TXT: [`did=${DID}`] },
+    '_atproto.txt-only.test': { TXT: ['unrelated=1', `did=${DID}`] },
+    '_atproto.wrong.test': { TXT: [`did=${OTHER_DID}`] },
+    '_atproto.twice.test': { TXT: [`did=${DID}`, `did=${OTHER_DID}`] },
+    '_atproto.servfail.test': { behaviour: 'servfail' },
+    'nothing.test': { A: ['198.51.100.1'] },
+  })
+  let plc: Awaited<ReturnType<typeof startPlc>>
+  let dns: DnsResolver
+  let identity: IdentityResolver
+  // The HTTPS well-known of a handle, as the injected fetch serves it (the PLC URL passes through).
+  const wellKnown: Record<string, string> = { 'wellknown.test': DID }
+
+  before(async () => {
+    await dnsServer.start()
+    dns = resolverFor(dnsServer)
+    plc = await startPlc({
+      [DID]: ['handle.test'],
+      [OTHER_DID]: ['someone.else.test'],
+    })
+    identity = createIdentityResolver({
+      plcUrl: plc.url,
+      timeoutMs: 1000,
+      fetch: async (input, init) => {
+        const url = new URL(input instanceof Request ? input.url : input)
+        if (url.origin === plc.url) return globalThis.fetch(input, init)
+        const did = url.pathname === '/.well-known/atproto-did' ? wellKnown[url.hostname] : undefined
+        return did ? new Response(`${did}\n`) : new Response('not found', { status: 404 })
+      },
+    })
+  })
+  after(async () => {
+    await dnsServer.close()
+    await new Promise((resolve) => plc.server.close(resolve))
+  })
+
+  async function expect(did: string, domain: string, outcome: CheckResult['outcome'], reason: RegExp, id = identity) {
+    const result = await checkDomainControl(did, domain, { dns, identity: id })
+    assert.equal(result.check, 'domain_control')
+    assert.equal(result.outcome, outcome, `${did} ${domain}: ${result.reason}`)
+    assert.match(result.reason, reason)
+    return result
+  }
+
+  it('passes when the domain is the handle and _atproto resolves back to the DID', async () => {
+    const r = await expect(
+      DID,
+      'handle.test',
+      'pass',
+      /handle\.test is the handle of did:plc:\w+ and resolves back to it through _atproto\.handle\.test/,
+    )
+    assert.equal(r.details.method, 'handle')
+    assert.deepEqual(r.details.handles, ['at://handle.test'])
+    assert.ok(plc.requests.includes(DID), 'the DID document came from the loopback PLC')
+  })
+
+  it('passes when the handle resolves back through the HTTPS well-known', async () => {
+    const r = await expect(
+      DID,
+      'wellknown.test',
+      'pass',
+      /wellknown\.test is the handle of .* through https:\/\/wellknown\.test\/\.well-known\/atproto-did/,
+      { ...identity, resolveDid: async (did) => ({ id: did, alsoKnownAs: ['at://wellknown.test'] }) },
+    )
+    assert.equal(r.details.method, 'handle')
+  })
+
+  it('passes on the _atproto TXT record alone', async () => {
+    const r = await expect(DID, 'txt-only.test', 'pass', /_atproto\.txt-only\.test names did:plc:/)
+    assert.equal(r.details.method, 'dns-txt')
+  })
+
+  it('fails a TXT record that names another DID, saying what to publish', async () => {
+    await expect(
+      DID,
+      'wrong.test',
+      'fail',
+      new RegExp(`names "${OTHER_DID}", not ${DID}: publish the TXT record _atproto\\.wrong\\.test "did=${DID}"`),
+    )
+  })
+
+  it('fails two did= records', async () => {
+    await expect(DID, 'twice.test', 'fail', /holds 2 did= records, so it names no account/)
+  })
+
+  it('fails when neither the handle nor a TXT record ties the domain to the DID', async () => {
+    await expect(
+      OTHER_DID,
+      'nothing.test',
+      'fail',
+      /nothing\.test is not the handle of did:plc:\w+ and _atproto\.nothing\.test does not name it: publish/,
+    )
+  })
+
+  it('fails a handle claim that does not resolve back', async () => {
+    await expect(
+      OTHER_DID,
+      'someone.else.test',
+      'fail',
+      /someone\.else\.test is the handle claimed by .* but it does not resolve back to it: publish/,
+    )
+  })
+
+  it('fails a DID the directory does not know, or whose document is invalid', async () => {
+    await expect(UNKNOWN_DID, 'nothing.test', 'fail', /could not be resolved \(the directory does not know it\)/)
+    await expect(BROKEN_DID, 'nothing.test', 'fail', /could not be resolved \(its DID document is invalid\)/)
+  })
+
+  it('turns a PLC directory that fails or is down into temperror', async () => {
+    await expect(
+      FLAKY_DID,
+      'nothing.test',
+      'temperror',
+      /Could not resolve did:plc:f+ .*the DID directory did not answer/,
+    )
+    const down = createIdentityResolver({ plcUrl: `http://127.0.0.1:${await closedPort()}`, timeoutMs: 1000 })
+    await expect(DID, 'nothing.test', 'temperror', /the DID directory did not answer/, down)
+  })
+
+  it('still passes on the TXT record while the PLC directory is down', async () => {
+    const down = createIdentityResolver({ plcUrl: `http://127.0.0.1:${await closedPort()}`, timeoutMs: 1000 })
+    await expect(DID, 'txt-only.test', 'pass', /names did:plc:/, down)
+  })
+
+  it('turns a DNS failure into temperror when nothing else proves control', async () => {
+    await expect(OTHER_DID, 'servfail.test', 'temperror', /Could not read _atproto\.servfail\.test: .*SERVFAIL/)
+  })
+})

@@ -1,0 +1,251 @@
+import { attestations, type Db } from '@atmos/db'
+import { ATTESTATION_COLLECTION } from '@atmos/lexicon'
+import { TypedQueue, verifyAttestation } from '@atmos/queues'
+import type { Logger } from '@atmos/runtime'
+import { and, isNotNull, lt, sql } from 'drizzle-orm'
+import type { Redis } from 'ioredis'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import type { LabelWriter } from '../labels/writer.ts'
+import type { IngestEvent } from './events.ts'
+import { JetstreamSource } from './jetstream.ts'
+import { MemberFilter } from './member-filter.ts'
+import { IngestProcessor, type VerifyRequest } from './processor.ts'
+
+/** Session-level advisory lock held by the one labeler process that ingests ("atmosing"). */
+export const INGEST_LEADER_LOCK = 0x61746d6f73696e67n
+
+export type IngesterOptions = {
+  jetstreamUrl: string
+  rewindMs: number
+  reconnectMinMs: number
+  reconnectMaxMs: number
+  cursorFlushMs: number
+  reconcileMs: number
+}
+
+/** A verify job's id: one per request, so a re-enqueue of the same request is a no-op. */
+export function verifyJobId(request: { did: string; requestedAt: Date }): string {
+  return `verify_${request.did.replace(/[^a-zA-Z0-9]/g, '_')}_${request.requestedAt.getTime()}`
+}
+
+/**
+ * Runs ingest in exactly one labeler process: whoever holds the leader lock subscribes
+ * to the source and applies events; the others serve reads and wait for the lock. Also
+ * re-enqueues verification requests that never reached the queue (Redis lost or down).
+ */
+export class Ingester {
+  private readonly db: Db
+  private readonly logger: Logger
+  private readonly opts: IngesterOptions
+  private readonly members = new MemberFilter()
+  private readonly processor: IngestProcessor
+  private readonly verifyQueue: TypedQueue<typeof verifyAttestation>
+  private source: JetstreamSource | undefined
+  private leader: { release: () => Promise<void>; check: () => Promise<void> } | undefined
+  private timers: NodeJS.Timeout[] = []
+  private stopped = false
+  private pendingCursor: number | undefined
+  private readonly metrics
+
+  constructor(opts: {
+    db: Db
+    redis: Redis
+    redisPrefix: string
+    labels: LabelWriter
+    logger: Logger
+    registry: Registry
+    options: IngesterOptions
+  }) {
+    this.db = opts.db
+    this.logger = opts.logger.child({ concern: 'ingest' })
+    this.opts = opts.options
+    this.processor = new IngestProcessor({
+      db: opts.db,
+      labels: opts.labels,
+      members: this.members,
+      logger: this.logger,
+      source: 'jetstream',
+    })
+    this.verifyQueue = new TypedQueue(verifyAttestation, opts.redis, opts.redisPrefix)
+    const registers = [opts.registry]
+    this.metrics = {
+      events: new Counter({
+        name: 'atmos_labeler_ingest_events_total',
+        help: 'Events from the source, by kind and outcome (dropped: not ours, cheaply)',
+        labelNames: ['kind', 'outcome'],
+        registers,
+      }),
+      malformed: new Counter({
+        name: 'atmos_labeler_ingest_malformed_total',
+        help: 'Frames that could not be used',
+        registers,
+      }),
+      lag: new Gauge({
+        name: 'atmos_labeler_ingest_lag_seconds',
+        help: 'Now minus the time of the last event applied',
+        registers,
+      }),
+      leader: new Gauge({ name: 'atmos_labeler_ingest_leader', help: '1 while this process ingests', registers }),
+    }
+  }
+
+  get isLeader(): boolean {
+    return this.leader !== undefined
+  }
+
+  start(): void {
+    this.stopped = false
+    void this.tryLead()
+    this.timers.push(setInterval(() => void this.tryLead(), 5000))
+    this.timers.push(setInterval(() => void this.flushCursor(), this.opts.cursorFlushMs))
+    this.timers.push(setInterval(() => void this.reconcile(), this.opts.reconcileMs))
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const t of this.timers) clearInterval(t)
+    this.timers = []
+    await this.source?.stop()
+    this.source = undefined
+    await this.flushCursor()
+    await this.leader?.release()
+    this.leader = undefined
+    this.metrics.leader.set(0)
+    await this.verifyQueue.close()
+  }
+
+  /** Takes the leader lock if free and starts the source; checks a held lock is still held. */
+  private async tryLead(): Promise<void> {
+    if (this.stopped) return
+    if (this.leader) {
+      try {
+        await this.leader.check()
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, 'lost the ingest lock; stopping ingest')
+        await this.source?.stop()
+        this.source = undefined
+        this.leader = undefined
+        this.metrics.leader.set(0)
+      }
+      return
+    }
+    try {
+      const conn = await this.db.$client.reserve()
+      const [row] = await conn`select pg_try_advisory_lock(${INGEST_LEADER_LOCK.toString()}::bigint) as locked`
+      if (!row?.locked || this.stopped) {
+        conn.release()
+        return
+      }
+      this.leader = {
+        check: async () => {
+          await conn`select 1`
+        },
+        release: async () => {
+          await conn`select pg_advisory_unlock(${INGEST_LEADER_LOCK.toString()}::bigint)`.catch(() => {})
+          conn.release()
+        },
+      }
+      this.metrics.leader.set(1)
+      await this.members.load(this.db)
+      this.logger.info({ members: this.members.size }, 'ingest leader: subscribing')
+      await this.reconcile()
+      this.source = new JetstreamSource(
+        {
+          url: this.opts.jetstreamUrl,
+          collections: [ATTESTATION_COLLECTION],
+          rewindUs: this.opts.rewindMs * 1000,
+          reconnectMinMs: this.opts.reconnectMinMs,
+          reconnectMaxMs: this.opts.reconnectMaxMs,
+          highWaterMark: 1000,
+        },
+        {
+          onEvent: (e) => this.onEvent(e),
+          onMalformed: (reason, cursor) => {
+            this.metrics.malformed.inc()
+            this.logger.warn({ reason }, 'malformed jetstream frame skipped')
+            if (cursor !== undefined) this.pendingCursor = Math.max(this.pendingCursor ?? 0, cursor)
+          },
+          resumeFrom: async () => {
+            await this.flushCursor()
+            return this.processor.loadCursor()
+          },
+        },
+        this.logger,
+      )
+      this.source.start()
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'cannot take the ingest lock yet')
+    }
+  }
+
+  private async onEvent(event: IngestEvent): Promise<void> {
+    this.metrics.lag.set(Math.max(0, Date.now() / 1000 - event.cursor / 1e6))
+    if (!this.processor.isRelevant(event)) {
+      // Not ours: no transaction, the cursor catches up on the next flush.
+      this.pendingCursor = Math.max(this.pendingCursor ?? 0, event.cursor)
+      this.metrics.events.inc({ kind: event.kind, outcome: 'dropped' })
+      return
+    }
+    const result = await this.processor.apply(event)
+    this.metrics.events.inc({ kind: event.kind, outcome: result.outcome })
+    if (result.verify) await this.enqueueVerify(result.verify)
+  }
+
+  private async enqueueVerify(request: VerifyRequest): Promise<void> {
+    try {
+      await this.verifyQueue.enqueue(
+        {
+          did: request.did,
+          rkey: request.rkey,
+          trigger: request.trigger,
+          requestedAt: request.requestedAt.toISOString(),
+        },
+        { jobId: verifyJobId(request) },
+      )
+    } catch (err) {
+      // Recorded in Postgres already; the reconciler will enqueue it once Redis is back.
+      this.logger.warn({ err: (err as Error).message, did: request.did }, 'verify request not queued yet')
+    }
+  }
+
+  private async flushCursor(): Promise<void> {
+    const cursor = this.pendingCursor
+    if (cursor === undefined) return
+    try {
+      await this.processor.saveCursor(this.db, cursor)
+      if (this.pendingCursor === cursor) this.pendingCursor = undefined
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'cursor flush failed')
+    }
+  }
+
+  /** Re-enqueues verification requests older than a minute that no worker has answered. */
+  async reconcile(): Promise<number> {
+    if (!this.leader) return 0
+    try {
+      const due = await this.db
+        .select({
+          did: attestations.did,
+          rkey: attestations.rkey,
+          requestedAt: attestations.verifyRequestedAt,
+          trigger: attestations.verifyTrigger,
+        })
+        .from(attestations)
+        .where(
+          and(
+            isNotNull(attestations.verifyRequestedAt),
+            lt(attestations.verifyRequestedAt, sql`now() - interval '1 minute'`),
+          ),
+        )
+        .limit(1000)
+      for (const row of due) {
+        const trigger = row.trigger === 'identity' ? 'identity' : 'ingest'
+        await this.enqueueVerify({ did: row.did, rkey: row.rkey, trigger, requestedAt: row.requestedAt! })
+      }
+      return due.length
+    } catch (err) {
+      this.logger.warn({ err: (err as Error).message }, 'verify reconcile failed')
+      return 0
+    }
+  }
+}

@@ -1,0 +1,203 @@
+import { attestations, type Db, ingestCursors, type Tx } from '@atmos/db'
+import { ATTESTATION_COLLECTION, ATTESTATION_RKEY, validateAttestation } from '@atmos/lexicon'
+import type { Logger } from '@atmos/runtime'
+import { and, eq, sql } from 'drizzle-orm'
+import { LABEL_VALUES } from '../labels/values.ts'
+import type { LabelWriter } from '../labels/writer.ts'
+import type { IngestEvent } from './events.ts'
+import type { MemberFilter } from './member-filter.ts'
+
+export type VerifyRequest = { did: string; rkey: string; trigger: 'ingest' | 'identity'; requestedAt: Date }
+
+export type Outcome = 'stored' | 'rejected' | 'deleted' | 'reverify' | 'revoked' | 'dropped' | 'unchanged'
+
+const ALL_WITHDRAWN = new Map([
+  [LABEL_VALUES.verifiedMailOperator, { held: false }],
+  [LABEL_VALUES.relayMember, { held: false }],
+])
+
+/**
+ * Applies one event to Postgres in a single transaction together with the source's
+ * cursor, so that a crash replays the event instead of losing it. Verification requests
+ * are recorded in the same transaction (attestations.verify_requested_at) and handed to
+ * the queue by the caller after commit.
+ */
+export class IngestProcessor {
+  private readonly db: Db
+  private readonly labels: LabelWriter
+  private readonly members: MemberFilter
+  private readonly logger: Logger
+  readonly source: string
+
+  constructor(opts: { db: Db; labels: LabelWriter; members: MemberFilter; logger: Logger; source: string }) {
+    this.db = opts.db
+    this.labels = opts.labels
+    this.members = opts.members
+    this.logger = opts.logger
+    this.source = opts.source
+  }
+
+  /** Cheap test, no I/O: would this event change anything? */
+  isRelevant(event: IngestEvent): boolean {
+    if (event.kind === 'record' || event.kind === 'delete') return event.collection === ATTESTATION_COLLECTION
+    return this.members.has(event.did)
+  }
+
+  async apply(event: IngestEvent): Promise<{ outcome: Outcome; verify?: VerifyRequest }> {
+    if (!this.isRelevant(event)) return { outcome: 'dropped' }
+    const result = await this.db.transaction(async (tx) => {
+      const r = await this.applyIn(tx, event)
+      await this.saveCursor(tx, event.cursor)
+      return r
+    })
+    // Only after commit: the in-memory filter must never run ahead of the database.
+    if (result.outcome === 'stored' || result.outcome === 'reverify') this.members.add(event.did)
+    const isSelf = (event.kind === 'record' || event.kind === 'delete') && event.rkey === ATTESTATION_RKEY
+    if (isSelf && (result.outcome === 'deleted' || result.outcome === 'rejected')) this.members.delete(event.did)
+    return result
+  }
+
+  private async applyIn(tx: Tx, event: IngestEvent): Promise<{ outcome: Outcome; verify?: VerifyRequest }> {
+    switch (event.kind) {
+      case 'record':
+        return this.applyRecord(tx, event)
+      case 'delete': {
+        const gone = await tx
+          .update(attestations)
+          .set({ deleted: true, deletedAt: new Date(), verifyRequestedAt: null, updatedAt: new Date() })
+          .where(
+            and(eq(attestations.did, event.did), eq(attestations.rkey, event.rkey), eq(attestations.deleted, false)),
+          )
+          .returning({ id: attestations.id })
+        if (!gone.length) return { outcome: 'unchanged' }
+        // Only the one attestation per account (rkey self) carries labels.
+        if (event.rkey === ATTESTATION_RKEY) {
+          await this.labels.reconcile(event.did, ALL_WITHDRAWN, 'attestation record deleted', tx)
+        }
+        return { outcome: 'deleted' }
+      }
+      case 'identity':
+        return this.requestVerification(tx, event.did, 'identity')
+      case 'account': {
+        if (event.active) return this.requestVerification(tx, event.did, 'identity')
+        await this.labels.reconcile(event.did, ALL_WITHDRAWN, `account ${event.status ?? 'inactive'}`, tx)
+        return { outcome: 'revoked' }
+      }
+    }
+  }
+
+  private async applyRecord(
+    tx: Tx,
+    event: Extract<IngestEvent, { kind: 'record' }>,
+  ): Promise<{ outcome: Outcome; verify?: VerifyRequest }> {
+    const validation =
+      event.rkey === ATTESTATION_RKEY
+        ? validateAttestation(event.record)
+        : {
+            success: false as const,
+            error: `record key must be "${ATTESTATION_RKEY}" (one attestation per account), got "${event.rkey.slice(0, 64)}"`,
+          }
+    const now = new Date()
+    if (!validation.success) {
+      this.logger.info({ did: event.did, rkey: event.rkey, reason: validation.error }, 'attestation rejected')
+      const record = safeJson(event.record)
+      await tx
+        .insert(attestations)
+        .values({
+          did: event.did,
+          rkey: event.rkey,
+          cid: event.cid,
+          state: 'rejected',
+          rejectionReason: validation.error,
+          record,
+        })
+        .onConflictDoUpdate({
+          target: [attestations.did, attestations.rkey],
+          set: {
+            cid: event.cid,
+            state: 'rejected',
+            rejectionReason: validation.error,
+            record,
+            deleted: false,
+            verifyRequestedAt: null,
+            updatedAt: now,
+          },
+        })
+      // A record that turned invalid no longer supports the labels it earned.
+      if (event.rkey === ATTESTATION_RKEY) {
+        await this.labels.reconcile(event.did, ALL_WITHDRAWN, `attestation rejected: ${validation.error}`, tx)
+      }
+      return { outcome: 'rejected' }
+    }
+    const r = validation.value
+    const values = {
+      cid: event.cid,
+      domain: r.domain,
+      dkimSelectors: r.dkimSelectors,
+      relayMember: r.relayMember === true,
+      recordCreatedAt: r.createdAt,
+      record: safeJson(event.record),
+      state: 'valid' as const,
+      rejectionReason: null,
+      deleted: false,
+      deletedAt: null,
+      verifyRequestedAt: now,
+      verifyTrigger: 'ingest' as const,
+      updatedAt: now,
+    }
+    const [row] = await tx
+      .insert(attestations)
+      .values({ did: event.did, rkey: event.rkey, ...values })
+      .onConflictDoUpdate({
+        target: [attestations.did, attestations.rkey],
+        set: values,
+        // A replay (the cursor rewinds a few seconds on reconnect) of the version we hold changes nothing.
+        setWhere: sql`${attestations.cid} is distinct from ${event.cid ?? null} or ${attestations.deleted} or ${attestations.state} <> 'valid'`,
+      })
+      .returning({ id: attestations.id })
+    if (!row) return { outcome: 'unchanged' }
+    return { outcome: 'stored', verify: { did: event.did, rkey: event.rkey, trigger: 'ingest', requestedAt: now } }
+  }
+
+  private async requestVerification(
+    tx: Tx,
+    did: string,
+    trigger: 'identity',
+  ): Promise<{ outcome: Outcome; verify?: VerifyRequest }> {
+    const now = new Date()
+    const [row] = await tx
+      .update(attestations)
+      .set({ verifyRequestedAt: now, verifyTrigger: trigger })
+      .where(and(eq(attestations.did, did), eq(attestations.deleted, false), eq(attestations.state, 'valid')))
+      .returning({ rkey: attestations.rkey })
+    if (!row) return { outcome: 'unchanged' }
+    return { outcome: 'reverify', verify: { did, rkey: row.rkey, trigger, requestedAt: now } }
+  }
+
+  async saveCursor(tx: Tx | Db, cursor: number): Promise<void> {
+    await tx
+      .insert(ingestCursors)
+      .values({ source: this.source, cursor, updatedAt: new Date() })
+      .onConflictDoUpdate({
+        target: ingestCursors.source,
+        set: { cursor, updatedAt: new Date() },
+        // Never move backwards (a replayed event after a rewind).
+        setWhere: sql`${ingestCursors.cursor} < ${cursor}`,
+      })
+  }
+
+  async loadCursor(): Promise<number | undefined> {
+    const [row] = await this.db.select().from(ingestCursors).where(eq(ingestCursors.source, this.source))
+    return row?.cursor
+  }
+}
+
+/** Records are stored for operators to read; anything JSON cannot hold is dropped, not thrown. */
+function safeJson(value: unknown): unknown {
+  try {
+    const text = JSON.stringify(value)
+    return text === undefined || text.length > 65_536 ? null : JSON.parse(text)
+  } catch {
+    return null
+  }
+}
