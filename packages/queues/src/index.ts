@@ -1,3 +1,4 @@
+export type { Job, Worker } from 'bullmq'
 export { createRedis, createWorker, type Processor, type RedisConnectionOptions, TypedQueue } from './client.ts'
 export * from './contracts.ts'
 export {

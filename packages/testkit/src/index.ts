@@ -2,6 +2,8 @@ export { createTestDatabase, TEMPLATE_DATABASE_URL, type TestDatabase } from './
 export { type DnsBehaviour, type DnsRecords, type DnsZone, TestDnsServer } from './dns-server.ts'
 export { type JetstreamCommit, type JetstreamEvent, JetstreamServer } from './jetstream-server.ts'
 export { describeServiceLifecycle } from './lifecycle.ts'
+export { dkimPublicKey, goodMailZone, withNames } from './mail-zone.ts'
 export { closedPort } from './net.ts'
+export { PlcDirectoryServer } from './plc-server.ts'
 export { type Exit, type LogLine, ServiceProcess } from './process.ts'
 export { deletePrefix, TEST_REDIS_URL, testRedis, testRedisPrefix } from './redis.ts'

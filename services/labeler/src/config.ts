@@ -31,6 +31,18 @@ export const labelerSection = section({
     /** How often verification requests that never reached the queue are re-enqueued. */
     reconcileInterval: field.duration('60s'),
   }),
+  verify: section({
+    /** DNS servers the checks ask; empty: the machine's resolvers (/etc/resolv.conf). */
+    dnsServers: field.list([]),
+    /** Port of those servers; 0: 53. Tests point this at a loopback server. */
+    dnsPort: field.port(0),
+    dnsTimeout: field.duration('2s'),
+    dnsTries: field.int(2, { min: 1, max: 5 }),
+    /** The PLC directory that resolves did:plc (a local one in tests). */
+    plcUrl: field.url('https://plc.directory', ['http', 'https']),
+    /** Verification jobs run at once in this process. */
+    concurrency: field.int(8, { min: 1, max: 256 }),
+  }),
   subscribe: section({
     /** Events a slow subscriber may fall behind before it gets ConsumerTooSlow. */
     maxBuffer: field.int(5000, { min: 10, max: 1_000_000 }),

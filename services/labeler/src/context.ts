@@ -1,10 +1,15 @@
+import { getServers } from 'node:dns'
 import { loadSigningKeyFile } from '@atmos/labels'
 import { type BaseContext, createBaseContext } from '@atmos/runtime'
+import { createDnsResolver, createIdentityResolver } from '@atmos/verify'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { LabelerConfig } from './config.ts'
 import { Ingester } from './ingest/ingester.ts'
+import { LabelManager } from './labels/manager.ts'
+import { LabelQueueWorkers } from './labels/queue-workers.ts'
 import { LabelStream } from './labels/stream.ts'
 import { type LabelSigner, LabelWriter } from './labels/writer.ts'
+import { VerifyWorker } from './verify/worker.ts'
 
 export type LabelerMetrics = ReturnType<typeof createMetrics>
 
@@ -15,6 +20,9 @@ export type AppContext = BaseContext<LabelerConfig> & {
   labelStream: LabelStream
   /** Absent when this replica only serves reads (ingest.source none). */
   ingester: Ingester | undefined
+  labelManager: LabelManager
+  verifyWorker: VerifyWorker
+  labelQueueWorkers: LabelQueueWorkers
   labelerMetrics: LabelerMetrics
 }
 
@@ -75,11 +83,41 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
             reconcileMs: ingest.reconcileInterval,
           },
         })
+  const labelManager = new LabelManager(base.db, labelWriter)
+  const v = config.labeler.verify
+  const dns = createDnsResolver({
+    // Without a resolv.conf c-ares itself falls back to 127.0.0.1; so do we.
+    servers: v.dnsServers.length ? v.dnsServers : getServers().length ? getServers() : ['127.0.0.1'],
+    port: v.dnsPort || undefined,
+    timeoutMs: v.dnsTimeout,
+    tries: v.dnsTries,
+  })
+  const identity = createIdentityResolver({ plcUrl: v.plcUrl, timeoutMs: v.dnsTimeout * 2 })
+  const verifyWorker = new VerifyWorker({
+    db: base.db,
+    deps: { dns, identity },
+    manager: labelManager,
+    logger: base.logger,
+    registry: base.metrics,
+    redisUrl: config.redis.url,
+    prefix: config.redis.prefix,
+    concurrency: v.concurrency,
+  })
+  const labelQueueWorkers = new LabelQueueWorkers({
+    redisUrl: config.redis.url,
+    prefix: config.redis.prefix,
+    manager: labelManager,
+    writer: labelWriter,
+    logger: base.logger,
+  })
   return {
     ...base,
     signer,
     labelWriter,
     ingester,
+    labelManager,
+    verifyWorker,
+    labelQueueWorkers,
     labelStream: new LabelStream(base.db, base.logger, {
       maxBuffer: config.labeler.subscribe.maxBuffer,
       pageSize: config.labeler.subscribe.backfillPageSize,

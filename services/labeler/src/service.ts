@@ -37,12 +37,16 @@ export class LabelerService extends BaseService<AppContext> {
     this.xrpc = xrpc
     this.http = await listen(xrpc, config.labeler.xrpc.host, config.labeler.xrpc.port)
     this.logger.info({ xrpc: this.xrpcUrl, src: this.ctx.signer.src }, 'xrpc endpoint listening')
+    this.ctx.verifyWorker.start()
+    this.ctx.labelQueueWorkers.start()
     this.ctx.ingester?.start()
   }
 
   protected override async stopWork(): Promise<void> {
     // Ingest first: it writes labels that subscribers would otherwise miss on the way out.
     await this.ctx.ingester?.stop()
+    await this.ctx.verifyWorker.stop()
+    await this.ctx.labelQueueWorkers.stop()
     for (const sub of this.xrpc?.subscriptions.values() ?? []) {
       for (const client of sub.wss.clients) client.close(1001, 'server shutting down')
     }

@@ -1,3 +1,4 @@
+/// <reference path="../mailauth.d.ts" />
 import { createPublicKey, type KeyObject } from 'node:crypto'
 import { parseTagList } from 'mailauth/lib/parse-dkim-headers.js'
 import type { DnsResolver } from '../dns/resolver.ts'

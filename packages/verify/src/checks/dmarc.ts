@@ -1,3 +1,4 @@
+/// <reference path="../mailauth.d.ts" />
 import { createRecordLookup, discoverPolicy, parseDmarcRecord } from 'mailauth/lib/dmarc/get-dmarc-record.js'
 import type { DnsResolver } from '../dns/resolver.ts'
 import { describeDnsError, lookup } from '../dns/resolver.ts'

@@ -1,3 +1,4 @@
+/// <reference path="../mailauth.d.ts" />
 import { BlockList, isIPv6 } from 'node:net'
 import { spf as evaluateSpf } from 'mailauth/lib/spf/index.js'
 import type { DnsResolver } from '../dns/resolver.ts'

@@ -1,0 +1,73 @@
+import { type Db, labels, members, type Tx } from '@atmos/db'
+import { and, eq } from 'drizzle-orm'
+import { LABEL_VALUES } from './values.ts'
+import type { StoredLabel } from './writer.ts'
+import { isHeld, type LabelWriter } from './writer.ts'
+
+export type VerificationOutcome = 'pass' | 'fail' | 'temperror'
+
+/**
+ * What the labels on a member should be, decided in one place:
+ *  - verified-mail-operator while the last verification passed;
+ *  - relay-member while that holds and the member is active in the relay (not suspended);
+ *  - a permanent failure withdraws both; a temporary error changes nothing (the
+ *    scheduler decides when a lasting outage counts as lost).
+ */
+export class LabelManager {
+  private readonly db: Db
+  private readonly writer: LabelWriter
+
+  constructor(db: Db, writer: LabelWriter) {
+    this.db = db
+    this.writer = writer
+  }
+
+  async applyVerification(tx: Tx, did: string, outcome: VerificationOutcome, reason: string): Promise<StoredLabel[]> {
+    if (outcome === 'temperror') return []
+    if (outcome === 'fail') {
+      return this.writer.reconcile(
+        did,
+        new Map([
+          [LABEL_VALUES.verifiedMailOperator, { held: false }],
+          [LABEL_VALUES.relayMember, { held: false }],
+        ]),
+        reason,
+        tx,
+      )
+    }
+    const active = await this.isActiveMember(tx, did)
+    return this.writer.reconcile(
+      did,
+      new Map([
+        [LABEL_VALUES.verifiedMailOperator, { held: true }],
+        [LABEL_VALUES.relayMember, { held: active }],
+      ]),
+      reason,
+      tx,
+    )
+  }
+
+  /** A member was suspended or reinstated: relay-member follows, if the domain is verified. */
+  async applyMemberStatus(did: string, reason: string): Promise<StoredLabel[]> {
+    return this.db.transaction(async (tx) => {
+      const active = await this.isActiveMember(tx, did)
+      const [vmo] = await tx
+        .select({ neg: labels.neg, exp: labels.exp })
+        .from(labels)
+        .where(
+          and(
+            eq(labels.src, this.writer.signer.src),
+            eq(labels.uri, did),
+            eq(labels.val, LABEL_VALUES.verifiedMailOperator),
+          ),
+        )
+      const verified = vmo ? isHeld(vmo, new Date()) : false
+      return this.writer.reconcile(did, new Map([[LABEL_VALUES.relayMember, { held: active && verified }]]), reason, tx)
+    })
+  }
+
+  private async isActiveMember(tx: Tx, did: string): Promise<boolean> {
+    const [m] = await tx.select({ status: members.status }).from(members).where(eq(members.did, did))
+    return m?.status === 'active'
+  }
+}

@@ -1,0 +1,61 @@
+import { createRedis, createWorker, memberStatusChanged, revokeLabels, type Worker } from '@atmos/queues'
+import type { Logger } from '@atmos/runtime'
+import type { Redis } from 'ioredis'
+import type { LabelManager } from './manager.ts'
+import { LABEL_VALUES } from './values.ts'
+import type { LabelWriter } from './writer.ts'
+
+/**
+ * Label changes other services ask for: a suspension or reinstatement (fbl-ingest, an
+ * operator) moves relay-member; a revocation withdraws every label on the DID.
+ */
+export class LabelQueueWorkers {
+  private workers: Worker[] = []
+  private connections: Redis[] = []
+  private readonly opts: {
+    redisUrl: string
+    prefix: string
+    manager: LabelManager
+    writer: LabelWriter
+    logger: Logger
+  }
+
+  constructor(opts: { redisUrl: string; prefix: string; manager: LabelManager; writer: LabelWriter; logger: Logger }) {
+    this.opts = opts
+  }
+
+  start(): void {
+    const { manager, writer, prefix, logger } = this.opts
+    const connection = () => {
+      const c = createRedis(this.opts.redisUrl)
+      c.on('error', () => {})
+      this.connections.push(c)
+      return c
+    }
+    this.workers.push(
+      createWorker(memberStatusChanged, connection(), prefix, async (p) => {
+        const emitted = await manager.applyMemberStatus(p.did, `member ${p.status}: ${p.reason}`)
+        logger.info({ did: p.did, status: p.status, labels: emitted.length }, 'member status applied')
+        return { emitted: emitted.length }
+      }),
+      createWorker(revokeLabels, connection(), prefix, async (p) => {
+        const emitted = await writer.reconcile(
+          p.did,
+          new Map([
+            [LABEL_VALUES.verifiedMailOperator, { held: false }],
+            [LABEL_VALUES.relayMember, { held: false }],
+          ]),
+          p.reason,
+        )
+        return { emitted: emitted.length }
+      }),
+    )
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()))
+    await Promise.all(this.connections.map((c) => c.quit().catch(() => c.disconnect())))
+    this.workers = []
+    this.connections = []
+  }
+}

@@ -1,0 +1,180 @@
+import { attestations, type Db, type Tx, verificationChecks, verificationRuns, verificationStatus } from '@atmos/db'
+import { ATTESTATION_RKEY } from '@atmos/lexicon'
+import type { Worker } from '@atmos/queues'
+import {
+  createRedis,
+  createWorker,
+  type PayloadOf,
+  verifyAttestation as queueDef,
+  type verifyAttestation as verifyQueue,
+} from '@atmos/queues'
+import type { Logger } from '@atmos/runtime'
+import { type AttestationVerification, type VerifyDeps, verifyAttestation } from '@atmos/verify'
+import { and, eq, lte, sql } from 'drizzle-orm'
+import type { Redis } from 'ioredis'
+import { Counter, type Registry } from 'prom-client'
+import type { LabelManager } from '../labels/manager.ts'
+
+type Payload = PayloadOf<typeof verifyQueue>
+
+/**
+ * Consumes verify-attestation jobs: runs every check for the attestation, then records
+ * the run, its checks, the standing status, the answered request and any label change in
+ * one transaction.
+ */
+export class VerifyWorker {
+  private readonly db: Db
+  private readonly deps: VerifyDeps
+  private readonly manager: LabelManager
+  private readonly logger: Logger
+  private readonly redisUrl: string
+  private readonly prefix: string
+  private readonly concurrency: number
+  private worker: Worker | undefined
+  private connection: Redis | undefined
+  private readonly verifications: Counter
+
+  constructor(opts: {
+    db: Db
+    deps: VerifyDeps
+    manager: LabelManager
+    logger: Logger
+    registry: Registry
+    redisUrl: string
+    prefix: string
+    concurrency: number
+  }) {
+    this.db = opts.db
+    this.deps = opts.deps
+    this.manager = opts.manager
+    this.logger = opts.logger.child({ concern: 'verify' })
+    this.redisUrl = opts.redisUrl
+    this.prefix = opts.prefix
+    this.concurrency = opts.concurrency
+    this.verifications = new Counter({
+      name: 'atmos_labeler_verifications_total',
+      help: 'Checks run, by check and outcome (and check="all" for the attestation as a whole)',
+      labelNames: ['check', 'outcome'],
+      registers: [opts.registry],
+    })
+  }
+
+  start(): void {
+    // A worker blocks on its connection: it gets one of its own.
+    this.connection = createRedis(this.redisUrl)
+    this.connection.on('error', () => {})
+    this.worker = createWorker(queueDef, this.connection, this.prefix, (payload) => this.process(payload), {
+      concurrency: this.concurrency,
+    })
+    this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, err: err.message }, 'verify job failed'))
+  }
+
+  /** Waits for the jobs in progress to finish, then closes. */
+  async stop(): Promise<void> {
+    await this.worker?.close()
+    await this.connection?.quit().catch(() => this.connection?.disconnect())
+    this.worker = undefined
+  }
+
+  async process(payload: Payload): Promise<{ outcome: string }> {
+    const rkey = payload.rkey ?? ATTESTATION_RKEY
+    const [att] = await this.db
+      .select()
+      .from(attestations)
+      .where(and(eq(attestations.did, payload.did), eq(attestations.rkey, rkey)))
+    const requestedAt = new Date(payload.requestedAt)
+    if (!att || att.deleted || att.state !== 'valid' || !att.domain) {
+      await this.clearRequest(this.db, payload.did, rkey, requestedAt)
+      return { outcome: 'skipped' }
+    }
+    const started = new Date()
+    const result = await verifyAttestation(
+      { did: att.did, domain: att.domain, dkimSelectors: att.dkimSelectors },
+      this.deps,
+    )
+    const emitted = await this.db.transaction(async (tx) => {
+      await this.record(tx, att.id, payload, att.domain!, result, started)
+      await this.clearRequest(tx, payload.did, rkey, requestedAt)
+      return this.manager.applyVerification(tx, att.did, result.outcome, result.reason)
+    })
+    for (const c of result.checks) this.verifications.inc({ check: c.check, outcome: c.outcome })
+    this.verifications.inc({ check: 'all', outcome: result.outcome })
+    this.logger.info(
+      { did: att.did, domain: att.domain, outcome: result.outcome, reason: result.reason, labels: emitted.length },
+      'attestation verified',
+    )
+    return { outcome: result.outcome }
+  }
+
+  private async record(
+    tx: Tx,
+    attestationId: number,
+    payload: Payload,
+    domain: string,
+    result: AttestationVerification,
+    started: Date,
+  ) {
+    const finished = new Date()
+    const [run] = await tx
+      .insert(verificationRuns)
+      .values({
+        attestationId,
+        did: payload.did,
+        domain,
+        trigger: payload.trigger,
+        outcome: result.outcome,
+        startedAt: started,
+        finishedAt: finished,
+      })
+      .returning({ id: verificationRuns.id })
+    if (result.checks.length) {
+      await tx.insert(verificationChecks).values(
+        result.checks.map((c) => ({
+          runId: run!.id,
+          check: c.check,
+          outcome: c.outcome,
+          reason: c.reason,
+          warnings: c.warnings,
+          details: c.details,
+        })),
+      )
+    }
+    const pass = result.outcome === 'pass'
+    await tx
+      .insert(verificationStatus)
+      .values({
+        did: payload.did,
+        domain,
+        lastRunId: run!.id,
+        lastOutcome: result.outcome,
+        lastRunAt: finished,
+        lastPassAt: pass ? finished : null,
+        temperrorSince: result.outcome === 'temperror' ? finished : null,
+      })
+      .onConflictDoUpdate({
+        target: verificationStatus.did,
+        set: {
+          domain,
+          lastRunId: run!.id,
+          lastOutcome: result.outcome,
+          lastRunAt: finished,
+          lastPassAt: pass ? finished : sql`${verificationStatus.lastPassAt}`,
+          // The start of an unbroken run of temporary errors: the grace period counts from it.
+          temperrorSince:
+            result.outcome === 'temperror'
+              ? sql`coalesce(${verificationStatus.temperrorSince}, ${finished.toISOString()}::timestamptz)`
+              : null,
+        },
+      })
+  }
+
+  /** The request is answered: unless a newer one arrived meanwhile, it is cleared. */
+  private async clearRequest(tx: Tx | Db, did: string, rkey: string, requestedAt: Date) {
+    await tx
+      .update(attestations)
+      .set({ verifyRequestedAt: null, verifyTrigger: null })
+      .where(
+        and(eq(attestations.did, did), eq(attestations.rkey, rkey), lte(attestations.verifyRequestedAt, requestedAt)),
+      )
+  }
+}

@@ -1,0 +1,126 @@
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createSigningKeyFile, decodeFrame, type Frame } from '@atmos/labels'
+import { TEST_REDIS_URL, testRedisPrefix } from '@atmos/testkit'
+import WebSocket from 'ws'
+
+export const ATTESTATION = 'email.atmos.attestation'
+
+/** Environment for a labeler wired to loopback peers, with a fresh signing key. */
+export async function labelerEnv(opts: {
+  databaseUrl: string
+  jetstreamUrl: string
+  dnsPort: number
+  plcUrl: string
+}): Promise<{ env: Record<string, string>; didKey: string }> {
+  const keyFile = join(mkdtempSync(join(tmpdir(), 'atmos-labeler-')), 'label-signing.key')
+  const didKey = (await createSigningKeyFile(keyFile)).did()
+  return {
+    didKey,
+    env: {
+      ATMOS_DATABASE_URL: opts.databaseUrl,
+      ATMOS_REDIS_URL: TEST_REDIS_URL,
+      ATMOS_REDIS_PREFIX: testRedisPrefix('labeler'),
+      ATMOS_HTTP_PORT: '0',
+      ATMOS_LOG_LEVEL: 'warn',
+      ATMOS_LABELER_SIGNING_KEY_FILE: keyFile,
+      ATMOS_LABELER_XRPC_PORT: '0',
+      ATMOS_LABELER_INGEST_JETSTREAM_URL: opts.jetstreamUrl,
+      ATMOS_LABELER_INGEST_RECONNECT_MIN: '100ms',
+      ATMOS_LABELER_INGEST_RECONNECT_MAX: '1s',
+      ATMOS_LABELER_VERIFY_DNS_SERVERS: '127.0.0.1',
+      ATMOS_LABELER_VERIFY_DNS_PORT: String(opts.dnsPort),
+      ATMOS_LABELER_VERIFY_DNS_TIMEOUT: '500ms',
+      ATMOS_LABELER_VERIFY_DNS_TRIES: '1',
+      ATMOS_LABELER_VERIFY_PLC_URL: opts.plcUrl,
+    },
+  }
+}
+
+export function attestationRecord(domain: string, selectors = ['atmos1']) {
+  return {
+    $type: ATTESTATION,
+    domain,
+    dkimSelectors: selectors,
+    relayMember: true,
+    createdAt: new Date().toISOString(),
+  }
+}
+
+export type QueriedLabel = {
+  src: string
+  uri: string
+  val: string
+  neg?: boolean
+  cts: string
+  sig: { $bytes: string }
+}
+
+export async function queryLabels(xrpcUrl: string, pattern: string): Promise<QueriedLabel[]> {
+  const res = await fetch(
+    `${xrpcUrl}/xrpc/com.atproto.label.queryLabels?uriPatterns=${encodeURIComponent(pattern)}&limit=250`,
+  )
+  if (res.status !== 200) throw new Error(`queryLabels ${res.status}: ${await res.text()}`)
+  return ((await res.json()) as { labels: QueriedLabel[] }).labels
+}
+
+/** Polls until `check` returns a value, or fails with the last error. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const value = await check()
+      if (value !== undefined) return value
+    } catch (err) {
+      last = err
+    }
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
+}
+
+/** A plain WebSocket subscriber that decodes every frame itself. */
+export class LabelSubscriber {
+  readonly frames: Frame[] = []
+  readonly socket: WebSocket
+  closed = false
+
+  constructor(xrpcUrl: string, cursor?: number) {
+    const url = `${xrpcUrl.replace(/^http/, 'ws')}/xrpc/com.atproto.label.subscribeLabels${cursor === undefined ? '' : `?cursor=${cursor}`}`
+    this.socket = new WebSocket(url)
+    this.socket.on('message', (data: Buffer) => this.frames.push(decodeFrame(new Uint8Array(data))))
+    this.socket.on('close', () => {
+      this.closed = true
+    })
+  }
+
+  opened(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.socket.once('open', () => resolve())
+      this.socket.once('error', reject)
+    })
+  }
+
+  labels(): Array<{ seq: number; label: Record<string, unknown> & { sig: Uint8Array } }> {
+    return this.frames.flatMap((f) =>
+      f.header.op === 1
+        ? ((f.body as { seq: number; labels: Array<Record<string, unknown> & { sig: Uint8Array }> }).labels ?? []).map(
+            (label) => ({
+              seq: (f.body as { seq: number }).seq,
+              label,
+            }),
+          )
+        : [],
+    )
+  }
+
+  close(): void {
+    this.socket.close()
+  }
+}
