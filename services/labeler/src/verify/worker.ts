@@ -65,6 +65,10 @@ export class VerifyWorker {
     this.connection.on('error', () => {})
     this.worker = createWorker(queueDef, this.connection, this.prefix, (payload) => this.process(payload), {
       concurrency: this.concurrency,
+      // A job whose worker died (kill -9, lost node) is taken up again within ~15 s rather
+      // than bullmq's default minute; the lock is renewed while a slow verification runs.
+      lockDuration: 10_000,
+      stalledInterval: 5_000,
     })
     this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, err: err.message }, 'verify job failed'))
   }
