@@ -19,9 +19,14 @@ export const labelerSection = section({
     port: field.port(2583),
   }),
   ingest: section({
-    /** Where attestations come from: Jetstream (production), or none (a read-only replica). */
-    source: z.enum(['jetstream', 'none']).default('jetstream'),
+    /**
+     * Where attestations come from: Jetstream (production), an atproto repo firehose
+     * (com.atproto.sync.subscribeRepos: what a single PDS offers; commits are signed), or
+     * none (a replica that only serves reads).
+     */
+    source: z.enum(['jetstream', 'firehose', 'none']).default('jetstream'),
     jetstreamUrl: field.url('wss://jetstream1.us-east.bsky.network/subscribe', ['ws', 'wss']),
+    firehoseUrl: field.url('wss://bsky.network', ['ws', 'wss', 'http', 'https']),
     /** Replayed on every reconnect; events in the overlap are applied idempotently. */
     rewind: field.duration('5s'),
     reconnectMin: field.duration('1s'),

@@ -8,7 +8,7 @@ import { Ingester } from './ingest/ingester.ts'
 import { LabelManager } from './labels/manager.ts'
 import { LabelQueueWorkers } from './labels/queue-workers.ts'
 import { LabelStream } from './labels/stream.ts'
-import { type LabelSigner, LabelWriter } from './labels/writer.ts'
+import { type LabelSigner, LabelWriter, type StoredLabel } from './labels/writer.ts'
 import { VerifyWorker } from './verify/worker.ts'
 
 export type LabelerMetrics = ReturnType<typeof createMetrics>
@@ -63,6 +63,10 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
   const signer: LabelSigner = { keypair, src: config.labeler.did || keypair.did() }
   const labelerMetrics = createMetrics(base)
   const labelWriter = new LabelWriter(base.db, signer)
+  // Counted where each transaction that wrote labels has committed.
+  const onLabels = (emitted: StoredLabel[]) => {
+    for (const l of emitted) labelerMetrics.labelsEmitted.inc({ val: l.val, neg: String(l.neg === true) })
+  }
   const ingest = config.labeler.ingest
   const ingester =
     ingest.source === 'none'
@@ -74,8 +78,12 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
           labels: labelWriter,
           logger: base.logger,
           registry: base.metrics,
+          onLabels,
           options: {
+            source: ingest.source,
             jetstreamUrl: ingest.jetstreamUrl,
+            firehoseUrl: ingest.firehoseUrl,
+            plcUrl: config.labeler.verify.plcUrl,
             rewindMs: ingest.rewind,
             reconnectMinMs: ingest.reconnectMin,
             reconnectMaxMs: ingest.reconnectMax,
@@ -102,6 +110,7 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
     redisUrl: config.redis.url,
     prefix: config.redis.prefix,
     concurrency: v.concurrency,
+    onLabels,
   })
   const labelQueueWorkers = new LabelQueueWorkers({
     redisUrl: config.redis.url,
@@ -109,6 +118,7 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
     manager: labelManager,
     writer: labelWriter,
     logger: base.logger,
+    onLabels,
   })
   return {
     ...base,

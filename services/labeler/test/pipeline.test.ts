@@ -139,6 +139,12 @@ describe('labeler pipeline: Jetstream event → checks → signed labels in quer
     assert.deepEqual(await queryLabels(xrpc, STRANGER), [])
     const metrics = await (await fetch(`http://127.0.0.1:${service.ctx.ops.address!.port}/metrics`)).text()
     assert.match(metrics, /atmos_labeler_ingest_malformed_total\{service="labeler"\} 2/)
+    assert.match(metrics, /atmos_labeler_ingest_events_total\{kind="identity",outcome="dropped",service="labeler"\} 1/)
+    assert.match(metrics, /atmos_labeler_ingest_events_total\{kind="record",outcome="rejected",service="labeler"\} 1/)
+    assert.match(metrics, /atmos_labeler_verifications_total\{check="dmarc",outcome="pass",service="labeler"\} 2/)
+    assert.match(metrics, /atmos_labeler_labels_emitted_total\{val="relay-member",neg="false",service="labeler"\} 1/)
+    assert.match(metrics, /atmos_labeler_subscribers\{service="labeler"\} 1/)
+    assert.match(metrics, /atmos_labeler_ingest_lag_seconds\{service="labeler"\} \d/)
   })
 
   it('negates when DNS degrades (DMARC p=none), seen in queryLabels and in the live stream', async () => {

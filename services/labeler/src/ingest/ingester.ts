@@ -5,9 +5,10 @@ import type { Logger } from '@atmos/runtime'
 import { and, isNotNull, lt, sql } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import type { LabelWriter } from '../labels/writer.ts'
+import type { LabelWriter, StoredLabel } from '../labels/writer.ts'
 import type { IngestEvent } from './events.ts'
-import { JetstreamSource } from './jetstream.ts'
+import { FirehoseSource } from './firehose.ts'
+import { JetstreamSource, type SourceHandlers } from './jetstream.ts'
 import { MemberFilter } from './member-filter.ts'
 import { IngestProcessor, type VerifyRequest } from './processor.ts'
 
@@ -15,7 +16,10 @@ import { IngestProcessor, type VerifyRequest } from './processor.ts'
 export const INGEST_LEADER_LOCK = 0x61746d6f73696e67n
 
 export type IngesterOptions = {
+  source: 'jetstream' | 'firehose'
   jetstreamUrl: string
+  firehoseUrl: string
+  plcUrl: string
   rewindMs: number
   reconnectMinMs: number
   reconnectMaxMs: number
@@ -40,12 +44,13 @@ export class Ingester {
   private readonly members = new MemberFilter()
   private readonly processor: IngestProcessor
   private readonly verifyQueue: TypedQueue<typeof verifyAttestation>
-  private source: JetstreamSource | undefined
+  private source: JetstreamSource | FirehoseSource | undefined
   private leader: { release: () => Promise<void>; check: () => Promise<void> } | undefined
   private timers: NodeJS.Timeout[] = []
   private stopped = false
   private pendingCursor: number | undefined
   private readonly metrics
+  private readonly onLabels: (labels: StoredLabel[]) => void
 
   constructor(opts: {
     db: Db
@@ -55,7 +60,10 @@ export class Ingester {
     logger: Logger
     registry: Registry
     options: IngesterOptions
+    /** Labels committed by ingest (deletions, deactivations), for the metrics. */
+    onLabels?: (labels: StoredLabel[]) => void
   }) {
+    this.onLabels = opts.onLabels ?? (() => {})
     this.db = opts.db
     this.logger = opts.logger.child({ concern: 'ingest' })
     this.opts = opts.options
@@ -64,7 +72,8 @@ export class Ingester {
       labels: opts.labels,
       members: this.members,
       logger: this.logger,
-      source: 'jetstream',
+      // Each source has a cursor of its own: Jetstream's time_us, a firehose host's seq.
+      source: opts.options.source === 'jetstream' ? 'jetstream' : `firehose:${new URL(opts.options.firehoseUrl).host}`,
     })
     this.verifyQueue = new TypedQueue(verifyAttestation, opts.redis, opts.redisPrefix)
     const registers = [opts.registry]
@@ -149,29 +158,42 @@ export class Ingester {
       await this.members.load(this.db)
       this.logger.info({ members: this.members.size }, 'ingest leader: subscribing')
       await this.reconcile()
-      this.source = new JetstreamSource(
-        {
-          url: this.opts.jetstreamUrl,
-          collections: [ATTESTATION_COLLECTION],
-          rewindUs: this.opts.rewindMs * 1000,
-          reconnectMinMs: this.opts.reconnectMinMs,
-          reconnectMaxMs: this.opts.reconnectMaxMs,
-          highWaterMark: 1000,
+      const handlers: SourceHandlers = {
+        onEvent: (e) => this.onEvent(e),
+        onMalformed: (reason, cursor) => {
+          this.metrics.malformed.inc()
+          this.logger.warn({ reason }, 'malformed event skipped')
+          if (cursor !== undefined) this.pendingCursor = Math.max(this.pendingCursor ?? 0, cursor)
         },
-        {
-          onEvent: (e) => this.onEvent(e),
-          onMalformed: (reason, cursor) => {
-            this.metrics.malformed.inc()
-            this.logger.warn({ reason }, 'malformed jetstream frame skipped')
-            if (cursor !== undefined) this.pendingCursor = Math.max(this.pendingCursor ?? 0, cursor)
-          },
-          resumeFrom: async () => {
-            await this.flushCursor()
-            return this.processor.loadCursor()
-          },
+        resumeFrom: async () => {
+          await this.flushCursor()
+          return this.processor.loadCursor()
         },
-        this.logger,
-      )
+      }
+      this.source =
+        this.opts.source === 'jetstream'
+          ? new JetstreamSource(
+              {
+                url: this.opts.jetstreamUrl,
+                collections: [ATTESTATION_COLLECTION],
+                rewindUs: this.opts.rewindMs * 1000,
+                reconnectMinMs: this.opts.reconnectMinMs,
+                reconnectMaxMs: this.opts.reconnectMaxMs,
+                highWaterMark: 1000,
+              },
+              handlers,
+              this.logger,
+            )
+          : new FirehoseSource(
+              {
+                service: this.opts.firehoseUrl,
+                collections: [ATTESTATION_COLLECTION],
+                plcUrl: this.opts.plcUrl,
+                reconnectMaxMs: this.opts.reconnectMaxMs,
+              },
+              handlers,
+              this.logger,
+            )
       this.source.start()
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'cannot take the ingest lock yet')
@@ -188,6 +210,7 @@ export class Ingester {
     }
     const result = await this.processor.apply(event)
     this.metrics.events.inc({ kind: event.kind, outcome: result.outcome })
+    if (result.labels?.length) this.onLabels(result.labels)
     if (result.verify) await this.enqueueVerify(result.verify)
   }
 

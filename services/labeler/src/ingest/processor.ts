@@ -3,11 +3,13 @@ import { ATTESTATION_COLLECTION, ATTESTATION_RKEY, validateAttestation } from '@
 import type { Logger } from '@atmos/runtime'
 import { and, eq, sql } from 'drizzle-orm'
 import { LABEL_VALUES } from '../labels/values.ts'
-import type { LabelWriter } from '../labels/writer.ts'
+import type { LabelWriter, StoredLabel } from '../labels/writer.ts'
 import type { IngestEvent } from './events.ts'
 import type { MemberFilter } from './member-filter.ts'
 
 export type VerifyRequest = { did: string; rkey: string; trigger: 'ingest' | 'identity'; requestedAt: Date }
+
+export type ApplyResult = { outcome: Outcome; verify?: VerifyRequest; labels?: StoredLabel[] }
 
 export type Outcome = 'stored' | 'rejected' | 'deleted' | 'reverify' | 'revoked' | 'dropped' | 'unchanged'
 
@@ -43,7 +45,7 @@ export class IngestProcessor {
     return this.members.has(event.did)
   }
 
-  async apply(event: IngestEvent): Promise<{ outcome: Outcome; verify?: VerifyRequest }> {
+  async apply(event: IngestEvent): Promise<ApplyResult> {
     if (!this.isRelevant(event)) return { outcome: 'dropped' }
     const result = await this.db.transaction(async (tx) => {
       const r = await this.applyIn(tx, event)
@@ -57,7 +59,7 @@ export class IngestProcessor {
     return result
   }
 
-  private async applyIn(tx: Tx, event: IngestEvent): Promise<{ outcome: Outcome; verify?: VerifyRequest }> {
+  private async applyIn(tx: Tx, event: IngestEvent): Promise<ApplyResult> {
     switch (event.kind) {
       case 'record':
         return this.applyRecord(tx, event)
@@ -72,7 +74,8 @@ export class IngestProcessor {
         if (!gone.length) return { outcome: 'unchanged' }
         // Only the one attestation per account (rkey self) carries labels.
         if (event.rkey === ATTESTATION_RKEY) {
-          await this.labels.reconcile(event.did, ALL_WITHDRAWN, 'attestation record deleted', tx)
+          const labels = await this.labels.reconcile(event.did, ALL_WITHDRAWN, 'attestation record deleted', tx)
+          return { outcome: 'deleted', labels }
         }
         return { outcome: 'deleted' }
       }
@@ -80,16 +83,18 @@ export class IngestProcessor {
         return this.requestVerification(tx, event.did, 'identity')
       case 'account': {
         if (event.active) return this.requestVerification(tx, event.did, 'identity')
-        await this.labels.reconcile(event.did, ALL_WITHDRAWN, `account ${event.status ?? 'inactive'}`, tx)
-        return { outcome: 'revoked' }
+        const labels = await this.labels.reconcile(
+          event.did,
+          ALL_WITHDRAWN,
+          `account ${event.status ?? 'inactive'}`,
+          tx,
+        )
+        return { outcome: 'revoked', labels }
       }
     }
   }
 
-  private async applyRecord(
-    tx: Tx,
-    event: Extract<IngestEvent, { kind: 'record' }>,
-  ): Promise<{ outcome: Outcome; verify?: VerifyRequest }> {
+  private async applyRecord(tx: Tx, event: Extract<IngestEvent, { kind: 'record' }>): Promise<ApplyResult> {
     const validation =
       event.rkey === ATTESTATION_RKEY
         ? validateAttestation(event.record)
@@ -125,7 +130,13 @@ export class IngestProcessor {
         })
       // A record that turned invalid no longer supports the labels it earned.
       if (event.rkey === ATTESTATION_RKEY) {
-        await this.labels.reconcile(event.did, ALL_WITHDRAWN, `attestation rejected: ${validation.error}`, tx)
+        const labels = await this.labels.reconcile(
+          event.did,
+          ALL_WITHDRAWN,
+          `attestation rejected: ${validation.error}`,
+          tx,
+        )
+        return { outcome: 'rejected', labels }
       }
       return { outcome: 'rejected' }
     }
@@ -159,11 +170,7 @@ export class IngestProcessor {
     return { outcome: 'stored', verify: { did: event.did, rkey: event.rkey, trigger: 'ingest', requestedAt: now } }
   }
 
-  private async requestVerification(
-    tx: Tx,
-    did: string,
-    trigger: 'identity',
-  ): Promise<{ outcome: Outcome; verify?: VerifyRequest }> {
+  private async requestVerification(tx: Tx, did: string, trigger: 'identity'): Promise<ApplyResult> {
     const now = new Date()
     const [row] = await tx
       .update(attestations)

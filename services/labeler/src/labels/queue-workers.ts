@@ -3,7 +3,16 @@ import type { Logger } from '@atmos/runtime'
 import type { Redis } from 'ioredis'
 import type { LabelManager } from './manager.ts'
 import { LABEL_VALUES } from './values.ts'
-import type { LabelWriter } from './writer.ts'
+import type { LabelWriter, StoredLabel } from './writer.ts'
+
+type QueueWorkerOptions = {
+  redisUrl: string
+  prefix: string
+  manager: LabelManager
+  writer: LabelWriter
+  logger: Logger
+  onLabels?: (labels: StoredLabel[]) => void
+}
 
 /**
  * Label changes other services ask for: a suspension or reinstatement (fbl-ingest, an
@@ -12,20 +21,15 @@ import type { LabelWriter } from './writer.ts'
 export class LabelQueueWorkers {
   private workers: Worker[] = []
   private connections: Redis[] = []
-  private readonly opts: {
-    redisUrl: string
-    prefix: string
-    manager: LabelManager
-    writer: LabelWriter
-    logger: Logger
-  }
+  private readonly opts: QueueWorkerOptions
 
-  constructor(opts: { redisUrl: string; prefix: string; manager: LabelManager; writer: LabelWriter; logger: Logger }) {
+  constructor(opts: QueueWorkerOptions) {
     this.opts = opts
   }
 
   start(): void {
     const { manager, writer, prefix, logger } = this.opts
+    const onLabels = this.opts.onLabels ?? (() => {})
     const connection = () => {
       const c = createRedis(this.opts.redisUrl)
       c.on('error', () => {})
@@ -35,6 +39,7 @@ export class LabelQueueWorkers {
     this.workers.push(
       createWorker(memberStatusChanged, connection(), prefix, async (p) => {
         const emitted = await manager.applyMemberStatus(p.did, `member ${p.status}: ${p.reason}`)
+        onLabels(emitted)
         logger.info({ did: p.did, status: p.status, labels: emitted.length }, 'member status applied')
         return { emitted: emitted.length }
       }),
@@ -47,6 +52,7 @@ export class LabelQueueWorkers {
           ]),
           p.reason,
         )
+        onLabels(emitted)
         return { emitted: emitted.length }
       }),
     )

@@ -14,6 +14,7 @@ import { and, eq, lte, sql } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, type Registry } from 'prom-client'
 import type { LabelManager } from '../labels/manager.ts'
+import type { StoredLabel } from '../labels/writer.ts'
 
 type Payload = PayloadOf<typeof verifyQueue>
 
@@ -33,6 +34,7 @@ export class VerifyWorker {
   private worker: Worker | undefined
   private connection: Redis | undefined
   private readonly verifications: Counter
+  private readonly onLabels: (labels: StoredLabel[]) => void
 
   constructor(opts: {
     db: Db
@@ -43,7 +45,9 @@ export class VerifyWorker {
     redisUrl: string
     prefix: string
     concurrency: number
+    onLabels?: (labels: StoredLabel[]) => void
   }) {
+    this.onLabels = opts.onLabels ?? (() => {})
     this.db = opts.db
     this.deps = opts.deps
     this.manager = opts.manager
@@ -101,6 +105,7 @@ export class VerifyWorker {
       await this.clearRequest(tx, payload.did, rkey, requestedAt)
       return this.manager.applyVerification(tx, att.did, result.outcome, result.reason)
     })
+    if (emitted.length) this.onLabels(emitted)
     for (const c of result.checks) this.verifications.inc({ check: c.check, outcome: c.outcome })
     this.verifications.inc({ check: 'all', outcome: result.outcome })
     this.logger.info(
