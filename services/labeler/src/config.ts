@@ -13,6 +13,8 @@ export const labelerSection = section({
     .default(''),
   /** secp256k1 private key in hex, mode 0600; `labeler init` creates it. */
   signingKeyFile: field.string('.state/labeler/label-signing.key'),
+  /** Where clients reach the XRPC endpoint; goes into the DID document's #atproto_labeler service. */
+  publicUrl: field.url('http://127.0.0.1:2583', ['http', 'https']),
   /** The XRPC endpoint (queryLabels, subscribeLabels). */
   xrpc: section({
     host: field.string('127.0.0.1'),

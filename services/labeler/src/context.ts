@@ -9,6 +9,7 @@ import { LabelManager } from './labels/manager.ts'
 import { LabelQueueWorkers } from './labels/queue-workers.ts'
 import { LabelStream } from './labels/stream.ts'
 import { type LabelSigner, LabelWriter, type StoredLabel } from './labels/writer.ts'
+import { createVerifyDeps } from './verify/deps.ts'
 import { VerifyWorker } from './verify/worker.ts'
 
 export type LabelerMetrics = ReturnType<typeof createMetrics>
@@ -93,17 +94,9 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
         })
   const labelManager = new LabelManager(base.db, labelWriter)
   const v = config.labeler.verify
-  const dns = createDnsResolver({
-    // Without a resolv.conf c-ares itself falls back to 127.0.0.1; so do we.
-    servers: v.dnsServers.length ? v.dnsServers : getServers().length ? getServers() : ['127.0.0.1'],
-    port: v.dnsPort || undefined,
-    timeoutMs: v.dnsTimeout,
-    tries: v.dnsTries,
-  })
-  const identity = createIdentityResolver({ plcUrl: v.plcUrl, timeoutMs: v.dnsTimeout * 2 })
   const verifyWorker = new VerifyWorker({
     db: base.db,
-    deps: { dns, identity },
+    deps: createVerifyDeps(config),
     manager: labelManager,
     logger: base.logger,
     registry: base.metrics,

@@ -1,0 +1,66 @@
+import { LABEL_VALUES } from './values.ts'
+
+/**
+ * The app.bsky.labeler.service record that tells Bluesky clients what this labeler's
+ * values mean. Both are informational badges on accounts, never a warning or a blur.
+ */
+export function labelerServiceRecord(now = new Date()) {
+  return {
+    $type: 'app.bsky.labeler.service',
+    policies: {
+      labelValues: [LABEL_VALUES.verifiedMailOperator, LABEL_VALUES.relayMember],
+      labelValueDefinitions: [
+        {
+          identifier: LABEL_VALUES.verifiedMailOperator,
+          severity: 'inform',
+          blurs: 'none',
+          defaultSetting: 'warn',
+          adultOnly: false,
+          locales: [
+            {
+              lang: 'en',
+              name: 'Verified mail operator',
+              description:
+                'Controls a mail domain whose MX, SPF, DKIM and DMARC (quarantine or reject) were verified by Atmosphere Mail, and re-verified daily.',
+            },
+          ],
+        },
+        {
+          identifier: LABEL_VALUES.relayMember,
+          severity: 'inform',
+          blurs: 'none',
+          defaultSetting: 'warn',
+          adultOnly: false,
+          locales: [
+            {
+              lang: 'en',
+              name: 'Atmosphere Mail relay member',
+              description:
+                'A verified mail operator in good standing that sends through the shared Atmosphere Mail relay.',
+            },
+          ],
+        },
+      ],
+    },
+    createdAt: now.toISOString(),
+  }
+}
+
+/**
+ * The DID-document entries a labeler needs so that clients find and verify it: the
+ * signing key as `#atproto_label` and the endpoint as `#atproto_labeler`.
+ */
+export function didDocumentChanges(did: string, didKey: string, publicUrl: string) {
+  return {
+    verificationMethods: { atproto_label: didKey },
+    services: { atproto_labeler: { type: 'AtprotoLabeler', endpoint: publicUrl } },
+    // As it appears in the resolved document:
+    verificationMethod: {
+      id: `${did}#atproto_label`,
+      type: 'Multikey',
+      controller: did,
+      publicKeyMultibase: didKey.replace(/^did:key:/, ''),
+    },
+    service: { id: '#atproto_labeler', type: 'AtprotoLabeler', serviceEndpoint: publicUrl },
+  }
+}
