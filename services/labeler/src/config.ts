@@ -50,6 +50,8 @@ export const labelerSection = section({
     /** Verification jobs run at once in this process. */
     concurrency: field.int(8, { min: 1, max: 256 }),
   }),
+  /** Rendered queryLabels pages kept until a label changes; 0 turns the cache off. */
+  queryCacheBytes: field.int(64 * 1024 * 1024, { min: 0, max: 4 * 1024 * 1024 * 1024 }),
   subscribe: section({
     /** Events a slow subscriber may fall behind before it gets ConsumerTooSlow. */
     maxBuffer: field.int(5000, { min: 10, max: 1_000_000 }),

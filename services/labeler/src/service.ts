@@ -1,15 +1,17 @@
 import type { Server as HttpServer } from 'node:http'
 import { BaseService } from '@atmos/runtime'
 import type { Server as XrpcServer } from '@atproto/xrpc-server'
+import { QueryCache } from './api/query-cache.ts'
 import { registerQueryLabels } from './api/query-labels.ts'
 import { createXrpcServer, listen } from './api/server.ts'
-import { registerSubscribeLabels } from './api/subscribe-labels.ts'
+import { SubscribeLabelsServer } from './api/subscribe-labels.ts'
 import type { LabelerConfig } from './config.ts'
 import { type AppContext, createContext } from './context.ts'
 
 /** Watches the network for email.atmos.attestation records, verifies them and serves signed labels. */
 export class LabelerService extends BaseService<AppContext> {
   private xrpc: XrpcServer | undefined
+  private subscriptions: SubscribeLabelsServer | undefined
   private http: HttpServer | undefined
 
   static async create(config: LabelerConfig): Promise<LabelerService> {
@@ -26,16 +28,23 @@ export class LabelerService extends BaseService<AppContext> {
     const { config, labelStream, labelerMetrics: m } = this.ctx
     await labelStream.start()
     const xrpc = createXrpcServer()
-    registerQueryLabels(xrpc, this.ctx.db, (s) => m.queryLabelsSeconds.observe(s))
-    registerSubscribeLabels(xrpc, labelStream, {
-      connected: () => m.subscribers.inc(),
-      closed: (reason) => {
-        m.subscribers.dec()
-        m.subscribersClosed.inc({ reason })
+    const cache = new QueryCache(config.labeler.queryCacheBytes)
+    labelStream.onChange(() => cache.invalidate())
+    registerQueryLabels(xrpc, this.ctx.db, cache, (s) => m.queryLabelsSeconds.observe(s))
+    const subscriptions = new SubscribeLabelsServer(
+      labelStream,
+      {
+        connected: () => m.subscribers.inc(),
+        closed: (reason) => {
+          m.subscribers.dec()
+          m.subscribersClosed.inc({ reason })
+        },
       },
-    })
+      this.logger,
+    )
     this.xrpc = xrpc
-    this.http = await listen(xrpc, config.labeler.xrpc.host, config.labeler.xrpc.port)
+    this.subscriptions = subscriptions
+    this.http = await listen(xrpc, subscriptions, config.labeler.xrpc.host, config.labeler.xrpc.port)
     this.logger.info({ xrpc: this.xrpcUrl, src: this.ctx.signer.src }, 'xrpc endpoint listening')
     this.ctx.verifyWorker.start()
     this.ctx.labelQueueWorkers.start()
@@ -47,9 +56,7 @@ export class LabelerService extends BaseService<AppContext> {
     await this.ctx.ingester?.stop()
     await this.ctx.verifyWorker.stop()
     await this.ctx.labelQueueWorkers.stop()
-    for (const sub of this.xrpc?.subscriptions.values() ?? []) {
-      for (const client of sub.wss.clients) client.close(1001, 'server shutting down')
-    }
+    this.subscriptions?.closeAll()
     const http = this.http
     if (http) {
       await new Promise<void>((resolve) => {

@@ -9,6 +9,7 @@ import { createTestDatabase, TEST_REDIS_URL, type TestDatabase, testRedisPrefix 
 import WebSocket from 'ws'
 import { labelerConfigSchema } from '../src/config.ts'
 import { LabelerService } from '../src/service.ts'
+import { eventually } from './helpers.ts'
 
 describe('label XRPC endpoints', () => {
   let tdb: TestDatabase
@@ -29,6 +30,8 @@ describe('label XRPC endpoints', () => {
         ATMOS_LOG_LEVEL: 'silent',
         ATMOS_LABELER_SIGNING_KEY_FILE: keyFile,
         ATMOS_LABELER_XRPC_PORT: '0',
+        ATMOS_LABELER_INGEST_SOURCE: 'none',
+        ATMOS_LABELER_SUBSCRIBE_MAX_BUFFER: '1000',
       },
     })
     service = await LabelerService.create(config)
@@ -132,6 +135,46 @@ describe('label XRPC endpoints', () => {
     assert.deepEqual(frames, [
       { header: { op: -1 }, body: { error: 'FutureCursor', message: 'Cursor in the future.' } },
     ])
+  })
+
+  it('subscribeLabels: a bad cursor gets InvalidRequest', async () => {
+    const wsBase = base.replace('http', 'ws')
+    const { frames, closed } = await collect(`${wsBase}/xrpc/com.atproto.label.subscribeLabels?cursor=-1`, () => false)
+    assert.equal(closed, true)
+    assert.equal((frames[0]?.body as { error: string }).error, 'InvalidRequest')
+  })
+
+  it('subscribeLabels: a reader that stops reading is cut off with ConsumerTooSlow; the others are not held up', async () => {
+    const wsBase = base.replace('http', 'ws')
+    const slow = new WebSocket(`${wsBase}/xrpc/com.atproto.label.subscribeLabels`)
+    const fast = new WebSocket(`${wsBase}/xrpc/com.atproto.label.subscribeLabels`)
+    await Promise.all([new Promise((r) => slow.once('open', r)), new Promise((r) => fast.once('open', r))])
+    // The slow one stops reading from its socket altogether.
+    ;(slow as unknown as { _socket: { pause: () => void; resume: () => void } })._socket.pause()
+    let fastCount = 0
+    fast.on('message', () => fastCount++)
+    // Far more than the socket buffers and the subscriber queue hold, written straight to
+    // the table (signatures are not the point here) and announced as the writer does.
+    const burst = 40_000
+    const sql = service.ctx.db.$client
+    const [row] = await sql<{ max: number }[]>`select coalesce(max(seq), 0)::int as max from labels`
+    const max = row!.max
+    await sql`insert into labels (seq, src, uri, val, cts, sig, signing_key_id)
+      select ${max} + g, 'did:plc:burst', 'did:plc:burst' || g, 'relay-member', '2026-11-25T00:00:00.000Z',
+             decode(repeat('ab', 64), 'hex'), (select id from label_signing_keys limit 1)
+      from generate_series(1, ${burst}) g`
+    await sql`select setval('label_seq', ${max + burst})`
+    await sql`select pg_notify('atmos_labels', ${String(max + burst)})`
+    await eventually(async () => (fastCount === burst ? true : undefined), 30_000, 'the fast reader to get every label')
+    const slowFrames: ReturnType<typeof decodeFrame>[] = []
+    const closed = new Promise<number>((resolve) => slow.once('close', (code) => resolve(code)))
+    slow.on('message', (d: Buffer) => slowFrames.push(decodeFrame(new Uint8Array(d))))
+    ;(slow as unknown as { _socket: { resume: () => void } })._socket.resume()
+    assert.equal(await closed, 1008)
+    assert.ok(slowFrames.length < burst, 'the slow reader was cut off before the end')
+    assert.deepEqual(slowFrames.at(-1)?.body, { error: 'ConsumerTooSlow', message: 'Stream consumer too slow' })
+    fast.close()
+    await sql`delete from labels where src = 'did:plc:burst'`
   })
 
   it('subscribeLabels: without a cursor, only labels written after connecting', async () => {

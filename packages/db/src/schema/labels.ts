@@ -59,8 +59,9 @@ export const labels = pgTable(
   },
   (t) => [
     unique('labels_src_uri_cid_val_key').on(t.src, t.uri, t.cid, t.val).nullsNotDistinct(),
-    // queryLabels: uri prefix patterns, newest state in seq order.
-    index('labels_uri_seq_idx').on(t.uri.op('text_pattern_ops'), t.seq),
+    // queryLabels walks (uri, seq) in byte order: a prefix pattern is one index range
+    // whatever the database's collation, and paging is a row comparison on the same key.
+    index('labels_uri_c_seq_idx').on(sql`(${t.uri} collate "C")`, t.seq),
     check('labels_val_length_check', sql`char_length(val) <= 128`),
   ],
 )

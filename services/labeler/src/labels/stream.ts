@@ -34,12 +34,18 @@ export class LabelStream {
   private polling: Promise<void> | undefined
   private pollAgain = false
   private unlisten: (() => Promise<void>) | undefined
+  private readonly changeListeners: Array<() => void> = []
 
   constructor(db: Db, logger: Logger, opts: { maxBuffer: number; pageSize: number }) {
     this.db = db
     this.logger = logger
     this.maxBuffer = opts.maxBuffer
     this.pageSize = opts.pageSize
+  }
+
+  /** Called (in this process) after new labels were read, e.g. to drop cached pages. */
+  onChange(listener: () => void): void {
+    this.changeListeners.push(listener)
   }
 
   get subscriberCount(): number {
@@ -87,6 +93,7 @@ export class LabelStream {
             .limit(this.pageSize)
           if (!rows.length) break
           this.lastSeq = rows[rows.length - 1]!.seq
+          for (const listener of this.changeListeners) listener()
           for (const sub of this.subscribers) this.deliver(sub, rows)
           if (rows.length < this.pageSize) break
         }

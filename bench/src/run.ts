@@ -1,0 +1,24 @@
+// Runs every benchmark and prints each figure beside its target (and all of them as JSON
+// on the last line). `pnpm bench` from the repository root; not part of the tests.
+import { cpus } from 'node:os'
+import { benchLabels } from './labels.ts'
+import { type Figure, printFigure } from './report.ts'
+import { benchVerify } from './verify.ts'
+
+const quick = process.argv.includes('--quick')
+console.log(
+  `machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}${quick ? ', quick run' : ''}`,
+)
+const figures: Figure[] = []
+for (const [title, run] of [
+  ['labeler: queryLabels, subscribeLabels, idle subscribers', () => benchLabels(quick ? 100_000 : 1_000_000)],
+  ['verify: checks against loopback DNS', () => benchVerify(1000, 64, quick ? 3 : 10)],
+] as const) {
+  console.log(`\n== ${title}`)
+  for (const f of await run()) {
+    printFigure(f)
+    figures.push(f)
+  }
+}
+console.log(`\n${JSON.stringify({ figures })}`)
+process.exit(0)
