@@ -141,7 +141,7 @@ describe('label XRPC endpoints', () => {
     const wsBase = base.replace('http', 'ws')
     const { frames, closed } = await collect(`${wsBase}/xrpc/com.atproto.label.subscribeLabels?cursor=-1`, () => false)
     assert.equal(closed, true)
-    assert.equal((frames[0]?.body as { error: string }).error, 'InvalidRequest')
+    assert.equal((frames[0]!.body as { error: string }).error, 'InvalidRequest')
   })
 
   it('subscribeLabels: a reader that stops reading is cut off with ConsumerTooSlow; the others are not held up', async () => {
