@@ -11,8 +11,16 @@ export type Frame =
   | { header: MessageHeader; body: Record<string, unknown> }
   | { header: ErrorHeader; body: { error: string; message?: string } }
 
+const headers = new Map<string, Uint8Array>()
+
 export function encodeMessageFrame(type: string, body: Record<string, unknown>): Uint8Array {
-  return concat(dagCbor.encode({ op: 1, t: type }), dagCbor.encode(body))
+  // A stream sends one type of message over and over: its header is encoded once.
+  let header = headers.get(type)
+  if (!header) {
+    header = dagCbor.encode({ op: 1, t: type })
+    if (headers.size < 64) headers.set(type, header)
+  }
+  return concat(header, dagCbor.encode(body))
 }
 
 export function encodeErrorFrame(error: string, message?: string): Uint8Array {

@@ -1,4 +1,5 @@
 import type { Server as HttpServer, IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { encodeErrorFrame, encodeMessageFrame, labelWireObject } from '@atmos/labels'
 import type { Logger } from '@atmos/runtime'
 import { type WebSocket, WebSocketServer } from 'ws'
@@ -39,7 +40,7 @@ export class SubscribeLabelsServer {
   }
 
   /** Takes the upgrade if it is for subscribeLabels; returns false otherwise. */
-  handleUpgrade(req: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): boolean {
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
     const url = new URL(req.url ?? '/', 'http://x')
     if (url.pathname !== SUBSCRIBE_LABELS_PATH) return false
     this.wss.handleUpgrade(req, socket, head, (ws) => void this.serve(ws, url.searchParams))
@@ -73,11 +74,16 @@ export class SubscribeLabelsServer {
         }
         cursor = Number(cursorParam)
       }
-      for await (const row of this.stream.subscribe(cursor, ac.signal)) {
+      const socket = (ws as unknown as { _socket: Duplex })._socket
+      for await (const batch of this.stream.subscribeBatches(cursor, ac.signal)) {
         if (ws.readyState !== ws.OPEN) break
-        const frame = encodeMessageFrame('#labels', { seq: row.seq, labels: [labelWireObject(rowToLabel(row))] })
-        if (ws.bufferedAmount < SOCKET_HIGH_WATER) ws.send(frame)
-        else await new Promise<void>((resolve) => ws.send(frame, () => resolve()))
+        // One write for the whole batch instead of one per frame.
+        socket.cork()
+        for (const row of batch) {
+          ws.send(encodeMessageFrame('#labels', { seq: row.seq, labels: [labelWireObject(rowToLabel(row))] }))
+        }
+        socket.uncork()
+        if (ws.bufferedAmount >= SOCKET_HIGH_WATER) await drained(socket)
       }
     } catch (err) {
       if (err instanceof FutureCursorError) return fail(ws, 'FutureCursor', err.message)
@@ -92,6 +98,19 @@ export class SubscribeLabelsServer {
       this.metrics.closed(reason)
     }
   }
+}
+
+/** Resolves when the socket has written out what it holds (or is gone). */
+function drained(socket: Duplex): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done)
+      socket.off('close', done)
+      resolve()
+    }
+    socket.once('drain', done)
+    socket.once('close', done)
+  })
 }
 
 function fail(ws: WebSocket, error: string, message: string) {

@@ -1,7 +1,7 @@
 import type { Db } from '@atmos/db'
 import { labels } from '@atmos/db'
 import type { Logger } from '@atmos/runtime'
-import { asc, gt, max } from 'drizzle-orm'
+import { max } from 'drizzle-orm'
 import type { LabelRow } from './rows.ts'
 import { LABELS_CHANNEL } from './writer.ts'
 
@@ -11,6 +11,8 @@ export class FutureCursorError extends Error {
 export class ConsumerTooSlowError extends Error {
   override name = 'ConsumerTooSlowError'
 }
+
+type RawLabelRow = Omit<LabelRow, 'seq' | 'signingKeyId' | 'createdAt'> & { seq: string; signing_key_id: number }
 
 type Subscriber = {
   queue: LabelRow[]
@@ -70,6 +72,16 @@ export class LabelStream {
     this.subscribers.clear()
   }
 
+  /** Up to pageSize rows after `after`, in seq order; raw SQL, as this is the replay hot path. */
+  private async rowsAfter(after: number): Promise<LabelRow[]> {
+    const rows = await this.db.$client<RawLabelRow[]>`
+      select seq::int8::text as seq, ver, src, uri, cid, val, neg, cts, exp, sig, signing_key_id, reason
+      from labels where labels.seq > ${after} order by labels.seq limit ${this.pageSize}`
+    return rows.map(
+      (r) => ({ ...r, seq: Number(r.seq), signingKeyId: r.signing_key_id, createdAt: new Date(0) }) as LabelRow,
+    )
+  }
+
   async maxSeq(): Promise<number> {
     const [row] = await this.db.select({ seq: max(labels.seq) }).from(labels)
     return Number(row?.seq ?? 0)
@@ -85,12 +97,7 @@ export class LabelStream {
       do {
         this.pollAgain = false
         for (;;) {
-          const rows = await this.db
-            .select()
-            .from(labels)
-            .where(gt(labels.seq, this.lastSeq))
-            .orderBy(asc(labels.seq))
-            .limit(this.pageSize)
+          const rows = await this.rowsAfter(this.lastSeq)
           if (!rows.length) break
           this.lastSeq = rows[rows.length - 1]!.seq
           for (const listener of this.changeListeners) listener()
@@ -114,12 +121,19 @@ export class LabelStream {
     sub.wake?.()
   }
 
+  /** Every label after `cursor`, one at a time (see subscribeBatches). */
+  async *subscribe(cursor: number | undefined, signal: AbortSignal): AsyncGenerator<LabelRow> {
+    for await (const batch of this.subscribeBatches(cursor, signal)) yield* batch
+  }
+
   /**
    * Every label after `cursor` in seq order, then live ones; without a cursor, live ones
    * only. The subscriber registers for live events before the backfill starts and the
-   * overlap is dropped by seq, so nothing committed during the backfill is lost.
+   * overlap is dropped by seq, so nothing committed during the backfill is lost. Rows come
+   * in batches (a backfill page, or whatever arrived live) so that a sender can write
+   * them to the socket in one go.
    */
-  async *subscribe(cursor: number | undefined, signal: AbortSignal): AsyncGenerator<LabelRow> {
+  async *subscribeBatches(cursor: number | undefined, signal: AbortSignal): AsyncGenerator<LabelRow[]> {
     const sub: Subscriber = { queue: [], wake: undefined, tooSlow: false }
     if (cursor !== undefined && cursor > (await this.maxSeq())) {
       throw new FutureCursorError('Cursor in the future.')
@@ -128,30 +142,25 @@ export class LabelStream {
     const onAbort = () => sub.wake?.()
     signal.addEventListener('abort', onAbort)
     try {
-      let last = cursor ?? Number.MAX_SAFE_INTEGER
+      let last = cursor ?? 0
       if (cursor !== undefined) {
         for (;;) {
-          const rows = await this.db
-            .select()
-            .from(labels)
-            .where(gt(labels.seq, last))
-            .orderBy(asc(labels.seq))
-            .limit(this.pageSize)
-          for (const row of rows) {
-            if (signal.aborted) return
-            yield row
-            last = row.seq
+          const rows = await this.rowsAfter(last)
+          if (signal.aborted) return
+          if (rows.length) {
+            last = rows[rows.length - 1]!.seq
+            yield rows
           }
           if (rows.length < this.pageSize) break
         }
       }
       while (!signal.aborted) {
         if (sub.tooSlow) throw new ConsumerTooSlowError('Stream consumer too slow')
-        const row = sub.queue.shift()
-        if (row) {
-          if (cursor === undefined || row.seq > last) {
-            last = row.seq
-            yield row
+        if (sub.queue.length) {
+          const fresh = sub.queue.splice(0, sub.queue.length).filter((row) => row.seq > last)
+          if (fresh.length) {
+            last = fresh[fresh.length - 1]!.seq
+            yield fresh
           }
           continue
         }

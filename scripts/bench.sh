@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every benchmark under bench/ and prints each figure beside its target. Not part
+# of the tests. Installs wrk (Debian) as the HTTP load client when it is missing.
+source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
+source "$ATMOS_ROOT/scripts/deps.sh"
+cd "$ATMOS_ROOT"
+atmos_install
+atmos_ensure_postgres
+atmos_ensure_redis
+atmos_ensure_apt wrk
+exec node bench/src/run.ts "$@"
