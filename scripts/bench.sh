@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every benchmark under bench/ and prints each figure beside its target. Not part
-# of the tests. Installs wrk (Debian) as the HTTP load client when it is missing.
+# of the tests. Installs wrk (the HTTP load client) and dnsmasq (a fast loopback DNS
+# server for the verification figure) from Debian when they are missing.
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 source "$ATMOS_ROOT/scripts/deps.sh"
 cd "$ATMOS_ROOT"
 atmos_install
 atmos_ensure_postgres
 atmos_ensure_redis
-atmos_ensure_apt wrk
+atmos_ensure_apt wrk dnsmasq-base
 exec node bench/src/run.ts "$@"

@@ -12,7 +12,7 @@ console.log(
 const figures: Figure[] = []
 for (const [title, run] of [
   ['labeler: queryLabels, subscribeLabels, idle subscribers', () => benchLabels(quick ? 100_000 : 1_000_000)],
-  ['verify: checks against loopback DNS', () => benchVerify(1000, 64, quick ? 3 : 10)],
+  ['verify: checks against loopback DNS', () => benchVerify(1000, 16, quick ? 3 : 10)],
 ] as const) {
   console.log(`\n== ${title}`)
   for (const f of await run()) {
