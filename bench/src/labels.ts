@@ -61,6 +61,7 @@ export async function benchLabels(total: number): Promise<Figure[]> {
 
     // Without the page cache: what each request costs when it goes to Postgres.
     const cold = await start({ ATMOS_LABELER_QUERY_CACHE_BYTES: '0' })
+    await loadQueryLabels(cold.xrpc, 2)
     const coldRun = await loadQueryLabels(cold.xrpc, 5)
     await cold.proc.stop('SIGTERM')
 
@@ -79,6 +80,8 @@ export async function benchLabels(total: number): Promise<Figure[]> {
     const after = rssMb(proc.child.pid!)
     for (const ws of sockets) ws.terminate()
 
+    // A short warm-up first (JIT, connection pool, first pages), as any load test does.
+    await loadQueryLabels(xrpc, 3)
     const run = await loadQueryLabels(xrpc, 10)
     figures.push(
       {

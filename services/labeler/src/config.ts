@@ -56,7 +56,7 @@ export const labelerSection = section({
     /** Events a slow subscriber may fall behind before it gets ConsumerTooSlow. */
     maxBuffer: field.int(5000, { min: 10, max: 1_000_000 }),
     /** Rows read per query while replaying from a cursor. */
-    backfillPageSize: field.int(500, { min: 1, max: 10_000 }),
+    backfillPageSize: field.int(1000, { min: 1, max: 10_000 }),
   }),
 })
 
