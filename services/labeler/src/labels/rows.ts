@@ -19,18 +19,6 @@ export function rowToLabel(row: LabelRow): SignedLabel {
   return label
 }
 
-/** Key order as the lexicon lists the fields, `sig` last, for JSON and CBOR output alike. */
-export function labelView(label: SignedLabel): Record<string, unknown> {
-  const out: Record<string, unknown> = { ver: label.ver, src: label.src, uri: label.uri }
-  if (label.cid !== undefined) out.cid = label.cid
-  out.val = label.val
-  if (label.neg) out.neg = true
-  out.cts = label.cts
-  if (label.exp !== undefined) out.exp = label.exp
-  out.sig = label.sig
-  return out
-}
-
 /**
  * The wire object of a stored label, built straight from the row: the replay hot path,
  * so no intermediate label object and no copy of the signature.
