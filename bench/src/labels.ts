@@ -108,10 +108,15 @@ export async function benchLabels(total: number): Promise<Figure[]> {
       },
     )
 
-    // Replay from cursor 0. The client counts every frame and decodes one in a hundred,
-    // as a relay forwarding the stream would: decoding them all measures the client.
+    // Replay from cursor 0, on a process of its own as each figure here is. The client
+    // counts every frame and decodes one in a hundred, as a relay forwarding the stream
+    // would: decoding them all measures the client.
+    await proc.stop('SIGTERM')
+    const replayer = await start({})
     const replay = await new Promise<{ count: number; seconds: number }>((resolve, reject) => {
-      const ws = new WebSocket(`${wsBase}/xrpc/com.atproto.label.subscribeLabels?cursor=0`)
+      const ws = new WebSocket(
+        `${replayer.xrpc.replace(/^http/, 'ws')}/xrpc/com.atproto.label.subscribeLabels?cursor=0`,
+      )
       let count = 0
       const t0 = performance.now()
       const finish = () => {
