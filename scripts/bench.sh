@@ -5,8 +5,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 source "$ATMOS_ROOT/scripts/deps.sh"
 cd "$ATMOS_ROOT"
-atmos_install
-atmos_ensure_postgres
-atmos_ensure_redis
+atmos_prepare
 atmos_ensure_apt wrk dnsmasq-base
 exec node bench/src/run.ts "$@"

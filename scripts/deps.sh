@@ -63,3 +63,11 @@ atmos_ensure_apt() {
   apt-get install -y --no-install-recommends "${missing[@]}" >&2 ||
     { apt-get update >&2 && apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
 }
+
+# What every top-level command needs first: the workspace installed from the lockfile and
+# Postgres and Redis answering.
+atmos_prepare() {
+  atmos_install
+  atmos_ensure_postgres
+  atmos_ensure_redis
+}

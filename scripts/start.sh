@@ -6,7 +6,5 @@ source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 source "$ATMOS_ROOT/scripts/deps.sh"
 cd "$ATMOS_ROOT"
 
-atmos_install
-atmos_ensure_postgres
-atmos_ensure_redis
+atmos_prepare
 exec node tools/stack/src/stack.ts

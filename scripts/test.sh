@@ -6,9 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 source "$ATMOS_ROOT/scripts/deps.sh"
 cd "$ATMOS_ROOT"
 
-atmos_install
-atmos_ensure_postgres
-atmos_ensure_redis
+atmos_prepare
 atmos_ensure_apt docker-compose
 
 echo "== lint" >&2

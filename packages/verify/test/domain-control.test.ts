@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
 import { after, before, describe, it } from 'node:test'
-import { closedPort, TestDnsServer } from '@atmos/testkit'
+import { closedPort, PlcDirectoryServer, TestDnsServer } from '@atmos/testkit'
 import {
   type CheckResult,
   checkDomainControl,
@@ -15,36 +14,6 @@ const UNKNOWN_DID = 'did:plc:zzzzzzzzzzzzzzzzzzzzzzzz'
 const BROKEN_DID = 'did:plc:bbbbbbbbbbbbbbbbbbbbbbbb'
 const FLAKY_DID = 'did:plc:ffffffffffffffffffffffff'
 
-/** PLC's read API as far as resolution needs it: GET /<did> answers the DID document. */
-function startPlc(handles: Record<string, string[]>): Promise<{ url: string; server: Server; requests: string[] }> {
-  const requests: string[] = []
-  const server = createServer((req, res) => {
-    const did = decodeURIComponent((req.url ?? '/').slice(1))
-    requests.push(did)
-    if (did === FLAKY_DID) return res.writeHead(502).end('bad gateway')
-    if (did === BROKEN_DID) return res.writeHead(200, { 'content-type': 'application/json' }).end('{"id": 42}')
-    const aka = handles[did]
-    if (!aka) return res.writeHead(404).end('DID not registered')
-    res.writeHead(200, { 'content-type': 'application/did+ld+json' })
-    res.end(
-      JSON.stringify({
-        '@context': ['https://www.w3.org/ns/did/v1'],
-        id: did,
-        alsoKnownAs: aka.map((h) => `at://${h}`),
-        verificationMethod: [],
-        service: [{ id: '#atproto_pds', type: 'AtprotoPersonalDataServer', serviceEndpoint: 'https://pds.test' }],
-      }),
-    )
-  })
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      if (typeof address !== 'object' || !address) throw new Error('no address')
-      resolve({ url: `http://127.0.0.1:${address.port}`, server, requests })
-    }),
-  )
-}
-
 describe('domain control check', () => {
   const dnsServer = new TestDnsServer({
     '_atproto.handle.test': { TXT: [`did=${DID}`] },
@@ -54,7 +23,7 @@ describe('domain control check', () => {
     '_atproto.servfail.test': { behaviour: 'servfail' },
     'nothing.test': { A: ['198.51.100.1'] },
   })
-  let plc: Awaited<ReturnType<typeof startPlc>>
+  let plc: PlcDirectoryServer
   let dns: DnsResolver
   let identity: IdentityResolver
   // The HTTPS well-known of a handle, as the injected fetch serves it (the PLC URL passes through).
@@ -63,10 +32,11 @@ describe('domain control check', () => {
   before(async () => {
     await dnsServer.start()
     dns = resolverFor(dnsServer)
-    plc = await startPlc({
-      [DID]: ['handle.test'],
-      [OTHER_DID]: ['someone.else.test'],
-    })
+    plc = await new PlcDirectoryServer().start()
+    plc.set(DID, ['handle.test'])
+    plc.set(OTHER_DID, ['someone.else.test'])
+    plc.fail(FLAKY_DID, 'unavailable')
+    plc.fail(BROKEN_DID, 'invalid')
     identity = createIdentityResolver({
       plcUrl: plc.url,
       timeoutMs: 1000,
@@ -80,7 +50,7 @@ describe('domain control check', () => {
   })
   after(async () => {
     await dnsServer.close()
-    await new Promise((resolve) => plc.server.close(resolve))
+    await plc.close()
   })
 
   async function expect(did: string, domain: string, outcome: CheckResult['outcome'], reason: RegExp, id = identity) {
