@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { TestDnsServer } from '@atmos/testkit'
 import { type CheckResult, checkDmarc, type DnsResolver } from '../src/index.ts'
-import { resolverFor } from './helpers.ts'
+import { expectCheck, resolverFor, serveZone } from './helpers.ts'
 
 const dmarc = (domain: string, ...records: (string | string[])[]) => ({ [`_dmarc.${domain}`]: { TXT: records } })
 
@@ -36,20 +36,9 @@ describe('DMARC check', () => {
     '_dmarc.garbage.test': { behaviour: 'garbage' },
     '_dmarc.parent-servfail.test': { behaviour: 'servfail' },
   })
-  let dns: DnsResolver
-  before(async () => {
-    await server.start()
-    dns = resolverFor(server)
-  })
-  after(() => server.close())
-
-  async function expect(domain: string, outcome: CheckResult['outcome'], reason: RegExp): Promise<CheckResult> {
-    const result = await checkDmarc(domain, dns)
-    assert.equal(result.check, 'dmarc')
-    assert.equal(result.outcome, outcome, `${domain}: ${result.reason}`)
-    assert.match(result.reason, reason)
-    return result
-  }
+  const dns = serveZone(server)
+  const expect = (domain: string, outcome: CheckResult['outcome'], reason: RegExp) =>
+    expectCheck(checkDmarc(domain, dns()), 'dmarc', outcome, reason, domain)
 
   it('passes p=reject and p=quarantine (a record split across strings too)', async () => {
     const r = await expect('reject.test', 'pass', /asks receivers to reject failing mail \(p=reject\)/)

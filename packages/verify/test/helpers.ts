@@ -1,5 +1,7 @@
+import assert from 'node:assert/strict'
+import { after, before } from 'node:test'
 import { type DnsZone, dkimPublicKey, goodMailZone, type TestDnsServer, withNames } from '@atmos/testkit'
-import { createDnsResolver, type DnsResolver, type IdentityResolver } from '../src/index.ts'
+import { type CheckResult, createDnsResolver, type DnsResolver, type IdentityResolver } from '../src/index.ts'
 
 export const DID = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
 export const OTHER_DID = 'did:plc:aaaaaaaaaaaaaaaaaaaaaaaa'
@@ -29,4 +31,30 @@ export function staticIdentity(docs: Record<string, string[]> = {}): IdentityRes
     resolveDid: async (did) => ({ id: did, alsoKnownAs: docs[did] ?? [] }),
     resolveHandleHttps: async () => undefined,
   }
+}
+
+/** Runs `server` for the enclosing describe block; the resolver is ready once it has started. */
+export function serveZone(server: TestDnsServer): () => DnsResolver {
+  let dns: DnsResolver | undefined
+  before(async () => {
+    await server.start()
+    dns = resolverFor(server)
+  })
+  after(() => server.close())
+  return () => dns as DnsResolver
+}
+
+/** Asserts a check's outcome and reason (the reason is shown when the outcome differs). */
+export async function expectCheck(
+  run: Promise<CheckResult>,
+  check: CheckResult['check'],
+  outcome: CheckResult['outcome'],
+  reason: RegExp,
+  subject: string,
+): Promise<CheckResult> {
+  const result = await run
+  assert.equal(result.check, check)
+  assert.equal(result.outcome, outcome, `${subject}: ${result.reason}`)
+  assert.match(result.reason, reason)
+  return result
 }

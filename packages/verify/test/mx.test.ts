@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { TestDnsServer } from '@atmos/testkit'
 import { type CheckResult, checkMx, type DnsResolver } from '../src/index.ts'
-import { resolverFor } from './helpers.ts'
+import { expectCheck, resolverFor, serveZone } from './helpers.ts'
 
 describe('MX check', () => {
   const server = new TestDnsServer({
@@ -38,20 +38,9 @@ describe('MX check', () => {
       })),
     },
   })
-  let dns: DnsResolver
-  before(async () => {
-    await server.start()
-    dns = resolverFor(server)
-  })
-  after(() => server.close())
-
-  async function expect(domain: string, outcome: CheckResult['outcome'], reason: RegExp): Promise<CheckResult> {
-    const result = await checkMx(domain, dns)
-    assert.equal(result.check, 'mx')
-    assert.equal(result.outcome, outcome, `${domain}: ${result.reason}`)
-    assert.match(result.reason, reason)
-    return result
-  }
+  const dns = serveZone(server)
+  const expect = (domain: string, outcome: CheckResult['outcome'], reason: RegExp) =>
+    expectCheck(checkMx(domain, dns()), 'mx', outcome, reason, domain)
 
   it('passes MX hosts with A or AAAA records', async () => {
     const r = await expect('good.test', 'pass', /good\.test has 2 usable MX hosts/)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { type DnsZone, TestDnsServer } from '@atmos/testkit'
 import { type CheckResult, checkSpf, type DnsResolver } from '../src/index.ts'
-import { resolverFor } from './helpers.ts'
+import { expectCheck, resolverFor, serveZone } from './helpers.ts'
 
 const spf = (record: string | string[]) => ({ TXT: [record] })
 
@@ -39,20 +39,9 @@ for (let i = 0; i < 11; i++) zone[`l${i}.test`] = spf('v=spf1 -all')
 
 describe('SPF check', () => {
   const server = new TestDnsServer(zone)
-  let dns: DnsResolver
-  before(async () => {
-    await server.start()
-    dns = resolverFor(server)
-  })
-  after(() => server.close())
-
-  async function expect(domain: string, outcome: CheckResult['outcome'], reason: RegExp): Promise<CheckResult> {
-    const result = await checkSpf(domain, dns)
-    assert.equal(result.check, 'spf')
-    assert.equal(result.outcome, outcome, `${domain}: ${result.reason}`)
-    assert.match(result.reason, reason)
-    return result
-  }
+  const dns = serveZone(server)
+  const expect = (domain: string, outcome: CheckResult['outcome'], reason: RegExp) =>
+    expectCheck(checkSpf(domain, dns()), 'spf', outcome, reason, domain)
 
   it('passes one -all record among other TXT records', async () => {
     const r = await expect('good.test', 'pass', /publishes one SPF record .* does not authorize arbitrary senders/)
