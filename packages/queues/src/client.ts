@@ -32,6 +32,12 @@ export class TypedQueue<D extends QueueDef> {
     return this.queue.add(this.def.name, data, opts)
   }
 
+  /** Validates every payload first; enqueues all or nothing. */
+  async enqueueBulk(items: Array<{ payload: PayloadInputOf<D>; opts?: JobsOptions }>): Promise<Job[]> {
+    const jobs = items.map((i) => ({ name: this.def.name, data: parsePayload(this.def, i.payload), opts: i.opts }))
+    return this.queue.addBulk(jobs)
+  }
+
   async close(): Promise<void> {
     await this.queue.close()
   }

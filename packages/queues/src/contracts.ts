@@ -92,14 +92,14 @@ export const processInbound = defineQueue({
 /** scheduler's repeatable tick → scheduler sweep worker. */
 export const reverifySweep = defineQueue({
   name: 'reverify-sweep',
-  description: 'Enqueue verification of every live attestation due in this interval, spread over it.',
+  description:
+    'Enqueue verification of every live attestation for one interval, spread over it. The interval is the bucket of the time the tick was due, so a retried sweep enqueues the same jobs.',
   payload: z
     .object({
-      intervalStart: z.iso.datetime(),
       intervalMs: z.number().int().positive(),
     })
     .strict(),
-  defaultJobOptions: { attempts: 3, backoff: backoff(60_000), ...keep },
+  defaultJobOptions: { attempts: 5, backoff: backoff(30_000), ...keep },
 })
 
 export const ALL_QUEUES = [

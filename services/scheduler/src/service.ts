@@ -7,4 +7,12 @@ export class SchedulerService extends BaseService<AppContext> {
   static async create(config: SchedulerConfig): Promise<SchedulerService> {
     return new SchedulerService(createContext(config))
   }
+
+  protected override async startWork(): Promise<void> {
+    await this.ctx.sweeper.start()
+  }
+
+  protected override async stopWork(): Promise<void> {
+    await this.ctx.sweeper.stop()
+  }
 }

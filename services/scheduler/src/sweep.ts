@@ -1,0 +1,155 @@
+import { attestations, type Db } from '@atmos/db'
+import {
+  createRedis,
+  createWorker,
+  type Job,
+  reverifySweep,
+  TypedQueue,
+  verifyAttestation,
+  type Worker,
+} from '@atmos/queues'
+import type { Logger } from '@atmos/runtime'
+import { and, asc, eq, gt } from 'drizzle-orm'
+import type { Redis } from 'ioredis'
+import { Counter, Gauge, type Registry } from 'prom-client'
+
+/** The one job scheduler id: every replica upserts the same one, so there is one tick per interval. */
+export const SWEEP_SCHEDULER_ID = 'reverify-every-interval'
+
+const PAGE = 1000
+
+/** The id of an attestation's scheduled verification in one interval: enqueued at most once. */
+export function scheduledJobId(did: string, intervalStart: number): string {
+  return `sched_${did.replace(/[^a-zA-Z0-9]/g, '_')}_${intervalStart}`
+}
+
+/**
+ * Re-verification on an interval. A bullmq job scheduler ticks once per interval whatever
+ * the number of scheduler replicas; the tick's sweep enqueues one verify job per live
+ * attestation, spread over the interval at `verifyRate` per second. Job ids carry the
+ * interval, so a sweep that is retried (its process died mid-way) skips nobody and
+ * verifies nobody twice.
+ */
+export class Sweeper {
+  private readonly db: Db
+  private readonly logger: Logger
+  private readonly redisUrl: string
+  private readonly prefix: string
+  private readonly intervalMs: number
+  private readonly rate: number
+  private connections: Redis[] = []
+  private worker: Worker | undefined
+  private sweepQueue: TypedQueue<typeof reverifySweep> | undefined
+  private verifyQueue: TypedQueue<typeof verifyAttestation> | undefined
+  private readonly metrics
+
+  constructor(opts: {
+    db: Db
+    logger: Logger
+    registry: Registry
+    redisUrl: string
+    prefix: string
+    intervalMs: number
+    rate: number
+  }) {
+    this.db = opts.db
+    this.logger = opts.logger.child({ concern: 'sweep' })
+    this.redisUrl = opts.redisUrl
+    this.prefix = opts.prefix
+    this.intervalMs = opts.intervalMs
+    this.rate = opts.rate
+    const registers = [opts.registry]
+    this.metrics = {
+      due: new Gauge({ name: 'atmos_scheduler_jobs_due', help: 'Attestations due in the current interval', registers }),
+      enqueued: new Counter({
+        name: 'atmos_scheduler_jobs_enqueued_total',
+        help: 'Verify jobs enqueued by sweeps',
+        registers,
+      }),
+      backlog: new Gauge({
+        name: 'atmos_scheduler_backlog_seconds',
+        help: 'How far the spread of one interval runs past its end at the configured rate (0: it fits)',
+        registers,
+      }),
+      lag: new Gauge({
+        name: 'atmos_scheduler_sweep_lag_seconds',
+        help: 'Sweep start minus the time its tick was due',
+        registers,
+      }),
+    }
+  }
+
+  private connection(): Redis {
+    const c = createRedis(this.redisUrl)
+    c.on('error', () => {})
+    this.connections.push(c)
+    return c
+  }
+
+  async start(): Promise<void> {
+    const shared = this.connection()
+    this.sweepQueue = new TypedQueue(reverifySweep, shared, this.prefix)
+    this.verifyQueue = new TypedQueue(verifyAttestation, shared, this.prefix)
+    // Replicas starting together may each upsert and so cause one extra tick in the first
+    // interval; the job ids above absorb it. Leave a scheduler that is already right alone.
+    const existing = await this.sweepQueue.queue.getJobScheduler(SWEEP_SCHEDULER_ID)
+    if (Number(existing?.every) !== this.intervalMs) {
+      await this.sweepQueue.queue.upsertJobScheduler(
+        SWEEP_SCHEDULER_ID,
+        { every: this.intervalMs },
+        { name: reverifySweep.name, data: { intervalMs: this.intervalMs } },
+      )
+    }
+    this.worker = createWorker(reverifySweep, this.connection(), this.prefix, (payload, job) =>
+      this.sweep(payload.intervalMs, job),
+    )
+    this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, err: err.message }, 'sweep failed'))
+  }
+
+  async stop(): Promise<void> {
+    await this.worker?.close()
+    await this.sweepQueue?.close()
+    await this.verifyQueue?.close()
+    await Promise.all(this.connections.map((c) => c.quit().catch(() => c.disconnect())))
+    this.connections = []
+  }
+
+  /** Enqueues this interval's verification of every live attestation; returns how many. */
+  async sweep(intervalMs: number, job: Job): Promise<{ intervalStart: number; enqueued: number }> {
+    const dueAt = job.opts.prevMillis ?? job.timestamp
+    const intervalStart = Math.floor(dueAt / intervalMs) * intervalMs
+    this.metrics.lag.set(Math.max(0, (Date.now() - dueAt) / 1000))
+    const requestedAt = new Date(intervalStart).toISOString()
+    let index = 0
+    let lastId = 0
+    for (;;) {
+      const page = await this.db
+        .select({ id: attestations.id, did: attestations.did, rkey: attestations.rkey })
+        .from(attestations)
+        .where(and(eq(attestations.deleted, false), eq(attestations.state, 'valid'), gt(attestations.id, lastId)))
+        .orderBy(asc(attestations.id))
+        .limit(PAGE)
+      if (!page.length) break
+      lastId = page[page.length - 1]!.id
+      await this.verifyQueue!.enqueueBulk(
+        page.map((row) => ({
+          payload: { did: row.did, rkey: row.rkey, trigger: 'schedule' as const, requestedAt },
+          opts: { jobId: scheduledJobId(row.did, intervalStart), delay: Math.floor((index++ / this.rate) * 1000) },
+        })),
+      )
+      if (page.length < PAGE) break
+    }
+    const spreadMs = (index / this.rate) * 1000
+    this.metrics.due.set(index)
+    this.metrics.enqueued.inc(index)
+    this.metrics.backlog.set(Math.max(0, (spreadMs - intervalMs) / 1000))
+    if (spreadMs > intervalMs) {
+      this.logger.warn(
+        { attestations: index, rate: this.rate, spreadSeconds: spreadMs / 1000, intervalSeconds: intervalMs / 1000 },
+        'more verification than fits in one interval at this rate: raise scheduler.verifyRate',
+      )
+    }
+    this.logger.info({ intervalStart: requestedAt, attestations: index }, 'sweep enqueued')
+    return { intervalStart, enqueued: index }
+  }
+}

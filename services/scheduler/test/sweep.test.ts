@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { attestations, createDb, type Db } from '@atmos/db'
+import { createRedis, type Job, TypedQueue, verifyAttestation } from '@atmos/queues'
+import { createLogger } from '@atmos/runtime'
+import {
+  createTestDatabase,
+  deletePrefix,
+  ServiceProcess,
+  TEST_REDIS_URL,
+  type TestDatabase,
+  testRedisPrefix,
+} from '@atmos/testkit'
+import type { Redis } from 'ioredis'
+import { Registry } from 'prom-client'
+import { Sweeper, scheduledJobId } from '../src/sweep.ts'
+
+const entry = new URL('../src/index.ts', import.meta.url)
+const DIDS = Array.from({ length: 5 }, (_, i) => `did:plc:sweep${i}xyoun6zhxrhs64oiz`)
+
+describe('re-verification sweeps', () => {
+  let tdb: TestDatabase
+  let db: Db
+  let redis: Redis
+  const prefixes: string[] = []
+
+  before(async () => {
+    tdb = await createTestDatabase()
+    db = createDb({ url: tdb.url, poolMax: 2 })
+    redis = createRedis(TEST_REDIS_URL)
+    await db
+      .insert(attestations)
+      .values([
+        ...DIDS.map((did, i) => ({ did, rkey: 'self', domain: `d${i}.example`, dkimSelectors: ['atmos1'] })),
+        { did: 'did:plc:gone', rkey: 'self', domain: 'gone.example', deleted: true },
+        { did: 'did:plc:bad', rkey: 'self', state: 'rejected' as const, rejectionReason: 'bad' },
+      ])
+  })
+  after(async () => {
+    for (const p of prefixes) await deletePrefix(redis, p)
+    await redis.quit()
+    await db.$client.end()
+    await tdb.drop()
+  })
+
+  async function verifyJobs(prefix: string): Promise<Job[]> {
+    const q = new TypedQueue(verifyAttestation, redis, prefix)
+    try {
+      return await q.queue.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed', 'prioritized'])
+    } finally {
+      await q.close()
+    }
+  }
+
+  it('a retried sweep enqueues every live attestation once for its interval, spread at the rate', async () => {
+    const prefix = testRedisPrefix('sweep')
+    prefixes.push(prefix)
+    const sweeper = new Sweeper({
+      db,
+      logger: createLogger('test', 'silent'),
+      registry: new Registry(),
+      redisUrl: TEST_REDIS_URL,
+      prefix,
+      intervalMs: 60_000,
+      rate: 2,
+    })
+    await sweeper.start()
+    try {
+      const due = Date.UTC(2026, 10, 25, 12, 0, 30)
+      const tick = { opts: { prevMillis: due }, timestamp: due } as unknown as Job
+      const first = await sweeper.sweep(60_000, tick)
+      const again = await sweeper.sweep(60_000, tick) // the process died and the sweep was retried
+      assert.deepEqual(first, { intervalStart: Date.UTC(2026, 10, 25, 12, 0, 0), enqueued: 5 })
+      assert.equal(again.enqueued, 5)
+      const jobs = (await verifyJobs(prefix)).filter((j) => j.data.trigger === 'schedule')
+      assert.equal(jobs.length, 5, 'each attestation once, none for deleted or rejected ones')
+      assert.deepEqual(new Set(jobs.map((j) => j.data.did)), new Set(DIDS))
+      for (const j of jobs) {
+        assert.equal(j.id, scheduledJobId(j.data.did, first.intervalStart))
+        assert.equal(j.data.requestedAt, new Date(first.intervalStart).toISOString())
+      }
+      // Spread: 2 per second, so the fifth starts two seconds after the first.
+      assert.deepEqual(
+        jobs.map((j) => j.opts.delay).sort((a, b) => a! - b!),
+        [0, 500, 1000, 1500, 2000],
+      )
+    } finally {
+      await sweeper.stop()
+    }
+  })
+
+  it('two scheduler processes tick once per interval between them', async () => {
+    const prefix = testRedisPrefix('sweep2')
+    prefixes.push(prefix)
+    const env = {
+      ATMOS_DATABASE_URL: tdb.url,
+      ATMOS_REDIS_URL: TEST_REDIS_URL,
+      ATMOS_REDIS_PREFIX: prefix,
+      ATMOS_HTTP_PORT: '0',
+      ATMOS_LOG_LEVEL: 'info',
+      ATMOS_SCHEDULER_REVERIFY_INTERVAL: '2s',
+      ATMOS_SCHEDULER_VERIFY_RATE: '1000',
+    }
+    const procs = [new ServiceProcess(entry, env), new ServiceProcess(entry, env)]
+    try {
+      await Promise.all(procs.map((p) => p.waitForLog((l) => l.msg === 'started')))
+      await sleep(5_500)
+      const jobs = (await verifyJobs(prefix)).filter((j) => j.data.trigger === 'schedule')
+      const byInterval = new Map<string, string[]>()
+      for (const j of jobs)
+        byInterval.set(j.data.requestedAt, [...(byInterval.get(j.data.requestedAt) ?? []), j.data.did])
+      assert.ok(byInterval.size >= 2, `expected at least two intervals, saw ${byInterval.size}`)
+      for (const [interval, dids] of byInterval) {
+        assert.equal(dids.length, DIDS.length, `interval ${interval}: ${dids.length} jobs`)
+        assert.deepEqual(new Set(dids), new Set(DIDS))
+      }
+      // Every job is unique by its id (bullmq refuses a second job with the same id), so the
+      // counts above are the proof: one verification per attestation per interval, however
+      // many replicas ticked.
+      assert.equal(new Set(jobs.map((j) => j.id)).size, jobs.length)
+      for (const p of procs) assert.equal((await p.stop('SIGTERM')).code, 0)
+    } finally {
+      for (const p of procs) await p.stop('SIGKILL')
+    }
+  })
+})
