@@ -47,6 +47,8 @@ export const labelerSection = section({
     dnsTries: field.int(2, { min: 1, max: 5 }),
     /** The PLC directory that resolves did:plc (a local one in tests). */
     plcUrl: field.url('https://plc.directory', ['http', 'https']),
+    /** How long checks may fail only temporarily (SERVFAIL, timeouts) before labels are negated. */
+    gracePeriod: field.duration('72h'),
     /** Verification jobs run at once in this process. */
     concurrency: field.int(8, { min: 1, max: 256 }),
   }),

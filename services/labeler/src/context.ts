@@ -103,6 +103,7 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
     redisUrl: config.redis.url,
     prefix: config.redis.prefix,
     concurrency: v.concurrency,
+    gracePeriodMs: v.gracePeriod,
     onLabels,
   })
   const labelQueueWorkers = new LabelQueueWorkers({

@@ -35,6 +35,7 @@ export class VerifyWorker {
   private connection: Redis | undefined
   private readonly verifications: Counter
   private readonly onLabels: (labels: StoredLabel[]) => void
+  private readonly gracePeriodMs: number
 
   constructor(opts: {
     db: Db
@@ -45,8 +46,11 @@ export class VerifyWorker {
     redisUrl: string
     prefix: string
     concurrency: number
+    /** How long temporary errors may last before the domain counts as lost. */
+    gracePeriodMs: number
     onLabels?: (labels: StoredLabel[]) => void
   }) {
+    this.gracePeriodMs = opts.gracePeriodMs
     this.onLabels = opts.onLabels ?? (() => {})
     this.db = opts.db
     this.deps = opts.deps
@@ -101,9 +105,16 @@ export class VerifyWorker {
       this.deps,
     )
     const emitted = await this.db.transaction(async (tx) => {
-      await this.record(tx, att.id, payload, att.domain!, result, started)
+      const temperrorSince = await this.record(tx, att.id, payload, att.domain!, result, started)
       await this.clearRequest(tx, payload.did, rkey, requestedAt)
-      return this.manager.applyVerification(tx, att.did, result.outcome, result.reason)
+      // A temporary error never negates, until it has lasted the whole grace period: then
+      // the domain counts as lost, as if the check had failed.
+      const lost = temperrorSince !== null && Date.now() - temperrorSince.getTime() >= this.gracePeriodMs
+      const outcome = lost ? 'fail' : result.outcome
+      const reason = lost
+        ? `No check could be completed since ${temperrorSince.toISOString()} (grace period ${Math.round(this.gracePeriodMs / 3_600_000)} h): ${result.reason}`
+        : result.reason
+      return this.manager.applyVerification(tx, att.did, outcome, reason)
     })
     if (emitted.length) this.onLabels(emitted)
     for (const c of result.checks) this.verifications.inc({ check: c.check, outcome: c.outcome })
@@ -122,7 +133,7 @@ export class VerifyWorker {
     domain: string,
     result: AttestationVerification,
     started: Date,
-  ) {
+  ): Promise<Date | null> {
     const finished = new Date()
     const [run] = await tx
       .insert(verificationRuns)
@@ -149,7 +160,7 @@ export class VerifyWorker {
       )
     }
     const pass = result.outcome === 'pass'
-    await tx
+    const [status] = await tx
       .insert(verificationStatus)
       .values({
         did: payload.did,
@@ -175,6 +186,8 @@ export class VerifyWorker {
               : null,
         },
       })
+      .returning({ temperrorSince: verificationStatus.temperrorSince })
+    return status?.temperrorSince ?? null
   }
 
   /** The request is answered: unless a newer one arrived meanwhile, it is cleared. */
