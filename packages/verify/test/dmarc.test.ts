@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { TestDnsServer } from '@atmos/testkit'
-import { type CheckResult, checkDmarc, type DnsResolver } from '../src/index.ts'
-import { expectCheck, resolverFor, serveZone } from './helpers.ts'
+import { type CheckResult, checkDmarc, } from '../src/index.ts'
+import { expectCheck, serveZone } from './helpers.ts'
 
 const dmarc = (domain: string, ...records: (string | string[])[]) => ({ [`_dmarc.${domain}`]: { TXT: records } })
 

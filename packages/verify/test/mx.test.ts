@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { TestDnsServer } from '@atmos/testkit'
-import { type CheckResult, checkMx, type DnsResolver } from '../src/index.ts'
-import { expectCheck, resolverFor, serveZone } from './helpers.ts'
+import { type CheckResult, checkMx, } from '../src/index.ts'
+import { expectCheck, serveZone } from './helpers.ts'
 
 describe('MX check', () => {
   const server = new TestDnsServer({

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { type DnsZone, TestDnsServer } from '@atmos/testkit'
-import { type CheckResult, checkSpf, type DnsResolver } from '../src/index.ts'
-import { expectCheck, resolverFor, serveZone } from './helpers.ts'
+import { type CheckResult, checkSpf, } from '../src/index.ts'
+import { expectCheck, serveZone } from './helpers.ts'
 
 const spf = (record: string | string[]) => ({ TXT: [record] })
 

@@ -1,7 +1,5 @@
-import { getServers } from 'node:dns'
 import { loadSigningKeyFile } from '@atmos/labels'
 import { type BaseContext, createBaseContext } from '@atmos/runtime'
-import { createDnsResolver, createIdentityResolver } from '@atmos/verify'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { LabelerConfig } from './config.ts'
 import { Ingester } from './ingest/ingester.ts'
@@ -68,6 +66,7 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
   const onLabels = (emitted: StoredLabel[]) => {
     for (const l of emitted) labelerMetrics.labelsEmitted.inc({ val: l.val, neg: String(l.neg === true) })
   }
+  const labelManager = new LabelManager(base.db, labelWriter)
   const ingest = config.labeler.ingest
   const ingester =
     ingest.source === 'none'
@@ -76,7 +75,7 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
           db: base.db,
           redis: base.redis,
           redisPrefix: config.redis.prefix,
-          labels: labelWriter,
+          labels: labelManager,
           logger: base.logger,
           registry: base.metrics,
           onLabels,
@@ -92,7 +91,6 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
             reconcileMs: ingest.reconcileInterval,
           },
         })
-  const labelManager = new LabelManager(base.db, labelWriter)
   const v = config.labeler.verify
   const verifyWorker = new VerifyWorker({
     db: base.db,
@@ -110,7 +108,6 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
     redisUrl: config.redis.url,
     prefix: config.redis.prefix,
     manager: labelManager,
-    writer: labelWriter,
     logger: base.logger,
     onLabels,
   })

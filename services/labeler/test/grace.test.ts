@@ -1,55 +1,33 @@
 import assert from 'node:assert/strict'
 import { after, before, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { loadConfig } from '@atmos/config'
 import { labels, verificationRuns } from '@atmos/db'
-import {
-  createTestDatabase,
-  goodMailZone,
-  JetstreamServer,
-  PlcDirectoryServer,
-  type TestDatabase,
-  TestDnsServer,
-} from '@atmos/testkit'
+import { goodMailZone, type JetstreamServer, type TestDnsServer } from '@atmos/testkit'
 import { eq } from 'drizzle-orm'
-import { labelerConfigSchema } from '../src/config.ts'
-import { LabelerService } from '../src/service.ts'
-import { ATTESTATION, attestationRecord, eventually, labelerEnv, queryLabels } from './helpers.ts'
+import type { LabelerService } from '../src/service.ts'
+import {
+  ATTESTATION,
+  attestationRecord,
+  eventually,
+  type LabelerHarness,
+  queryLabels,
+  startLabeler,
+} from './helpers.ts'
 
 const DID = 'did:plc:grace7nxzyoun6zhxrhs64oiz'
 const GRACE_MS = 1500
 
-let tdb: TestDatabase
+let h: LabelerHarness
 let dns: TestDnsServer
-let plc: PlcDirectoryServer
 let jetstream: JetstreamServer
 let service: LabelerService
 
 before(async () => {
-  tdb = await createTestDatabase()
-  dns = new TestDnsServer(goodMailZone('grace.example', DID))
-  await dns.start()
-  plc = await new PlcDirectoryServer().start()
-  jetstream = await new JetstreamServer().start()
-  const { env } = await labelerEnv({
-    databaseUrl: tdb.url,
-    jetstreamUrl: jetstream.url,
-    dnsPort: dns.port,
-    plcUrl: plc.url,
-  })
-  service = await LabelerService.create(
-    loadConfig(labelerConfigSchema, { env: { ...env, ATMOS_LABELER_VERIFY_GRACE_PERIOD: `${GRACE_MS}ms` } }),
-  )
-  await service.start()
-  await service.whenStarted()
-  await eventually(async () => (jetstream.clientCount ? true : undefined))
+  h = await startLabeler(goodMailZone('grace.example', DID), { ATMOS_LABELER_VERIFY_GRACE_PERIOD: `${GRACE_MS}ms` })
+  ;({ dns, jetstream, service } = h)
 })
 after(async () => {
-  await service?.destroy()
-  await jetstream?.close()
-  await plc?.close()
-  await dns?.close()
-  await tdb?.drop()
+  await h?.close()
 })
 
 async function runs(): Promise<string[]> {

@@ -1,9 +1,20 @@
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { loadConfig } from '@atmos/config'
 import { createSigningKeyFile, decodeFrame, type Frame } from '@atmos/labels'
-import { TEST_REDIS_URL, testRedisPrefix } from '@atmos/testkit'
+import {
+  createTestDatabase,
+  type DnsZone,
+  JetstreamServer,
+  PlcDirectoryServer,
+  TEST_REDIS_URL,
+  TestDnsServer,
+  testRedisPrefix,
+} from '@atmos/testkit'
 import WebSocket from 'ws'
+import { labelerConfigSchema } from '../src/config.ts'
+import { LabelerService } from '../src/service.ts'
 
 export const ATTESTATION = 'email.atmos.attestation'
 
@@ -122,5 +133,49 @@ export class LabelSubscriber {
 
   close(): void {
     this.socket.close()
+  }
+}
+
+/** A labeler in this process, wired to its own database and loopback DNS, PLC and Jetstream. */
+export type LabelerHarness = {
+  service: LabelerService
+  xrpc: string
+  didKey: string
+  dns: TestDnsServer
+  plc: PlcDirectoryServer
+  jetstream: JetstreamServer
+  close: () => Promise<void>
+}
+
+export async function startLabeler(zone: DnsZone, extraEnv: Record<string, string> = {}): Promise<LabelerHarness> {
+  const tdb = await createTestDatabase()
+  const dns = new TestDnsServer(zone)
+  await dns.start()
+  const plc = await new PlcDirectoryServer().start()
+  const jetstream = await new JetstreamServer().start()
+  const { env, didKey } = await labelerEnv({
+    databaseUrl: tdb.url,
+    jetstreamUrl: jetstream.url,
+    dnsPort: dns.port,
+    plcUrl: plc.url,
+  })
+  const service = await LabelerService.create(loadConfig(labelerConfigSchema, { env: { ...env, ...extraEnv } }))
+  await service.start()
+  await service.whenStarted()
+  await eventually(async () => (jetstream.clientCount > 0 ? true : undefined), 10_000, 'jetstream connection')
+  return {
+    service,
+    xrpc: service.xrpcUrl!,
+    didKey,
+    dns,
+    plc,
+    jetstream,
+    close: async () => {
+      await service.destroy()
+      await jetstream.close()
+      await plc.close()
+      await dns.close()
+      await tdb.drop()
+    },
   }
 }

@@ -1,30 +1,27 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { loadConfig } from '@atmos/config'
 import { attestations, members, verificationChecks, verificationRuns } from '@atmos/db'
 import { type SignedLabel, verifyLabel } from '@atmos/labels'
-import {
-  createTestDatabase,
-  goodMailZone,
-  JetstreamServer,
-  PlcDirectoryServer,
-  type TestDatabase,
-  TestDnsServer,
-  withNames,
-} from '@atmos/testkit'
+import { goodMailZone, type JetstreamServer, type TestDnsServer, withNames } from '@atmos/testkit'
 import { eq } from 'drizzle-orm'
-import { labelerConfigSchema } from '../src/config.ts'
-import { LabelerService } from '../src/service.ts'
-import { ATTESTATION, attestationRecord, eventually, LabelSubscriber, labelerEnv, queryLabels } from './helpers.ts'
+import type { LabelerService } from '../src/service.ts'
+import {
+  ATTESTATION,
+  attestationRecord,
+  eventually,
+  type LabelerHarness,
+  LabelSubscriber,
+  queryLabels,
+  startLabeler,
+} from './helpers.ts'
 
 const ALICE = 'did:plc:alice7nxzyoun6zhxrhs64oi'
 const BOB = 'did:plc:bob77nxzyoun6zhxrhs64oiz'
 const STRANGER = 'did:plc:stranger6zhxrhs64oizaaaa'
 
 describe('labeler pipeline: Jetstream event → checks → signed labels in queryLabels and subscribeLabels', () => {
-  let tdb: TestDatabase
+  let h: LabelerHarness
   let dns: TestDnsServer
-  let plc: PlcDirectoryServer
   let jetstream: JetstreamServer
   let service: LabelerService
   let xrpc: string
@@ -32,36 +29,17 @@ describe('labeler pipeline: Jetstream event → checks → signed labels in quer
   let live: LabelSubscriber
 
   before(async () => {
-    tdb = await createTestDatabase()
-    dns = new TestDnsServer({ ...goodMailZone('alice.example', ALICE), ...goodMailZone('bob.example', BOB) })
-    await dns.start()
-    plc = await new PlcDirectoryServer().start()
-    jetstream = await new JetstreamServer().start()
-    const setup = await labelerEnv({
-      databaseUrl: tdb.url,
-      jetstreamUrl: jetstream.url,
-      dnsPort: dns.port,
-      plcUrl: plc.url,
-    })
-    didKey = setup.didKey
-    service = await LabelerService.create(loadConfig(labelerConfigSchema, { env: setup.env }))
-    await service.start()
-    await service.whenStarted()
-    xrpc = service.xrpcUrl!
+    h = await startLabeler({ ...goodMailZone('alice.example', ALICE), ...goodMailZone('bob.example', BOB) })
+    ;({ dns, jetstream, service, xrpc, didKey } = h)
     // Alice is an enrolled, active relay member; Bob only attests.
     await service.ctx.db.insert(members).values({ did: ALICE, domain: 'alice.example', status: 'active' })
     live = new LabelSubscriber(xrpc)
     await live.opened()
-    await eventually(async () => (jetstream.clientCount > 0 ? true : undefined), 10_000, 'jetstream connection')
   })
 
   after(async () => {
     live?.close()
-    await service?.destroy()
-    await jetstream?.close()
-    await plc?.close()
-    await dns?.close()
-    await tdb?.drop()
+    await h?.close()
   })
 
   it('subscribes with wantedCollections and labels a verified member', async () => {

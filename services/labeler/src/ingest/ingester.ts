@@ -5,7 +5,8 @@ import type { Logger } from '@atmos/runtime'
 import { and, isNotNull, lt, sql } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import type { LabelWriter, StoredLabel } from '../labels/writer.ts'
+import type { LabelManager } from '../labels/manager.ts'
+import type { StoredLabel } from '../labels/writer.ts'
 import type { IngestEvent } from './events.ts'
 import { FirehoseSource } from './firehose.ts'
 import { JetstreamSource, type SourceHandlers } from './jetstream.ts'
@@ -56,7 +57,7 @@ export class Ingester {
     db: Db
     redis: Redis
     redisPrefix: string
-    labels: LabelWriter
+    labels: LabelManager
     logger: Logger
     registry: Registry
     options: IngesterOptions

@@ -2,8 +2,8 @@ import { attestations, type Db, ingestCursors, type Tx } from '@atmos/db'
 import { ATTESTATION_COLLECTION, ATTESTATION_RKEY, validateAttestation } from '@atmos/lexicon'
 import type { Logger } from '@atmos/runtime'
 import { and, eq, sql } from 'drizzle-orm'
-import { LABEL_VALUES } from '../labels/values.ts'
-import type { LabelWriter, StoredLabel } from '../labels/writer.ts'
+import type { LabelManager } from '../labels/manager.ts'
+import type { StoredLabel } from '../labels/writer.ts'
 import type { IngestEvent } from './events.ts'
 import type { MemberFilter } from './member-filter.ts'
 
@@ -13,11 +13,6 @@ export type ApplyResult = { outcome: Outcome; verify?: VerifyRequest; labels?: S
 
 export type Outcome = 'stored' | 'rejected' | 'deleted' | 'reverify' | 'revoked' | 'dropped' | 'unchanged'
 
-const ALL_WITHDRAWN = new Map([
-  [LABEL_VALUES.verifiedMailOperator, { held: false }],
-  [LABEL_VALUES.relayMember, { held: false }],
-])
-
 /**
  * Applies one event to Postgres in a single transaction together with the source's
  * cursor, so that a crash replays the event instead of losing it. Verification requests
@@ -26,12 +21,12 @@ const ALL_WITHDRAWN = new Map([
  */
 export class IngestProcessor {
   private readonly db: Db
-  private readonly labels: LabelWriter
+  private readonly labels: LabelManager
   private readonly members: MemberFilter
   private readonly logger: Logger
   readonly source: string
 
-  constructor(opts: { db: Db; labels: LabelWriter; members: MemberFilter; logger: Logger; source: string }) {
+  constructor(opts: { db: Db; labels: LabelManager; members: MemberFilter; logger: Logger; source: string }) {
     this.db = opts.db
     this.labels = opts.labels
     this.members = opts.members
@@ -74,7 +69,7 @@ export class IngestProcessor {
         if (!gone.length) return { outcome: 'unchanged' }
         // Only the one attestation per account (rkey self) carries labels.
         if (event.rkey === ATTESTATION_RKEY) {
-          const labels = await this.labels.reconcile(event.did, ALL_WITHDRAWN, 'attestation record deleted', tx)
+          const labels = await this.labels.withdrawAll(event.did, 'attestation record deleted', tx)
           return { outcome: 'deleted', labels }
         }
         return { outcome: 'deleted' }
@@ -83,12 +78,7 @@ export class IngestProcessor {
         return this.requestVerification(tx, event.did, 'identity')
       case 'account': {
         if (event.active) return this.requestVerification(tx, event.did, 'identity')
-        const labels = await this.labels.reconcile(
-          event.did,
-          ALL_WITHDRAWN,
-          `account ${event.status ?? 'inactive'}`,
-          tx,
-        )
+        const labels = await this.labels.withdrawAll(event.did, `account ${event.status ?? 'inactive'}`, tx)
         return { outcome: 'revoked', labels }
       }
     }
@@ -130,12 +120,7 @@ export class IngestProcessor {
         })
       // A record that turned invalid no longer supports the labels it earned.
       if (event.rkey === ATTESTATION_RKEY) {
-        const labels = await this.labels.reconcile(
-          event.did,
-          ALL_WITHDRAWN,
-          `attestation rejected: ${validation.error}`,
-          tx,
-        )
+        const labels = await this.labels.withdrawAll(event.did, `attestation rejected: ${validation.error}`, tx)
         return { outcome: 'rejected', labels }
       }
       return { outcome: 'rejected' }

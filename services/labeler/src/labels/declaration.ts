@@ -1,5 +1,17 @@
 import { LABEL_VALUES } from './values.ts'
 
+/** An informational badge on accounts: never a warning, never a blur. */
+function definition(identifier: string, name: string, description: string) {
+  return {
+    identifier,
+    severity: 'inform',
+    blurs: 'none',
+    defaultSetting: 'warn',
+    adultOnly: false,
+    locales: [{ lang: 'en', name, description }],
+  }
+}
+
 /**
  * The app.bsky.labeler.service record that tells Bluesky clients what this labeler's
  * values mean. Both are informational badges on accounts, never a warning or a blur.
@@ -10,36 +22,16 @@ export function labelerServiceRecord(now = new Date()) {
     policies: {
       labelValues: [LABEL_VALUES.verifiedMailOperator, LABEL_VALUES.relayMember],
       labelValueDefinitions: [
-        {
-          identifier: LABEL_VALUES.verifiedMailOperator,
-          severity: 'inform',
-          blurs: 'none',
-          defaultSetting: 'warn',
-          adultOnly: false,
-          locales: [
-            {
-              lang: 'en',
-              name: 'Verified mail operator',
-              description:
-                'Controls a mail domain whose MX, SPF, DKIM and DMARC (quarantine or reject) were verified by Atmosphere Mail, and re-verified daily.',
-            },
-          ],
-        },
-        {
-          identifier: LABEL_VALUES.relayMember,
-          severity: 'inform',
-          blurs: 'none',
-          defaultSetting: 'warn',
-          adultOnly: false,
-          locales: [
-            {
-              lang: 'en',
-              name: 'Atmosphere Mail relay member',
-              description:
-                'A verified mail operator in good standing that sends through the shared Atmosphere Mail relay.',
-            },
-          ],
-        },
+        definition(
+          LABEL_VALUES.verifiedMailOperator,
+          'Verified mail operator',
+          'Controls a mail domain whose MX, SPF, DKIM and DMARC (quarantine or reject) were verified by Atmosphere Mail, and re-verified daily.',
+        ),
+        definition(
+          LABEL_VALUES.relayMember,
+          'Atmosphere Mail relay member',
+          'A verified mail operator in good standing that sends through the shared Atmosphere Mail relay.',
+        ),
       ],
     },
     createdAt: now.toISOString(),

@@ -24,17 +24,7 @@ export class LabelManager {
 
   async applyVerification(tx: Tx, did: string, outcome: VerificationOutcome, reason: string): Promise<StoredLabel[]> {
     if (outcome === 'temperror') return []
-    if (outcome === 'fail') {
-      return this.writer.reconcile(
-        did,
-        new Map([
-          [LABEL_VALUES.verifiedMailOperator, { held: false }],
-          [LABEL_VALUES.relayMember, { held: false }],
-        ]),
-        reason,
-        tx,
-      )
-    }
+    if (outcome === 'fail') return this.withdrawAll(did, reason, tx)
     const active = await this.isActiveMember(tx, did)
     return this.writer.reconcile(
       did,
@@ -42,6 +32,16 @@ export class LabelManager {
         [LABEL_VALUES.verifiedMailOperator, { held: true }],
         [LABEL_VALUES.relayMember, { held: active }],
       ]),
+      reason,
+      tx,
+    )
+  }
+
+  /** Negates every label this labeler holds on the DID (attestation gone, account gone, check failed). */
+  async withdrawAll(did: string, reason: string, tx?: Tx): Promise<StoredLabel[]> {
+    return this.writer.reconcile(
+      did,
+      new Map(Object.values(LABEL_VALUES).map((val) => [val, { held: false }])),
       reason,
       tx,
     )

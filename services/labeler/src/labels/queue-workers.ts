@@ -2,14 +2,12 @@ import { createRedis, createWorker, memberStatusChanged, revokeLabels, type Work
 import type { Logger } from '@atmos/runtime'
 import type { Redis } from 'ioredis'
 import type { LabelManager } from './manager.ts'
-import { LABEL_VALUES } from './values.ts'
-import type { LabelWriter, StoredLabel } from './writer.ts'
+import type { StoredLabel } from './writer.ts'
 
 type QueueWorkerOptions = {
   redisUrl: string
   prefix: string
   manager: LabelManager
-  writer: LabelWriter
   logger: Logger
   onLabels?: (labels: StoredLabel[]) => void
 }
@@ -28,7 +26,7 @@ export class LabelQueueWorkers {
   }
 
   start(): void {
-    const { manager, writer, prefix, logger } = this.opts
+    const { manager, prefix, logger } = this.opts
     const onLabels = this.opts.onLabels ?? (() => {})
     const connection = () => {
       const c = createRedis(this.opts.redisUrl)
@@ -44,14 +42,7 @@ export class LabelQueueWorkers {
         return { emitted: emitted.length }
       }),
       createWorker(revokeLabels, connection(), prefix, async (p) => {
-        const emitted = await writer.reconcile(
-          p.did,
-          new Map([
-            [LABEL_VALUES.verifiedMailOperator, { held: false }],
-            [LABEL_VALUES.relayMember, { held: false }],
-          ]),
-          p.reason,
-        )
+        const emitted = await manager.withdrawAll(p.did, p.reason)
         onLabels(emitted)
         return { emitted: emitted.length }
       }),
