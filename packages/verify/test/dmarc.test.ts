@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { TestDnsServer } from '@atmos/testkit'
-import { type CheckResult, checkDmarc, } from '../src/index.ts'
+import { type CheckResult, checkDmarc } from '../src/index.ts'
 import { expectCheck, serveZone } from './helpers.ts'
 
 const dmarc = (domain: string, ...records: (string | string[])[]) => ({ [`_dmarc.${domain}`]: { TXT: records } })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { type DnsZone, TestDnsServer } from '@atmos/testkit'
-import { type CheckResult, checkSpf, } from '../src/index.ts'
+import { type CheckResult, checkSpf } from '../src/index.ts'
 import { expectCheck, serveZone } from './helpers.ts'
 
 const spf = (record: string | string[]) => ({ TXT: [record] })
