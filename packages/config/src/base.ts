@@ -60,3 +60,26 @@ export type BaseConfig = {
   http: z.infer<ReturnType<typeof httpSection>>
   shutdownTimeout: number
 }
+
+/**
+ * The pool's identity on the wire, shared by the relay (which writes it into every message)
+ * and fbl-ingest (which reads it back out of bounces and reports).
+ */
+export const poolSection = section({
+  /** The pool's own DKIM domain (`d=` of the second signature) and operator mail domain. */
+  domain: field.string('atmos.localhost'),
+  /** Envelope senders (VERP) live here; its MX is fbl-ingest. */
+  bounceDomain: field.string('bounces.atmos.localhost'),
+  /** Local-part prefix of VERP addresses: `<prefix>+<token>@<bounceDomain>`. */
+  verpPrefix: z
+    .string()
+    .regex(/^[a-z0-9]{1,16}$/, 'lower-case letters and digits only')
+    .default('b'),
+  /** Gmail's Feedback-ID SenderId: constant, 5–15 characters. */
+  feedbackSenderId: z
+    .string()
+    .regex(/^[A-Za-z0-9-]{5,15}$/, '5–15 letters, digits or dashes')
+    .default('atmospool'),
+  /** HMAC secret for VERP and reference tokens, in a file (mode 0600); the start command creates it. */
+  tokenSecretFile: field.string('.state/pool/token.secret'),
+})

@@ -1,4 +1,12 @@
-export { type BaseConfig, databaseSection, httpSection, logSection, redisSection, serviceConfigSchema } from './base.ts'
+export {
+  type BaseConfig,
+  databaseSection,
+  httpSection,
+  logSection,
+  poolSection,
+  redisSection,
+  serviceConfigSchema,
+} from './base.ts'
 export { field, parseDuration, section } from './fields.ts'
 export {
   CONFIG_FILE_ENV,
