@@ -1,1 +1,11 @@
-export {}
+export { type DkimKeyPair, dkimTxtRecord, generateDkimKeyPair } from './dkim.ts'
+export { createSecretFile, readSecretFile, SecretFileError } from './files.ts'
+export {
+  DEFAULT_SCRYPT,
+  dummyPasswordHash,
+  generatePassword,
+  hashPassword,
+  type ScryptParams,
+  verifyPassword,
+} from './password.ts'
+export { createKeyringFile, type Kek, Keyring, loadKeyring, newKekLine, parseKeyring } from './seal.ts'
