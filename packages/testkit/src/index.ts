@@ -1,3 +1,4 @@
+export { ManualClock } from './clock.ts'
 export { createTestDatabase, TEMPLATE_DATABASE_URL, type TestDatabase } from './database.ts'
 export { type DnsBehaviour, type DnsRecords, type DnsZone, TestDnsServer } from './dns-server.ts'
 export { type JetstreamCommit, type JetstreamEvent, JetstreamServer } from './jetstream-server.ts'

@@ -52,6 +52,15 @@ export const labelerSection = section({
     /** Verification jobs run at once in this process. */
     concurrency: field.int(8, { min: 1, max: 256 }),
   }),
+  labels: section({
+    /**
+     * How often the scheduler re-verifies (keep equal to `scheduler.reverifyInterval`): a
+     * held label is renewed when its expiry is less than one interval away.
+     */
+    reverifyInterval: field.duration('24h'),
+    /** Lifetime (`exp`) of a positive label; 0: 2 × reverifyInterval + verify.gracePeriod. */
+    expiry: field.duration('0'),
+  }),
   /** Rendered queryLabels pages kept until a label changes; 0 turns the cache off. */
   queryCacheBytes: field.int(64 * 1024 * 1024, { min: 0, max: 4 * 1024 * 1024 * 1024 }),
   subscribe: section({

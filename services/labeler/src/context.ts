@@ -1,9 +1,9 @@
 import { loadSigningKeyFile } from '@atmos/labels'
-import { type BaseContext, createBaseContext } from '@atmos/runtime'
+import { type BaseContext, type Clock, createBaseContext, systemClock } from '@atmos/runtime'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { LabelerConfig } from './config.ts'
 import { Ingester } from './ingest/ingester.ts'
-import { LabelManager } from './labels/manager.ts'
+import { type ExpiryPolicy, LabelManager } from './labels/manager.ts'
 import { LabelQueueWorkers } from './labels/queue-workers.ts'
 import { LabelStream } from './labels/stream.ts'
 import { type LabelSigner, LabelWriter, type StoredLabel } from './labels/writer.ts'
@@ -39,6 +39,12 @@ function createMetrics(ctx: BaseContext<LabelerConfig>) {
       help: 'subscribeLabels connections open now',
       registers,
     }),
+    labelsRenewed: new Counter({
+      name: 'atmos_labeler_labels_renewed_total',
+      help: 'Held labels re-emitted only to extend their expiry, by value',
+      labelNames: ['val'],
+      registers,
+    }),
     subscribersClosed: new Counter({
       name: 'atmos_labeler_subscribers_closed_total',
       help: 'subscribeLabels connections closed, by reason (too_slow: ConsumerTooSlow)',
@@ -54,19 +60,37 @@ function createMetrics(ctx: BaseContext<LabelerConfig>) {
   }
 }
 
-export async function createContext(config: LabelerConfig): Promise<AppContext> {
+export type ContextOptions = {
+  /** Time for labels, expiry and grace periods; tests move it by days. */
+  clock?: Clock
+}
+
+/** The lifetime of positive labels and when they are renewed, from config. */
+export function expiryPolicy(config: LabelerConfig): ExpiryPolicy {
+  const { reverifyInterval, expiry } = config.labeler.labels
+  return {
+    ttlMs: expiry || 2 * reverifyInterval + config.labeler.verify.gracePeriod,
+    renewWithinMs: reverifyInterval,
+  }
+}
+
+export async function createContext(config: LabelerConfig, opts: ContextOptions = {}): Promise<AppContext> {
+  const clock = opts.clock ?? systemClock
   const base = createBaseContext('labeler', config)
   const keypair = await loadSigningKeyFile(config.labeler.signingKeyFile).catch((err: Error) => {
     throw new Error(`${err.message} (create one with: labeler init)`)
   })
   const signer: LabelSigner = { keypair, src: config.labeler.did || keypair.did() }
   const labelerMetrics = createMetrics(base)
-  const labelWriter = new LabelWriter(base.db, signer)
+  const labelWriter = new LabelWriter(base.db, signer, clock)
   // Counted where each transaction that wrote labels has committed.
   const onLabels = (emitted: StoredLabel[]) => {
-    for (const l of emitted) labelerMetrics.labelsEmitted.inc({ val: l.val, neg: String(l.neg === true) })
+    for (const l of emitted) {
+      labelerMetrics.labelsEmitted.inc({ val: l.val, neg: String(l.neg === true) })
+      if (l.renewed) labelerMetrics.labelsRenewed.inc({ val: l.val })
+    }
   }
-  const labelManager = new LabelManager(base.db, labelWriter)
+  const labelManager = new LabelManager(base.db, labelWriter, expiryPolicy(config))
   const ingest = config.labeler.ingest
   const ingester =
     ingest.source === 'none'
@@ -102,6 +126,7 @@ export async function createContext(config: LabelerConfig): Promise<AppContext> 
     prefix: config.redis.prefix,
     concurrency: v.concurrency,
     gracePeriodMs: v.gracePeriod,
+    clock,
     onLabels,
   })
   const labelQueueWorkers = new LabelQueueWorkers({

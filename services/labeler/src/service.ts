@@ -6,7 +6,7 @@ import { registerQueryLabels } from './api/query-labels.ts'
 import { createXrpcServer, listen } from './api/server.ts'
 import { SubscribeLabelsServer } from './api/subscribe-labels.ts'
 import type { LabelerConfig } from './config.ts'
-import { type AppContext, createContext } from './context.ts'
+import { type AppContext, type ContextOptions, createContext } from './context.ts'
 
 /** Watches the network for email.atmos.attestation records, verifies them and serves signed labels. */
 export class LabelerService extends BaseService<AppContext> {
@@ -14,8 +14,8 @@ export class LabelerService extends BaseService<AppContext> {
   private subscriptions: SubscribeLabelsServer | undefined
   private http: HttpServer | undefined
 
-  static async create(config: LabelerConfig): Promise<LabelerService> {
-    return new LabelerService(await createContext(config))
+  static async create(config: LabelerConfig, opts: ContextOptions = {}): Promise<LabelerService> {
+    return new LabelerService(await createContext(config, opts))
   }
 
   /** The XRPC endpoint's base URL once started. */

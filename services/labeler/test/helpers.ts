@@ -14,6 +14,7 @@ import {
 } from '@atmos/testkit'
 import WebSocket from 'ws'
 import { labelerConfigSchema } from '../src/config.ts'
+import type { ContextOptions } from '../src/context.ts'
 import { LabelerService } from '../src/service.ts'
 
 export const ATTESTATION = 'email.atmos.attestation'
@@ -65,6 +66,7 @@ export type QueriedLabel = {
   val: string
   neg?: boolean
   cts: string
+  exp?: string
   sig: { $bytes: string }
 }
 
@@ -147,7 +149,11 @@ export type LabelerHarness = {
   close: () => Promise<void>
 }
 
-export async function startLabeler(zone: DnsZone, extraEnv: Record<string, string> = {}): Promise<LabelerHarness> {
+export async function startLabeler(
+  zone: DnsZone,
+  extraEnv: Record<string, string> = {},
+  opts: ContextOptions = {},
+): Promise<LabelerHarness> {
   const tdb = await createTestDatabase()
   const dns = new TestDnsServer(zone)
   await dns.start()
@@ -159,7 +165,7 @@ export async function startLabeler(zone: DnsZone, extraEnv: Record<string, strin
     dnsPort: dns.port,
     plcUrl: plc.url,
   })
-  const service = await LabelerService.create(loadConfig(labelerConfigSchema, { env: { ...env, ...extraEnv } }))
+  const service = await LabelerService.create(loadConfig(labelerConfigSchema, { env: { ...env, ...extraEnv } }), opts)
   await service.start()
   await service.whenStarted()
   await eventually(async () => (jetstream.clientCount > 0 ? true : undefined), 10_000, 'jetstream connection')

@@ -8,7 +8,7 @@ import {
   verifyAttestation,
   type Worker,
 } from '@atmos/queues'
-import type { Logger } from '@atmos/runtime'
+import { type Clock, type Logger, systemClock } from '@atmos/runtime'
 import { and, asc, eq, gt } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -17,10 +17,51 @@ import { Counter, Gauge, type Registry } from 'prom-client'
 export const SWEEP_SCHEDULER_ID = 'reverify-every-interval'
 
 const PAGE = 1000
+const JOB_STATES = ['delayed', 'waiting', 'active', 'completed', 'failed'] as const
 
 /** The id of an attestation's scheduled verification in one interval: enqueued at most once. */
 export function scheduledJobId(did: string, intervalStart: number): string {
   return `sched_${did.replace(/[^a-zA-Z0-9]/g, '_')}_${intervalStart}`
+}
+
+type JobFor = (did: string) => {
+  payload: { trigger: 'schedule' | 'manual'; requestedAt: string }
+  jobId: string
+}
+
+/**
+ * Enqueues a verify job for every live attestation, in id order, the n-th delayed by
+ * n / rate seconds so DNS sees at most `rate` verifications a second. Returns how many.
+ */
+export async function enqueueAllLive(
+  db: Db,
+  queue: TypedQueue<typeof verifyAttestation>,
+  rate: number,
+  jobFor: JobFor,
+): Promise<number> {
+  let index = 0
+  let lastId = 0
+  for (;;) {
+    const page = await db
+      .select({ id: attestations.id, did: attestations.did, rkey: attestations.rkey })
+      .from(attestations)
+      .where(and(eq(attestations.deleted, false), eq(attestations.state, 'valid'), gt(attestations.id, lastId)))
+      .orderBy(asc(attestations.id))
+      .limit(PAGE)
+    if (!page.length) break
+    lastId = page[page.length - 1]!.id
+    await queue.enqueueBulk(
+      page.map((row) => {
+        const { payload, jobId } = jobFor(row.did)
+        return {
+          payload: { did: row.did, rkey: row.rkey, ...payload },
+          opts: { jobId, delay: Math.floor((index++ / rate) * 1000) },
+        }
+      }),
+    )
+    if (page.length < PAGE) break
+  }
+  return index
 }
 
 /**
@@ -37,6 +78,7 @@ export class Sweeper {
   private readonly prefix: string
   private readonly intervalMs: number
   private readonly rate: number
+  private readonly clock: Clock
   private connections: Redis[] = []
   private worker: Worker | undefined
   private sweepQueue: TypedQueue<typeof reverifySweep> | undefined
@@ -51,7 +93,9 @@ export class Sweeper {
     prefix: string
     intervalMs: number
     rate: number
+    clock?: Clock
   }) {
+    this.clock = opts.clock ?? systemClock
     this.db = opts.db
     this.logger = opts.logger.child({ concern: 'sweep' })
     this.redisUrl = opts.redisUrl
@@ -59,6 +103,7 @@ export class Sweeper {
     this.intervalMs = opts.intervalMs
     this.rate = opts.rate
     const registers = [opts.registry]
+    const sweeper = this
     this.metrics = {
       due: new Gauge({ name: 'atmos_scheduler_jobs_due', help: 'Attestations due in the current interval', registers }),
       enqueued: new Counter({
@@ -76,7 +121,35 @@ export class Sweeper {
         help: 'Sweep start minus the time its tick was due',
         registers,
       }),
+      // Read from the queue at scrape time, so every replica reports the same truth
+      // instead of each counting the events it happened to see.
+      jobs: new Gauge({
+        name: 'atmos_scheduler_verify_jobs',
+        help: 'Verify jobs by state: delayed and waiting are due, completed done, failed failed (kept 7 days)',
+        labelNames: ['state'],
+        registers,
+        collect: async function (this: Gauge) {
+          const counts = await sweeper.verifyQueueFor().queue.getJobCounts(...JOB_STATES)
+          for (const state of JOB_STATES) this.set({ state }, counts[state] ?? 0)
+        },
+      }),
+      behind: new Gauge({
+        name: 'atmos_scheduler_verify_lag_seconds',
+        help: 'How long the oldest waiting verify job has been past its scheduled time (0: workers keep up)',
+        registers,
+        collect: async function (this: Gauge) {
+          const [oldest] = await sweeper.verifyQueueFor().queue.getJobs(['waiting'], -1, -1, true)
+          const due = oldest ? oldest.timestamp + (oldest.opts.delay ?? 0) : undefined
+          this.set(due === undefined ? 0 : Math.max(0, (sweeper.clock.now().getTime() - due) / 1000))
+        },
+      }),
     }
+  }
+
+  /** The verify queue, opened on first use (a sweep, or a metrics scrape). */
+  private verifyQueueFor(): TypedQueue<typeof verifyAttestation> {
+    this.verifyQueue ??= new TypedQueue(verifyAttestation, this.connection(), this.prefix)
+    return this.verifyQueue
   }
 
   private connection(): Redis {
@@ -89,7 +162,6 @@ export class Sweeper {
   async start(): Promise<void> {
     const shared = this.connection()
     this.sweepQueue = new TypedQueue(reverifySweep, shared, this.prefix)
-    this.verifyQueue = new TypedQueue(verifyAttestation, shared, this.prefix)
     // Replicas starting together may each upsert and so cause one extra tick in the first
     // interval; the job ids above absorb it. Leave a scheduler that is already right alone.
     const existing = await this.sweepQueue.queue.getJobScheduler(SWEEP_SCHEDULER_ID)
@@ -110,35 +182,29 @@ export class Sweeper {
     await this.worker?.close()
     await this.sweepQueue?.close()
     await this.verifyQueue?.close()
+    this.verifyQueue = undefined
     await Promise.all(this.connections.map((c) => c.quit().catch(() => c.disconnect())))
     this.connections = []
   }
 
-  /** Enqueues this interval's verification of every live attestation; returns how many. */
+  /** The tick's sweep: the interval is the bucket of the time the tick was due. */
   async sweep(intervalMs: number, job: Job): Promise<{ intervalStart: number; enqueued: number }> {
     const dueAt = job.opts.prevMillis ?? job.timestamp
-    const intervalStart = Math.floor(dueAt / intervalMs) * intervalMs
-    this.metrics.lag.set(Math.max(0, (Date.now() - dueAt) / 1000))
+    this.metrics.lag.set(Math.max(0, (this.clock.now().getTime() - dueAt) / 1000))
+    return this.enqueueInterval(Math.floor(dueAt / intervalMs) * intervalMs, intervalMs)
+  }
+
+  /** Enqueues one interval's verification of every live attestation; returns how many. */
+  async enqueueInterval(
+    intervalStart: number,
+    intervalMs: number,
+  ): Promise<{ intervalStart: number; enqueued: number }> {
     const requestedAt = new Date(intervalStart).toISOString()
-    let index = 0
-    let lastId = 0
-    for (;;) {
-      const page = await this.db
-        .select({ id: attestations.id, did: attestations.did, rkey: attestations.rkey })
-        .from(attestations)
-        .where(and(eq(attestations.deleted, false), eq(attestations.state, 'valid'), gt(attestations.id, lastId)))
-        .orderBy(asc(attestations.id))
-        .limit(PAGE)
-      if (!page.length) break
-      lastId = page[page.length - 1]!.id
-      await this.verifyQueue!.enqueueBulk(
-        page.map((row) => ({
-          payload: { did: row.did, rkey: row.rkey, trigger: 'schedule' as const, requestedAt },
-          opts: { jobId: scheduledJobId(row.did, intervalStart), delay: Math.floor((index++ / this.rate) * 1000) },
-        })),
-      )
-      if (page.length < PAGE) break
-    }
+    // Opened on first use, so an interval can be enqueued without the tick (tests, tools).
+    const index = await enqueueAllLive(this.db, this.verifyQueueFor(), this.rate, (did) => ({
+      payload: { trigger: 'schedule', requestedAt },
+      jobId: scheduledJobId(did, intervalStart),
+    }))
     const spreadMs = (index / this.rate) * 1000
     this.metrics.due.set(index)
     this.metrics.enqueued.inc(index)

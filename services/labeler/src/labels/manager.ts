@@ -1,8 +1,15 @@
 import { type Db, labels, members, type Tx } from '@atmos/db'
 import { and, eq } from 'drizzle-orm'
 import { LABEL_VALUES } from './values.ts'
-import type { StoredLabel } from './writer.ts'
+import type { StoredLabel, WantedLabel } from './writer.ts'
 import { isHeld, type LabelWriter } from './writer.ts'
+
+/**
+ * How long a positive label is good for. Consumers stop trusting a label whose `exp` has
+ * passed, so a labeler that stops re-verifying stops vouching; a re-verification renews a
+ * label only when it would lapse within one interval, so there is no daily churn.
+ */
+export type ExpiryPolicy = { ttlMs: number; renewWithinMs: number }
 
 export type VerificationOutcome = 'pass' | 'fail' | 'temperror'
 
@@ -16,10 +23,19 @@ export type VerificationOutcome = 'pass' | 'fail' | 'temperror'
 export class LabelManager {
   private readonly db: Db
   private readonly writer: LabelWriter
+  private readonly expiry: ExpiryPolicy
 
-  constructor(db: Db, writer: LabelWriter) {
+  constructor(db: Db, writer: LabelWriter, expiry: ExpiryPolicy) {
     this.db = db
     this.writer = writer
+    this.expiry = expiry
+  }
+
+  /** A held label, expiring one TTL from now unless the published one lasts long enough. */
+  private held(holds: boolean): WantedLabel {
+    if (!holds) return { held: false }
+    const exp = new Date(this.writer.clock.now().getTime() + this.expiry.ttlMs).toISOString()
+    return { held: true, exp, renewWithinMs: this.expiry.renewWithinMs }
   }
 
   async applyVerification(tx: Tx, did: string, outcome: VerificationOutcome, reason: string): Promise<StoredLabel[]> {
@@ -29,8 +45,8 @@ export class LabelManager {
     return this.writer.reconcile(
       did,
       new Map([
-        [LABEL_VALUES.verifiedMailOperator, { held: true }],
-        [LABEL_VALUES.relayMember, { held: active }],
+        [LABEL_VALUES.verifiedMailOperator, this.held(true)],
+        [LABEL_VALUES.relayMember, this.held(active)],
       ]),
       reason,
       tx,
@@ -61,8 +77,13 @@ export class LabelManager {
             eq(labels.val, LABEL_VALUES.verifiedMailOperator),
           ),
         )
-      const verified = vmo ? isHeld(vmo, new Date()) : false
-      return this.writer.reconcile(did, new Map([[LABEL_VALUES.relayMember, { held: active && verified }]]), reason, tx)
+      const verified = vmo ? isHeld(vmo, this.writer.clock.now()) : false
+      return this.writer.reconcile(
+        did,
+        new Map([[LABEL_VALUES.relayMember, this.held(active && verified)]]),
+        reason,
+        tx,
+      )
     })
   }
 

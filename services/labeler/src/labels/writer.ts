@@ -1,6 +1,7 @@
 import type { Db, Tx } from '@atmos/db'
 import { labelSigningKeys, labels } from '@atmos/db'
 import { type SignedLabel, signLabel } from '@atmos/labels'
+import { type Clock, systemClock } from '@atmos/runtime'
 import type { Secp256k1Keypair } from '@atproto/crypto'
 import { and, eq, sql } from 'drizzle-orm'
 
@@ -18,13 +19,28 @@ export const LABEL_WRITER_LOCK = 0x61746d6f736c626cn // "atmoslbl"
 export type LabelSigner = { keypair: Secp256k1Keypair; src: string }
 
 /** One intended state of one label on one subject: held (neg false) or withdrawn (neg true). */
-export type LabelChange = { uri: string; val: string; neg: boolean; exp?: string; reason: string }
+export type LabelChange = { uri: string; val: string; neg: boolean; exp?: string; reason: string; renewal?: boolean }
 
-export type StoredLabel = SignedLabel & { seq: number }
+/**
+ * The state a label should be in. A held label may carry an expiry; when one is already
+ * published that lapses later than `renewWithinMs` from now, it stands (no churn on every
+ * re-verification), otherwise a fresh label with the new `exp` is emitted.
+ */
+export type WantedLabel = { held: boolean; exp?: string; renewWithinMs?: number }
+
+/** A label as written; `renewed` marks a held label re-emitted only to extend its expiry. */
+export type StoredLabel = SignedLabel & { seq: number; renewed?: true }
 
 /** Whether a published label row asserts its value now: not negated and not expired. */
 export function isHeld(row: { neg: boolean; exp: string | null }, now: Date): boolean {
   return !row.neg && (row.exp === null || Date.parse(row.exp) > now.getTime())
+}
+
+/** Whether a held label must be re-emitted to carry the wanted expiry. */
+function needsRenewal(row: { exp: string | null }, want: WantedLabel, now: Date): boolean {
+  if (want.exp === undefined) return false
+  if (row.exp === null) return true
+  return Date.parse(row.exp) - now.getTime() <= (want.renewWithinMs ?? 0)
 }
 
 /**
@@ -34,23 +50,20 @@ export function isHeld(row: { neg: boolean; exp: string | null }, now: Date): bo
 export class LabelWriter {
   readonly db: Db
   readonly signer: LabelSigner
+  readonly clock: Clock
   private keyId: number | undefined
 
-  constructor(db: Db, signer: LabelSigner) {
+  constructor(db: Db, signer: LabelSigner, clock: Clock = systemClock) {
     this.db = db
     this.signer = signer
+    this.clock = clock
   }
 
   /**
    * Brings the labels on `uri` to the wanted states, emitting only those that differ from
    * what is published (so repeating a verification emits nothing). Returns what it emitted.
    */
-  async reconcile(
-    uri: string,
-    wanted: Map<string, { held: boolean; exp?: string }>,
-    reason: string,
-    tx?: Tx,
-  ): Promise<StoredLabel[]> {
+  async reconcile(uri: string, wanted: Map<string, WantedLabel>, reason: string, tx?: Tx): Promise<StoredLabel[]> {
     // Inside the caller's transaction when given one, so that the labels commit with
     // whatever caused them (an ingest event and its cursor, a verification run).
     if (tx) return this.reconcileLocked(tx, uri, wanted, reason)
@@ -60,7 +73,7 @@ export class LabelWriter {
   private async reconcileLocked(
     tx: Tx,
     uri: string,
-    wanted: Map<string, { held: boolean; exp?: string }>,
+    wanted: Map<string, WantedLabel>,
     reason: string,
   ): Promise<StoredLabel[]> {
     await lockWriters(tx)
@@ -68,14 +81,21 @@ export class LabelWriter {
       .select({ val: labels.val, neg: labels.neg, exp: labels.exp })
       .from(labels)
       .where(and(eq(labels.src, this.signer.src), eq(labels.uri, uri)))
-    const now = new Date()
+    const now = this.clock.now()
     const changes: LabelChange[] = []
     for (const [val, want] of wanted) {
       const row = current.find((r) => r.val === val)
       if (want.held) {
-        // Held already, with the expiry asked for (the caller decides when to renew).
-        if (row && isHeld(row, now) && (want.exp === undefined || row.exp === want.exp)) continue
-        changes.push({ uri, val, neg: false, exp: want.exp, reason })
+        const held = row !== undefined && isHeld(row, now)
+        if (held && !needsRenewal(row, want, now)) continue
+        changes.push({
+          uri,
+          val,
+          neg: false,
+          exp: want.exp,
+          reason: held ? `renewed: ${reason}` : reason,
+          renewal: held,
+        })
       } else {
         // Never issued, or withdrawn already: nothing to negate.
         if (!row || row.neg) continue
@@ -119,7 +139,7 @@ export class LabelWriter {
           uri: change.uri,
           val: change.val,
           neg: change.neg || undefined,
-          cts: new Date().toISOString(),
+          cts: this.clock.now().toISOString(),
           exp: change.exp,
         },
         this.signer.keypair,
@@ -148,7 +168,7 @@ export class LabelWriter {
         signingKeyId,
         reason: change.reason,
       })
-      out.push({ ...signed, seq })
+      out.push(change.renewal ? { ...signed, seq, renewed: true } : { ...signed, seq })
     }
     if (out.length) {
       // Delivered to listeners only when this transaction commits.

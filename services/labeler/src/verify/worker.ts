@@ -8,7 +8,7 @@ import {
   verifyAttestation as queueDef,
   type verifyAttestation as verifyQueue,
 } from '@atmos/queues'
-import type { Logger } from '@atmos/runtime'
+import { type Clock, type Logger, systemClock } from '@atmos/runtime'
 import { type AttestationVerification, type VerifyDeps, verifyAttestation } from '@atmos/verify'
 import { and, eq, lte, sql } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
@@ -36,6 +36,7 @@ export class VerifyWorker {
   private readonly verifications: Counter
   private readonly onLabels: (labels: StoredLabel[]) => void
   private readonly gracePeriodMs: number
+  private readonly clock: Clock
 
   constructor(opts: {
     db: Db
@@ -48,9 +49,11 @@ export class VerifyWorker {
     concurrency: number
     /** How long temporary errors may last before the domain counts as lost. */
     gracePeriodMs: number
+    clock?: Clock
     onLabels?: (labels: StoredLabel[]) => void
   }) {
     this.gracePeriodMs = opts.gracePeriodMs
+    this.clock = opts.clock ?? systemClock
     this.onLabels = opts.onLabels ?? (() => {})
     this.db = opts.db
     this.deps = opts.deps
@@ -99,7 +102,7 @@ export class VerifyWorker {
       await this.clearRequest(this.db, payload.did, rkey, requestedAt)
       return { outcome: 'skipped' }
     }
-    const started = new Date()
+    const started = this.clock.now()
     const result = await verifyAttestation(
       { did: att.did, domain: att.domain, dkimSelectors: att.dkimSelectors },
       this.deps,
@@ -109,7 +112,8 @@ export class VerifyWorker {
       await this.clearRequest(tx, payload.did, rkey, requestedAt)
       // A temporary error never negates, until it has lasted the whole grace period: then
       // the domain counts as lost, as if the check had failed.
-      const lost = temperrorSince !== null && Date.now() - temperrorSince.getTime() >= this.gracePeriodMs
+      const lost =
+        temperrorSince !== null && this.clock.now().getTime() - temperrorSince.getTime() >= this.gracePeriodMs
       const outcome = lost ? 'fail' : result.outcome
       const reason = lost
         ? `No check could be completed since ${temperrorSince.toISOString()} (grace period ${Math.round(this.gracePeriodMs / 3_600_000)} h): ${result.reason}`
@@ -134,7 +138,7 @@ export class VerifyWorker {
     result: AttestationVerification,
     started: Date,
   ): Promise<Date | null> {
-    const finished = new Date()
+    const finished = this.clock.now()
     const [run] = await tx
       .insert(verificationRuns)
       .values({
