@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { attestations, createDb, type Db } from '@atmos/db'
-import { createRedis, type Job, TypedQueue, verifyAttestation } from '@atmos/queues'
+import { createRedis, createWorker, type Job, TypedQueue, verifyAttestation } from '@atmos/queues'
 import { createLogger } from '@atmos/runtime'
 import {
   createTestDatabase,
@@ -122,6 +122,63 @@ describe('re-verification sweeps', () => {
       for (const p of procs) assert.equal((await p.stop('SIGTERM')).code, 0)
     } finally {
       for (const p of procs) await p.stop('SIGKILL')
+    }
+  })
+
+  it('a scheduler killed mid-run and restarted skips no member and verifies none twice in the interval', async () => {
+    const prefix = testRedisPrefix('sweep3')
+    prefixes.push(prefix)
+    const many = Array.from({ length: 40 }, (_, i) => `did:plc:restart${i}youn6zhxrhs64oiz`)
+    await db
+      .insert(attestations)
+      .values(many.map((did, i) => ({ did, rkey: 'self', domain: `r${i}.example`, dkimSelectors: ['atmos1'] })))
+    const all = [...DIDS, ...many]
+    // Stands in for the labeler's verify worker: records what it was asked to verify, when.
+    const seen: Array<{ did: string; interval: string }> = []
+    const consumerRedis = createRedis(TEST_REDIS_URL)
+    const consumer = createWorker(verifyAttestation, consumerRedis, prefix, async (payload) => {
+      seen.push({ did: payload.did, interval: payload.requestedAt })
+    })
+    const env = {
+      ATMOS_DATABASE_URL: tdb.url,
+      ATMOS_REDIS_URL: TEST_REDIS_URL,
+      ATMOS_REDIS_PREFIX: prefix,
+      ATMOS_HTTP_PORT: '0',
+      ATMOS_LOG_LEVEL: 'info',
+      ATMOS_SCHEDULER_REVERIFY_INTERVAL: '6s',
+      // 45 attestations at 15/s: each interval's run is spread over 3 s.
+      ATMOS_SCHEDULER_VERIFY_RATE: '15',
+    }
+    const first = new ServiceProcess(entry, env)
+    let second: ServiceProcess | undefined
+    try {
+      const swept = await first.waitForLog((l) => l.msg === 'sweep enqueued', 20_000)
+      const interval = String(swept.intervalStart)
+      // Mid-run: some of the interval verified, most still spread ahead.
+      await sleep(1_000)
+      assert.ok(seen.length < all.length, `killed mid-run: ${seen.length} of ${all.length} verified so far`)
+      await first.stop('SIGKILL')
+      second = new ServiceProcess(entry, env)
+      await second.waitForLog((l) => l.msg === 'started')
+      // The killed run completes from the queue, and the restarted scheduler ticks the next interval.
+      const next = await second.waitForLog((l) => l.msg === 'sweep enqueued' && l.intervalStart !== interval, 20_000)
+      const settled = async (at: string) => {
+        const deadline = Date.now() + 20_000
+        while (seen.filter((s) => s.interval === at).length < all.length && Date.now() < deadline) await sleep(100)
+        await sleep(300) // a duplicate would arrive by now
+        return seen.filter((s) => s.interval === at).map((s) => s.did)
+      }
+      for (const at of [interval, String(next.intervalStart)]) {
+        const dids = await settled(at)
+        assert.equal(dids.length, all.length, `interval ${at}: ${dids.length} verifications for ${all.length}`)
+        assert.deepEqual(new Set(dids), new Set(all), `interval ${at}: every member once`)
+      }
+      assert.equal((await second.stop('SIGTERM')).code, 0)
+    } finally {
+      await first.stop('SIGKILL')
+      await second?.stop('SIGKILL')
+      await consumer.close()
+      await consumerRedis.quit()
     }
   })
 })
