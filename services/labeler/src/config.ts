@@ -49,6 +49,9 @@ export const labelerSection = section({
     plcUrl: field.url('https://plc.directory', ['http', 'https']),
     /** How long checks may fail only temporarily (SERVFAIL, timeouts) before labels are negated. */
     gracePeriod: field.duration('72h'),
+    /** A temporary error is re-checked after a backoff between these, doubling with the outage. */
+    retryMin: field.duration('5m'),
+    retryMax: field.duration('4h'),
     /** Verification jobs run at once in this process. */
     concurrency: field.int(8, { min: 1, max: 256 }),
   }),

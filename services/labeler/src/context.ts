@@ -126,6 +126,7 @@ export async function createContext(config: LabelerConfig, opts: ContextOptions 
     prefix: config.redis.prefix,
     concurrency: v.concurrency,
     gracePeriodMs: v.gracePeriod,
+    retry: { minMs: v.retryMin, maxMs: v.retryMax },
     clock,
     onLabels,
   })

@@ -6,6 +6,7 @@ import {
   createWorker,
   type PayloadOf,
   verifyAttestation as queueDef,
+  TypedQueue,
   type verifyAttestation as verifyQueue,
 } from '@atmos/queues'
 import { type Clock, type Logger, systemClock } from '@atmos/runtime'
@@ -37,6 +38,9 @@ export class VerifyWorker {
   private readonly onLabels: (labels: StoredLabel[]) => void
   private readonly gracePeriodMs: number
   private readonly clock: Clock
+  private readonly retry: { minMs: number; maxMs: number }
+  private retryQueue: TypedQueue<typeof verifyQueue> | undefined
+  private retryConnection: Redis | undefined
 
   constructor(opts: {
     db: Db
@@ -50,10 +54,13 @@ export class VerifyWorker {
     /** How long temporary errors may last before the domain counts as lost. */
     gracePeriodMs: number
     clock?: Clock
+    /** Backoff bounds for re-checking a domain whose checks could not complete. */
+    retry: { minMs: number; maxMs: number }
     onLabels?: (labels: StoredLabel[]) => void
   }) {
     this.gracePeriodMs = opts.gracePeriodMs
     this.clock = opts.clock ?? systemClock
+    this.retry = opts.retry
     this.onLabels = opts.onLabels ?? (() => {})
     this.db = opts.db
     this.deps = opts.deps
@@ -87,6 +94,10 @@ export class VerifyWorker {
   /** Waits for the jobs in progress to finish, then closes. */
   async stop(): Promise<void> {
     await this.worker?.close()
+    await this.retryQueue?.close()
+    await this.retryConnection?.quit().catch(() => this.retryConnection?.disconnect())
+    this.retryQueue = undefined
+    this.retryConnection = undefined
     await this.connection?.quit().catch(() => this.connection?.disconnect())
     this.worker = undefined
   }
@@ -107,8 +118,10 @@ export class VerifyWorker {
       { did: att.did, domain: att.domain, dkimSelectors: att.dkimSelectors },
       this.deps,
     )
+    const outage: { since: Date | null } = { since: null }
     const emitted = await this.db.transaction(async (tx) => {
       const temperrorSince = await this.record(tx, att.id, payload, att.domain!, result, started)
+      outage.since = temperrorSince
       await this.clearRequest(tx, payload.did, rkey, requestedAt)
       // A temporary error never negates, until it has lasted the whole grace period: then
       // the domain counts as lost, as if the check had failed.
@@ -121,6 +134,7 @@ export class VerifyWorker {
       return this.manager.applyVerification(tx, att.did, outcome, reason)
     })
     if (emitted.length) this.onLabels(emitted)
+    if (result.outcome === 'temperror' && outage.since) await this.retryLater(att.did, att.rkey, outage.since)
     for (const c of result.checks) this.verifications.inc({ check: c.check, outcome: c.outcome })
     this.verifications.inc({ check: 'all', outcome: result.outcome })
     this.logger.info(
@@ -192,6 +206,28 @@ export class VerifyWorker {
       })
       .returning({ temperrorSince: verificationStatus.temperrorSince })
     return status?.temperrorSince ?? null
+  }
+
+  /**
+   * A temporary error is retried well before the next interval, backing off: the delay
+   * roughly doubles with the outage (the time since temperrors began), between retryMin
+   * and retryMax. One follow-up per run, so chains never multiply; a pass ends the chain.
+   * A lost enqueue only means the next interval's sweep notices instead.
+   */
+  private async retryLater(did: string, rkey: string, since: Date): Promise<void> {
+    const now = this.clock.now().getTime()
+    const delay = Math.min(this.retry.maxMs, Math.max(this.retry.minMs, now - since.getTime()))
+    if (!this.retryQueue) {
+      this.retryConnection = createRedis(this.redisUrl)
+      this.retryConnection.on('error', () => {})
+      this.retryQueue = new TypedQueue(queueDef, this.retryConnection, this.prefix)
+    }
+    await this.retryQueue
+      .enqueue(
+        { did, rkey, trigger: 'schedule', requestedAt: new Date(now).toISOString() },
+        { jobId: `retry_${did.replace(/[^a-zA-Z0-9]/g, '_')}_${now}`, delay },
+      )
+      .catch((err: Error) => this.logger.warn({ did, err: err.message }, 'could not schedule a retry'))
   }
 
   /** The request is answered: unless a newer one arrived meanwhile, it is cleared. */
