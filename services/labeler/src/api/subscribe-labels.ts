@@ -1,9 +1,8 @@
 import type { Server as HttpServer, IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { encodeErrorFrame, encodeMessageFrame } from '@atmos/labels'
+import { encodeErrorFrame, encodeLabelFrame } from '@atmos/labels'
 import type { Logger } from '@atmos/runtime'
 import { type WebSocket, WebSocketServer } from 'ws'
-import { rowWireObject } from '../labels/rows.ts'
 import { ConsumerTooSlowError, FutureCursorError, type LabelStream } from '../labels/stream.ts'
 
 export const SUBSCRIBE_LABELS_PATH = '/xrpc/com.atproto.label.subscribeLabels'
@@ -80,7 +79,7 @@ export class SubscribeLabelsServer {
         // One write for the whole batch instead of one per frame.
         socket.cork()
         for (const row of batch) {
-          ws.send(encodeMessageFrame('#labels', { seq: row.seq, labels: [rowWireObject(row)] }))
+          ws.send(encodeLabelFrame(row.seq, row))
         }
         socket.uncork()
         if (ws.bufferedAmount >= SOCKET_HIGH_WATER) await drained(socket)

@@ -18,18 +18,3 @@ export function rowToLabel(row: LabelRow): SignedLabel {
   if (row.exp !== null) label.exp = row.exp
   return label
 }
-
-/**
- * The wire object of a stored label, built straight from the row: the replay hot path,
- * so no intermediate label object and no copy of the signature.
- */
-export function rowWireObject(row: LabelRow): Record<string, unknown> {
-  const out: Record<string, unknown> = { ver: row.ver, src: row.src, uri: row.uri }
-  if (row.cid !== null) out.cid = row.cid
-  out.val = row.val
-  if (row.neg) out.neg = true
-  out.cts = row.cts
-  if (row.exp !== null) out.exp = row.exp
-  out.sig = row.sig
-  return out
-}
