@@ -1,2 +1,6 @@
+export * from './classify.ts'
 export * from './ids.ts'
+export { bestStatus, enhancedCodes, replyCodeIn } from './reason/codes.ts'
+export { type Diagnosis, diagnose } from './reason/diagnose.ts'
 export * from './reply.ts'
+export * from './types.ts'

@@ -1,10 +1,13 @@
-// Classification of one SMTP reply (what a remote MX answered us, or what a DSN's
-// Diagnostic-Code quotes) into what the relay does next and what it says about the
-// recipient. Shared by the relay's delivery worker and the DSN classifier.
+// Classification of one SMTP reply (what a remote MX answered us) into what the relay does
+// next and what it says about the recipient. The relay's delivery worker calls it on every
+// reply; the DSN classifier reads bounces with the same rules (reason/), so a recipient
+// gets the same verdict whether we saw the rejection live or in a bounce.
 //
 // The reply code alone is not enough: some 5xx are temporary in practice (greylisting
-// answered with 550, "try again later"), and `Status: 5.0.0` beside `550 5.1.1` in a
-// diagnostic must give the more specific 5.1.1.
+// answered with 550, "try again later"), and a reply's enhanced code may be more specific
+// than the basic code says.
+
+import { diagnose } from './reason/diagnose.ts'
 
 export type ReplyOutcome = 'delivered' | 'deferred' | 'failed'
 
@@ -25,12 +28,25 @@ export interface ReplyClass {
   hard: boolean
 }
 
-/** First-cut rules; the classifier package refines them against the bounce corpus. */
+/** 5xx replies that mean "later", not "never". */
+const TEMPORARY_IN_5XX =
+  /\bgreylist|\bgrey-?listed|\bgray-?list|\btry (again )?later\b|\btemporar(y|ily)\b|\bplease retry\b|\bretry in\b/i
+
 export function classifyReply(reply: SmtpReply): ReplyClass {
-  if (reply.code >= 200 && reply.code < 300) return { outcome: 'delivered', reason: 'delivered', hard: false }
-  if (reply.code >= 400 && reply.code < 500) return { outcome: 'deferred', reason: 'undefined', hard: false }
-  const e = reply.enhanced ?? ''
-  if (/^5\.1\.[1-3]$/.test(e)) return { outcome: 'failed', reason: 'userunknown', hard: true }
-  if (e === '5.4.4') return { outcome: 'failed', reason: 'hostunknown', hard: true }
-  return { outcome: 'failed', reason: 'undefined', hard: false }
+  const code = Number.isInteger(reply.code) ? reply.code : 0
+  if (code >= 200 && code < 300) return { outcome: 'delivered', reason: 'delivered', hard: false }
+  const text = reply.text ?? ''
+  const enhanced = /^[245]\.\d{1,3}\.\d{1,3}$/.test(reply.enhanced ?? '') ? reply.enhanced! : ''
+  const codeText = code >= 400 && code < 600 ? String(code) : ''
+  // A 4xx reply is a deferral whatever its text, and so is a 5xx that asks to retry; only
+  // the class letter changes, so the same rules still name the reason.
+  const temporary = codeText.startsWith('4') || (codeText.startsWith('5') && TEMPORARY_IN_5XX.test(text))
+  const status = enhanced && temporary && enhanced[0] === '5' ? `4${enhanced.slice(1)}` : enhanced
+  const d = diagnose({
+    statusField: status,
+    texts: [`${temporary ? codeText.replace(/^5/, '4') : codeText} ${status} ${text}`],
+    action: temporary ? 'delayed' : 'failed',
+  })
+  if (temporary || !codeText) return { outcome: 'deferred', reason: d.reason, hard: false }
+  return { outcome: 'failed', reason: d.reason, hard: d.hard }
 }

@@ -1,0 +1,232 @@
+import { looksLikeFeedbackReport, parseFeedbackReport } from './arf/fields.ts'
+import { attributionHints } from './attribution/hints.ts'
+import { signals } from './autoreply/detect.ts'
+import { looksLikeDeliveryStatus, parseDeliveryStatus } from './dsn/fields.ts'
+import { addressOf, firstHeader, type HeaderMap, headerRecord, parseHeaderLines } from './mime/headers.ts'
+import { type ParsedMessage, parseMessage } from './mime/parse.ts'
+import { findReturned } from './mime/returned.ts'
+import { plainRecipients } from './plain/recipients.ts'
+import { diagnose } from './reason/diagnose.ts'
+import type { Classification, ClassifyOptions, RecipientReport } from './types.ts'
+
+// One inbound message → what it is (complaint, bounce, auto-reply, operator mail), per
+// recipient what happened, and every clue to whom it concerns. Pure and total: whatever
+// the bytes, it resolves (never rejects) with a classification, `unparseable` at worst.
+
+const DELIVERY_STATUS_TYPES = new Set(['message/delivery-status', 'message/global-delivery-status'])
+const MAX_TEXT = 200_000
+const INLINE_DSN_START =
+  /^(reporting-mta|received-from-mta|original-envelope-id|final-recipient|original-recipient)[ \t]*:/im
+const OUR_HEADER_LINE = /^(x-atmos-ref|x-atmos-member-did|feedback-id|dkim-signature)[ \t]*:.*(\n[ \t].*)*/gim
+
+function collapse(text: string, max = 1000): string {
+  const t = text.replace(/\s+/g, ' ').trim()
+  return t.length > max ? `${t.slice(0, max)}…` : t
+}
+
+/** Our own header lines wherever they appear (a bounce that quotes the original in its text). */
+function looseHeaders(msg: ParsedMessage): HeaderMap {
+  const lines = [msg.text, ...msg.parts.map((p) => p.text)].flatMap(
+    (t) => t.slice(0, MAX_TEXT).match(OUR_HEADER_LINE) ?? [],
+  )
+  return parseHeaderLines(lines.join('\n'))
+}
+
+/** The words in the human-readable text about one address: from where it is named to the next blank-line gap. */
+function contextFor(human: string, address: string): string {
+  if (!address) return ''
+  const i = human.toLowerCase().indexOf(address.toLowerCase())
+  if (i < 0) return ''
+  const rest = human.slice(i, i + 2000)
+  const para = /\n\s*\n\s*\n|\n\s*\n(?=\S)/.exec(rest.slice(address.length + 1))
+  const end = para ? address.length + 1 + para.index + 1 : rest.length
+  // A paragraph that only names the address says nothing; give it the next one too.
+  return rest.slice(0, Math.max(end, Math.min(rest.length, 600)))
+}
+
+function isBinaryGarbage(raw: Buffer): boolean {
+  const sample = raw.subarray(0, 4096)
+  let control = 0
+  for (const b of sample) if (b === 0 || (b < 32 && b !== 9 && b !== 10 && b !== 13)) control++
+  return sample.length > 0 && control / sample.length > 0.1
+}
+
+async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Classification> {
+  if (raw.length === 0 || !raw.toString('latin1', 0, 65536).trim()) {
+    return unparseable('empty message', opts)
+  }
+  if (isBinaryGarbage(raw)) return unparseable('not a mail message: binary content', opts)
+  const msg = await parseMessage(raw, opts.maxBytes)
+  if (msg.headers.size === 0) return unparseable('not a mail message: no header fields', opts, msg.notes)
+  const notes = [...msg.notes]
+  const returned = findReturned(msg)
+  // DSN fields in the text: a broken MIME structure, or an MTA that writes them inline.
+  const inlineAt = msg.text.search(INLINE_DSN_START)
+  const inlineDsn = inlineAt >= 0 && looksLikeDeliveryStatus(msg.text.slice(inlineAt)) ? inlineAt : -1
+  const cuts = [returned.textCut, inlineDsn].filter((i) => i >= 0)
+  const human = (cuts.length ? msg.text.slice(0, Math.min(...cuts)) : msg.text).slice(0, MAX_TEXT)
+  const base = {
+    notes,
+    returnedHeaders: returned.headers.size ? headerRecord(returned.headers) : undefined,
+  }
+  const hints = (originalMailFrom?: string) =>
+    attributionHints(
+      { returned: returned.headers, looseReturned: looseHeaders(msg), originalMailFrom, report: msg.headers },
+      opts,
+    )
+
+  // ARF: a feedback-report part, or a report-type that promises one.
+  const arfPart =
+    msg.parts.find((p) => p.contentType === 'message/feedback-report') ??
+    (msg.reportType === 'feedback-report' ? msg.parts.find((p) => looksLikeFeedbackReport(p.text)) : undefined)
+  if (arfPart || msg.reportType === 'feedback-report') {
+    if (!arfPart)
+      return {
+        kind: 'unparseable',
+        ...base,
+        notes: [...notes, 'feedback report without a message/feedback-report part'],
+        recipients: [],
+        attribution: hints(),
+      }
+    const feedback = parseFeedbackReport(arfPart.text)
+    if (!feedback.feedbackType) notes.push('feedback report has no Feedback-Type; read as abuse')
+    feedback.feedbackType ||= 'abuse'
+    let addresses = feedback.originalRcptTo
+    if (!addresses.length)
+      addresses = (returned.headers.get('x-hmxmroriginalrecipient') ?? returned.headers.get('to') ?? [])
+        .map(addressOf)
+        .filter(Boolean)
+    if (!addresses.length) addresses = ['']
+    const recipients = addresses.map(
+      (address): RecipientReport => ({
+        address,
+        action: '',
+        status: '',
+        replyCode: '',
+        diagnostic: '',
+        remoteMta: '',
+        reason: 'feedback',
+        hard: false,
+      }),
+    )
+    return { kind: 'arf', ...base, recipients, feedback, attribution: hints(feedback.originalMailFrom) }
+  }
+
+  // RFC 3464: a delivery-status part (or its fields sent as text/plain).
+  const dsnPart =
+    msg.parts.find((p) => DELIVERY_STATUS_TYPES.has(p.contentType)) ??
+    msg.parts.find((p) => p.contentType.startsWith('text/') && looksLikeDeliveryStatus(p.text))
+  const dsnText = dsnPart?.text ?? (inlineDsn >= 0 ? msg.text.slice(inlineDsn, inlineDsn + MAX_TEXT) : undefined)
+  const dsn = dsnText ? parseDeliveryStatus(dsnText) : undefined
+  if (dsn?.recipients.length) {
+    const recipients = dsn.recipients.map((r): RecipientReport => {
+      const context = contextFor(human, r.address)
+      const d = diagnose({
+        statusField: r.status,
+        texts: [r.diagnostic],
+        context: [context, dsn.recipients.length === 1 ? human : ''],
+        action: r.action,
+      })
+      return {
+        address: r.address,
+        action: r.action,
+        status: d.status,
+        replyCode: d.replyCode,
+        diagnostic: collapse(r.diagnostic || context),
+        remoteMta: r.remoteMta,
+        reason: d.reason,
+        hard: d.hard,
+      }
+    })
+    return { kind: 'dsn', ...base, recipients, attribution: hints() }
+  }
+  if (msg.reportType === 'delivery-status')
+    notes.push('delivery report without a readable message/delivery-status part; read as text')
+
+  const sig = signals(msg.headers, msg.subject, human, opts.envelope?.mailFrom)
+  if (!sig.bounce && !dsnPart && msg.reportType !== 'delivery-status') {
+    if (sig.autoReply) {
+      const address = addressOf(firstHeader(msg.headers, 'from'))
+      return {
+        kind: 'auto_reply',
+        ...base,
+        attribution: hints(),
+        recipients: [
+          {
+            address,
+            action: '',
+            status: '',
+            replyCode: '',
+            diagnostic: '',
+            remoteMta: '',
+            reason: 'vacation',
+            hard: false,
+          },
+        ],
+      }
+    }
+    return {
+      kind: 'other',
+      ...base,
+      notes: [...notes, 'not a delivery or feedback report'],
+      recipients: [],
+      attribution: hints(),
+    }
+  }
+
+  // A bounce in words only.
+  const exclude = new Set<string>()
+  for (const name of ['from', 'to', 'return-path', 'sender', 'reply-to']) {
+    for (const v of msg.headers.get(name) ?? []) exclude.add(addressOf(v))
+  }
+  for (const v of returned.headers.get('from') ?? []) exclude.add(addressOf(v))
+  for (const a of opts.envelope?.rcptTo ?? []) exclude.add(addressOf(a))
+  const failed = (msg.headers.get('x-failed-recipients') ?? [])
+    .flatMap((v) => v.split(','))
+    .map(addressOf)
+    .filter(Boolean)
+  let found = plainRecipients(human, exclude)
+  if (failed.length) {
+    found = failed.map((address) => {
+      const seen = found.find((f) => f.address === address)
+      return { address, snippet: seen?.snippet ?? contextFor(human, address), lead: seen?.lead ?? '' }
+    })
+  }
+  if (!found.length) {
+    const to = (returned.headers.get('to') ?? []).map(addressOf).filter(Boolean)
+    found = (to.length ? to : ['']).map((address) => ({ address, snippet: '', lead: '' }))
+  }
+  const recipients = found.map((r): RecipientReport => {
+    const d = diagnose({ texts: [r.snippet], context: [found.length === 1 ? human : ''], lead: r.lead })
+    return {
+      address: r.address,
+      action: 'failed',
+      status: d.status,
+      replyCode: d.replyCode,
+      diagnostic: collapse(r.snippet || human),
+      remoteMta: '',
+      reason: d.reason,
+      hard: d.hard,
+    }
+  })
+  return { kind: 'plain_bounce', ...base, recipients, attribution: hints() }
+}
+
+function unparseable(reason: string, opts: ClassifyOptions, notes: string[] = []): Classification {
+  let attribution: Classification['attribution'] = []
+  try {
+    attribution = attributionHints({ returned: new Map(), report: new Map() }, opts)
+  } catch {
+    attribution = []
+  }
+  return { kind: 'unparseable', notes: [...notes, reason], recipients: [], attribution }
+}
+
+export async function classifyMessage(raw: Buffer | string, opts: ClassifyOptions = {}): Promise<Classification> {
+  try {
+    const buf = typeof raw === 'string' ? Buffer.from(raw, 'utf8') : Buffer.isBuffer(raw) ? raw : Buffer.alloc(0)
+    return await classifyParsed(buf, opts)
+  } catch (err) {
+    return unparseable(`classifier failed: ${(err as Error)?.message ?? String(err)}`, opts)
+  }
+}

@@ -1,0 +1,48 @@
+// Enhanced status codes (RFC 3463) and SMTP reply codes as they appear in DSN fields and in
+// free text. Free text is full of dotted numbers (IP addresses, software versions), so a
+// code only counts when nothing digit-like touches it.
+
+const ENHANCED = /(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)/g
+const REPLY_BEFORE_ENHANCED = /(?<![\d.])([45]\d\d)[ -]+#?([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)/
+const REPLY = /(?:^|[\s:(["'<=]|said:)([45][0-5]\d)(?=[ \-)\]:,]|\.(?!\d)|$)/gm
+
+/** Every enhanced status code in `text`, in order of appearance. */
+export function enhancedCodes(text: string): string[] {
+  return [...text.matchAll(ENHANCED)].map((m) => `${m[1]}.${Number(m[2])}.${Number(m[3])}`)
+}
+
+/** How much an enhanced code says: `5.0.0` nothing beyond its class, `5.1.1` everything. */
+export function specificity(code: string): number {
+  const m = /^([245])\.(\d+)\.(\d+)$/.exec(code)
+  if (!m) return -1
+  return (m[2] !== '0' ? 1 : 0) + (m[3] !== '0' ? 1 : 0)
+}
+
+/** The reply code in `text`: the one just before an enhanced code when there is one. */
+export function replyCodeIn(text: string, wantClass?: string): string {
+  const paired = REPLY_BEFORE_ENHANCED.exec(text)
+  if (paired && paired[1]![0] === paired[2]) return paired[1]!
+  for (const m of text.matchAll(REPLY)) {
+    const code = m[1]!
+    if (!wantClass || code[0] === wantClass) return code
+  }
+  return ''
+}
+
+/**
+ * The status to report: the DSN's Status field, unless a diagnostic quotes a more specific
+ * code of the same class (`Status: 5.0.0` beside `550 5.4.1`). A diagnostic code of the
+ * other class is ignored, since the Status says what the reporting MTA decided.
+ */
+export function bestStatus(statusField: string, diagnostics: string[]): string {
+  const field = enhancedCodes(statusField)[0] ?? ''
+  for (const text of diagnostics) {
+    const codes = enhancedCodes(text).filter((c) => !field || c[0] === field[0])
+    if (!codes.length) continue
+    // The first text that quotes a code is the most direct one; its most specific code
+    // wins over the field when it says at least as much (the remote's own word).
+    const top = codes.reduce((a, c) => (specificity(c) > specificity(a) ? c : a))
+    return specificity(top) >= specificity(field) && (specificity(top) > 0 || !field) ? top : field
+  }
+  return field
+}

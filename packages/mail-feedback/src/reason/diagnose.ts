@@ -1,0 +1,105 @@
+import { bestStatus, replyCodeIn, specificity } from './codes.ts'
+import { isHard, reasonFromStatus, reasonFromText } from './rules.ts'
+
+export interface Diagnosis {
+  status: string
+  replyCode: string
+  reason: string
+  hard: boolean
+}
+
+export interface DiagnosisInput {
+  /** The DSN's Status field (or ''). */
+  statusField?: string
+  /** The DSN's Diagnostic-Code, or the reply text, the most direct words first. */
+  texts: string[]
+  /** Less direct words (the human-readable part around the recipient); read only when the direct ones say nothing. */
+  context?: string[]
+  action?: string
+  /** Words read only to tell the SMTP step (the line that leads up to an address). */
+  lead?: string
+}
+
+type Phase = 'mail' | 'rcpt' | 'data' | ''
+
+/**
+ * The SMTP command a refusal answered, as far as the words tell. Explicit phrases first
+ * ("in reply to RCPT TO command", "after end of data"), then a sendmail transcript (the
+ * command right before the first `<<<` reply), then any mention of RCPT.
+ */
+function phaseOf(text: string, status: string): Phase {
+  if (/in reply to (end of )?data command|after (end of )?data\b|smtp command:? data\b|error in data\b/i.test(text)) {
+    return 'data'
+  }
+  if (/in reply to mail from command|after mail from\b|smtp command:? mail from\b/i.test(text)) return 'mail'
+  if (/in reply to rcpt to command|after rcpt( to)?\b|rcpt to response/i.test(text)) return 'rcpt'
+  const transcript = />>> (mail from|rcpt to|data)\b[^<>]*?<<< [45]\d\d/i.exec(text)
+  if (transcript) {
+    const command = transcript[1]!.toLowerCase()
+    return command.startsWith('mail') ? 'mail' : command.startsWith('rcpt') ? 'rcpt' : 'data'
+  }
+  if (/\brcpt\b|does not like recipient/i.test(text)) return 'rcpt'
+  // "550 <a@b>... User unknown", "550: <a@b>: User unknown": the reply echoes the address it
+  // judged, the way MTAs answer RCPT TO. Only when no specific code says otherwise
+  // (`5.2.1 <a@b>... User unknown` is a disabled mailbox).
+  if (
+    specificity(status) <= 0 &&
+    /\b[45]\d\d[ :-]+(\d\.\d{1,3}\.\d{1,3} )?<?[^\s<>@]+@[^\s<>]+?>?(:|\.\.\.) /.test(text)
+  )
+    return 'rcpt'
+  return ''
+}
+
+/** Codes that by themselves say the mailbox does not exist. */
+function addressStatus(status: string): boolean {
+  return /^5\.1\.(1|3|10|\d{3})$/.test(status)
+}
+
+/** Phrases that name the directory lookup itself: no doubt the address is unknown, whatever the step. */
+const DEFINITE_UNKNOWN =
+  /recipient name is not recognized|not listed in (the )?(domino |public |global )?(directory|name & address book|address book)|address couldn'?t be found|\binvalid recipient\b|requested action not taken: mailbox unavailable|check if (the )?address is correct|\bmail\.local: unknown user\b/i
+
+/**
+ * "User unknown" is only believed when the code says so, the words leave no doubt, or the
+ * server said it at RCPT TO. Said after DATA (or at an unknown step) the server had
+ * already accepted the recipient: a filter speaking (Japanese carriers answer so), not a
+ * missing mailbox, and suppressing the address would be wrong.
+ */
+function confirmUnknown(status: string, text: string, phase: Phase): string {
+  if (phase === 'mail') return 'rejected'
+  if (addressStatus(status) || DEFINITE_UNKNOWN.test(text)) return 'userunknown'
+  return phase === 'rcpt' ? 'userunknown' : 'filtered'
+}
+
+function firstReason(texts: string[]): string {
+  for (const t of texts) {
+    const reason = reasonFromText(t)
+    if (reason) return reason
+  }
+  return ''
+}
+
+/** Status, reply code, reason class and hardness for one recipient of a bounce. */
+export function diagnose(input: DiagnosisInput): Diagnosis {
+  const texts = input.texts.filter(Boolean)
+  const context = (input.context ?? []).filter(Boolean)
+  const status = bestStatus(input.statusField ?? '', [...texts, ...context])
+  let replyCode = ''
+  for (const t of [...texts, ...context]) {
+    replyCode = replyCodeIn(t, status[0])
+    if (replyCode) break
+  }
+  // The remote's own words first; a fully specific code before the reporting MTA's
+  // surrounding prose; a vague code (5.0.0, 5.5.0) only when nothing else says more.
+  let reason = firstReason(texts)
+  if (!reason && specificity(status) === 2) reason = reasonFromStatus(status)
+  if (!reason) reason = firstReason(context)
+  if (!reason) reason = reasonFromStatus(status)
+  const all = [input.lead ?? '', ...texts, ...context].join('\n').replace(/\s+/g, ' ')
+  const phase = phaseOf(all, status)
+  if (reason === 'userunknown') reason = confirmUnknown(status, all, phase)
+  if (reason === 'hostunknown' && phase === 'mail') reason = 'rejected'
+  if (!reason && /delayed/i.test(input.action ?? '')) reason = 'expired'
+  if (!reason) reason = 'undefined'
+  return { status, replyCode, reason, hard: isHard(reason, status, replyCode, input.action) }
+}

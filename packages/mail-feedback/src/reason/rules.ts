@@ -1,0 +1,199 @@
+// Reason classes, in the vocabulary of the bounce corpus (sisimai's), read from what the
+// remote said. The order matters: phrases that only one class uses come first, then the
+// classes that speak of the sender (block lists, spam, policy), and the loose "mailbox
+// unavailable" style phrases last, because a policy rejection often borrows them.
+
+type Rule = readonly [reason: string, pattern: RegExp]
+
+const STRONG: Rule[] = [
+  [
+    'rejected',
+    /\b(domain of )?sender('s)? (address|domain) .{0,80}(does not exist|not found|rejected|refused|invalid|unknown|unverified)|\bdomain of sender address\b|\bsender (address )?(rejected|denied|verify failed|unknown)\b|\bsender address must exist\b/,
+  ],
+  [
+    'networkerror',
+    /\bname service error\b.*\btry again\b|\bhost not found, try again\b|\btemporary (dns|lookup|name (server|service)) (failure|error)/,
+  ],
+  ['expired', /\bdid not accept our requests? to connect\b/],
+  ['onhold', /\bon hold\b/],
+  [
+    'userunknown',
+    /\b(user|recipient|addressee|mailbox|account|local[- ]?part)s? (name )?(is )?unknown\b|\bunknown (user|recipient|addressee|mailbox|local[- ]?part|e-?mail address)|\bno such (user|mailbox|recipient|account|address|person|local user)|\b(user|recipient|mailbox|account|address|addressee|e-?mail address|email account)( that you tried to reach)? (does not|doesn't|did not|do not) exist|\b(invalid|non-?existent|inexistent) (user|recipient|mailbox|account|address|e-?mail)|\brecipnotfound\b|\bresolver\.adr\.(recipnotfound|recipientnotfound|exrecipnotfound)|\b(user|recipient|mailbox) not (found|exist)|\bno (mailbox|account) (here|by that name|for)|\bnot (a )?(valid|known) (user|recipient|mailbox|address)|\bis not a valid mailbox\b|\bmailbox (does not exist|not found|unknown|name not allowed|is invalid)|\baddress (is )?(unknown|not found)\b|\bunrouteable address\b(?=.*(user|local))|\bno longer (active|valid|in use|exists)\b|\bdisabled or discontinued\b|\bbad destination mailbox\b|\bnot our customer\b|\bthis account (has been|is) (closed|deleted)\b|\b(user|recipient) (is )?not (listed|local|here)\b|\bunknown or illegal alias\b|\binvalid address\b|\brecipient address rejected: (user unknown|undeliverable address|unknown user|access denied|recipient not found)|\baddress rejected\W+(user unknown|unknown)|\bmailbox unavailable\b.*\b(invalid|unknown|not exist)|\bdoesn'?t have an? \S+ account\b|\brecipient (is )?invalid\b|\bunknown address\b|\bnot listed in (the )?(domino |public |global )?(directory|address book)|\brecipient name is not recognized\b|\bunknown recipient\b|\binvalid user address\b|\b\S+@\S+ (does not exist|not found|is unknown)|\bnot our user\b|\bcheck if (the )?address is correct\b/,
+  ],
+  ['hasmoved', /\b(has|have) (been )?moved\b|\baddress (has )?changed\b|\bno longer (at|with) this address\b/],
+  [
+    'hostunknown',
+    /\bhost (or domain name )?(not found|unknown)\b|\bunknown (host|domain)\b|\bno such (host|domain)\b|\bdomain (name )?(not found|does not exist|doesn't exist|unknown|is not (valid|registered))|\bnxdomain\b|\bname or service not known\b|\bunrouteable (mail )?domain\b|\ball relevant mx records point to non-existent hosts\b|\bhost not found\b|\bno (mx|a) records? (for|found)|\bnon-existent (host|domain)\b|\bunroutable address\b|\bunrouteable address\b|\bdomain .{0,60} (does not exist|not found)|\brecipient domain (is )?(invalid|unknown)\b|\bnot a valid domain\b|\bno route to domain\b|\bhost \S+ not found\b|\b([a-z0-9-]+\.)+[a-z]{2,} does not exist\b/,
+  ],
+  [
+    'notaccept',
+    /\bdoes not accept (e-?)?mail\b|\bnull mx\b|\baccepts no mail\b|\bnot accepting (any )?(e-?)?mail\b|\bdomain (has|with) no mail/,
+  ],
+  [
+    'mailboxfull',
+    /\bmailbox (is |was )?full\b|\bmail ?box (is )?(over|exceeded)|\bover ?quota\b|\bquota (is )?(exceeded|exceed|full|violation)|\bexceeded (the |his |her |its )?(storage|quota|mailbox)|\binsufficient (disk )?(space|storage)(?! .*system)|\bdisk quota\b|\bnot enough (storage|space)\b|\bmailbox size limit\b|\b(user|recipient|account|mailbox) (is )?over (the |their |its )?(quota|limit|storage)|\bfull mailbox\b|\b(account|inbox|mailbox) (is )?full\b|\bstorage (space )?(is )?(full|exceeded)|\bout of storage\b|\bmailfolder is full\b|\btoo much mail\b|\bexceeds (the )?(storage|mailbox) (size|quota)|\bmailbox has exceeded\b|\bdisk full\b|\buser'?s? (disk|mailbox) (quota|is full)|メールボックスが一杯|容量(を)?(超|オーバー)/,
+  ],
+  [
+    'systemfull',
+    /\binsufficient system (storage|resources)\b|\bsystem (disk )?(is )?full\b|\bout of disk\b|\bno space left\b/,
+  ],
+  [
+    'mesgtoobig',
+    /\bmessage (size )?(is |was )?too (big|large)\b|\bmessage (size|length) exceeds\b|\bexceeds? (the )?(maximum|max\.?|fixed|size limit)|\bsize (limit )?exceeded\b|\bmessage (is )?larger than\b|\btoo large\b/,
+  ],
+  [
+    'suspend',
+    /\b(account|mailbox|user|address|recipient)( has been| is| was)? (temporarily )?(disabled|suspended|deactivated|inactive|locked|frozen|blocked by (the )?administrator)|\binactive (user|account|mailbox)\b|\bsuspended (user|account|mailbox)\b|\bdisabled (user|account|mailbox)\b/,
+  ],
+  ['virusdetected', /\bvirus|\bmalware\b|\binfected\b|\btrojan\b|\bmalicious\b/],
+  [
+    'norelaying',
+    /\brelay(ing)? (access )?(is )?(denied|not (permitted|allowed)|prohibited|refused)|\bnot permitted to relay\b|\bunable to relay\b|\bwe do not relay\b|\bno relaying\b|\bcannot relay\b|\bnot allowed to relay\b|\brelay not permitted\b|\brelaying (mail )?(to|through) .{0,40} not allowed/,
+  ],
+  [
+    'requireptr',
+    /\breverse (dns|lookup|hostname|resolution)|\bptr (record|lookup)\b|\bno ptr\b|\brdns\b|\bcannot find your (reverse )?hostname\b|\bclient host .{0,80}(reverse|hostname lookup)|\bhostname does not resolve\b|\bresolve your address\b/,
+  ],
+  [
+    'authfailure',
+    /\bspf\b|\bdkim\b|\bdmarc\b|\bsender policy framework\b|\bunauthenticated (e-?)?mail\b|\bauthentication (check )?failed\b|\bsender authentication\b|\bnot authenticated\b.*(domain|sender)|\b5\.7\.2[36]\b/,
+  ],
+  [
+    'securityerror',
+    /\bauthentication (is )?required\b|\bmust (be )?authenticat|\b(tls|encryption|starttls) (is )?required\b|\bmust issue a starttls\b|\bsecure connection\b|\bsubmission (port )?requires? auth/,
+  ],
+  ['badreputation', /\b(poor|bad|low) (ip |sender )?reputation\b|\breputation (of|is too)\b/],
+  [
+    'blocked',
+    /\bblack ?list|\bblock ?list|\bdnsbl\b|\b(rbl|spamhaus|spamcop|sorbs|barracuda|cbl|abuseat|uceprotect|invaluement)\b|\blisted (at|in|on|by)\b|\bclient host .{0,80}(rejected|blocked|refused)|\b(your |sending |client |the )?(ip|host|server|network|domain)( address)? .{0,60}(is |has been )?(blocked|banned|denied|rejected|not allowed)|\bblocked (using|by|for)\b|\bconnection (refused|rejected)\b.*\b(policy|blocked)|\baccess denied\b|\brefused to talk\b|\bnot allowed to send\b|\bhas been blocked\b|\bblocked\b/,
+  ],
+  [
+    'spamdetected',
+    /\bspam\b|\bspam (content|message)|\bjunk (e-?)?mail\b|\bunsolicited\b|\bbulk (e-?)?mail\b|\buce\b|\blooks? like spam\b|\bscored? (too )?high|\bspam ?score\b|\bcontent (was )?rejected\b/,
+  ],
+  [
+    'speeding',
+    /\brate limit|\btoo many (messages|recipients|emails|mails)\b|\bsending rate\b|\bthrottl|\bexceeded .{0,30}rate\b|\btoo fast\b/,
+  ],
+  ['toomanyconn', /\btoo many (connections|concurrent|simultaneous|sessions)\b|\bconnection limit\b/],
+  [
+    'rejected',
+    /\bsender (address )?(rejected|denied|blocked|not allowed|unknown|verify failed)|\bdomain of sender\b|\bsender domain\b|\b(envelope )?sender .{0,40}(rejected|refused|invalid)|\bmail from .{0,40}(rejected|refused)|\byou are not allowed to send\b|\bnot authorized to send\b/,
+  ],
+  [
+    'notcompliantrfc',
+    /\brfc ?(5322|2822|822)\b|\bnot (rfc|standard)[ -]?compliant\b|\bmultiple (from|to|subject|date) (headers|lines)\b|\bheaders? (are )?not compliant\b/,
+  ],
+  [
+    'policyviolation',
+    /\bpolicy\b|\bprohibited\b|\bviolat|\bforbidden\b|\bacceptable use\b|\bnot allowed\b|\bnot permitted\b/,
+  ],
+  [
+    'filtered',
+    /\bfiltered\b|\brejected by (the )?(recipient|user|recipient's|destination)|\brecipient refuses\b|\bdelivery not authorized\b|\bmessage (was )?(rejected|refused)\b|\bheader error\b|\brejected (as|because)\b|\brefused by\b|\bdenied by\b/,
+  ],
+  ['syntaxerror', /\bsyntax error\b|\bcommand (unrecognized|not recognized)\b|\bbad command\b|\bunknown command\b/],
+  [
+    'mailererror',
+    /\bmailer error\b|\bcommand (died|failed)\b|\bprocmail\b|\bpipe to\b|\bx-unix\b|\bprogram (exited|failed)\b|\bunknown mailer\b/,
+  ],
+  [
+    'expired',
+    /\bretry (time(out)?|period) (not reached|exceeded|expired)|\b(delivery|queue) (time|period|lifetime) (expired|exceeded)|\bmessage (has )?expired\b|\bexpired\b|\bcould not be delivered (within|for|in)\b|\bgiving up\b|\btoo long in (the )?queue\b|\bqueued too long\b|\bdelivery attempts? (has|have) (failed|been)|\bno (successful|further) delivery attempts?|\bundeliverable for \d+|\bmaximum (time|lifetime)\b|\btime(d)? ?out (waiting|while)|\bmessage timeout\b/,
+  ],
+  [
+    'networkerror',
+    /\bconnection (timed out|refused|reset|closed|dropped|lost)|\bnetwork (is )?unreachable\b|\bno route to host\b|\btimed out\b|\b(could not|cannot|unable to) connect\b|\blost connection\b|\bdns (lookup|error|failure|resolution)|\btemporary (lookup|dns|name)|\brouting loop\b|\bloop (detected|count)|\btoo many hops\b|\bmail loop\b|\bmailing loop\b|\bhop count exceeded\b/,
+  ],
+  [
+    'systemerror',
+    /\bsystem error\b|\binternal (server )?error\b|\bserver error\b|\blocal error\b|\btemporar(y|ily) (failure|error|unavailable|rejected)|\bservice (temporarily |is )?(unavailable|not available)\b|\bresources temporarily\b|\btry again later\b|\bqueue file write error\b|\bi\/o error\b|\bout of memory\b|\bprocessing error\b/,
+  ],
+]
+
+/** Weak phrases, tried only when nothing above matched. */
+const WEAK: Rule[] = [
+  [
+    'userunknown',
+    /\bmailbox (unavailable|not available)\b|\brecipient (address )?rejected\b|\brecipient not (accepted|allowed)\b|\bno such\b|\bnot a valid\b|\binvalid recipient\b|\bbad recipient\b|\baddress rejected\b/,
+  ],
+  ['contenterror', /\bcontent\b|\bmime\b|\bencoding\b|\b8-?bit\b|\bcharacter set\b/],
+]
+
+export function reasonFromText(text: string): string {
+  const t = text.toLowerCase().replace(/\s+/g, ' ')
+  if (!t.trim()) return ''
+  for (const [reason, pattern] of STRONG) if (pattern.test(t)) return reason
+  for (const [reason, pattern] of WEAK) if (pattern.test(t)) return reason
+  return ''
+}
+
+/** What an enhanced status code means on its own (RFC 3463 and the big providers' extensions). */
+export function reasonFromStatus(status: string): string {
+  const m = /^([245])\.(\d+)\.(\d+)$/.exec(status)
+  if (!m) return ''
+  const sub = `${m[2]}.${m[3]}`
+  const table: Record<string, string> = {
+    '1.1': 'userunknown',
+    '1.3': 'userunknown',
+    '1.10': 'userunknown',
+    '1.2': 'hostunknown',
+    '1.6': 'hasmoved',
+    '1.7': 'rejected',
+    '1.8': 'rejected',
+    '2.1': 'suspend',
+    '2.2': 'mailboxfull',
+    '2.3': 'exceedlimit',
+    '2.4': 'systemerror',
+    '3.1': 'systemfull',
+    '3.4': 'mesgtoobig',
+    '4.1': 'networkerror',
+    '4.2': 'networkerror',
+    '4.3': 'systemerror',
+    '4.4': 'hostunknown',
+    '4.6': 'networkerror',
+    '4.7': 'expired',
+    '5.0': 'syntaxerror',
+    '7.1': 'blocked',
+    '7.8': 'securityerror',
+    '7.13': 'suspend',
+    '7.23': 'authfailure',
+    '7.24': 'authfailure',
+    '7.25': 'requireptr',
+    '7.26': 'authfailure',
+    '7.27': 'notaccept',
+    '7.509': 'authfailure',
+    '7.54': 'norelaying',
+  }
+  const exact = table[sub]
+  if (exact) return exact
+  switch (m[2]) {
+    case '3':
+      return 'systemerror'
+    case '4':
+      return 'networkerror'
+    case '5':
+      return 'syntaxerror'
+    case '6':
+      return 'contenterror'
+    case '7':
+      return 'policyviolation'
+    default:
+      return ''
+  }
+}
+
+/** Classes where the address itself is bad: suppressing it is right. */
+const ADDRESS_BAD = new Set(['userunknown', 'hostunknown', 'hasmoved'])
+
+/**
+ * Hard only when the address is permanently bad, and only on a permanent failure: a 4xx
+ * "user unknown" (a directory briefly out of sync) must not suppress anybody.
+ */
+export function isHard(reason: string, status: string, replyCode: string, action = ''): boolean {
+  const cls = status[0] ?? replyCode[0] ?? ''
+  const permanent = cls === '5' || (cls === '' && !/delayed|delivered|relayed|expanded/.test(action))
+  if (!permanent) return false
+  if (ADDRESS_BAD.has(reason)) return true
+  return reason === 'notaccept' && (status.startsWith('5') || replyCode.startsWith('5'))
+}
