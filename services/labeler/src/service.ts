@@ -13,6 +13,7 @@ export class LabelerService extends BaseService<AppContext> {
   private xrpc: XrpcServer | undefined
   private subscriptions: SubscribeLabelsServer | undefined
   private http: HttpServer | undefined
+  private resign: { abort: AbortController; done: Promise<void> } | undefined
 
   static async create(config: LabelerConfig, opts: ContextOptions = {}): Promise<LabelerService> {
     return new LabelerService(await createContext(config, opts))
@@ -49,9 +50,26 @@ export class LabelerService extends BaseService<AppContext> {
     this.ctx.verifyWorker.start()
     this.ctx.labelQueueWorkers.start()
     this.ctx.ingester?.start()
+    this.resignLater()
+  }
+
+  /** Labels an earlier signing key signed are re-signed in the background (see LabelWriter.resignStale). */
+  private resignLater(): void {
+    const abort = new AbortController()
+    this.resign = {
+      abort,
+      done: this.ctx.labelWriter
+        .resignStale({ signal: abort.signal })
+        .then((n) => {
+          if (n) this.logger.info({ labels: n }, 'labels re-signed with the current signing key')
+        })
+        .catch((err: Error) => this.logger.error({ err: err.message }, 're-signing labels failed')),
+    }
   }
 
   protected override async stopWork(): Promise<void> {
+    this.resign?.abort.abort()
+    await this.resign?.done
     // Ingest first: it writes labels that subscribers would otherwise miss on the way out.
     await this.ctx.ingester?.stop()
     await this.ctx.verifyWorker.stop()

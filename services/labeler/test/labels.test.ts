@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { createDb, type Db, labels } from '@atmos/db'
+import { createDb, type Db, labelSigningKeys, labels } from '@atmos/db'
 import { verifyLabel } from '@atmos/labels'
 import { createLogger } from '@atmos/runtime'
 import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import { Secp256k1Keypair } from '@atproto/crypto'
-import { asc, gt } from 'drizzle-orm'
+import { asc, eq, gt } from 'drizzle-orm'
 import { rowToLabel } from '../src/labels/rows.ts'
 import { ConsumerTooSlowError, FutureCursorError, LabelStream } from '../src/labels/stream.ts'
 import { type LabelSigner, LabelWriter } from '../src/labels/writer.ts'
@@ -137,6 +137,50 @@ describe('label writer and stream', () => {
       assert.equal(stream.subscriberCount, 0)
     } finally {
       ac.abort()
+      await stream.stop()
+    }
+  })
+
+  it('after a key rotation re-signs our labels with the new key, same seq, and retires the old key', async () => {
+    const src = 'did:plc:rotatinglabeler7xyoun6zhxr'
+    const oldKey = await Secp256k1Keypair.create()
+    const newKey = await Secp256k1Keypair.create()
+    const other = await Secp256k1Keypair.create()
+    const before = new LabelWriter(db, { keypair: oldKey, src })
+    const uris = Array.from({ length: 1200 }, (_, i) => `did:plc:rotated${i}`)
+    await before.emit(uris.map((uri) => ({ uri, val: 'verified-mail-operator', neg: false, reason: 'test' })))
+    // An earlier identity (its own did:key as src): not ours to re-sign.
+    const foreign = await new LabelWriter(db, { keypair: other, src: other.did() }).emit([
+      { uri: 'did:plc:rotated0', val: 'verified-mail-operator', neg: false, reason: 'test' },
+    ])
+    const seqsBefore = (await db.select({ seq: labels.seq }).from(labels).where(eq(labels.src, src))).map((r) => r.seq)
+
+    const stream = new LabelStream(db, logger, { maxBuffer: 10, pageSize: 10 })
+    await stream.start()
+    let changes = 0
+    stream.onChange(() => changes++)
+    try {
+      const after = new LabelWriter(db, { keypair: newKey, src })
+      assert.equal(await after.resignStale({ batch: 500 }), uris.length)
+      assert.equal(await after.resignStale({ batch: 500 }), 0, 'nothing left to re-sign')
+      const rows = await db.select().from(labels).where(eq(labels.src, src)).orderBy(asc(labels.seq))
+      assert.deepEqual(
+        rows.map((r) => r.seq),
+        [...seqsBefore].sort((a, b) => a - b),
+        'seq unchanged',
+      )
+      for (const row of rows) assert.equal(await verifyLabel(rowToLabel(row), newKey.did()), true)
+      assert.equal(await verifyLabel(rowToLabel(rows[0]!), oldKey.did()), false)
+      const [foreignRow] = await db.select().from(labels).where(eq(labels.seq, foreign[0]!.seq))
+      assert.equal(await verifyLabel(rowToLabel(foreignRow!), other.did()), true, 'another src is left alone')
+      const keys = await db.select().from(labelSigningKeys)
+      assert.ok(keys.find((k) => k.didKey === oldKey.did())?.retiredAt, 'the old key signs nothing now: retired')
+      assert.equal(keys.find((k) => k.didKey === newKey.did())?.retiredAt, null)
+      // Every process drops its cached pages when signatures change.
+      const deadline = Date.now() + 5000
+      while (changes === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+      assert.ok(changes > 0, 'the stream announced the change')
+    } finally {
       await stream.stop()
     }
   })

@@ -3,7 +3,7 @@ import { labels } from '@atmos/db'
 import type { Logger } from '@atmos/runtime'
 import { max } from 'drizzle-orm'
 import type { LabelRow } from './rows.ts'
-import { LABELS_CHANNEL } from './writer.ts'
+import { LABELS_CHANNEL, RESIGNED } from './writer.ts'
 
 export class FutureCursorError extends Error {
   override name = 'FutureCursorError'
@@ -58,7 +58,8 @@ export class LabelStream {
     this.lastSeq = await this.maxSeq()
     const listener = await this.db.$client.listen(
       LABELS_CHANNEL,
-      () => this.poll(),
+      // Re-signed labels keep their seq: nothing to stream, but cached pages are stale.
+      (payload) => (payload === RESIGNED ? this.changed() : this.poll()),
       // Called again after a reconnect: catch up on anything announced while deaf.
       () => this.poll(),
     )
@@ -87,6 +88,10 @@ export class LabelStream {
     return Number(row?.seq ?? 0)
   }
 
+  private changed(): void {
+    for (const listener of this.changeListeners) listener()
+  }
+
   /** Reads what committed since the last read and queues it for every subscriber. */
   poll(): void {
     if (this.polling) {
@@ -100,7 +105,7 @@ export class LabelStream {
           const rows = await this.rowsAfter(this.lastSeq)
           if (!rows.length) break
           this.lastSeq = rows[rows.length - 1]!.seq
-          for (const listener of this.changeListeners) listener()
+          this.changed()
           for (const sub of this.subscribers) this.deliver(sub, rows)
           if (rows.length < this.pageSize) break
         }

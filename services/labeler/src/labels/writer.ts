@@ -3,10 +3,13 @@ import { labelSigningKeys, labels } from '@atmos/db'
 import { type SignedLabel, signLabel } from '@atmos/labels'
 import { type Clock, systemClock } from '@atmos/runtime'
 import type { Secp256k1Keypair } from '@atproto/crypto'
-import { and, eq, sql } from 'drizzle-orm'
+import { and, eq, isNull, ne, sql } from 'drizzle-orm'
+import { rowToLabel } from './rows.ts'
 
 /** Channel on which a commit of new labels is announced (payload: the highest new seq). */
 export const LABELS_CHANNEL = 'atmos_labels'
+/** Payload on LABELS_CHANNEL when signatures changed but no new label was written. */
+export const RESIGNED = 'resigned'
 
 /**
  * Transaction-scoped advisory lock every label writer takes before it draws a sequence
@@ -111,6 +114,56 @@ export class LabelWriter {
       await lockWriters(tx)
       return this.writeLocked(tx, changes)
     })
+  }
+
+  /**
+   * After a key rotation (same labeler DID, new signing key), re-signs every label of ours
+   * that an older key signed, in small batches in the background: content and seq stay as
+   * they are, only `sig` changes, so consumers that re-read or replay get signatures the
+   * DID document's current `#atproto_label` key verifies. Labels with another `src` (an
+   * earlier did:key identity) are a different labeler's and are left alone. Returns how
+   * many were re-signed.
+   */
+  async resignStale(opts: { batch?: number; signal?: AbortSignal } = {}): Promise<number> {
+    const batch = opts.batch ?? 500
+    const keyId = await this.db.transaction((tx) => this.signingKeyId(tx))
+    const stale = and(eq(labels.src, this.signer.src), ne(labels.signingKeyId, keyId))
+    let total = 0
+    while (!opts.signal?.aborted) {
+      const done = await this.db.transaction(async (tx) => {
+        // SKIP LOCKED: a writer moving one of these rows to a new seq re-signs it anyway.
+        const rows = await tx.select().from(labels).where(stale).orderBy(labels.seq).limit(batch).for('update', {
+          skipLocked: true,
+        })
+        for (const row of rows) {
+          const { sig: _old, ...unsigned } = rowToLabel(row)
+          const signed = await signLabel(unsigned, this.signer.keypair)
+          await tx
+            .update(labels)
+            .set({ sig: Buffer.from(signed.sig), signingKeyId: keyId })
+            .where(eq(labels.seq, row.seq))
+        }
+        // Cached queryLabels pages in every process hold the old signatures.
+        if (rows.length) await tx.execute(sql`select pg_notify(${LABELS_CHANNEL}, ${RESIGNED})`)
+        return rows.length
+      })
+      total += done
+      if (done < batch) break
+    }
+    if (!opts.signal?.aborted) {
+      // A key that signs nothing any more is retired (kept: it names who signed history).
+      await this.db
+        .update(labelSigningKeys)
+        .set({ retiredAt: this.clock.now() })
+        .where(
+          and(
+            ne(labelSigningKeys.id, keyId),
+            isNull(labelSigningKeys.retiredAt),
+            sql`not exists (select 1 from labels where labels.signing_key_id = ${labelSigningKeys.id})`,
+          ),
+        )
+    }
+    return total
   }
 
   /** The signing key's row, recorded on first use so every label names the key that signed it. */
