@@ -1,7 +1,66 @@
 import { field, section } from '@atmos/config'
+import { z } from 'zod'
+
+/**
+ * Warming tiers: `<from day>:<recipients a day>` pairs, comma-separated, by age in days
+ * since the member's activation. Past the last tier the standard cap applies.
+ */
+const warmingTiers = z
+  .preprocess(
+    (v) =>
+      typeof v === 'string'
+        ? v
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+            .map((pair) => {
+              const [fromDay, cap] = pair.split(':')
+              return { fromDay: Number(fromDay), cap: Number(cap) }
+            })
+        : v,
+    z
+      .array(z.object({ fromDay: z.number().int().min(0), cap: z.number().int().min(0) }).strict())
+      .refine((tiers) => tiers.every((t, i) => i === 0 || t.fromDay > tiers[i - 1]!.fromDay), {
+        message: 'tiers must be in increasing order of day, e.g. "0:50,3:200,7:1000"',
+      }),
+  )
+  .default([
+    { fromDay: 0, cap: 50 },
+    { fromDay: 3, cap: 200 },
+    { fromDay: 7, cap: 1000 },
+  ])
 
 /** SMTP submission (587/465) for members: TLS, AUTH, limits, warming caps. */
 export const submissionSection = section({
   host: field.string('127.0.0.1'),
   port: field.port(587),
+  /** Implicit TLS (465); 0 leaves it off. */
+  tlsPort: field.port(0),
+  /** Name in the greeting and EHLO reply. */
+  hostname: field.string('localhost'),
+  /** PEM certificate chain and key for STARTTLS and 465 (the start command makes a self-signed pair). */
+  tlsCertFile: field.string('.state/relay/tls.crt'),
+  tlsKeyFile: field.string('.state/relay/tls.key'),
+  /** Largest message accepted, in bytes (advertised with SIZE and enforced: 552 5.3.4). */
+  maxSize: field.int(10 * 1024 * 1024, { min: 1024 }),
+  maxRecipients: field.int(50, { min: 1, max: 1000 }),
+  /** Authenticated connections a member may hold at once on one relay process. */
+  maxConnectionsPerMember: field.int(10, { min: 1 }),
+  /** Messages one connection may submit before it must reconnect. */
+  maxMessagesPerConnection: field.int(100, { min: 1 }),
+  /** Connections of every kind on one relay process. */
+  maxClients: field.int(1000, { min: 1 }),
+  socketTimeout: field.duration('60s'),
+  warmingTiers,
+  /** Recipients a day once warming is over. */
+  dailyCap: field.int(10_000, { min: 0 }),
+  /** A message not delivered by then bounces as expired (delivery reads messages.expires_at). */
+  messageLifetime: field.duration('3d'),
+  /** Failed AUTH attempts from one IP within `authFailureWindow` before AUTH is refused (454 4.7.0). */
+  authFailureLimit: field.int(5, { min: 1 }),
+  authFailureWindow: field.duration('15m'),
+  /** A label this labeler (`src`) issued; empty: any src in our labels table. */
+  labelerDid: z.string().default(''),
 })
+
+export type SubmissionConfig = z.output<typeof submissionSection>

@@ -1,15 +1,133 @@
+import { readFileSync } from 'node:fs'
+import { deliverMessage, TypedQueue } from '@atmos/queues'
 import type { BaseContext } from '@atmos/runtime'
+import { loadKeyring, readSecretFile } from '@atmos/secrets'
+import { SMTPServer, type SMTPServerOptions } from 'smtp-server'
 import type { RelayConfig } from '../config.ts'
+import { SigningKeys } from '../members/keys.ts'
+import { AuthGuard } from './auth-guard.ts'
+import { type SubmissionMetrics, submissionMetrics } from './metrics.ts'
+import { Reply, SubmissionHandlers } from './session.ts'
 
 /** SMTP submission for members (587, and 465 when configured): accepts, signs and spools mail. */
 export class Submission {
   readonly ctx: BaseContext<RelayConfig>
+  readonly metrics: SubmissionMetrics
+  private servers: SMTPServer[] = []
+  private deliveries: TypedQueue<typeof deliverMessage> | undefined
+  /** Where each server listens, once started (port 0 in tests picks a free one). */
+  readonly addresses: { starttls?: { host: string; port: number }; implicitTls?: { host: string; port: number } } = {}
 
   constructor(ctx: BaseContext<RelayConfig>) {
     this.ctx = ctx
+    this.metrics = submissionMetrics(ctx.metrics)
   }
 
-  async start(): Promise<void> {}
+  async start(): Promise<void> {
+    const { config, logger } = this.ctx
+    const sub = config.relay.submission
+    // Files first: a missing certificate or secret fails start-up (retried, not ready) with the path named.
+    const tls = { key: readFileSync(sub.tlsKeyFile), cert: readFileSync(sub.tlsCertFile) }
+    const keyring = loadKeyring(config.relay.kekFile)
+    const tokenSecret = readSecretFile(config.relay.pool.tokenSecretFile)
+    this.deliveries = new TypedQueue(deliverMessage, this.ctx.redis, config.redis.prefix)
+    const handlers = new SubmissionHandlers({
+      config: sub,
+      sql: this.ctx.db.$client,
+      logger,
+      guard: new AuthGuard({
+        redis: this.ctx.redis,
+        prefix: config.redis.prefix,
+        limit: sub.authFailureLimit,
+        windowMs: sub.authFailureWindow,
+        onRedisError: (err) => logger.warn({ err: err.message }, 'auth back-off unavailable (redis)'),
+      }),
+      keys: new SigningKeys(this.ctx.db.$client, keyring),
+      deliveries: this.deliveries,
+      metrics: this.metrics,
+      pool: config.relay.pool,
+      tokenSecret,
+    })
 
-  async stop(): Promise<void> {}
+    const options = (secure: boolean): SMTPServerOptions => ({
+      ...tls,
+      secure,
+      name: sub.hostname,
+      size: sub.maxSize,
+      authMethods: ['PLAIN', 'LOGIN'],
+      // smtp-server would answer AUTH before STARTTLS with a non-standard 538; onAuth
+      // answers RFC 3207's 530 5.7.0 instead, before any password is looked at.
+      allowInsecureAuth: true,
+      authRequiredMessage: '5.7.0 Authentication required',
+      disableReverseLookup: true,
+      maxClients: sub.maxClients,
+      socketTimeout: sub.socketTimeout,
+      closeTimeout: 5000,
+      logger: false,
+      onAuth: (auth, session, cb) =>
+        handlers.onAuth(auth, session).then(
+          (r) => cb(null, r),
+          (err) => cb(asReply(err, logger)),
+        ),
+      onMailFrom: (address, session, cb) =>
+        handlers.onMailFrom(address, session).then(
+          () => cb(),
+          (err) => cb(asReply(err, logger)),
+        ),
+      onRcptTo: (address, session, cb) =>
+        handlers.onRcptTo(address, session).then(
+          () => cb(),
+          (err) => cb(asReply(err, logger)),
+        ),
+      onData: (stream, session, cb) =>
+        handlers.onData(stream, session).then(
+          (msg) => cb(null, msg),
+          (err) => cb(asReply(err, logger)),
+        ),
+      onClose: (session) => handlers.onClose(session),
+    })
+
+    const listen = async (secure: boolean, port: number) => {
+      const server = new SMTPServer(options(secure))
+      server.on('error', (err) => logger.warn({ err: err.message }, 'submission connection error'))
+      await new Promise<void>((resolve, reject) => {
+        server.server.once('error', reject)
+        server.listen(port, sub.host, () => {
+          server.server.off('error', reject)
+          resolve()
+        })
+      })
+      this.servers.push(server)
+      const address = server.server.address()
+      return { host: sub.host, port: typeof address === 'object' && address ? address.port : port }
+    }
+    this.addresses.starttls = await listen(false, sub.port)
+    logger.info(
+      { smtp: `${this.addresses.starttls.host}:${this.addresses.starttls.port}` },
+      'submission listening (STARTTLS)',
+    )
+    if (sub.tlsPort) {
+      this.addresses.implicitTls = await listen(true, sub.tlsPort)
+      logger.info(
+        { smtps: `${this.addresses.implicitTls.host}:${this.addresses.implicitTls.port}` },
+        'submission listening (implicit TLS)',
+      )
+    }
+  }
+
+  async stop(): Promise<void> {
+    const servers = this.servers
+    this.servers = []
+    // close() stops accepting and waits for open connections (closeTimeout at most).
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
+    await this.deliveries?.close()
+    this.deliveries = undefined
+  }
+}
+
+/** A refusal goes to the client as is; anything else is logged and answered 451 without details. */
+function asReply(err: unknown, logger: BaseContext['logger']): Error {
+  if (err instanceof Reply) return err
+  logger.error({ err }, 'submission failed')
+  return new Reply(451, '4.3.0 Temporary failure; try again later', 'internal')
 }

@@ -1,0 +1,180 @@
+// Operator commands (`pnpm --filter @atmos/relay relay <command>`, or `node src/cli.ts`):
+//
+//   keys init [--selector S]     create what the relay needs once: the key-encryption key
+//                                file and the pool's token secret (mode 0600, never
+//                                overwritten) and the pool DKIM key; prints its DNS record
+//   members add --did D --domain X [--handle H] [--selector S]
+//                                enrol a member: DKIM key (sealed), SMTP credentials; prints
+//                                the DKIM record to publish and the password, once
+//   members list
+//   members suspend <did|domain> --reason R
+//   members reinstate <did|domain> --reason R
+//                                change status with a history row, and tell the labeler
+//                                (member-status-changed) to negate or re-issue relay-member
+//   members rotate-password <did|domain>
+//                                a new password, printed once; the old one stops working
+import { randomBytes } from 'node:crypto'
+import { parseArgs } from 'node:util'
+import { loadConfig } from '@atmos/config'
+import { createDb, type Db } from '@atmos/db'
+import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
+import { createKeyringFile, createSecretFile, dkimTxtRecord, loadKeyring } from '@atmos/secrets'
+import { type RelayConfig, relayConfigSchema } from './config.ts'
+import { activePoolKey, createDkimKey } from './members/keys.ts'
+import { addMember, changeStatus, listMembers, rotatePassword } from './members/store.ts'
+
+const EX_USAGE = 64
+const EX_TEMPFAIL = 75
+
+class UsageError extends Error {}
+
+/** A TXT record as a zone-file line, cut into the 255-octet strings DNS requires. */
+function zoneLine(name: string, txt: string): string {
+  const chunks = txt.match(/.{1,255}/g) ?? []
+  return `${name}. IN TXT ${chunks.map((c) => `"${c}"`).join(' ')}`
+}
+
+async function keysInit(config: RelayConfig, db: Db, args: string[]) {
+  const { values } = parseArgs({ args, options: { selector: { type: 'string', default: 'pool1' } } })
+  const { kekFile, pool } = config.relay
+  console.log(createKeyringFile(kekFile) ? `created ${kekFile} (mode 0600)` : `${kekFile} already exists`)
+  const token = createSecretFile(pool.tokenSecretFile, randomBytes(32).toString('hex'))
+  console.log(token ? `created ${pool.tokenSecretFile} (mode 0600)` : `${pool.tokenSecretFile} already exists`)
+  const keyring = loadKeyring(kekFile)
+  const existing = await activePoolKey(db.$client, pool.domain)
+  if (existing) {
+    console.log(`pool DKIM key ${existing.selector}._domainkey.${pool.domain} already exists; its record:`)
+    console.log(zoneLine(`${existing.selector}._domainkey.${pool.domain}`, dkimTxtRecord(existing.publicKey)))
+    return 0
+  }
+  const key = await createDkimKey(db.$client, keyring, {
+    memberId: null,
+    domain: pool.domain,
+    selector: values.selector!,
+  })
+  console.log(`created pool DKIM key ${key.txtName}; publish:`)
+  console.log(zoneLine(key.txtName, key.txt))
+  return 0
+}
+
+async function membersCommand(config: RelayConfig, db: Db, args: string[]) {
+  const [sub, ...rest] = args
+  if (sub === 'add') {
+    const { values } = parseArgs({
+      args: rest,
+      options: {
+        did: { type: 'string' },
+        domain: { type: 'string' },
+        handle: { type: 'string' },
+        selector: { type: 'string' },
+      },
+    })
+    if (!values.did || !values.domain)
+      throw new UsageError('usage: relay members add --did DID --domain DOMAIN [--handle H]')
+    const keyring = loadKeyring(config.relay.kekFile)
+    const m = await addMember(db.$client, keyring, {
+      did: values.did,
+      domain: values.domain,
+      handle: values.handle,
+      selector: values.selector,
+    })
+    console.log(`member ${m.id} added: ${m.did} sending as ${m.domain} (active)`)
+    console.log(`SMTP username: ${m.username}`)
+    console.log(`SMTP password: ${m.password}`)
+    console.log('(the password is shown only now; only its hash is stored)')
+    console.log(`publish this DKIM record, and list selector ${m.dkim.selector} in the attestation:`)
+    console.log(zoneLine(m.dkim.txtName, m.dkim.txt))
+    return 0
+  }
+  if (sub === 'list') {
+    const rows = await listMembers(db.$client)
+    if (!rows.length) console.log('no members')
+    for (const r of rows) {
+      const since = r.activeSince ?? '-'
+      console.log(
+        `${String(r.id).padStart(4)}  ${r.status.padEnd(9)} ${r.domain.padEnd(30)} ${r.did}  active since ${since}`,
+      )
+    }
+    return 0
+  }
+  if (sub === 'suspend' || sub === 'reinstate') {
+    const { values, positionals } = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      options: { reason: { type: 'string' } },
+    })
+    const who = positionals[0]
+    if (!who || !values.reason) throw new UsageError(`usage: relay members ${sub} <did|domain> --reason REASON`)
+    const change = await changeStatus(db.$client, who, sub === 'suspend' ? 'suspended' : 'active', values.reason)
+    console.log(
+      change.changed
+        ? `${change.did}: ${change.from} → ${change.to} (change ${change.changeId})`
+        : `${change.did} is already ${change.to}; notifying the labeler again`,
+    )
+    if (!change.changeId) throw new Error(`${change.did} has no status history to notify the labeler of`)
+    return notifyLabeler(config, {
+      did: change.did,
+      status: change.to,
+      reason: values.reason,
+      changeId: change.changeId,
+    })
+  }
+  if (sub === 'rotate-password') {
+    const who = rest[0]
+    if (!who) throw new UsageError('usage: relay members rotate-password <did|domain>')
+    const { username, password } = await rotatePassword(db.$client, who)
+    console.log(`SMTP username: ${username}`)
+    console.log(`SMTP password: ${password}`)
+    console.log('(the old password no longer works; this one is shown only now)')
+    return 0
+  }
+  throw new UsageError('usage: relay members add|list|suspend|reinstate|rotate-password …')
+}
+
+/** The change is committed already; if Redis is unreachable the operator is told to rerun. */
+async function notifyLabeler(
+  config: RelayConfig,
+  payload: { did: string; status: 'active' | 'suspended'; reason: string; changeId: number },
+) {
+  const redis = createRedis(config.redis.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false })
+  redis.on('error', () => {})
+  const queue = new TypedQueue(memberStatusChanged, redis, config.redis.prefix)
+  try {
+    await redis.ping().catch(async () => {
+      await new Promise((r) => setTimeout(r, 1000))
+      await redis.ping()
+    })
+    await queue.enqueue(payload, { jobId: `status-change-${payload.changeId}` })
+    console.log(`labeler notified (member-status-changed, change ${payload.changeId})`)
+    return 0
+  } catch (err) {
+    console.error(
+      `status recorded, but the labeler was not notified (${(err as Error).message}); run the command again`,
+    )
+    return EX_TEMPFAIL
+  } finally {
+    await queue.close().catch(() => {})
+    redis.disconnect()
+  }
+}
+
+const [command, ...rest] = process.argv.slice(2)
+let db: Db | undefined
+try {
+  const config = loadConfig(relayConfigSchema)
+  db = createDb({ url: config.database.url, poolMax: 2 })
+  const code =
+    command === 'keys' && rest[0] === 'init'
+      ? await keysInit(config, db, rest.slice(1))
+      : command === 'members'
+        ? await membersCommand(config, db, rest)
+        : (() => {
+            throw new UsageError('usage: relay keys init | members add|list|suspend|reinstate|rotate-password …')
+          })()
+  await db.$client.end({ timeout: 5 })
+  process.exit(code)
+} catch (err) {
+  await db?.$client.end({ timeout: 5 }).catch(() => {})
+  console.error(`relay ${command ?? ''}: ${(err as Error).message}`)
+  process.exit(err instanceof UsageError ? EX_USAGE : 1)
+}

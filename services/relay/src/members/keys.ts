@@ -1,0 +1,109 @@
+import type { Pool } from '@atmos/db'
+import { dkimTxtRecord, generateDkimKeyPair, type Keyring } from '@atmos/secrets'
+import type { SigningKey } from '../message/sign.ts'
+
+/** What a sealed DKIM key is bound to: a sealed value copied to another row does not open. */
+export const dkimSealContext = (domain: string, selector: string) => `dkim:${domain}:${selector}`
+
+export type NewDkimKey = {
+  id: number
+  domain: string
+  selector: string
+  publicKey: string
+  txtName: string
+  txt: string
+}
+
+/** Generates a DKIM keypair, seals the private half and stores it active (inside the caller's transaction if given one). */
+export async function createDkimKey(
+  sql: Pool,
+  keyring: Keyring,
+  opts: { memberId: number | null; domain: string; selector: string },
+): Promise<NewDkimKey> {
+  const pair = await generateDkimKeyPair()
+  const { kekId, sealed } = keyring.seal(pair.privateKeyPem, dkimSealContext(opts.domain, opts.selector))
+  const [row] = await sql<{ id: number }[]>`
+    insert into dkim_keys (member_id, domain, selector, algorithm, bits, public_key, private_key_sealed, kek_id, status, activated_at)
+    values (${opts.memberId}, ${opts.domain}, ${opts.selector}, 'rsa-sha256', ${pair.bits}, ${pair.publicKey},
+            ${sealed}, ${kekId}, 'active', now())
+    returning id::int as id`
+  return {
+    id: row!.id,
+    domain: opts.domain,
+    selector: opts.selector,
+    publicKey: pair.publicKey,
+    txtName: `${opts.selector}._domainkey.${opts.domain}`,
+    txt: dkimTxtRecord(pair.publicKey),
+  }
+}
+
+/** The newest active pool key for a domain (member_id null), or null. */
+export async function activePoolKey(
+  sql: Pool,
+  domain: string,
+): Promise<{ selector: string; publicKey: string } | null> {
+  const [row] = await sql<{ selector: string; publicKey: string }[]>`
+    select selector, public_key as "publicKey" from dkim_keys
+    where member_id is null and domain = ${domain} and status = 'active'
+    order by activated_at desc nulls last, id desc limit 1`
+  return row ?? null
+}
+
+type KeyRow = { domain: string; selector: string; kekId: string; sealed: Buffer }
+
+/**
+ * Unsealed signing keys, cached for a short while: every message needs two, and a
+ * rotation or retirement must take effect without a restart.
+ */
+export class SigningKeys {
+  private readonly sql: Pool
+  private readonly keyring: Keyring
+  private readonly ttlMs: number
+  private readonly cache = new Map<string, { at: number; key: Promise<SigningKey | null> }>()
+
+  constructor(sql: Pool, keyring: Keyring, ttlMs = 60_000) {
+    this.sql = sql
+    this.keyring = keyring
+    this.ttlMs = ttlMs
+  }
+
+  /** The member's newest active key, or null when it has none. */
+  member(memberId: number): Promise<SigningKey | null> {
+    return this.cached(`m:${memberId}`, async () => {
+      const [row] = await this.sql<KeyRow[]>`
+        select domain, selector, kek_id as "kekId", private_key_sealed as sealed from dkim_keys
+        where member_id = ${memberId} and status = 'active'
+        order by activated_at desc nulls last, id desc limit 1`
+      return row ? this.open(row) : null
+    })
+  }
+
+  /** The pool's newest active key for its domain, or null before `relay keys init`. */
+  pool(domain: string): Promise<SigningKey | null> {
+    return this.cached(`p:${domain}`, async () => {
+      const [row] = await this.sql<KeyRow[]>`
+        select domain, selector, kek_id as "kekId", private_key_sealed as sealed from dkim_keys
+        where member_id is null and domain = ${domain} and status = 'active'
+        order by activated_at desc nulls last, id desc limit 1`
+      return row ? this.open(row) : null
+    })
+  }
+
+  private open(row: KeyRow): SigningKey {
+    const pem = this.keyring.unseal(row.kekId, row.sealed, dkimSealContext(row.domain, row.selector))
+    return { domain: row.domain, selector: row.selector, privateKey: pem.toString('utf8') }
+  }
+
+  private cached(id: string, load: () => Promise<SigningKey | null>): Promise<SigningKey | null> {
+    const hit = this.cache.get(id)
+    if (hit && Date.now() - hit.at < this.ttlMs) return hit.key
+    const key = load()
+    this.cache.set(id, { at: Date.now(), key })
+    // A failed or empty lookup is not remembered: the next message asks again.
+    key.then(
+      (k) => k ?? this.cache.delete(id),
+      () => this.cache.delete(id),
+    )
+    return key
+  }
+}

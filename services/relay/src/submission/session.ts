@@ -1,0 +1,335 @@
+import { randomUUID } from 'node:crypto'
+import type { Pool } from '@atmos/db'
+import { messageToken, verpAddress } from '@atmos/mail-feedback'
+import type { deliverMessage, TypedQueue } from '@atmos/queues'
+import type { Logger } from '@atmos/runtime'
+import { withTimeout } from '@atmos/runtime'
+import { dummyPasswordHash, verifyPassword } from '@atmos/secrets'
+import type {
+  SMTPServerAddress,
+  SMTPServerAuthentication,
+  SMTPServerAuthenticationResponse,
+  SMTPServerDataStream,
+  SMTPServerSession,
+} from 'smtp-server'
+import type { SigningKeys } from '../members/keys.ts'
+import { addressDomain, checkRecipient, isSameOrSubdomain } from '../message/addresses.ts'
+import { MessageFormatError, parseMessage } from '../message/headers.ts'
+import { HeaderPolicyError, prepareMessage } from '../message/rewrite.ts'
+import { signMessage } from '../message/sign.ts'
+import type { AuthGuard } from './auth-guard.ts'
+import type { SubmissionConfig } from './config.ts'
+import type { RefusalReason, SubmissionMetrics } from './metrics.ts'
+import { OverCapError, spoolMessage } from './spool.ts'
+import { memberStanding, VERIFIED_LABEL } from './standing.ts'
+import { countingDay, dailyCapFor, recipientsSent } from './warming.ts'
+
+/** An SMTP reply for smtp-server's callbacks: the code, and the text with its enhanced status. */
+export class Reply extends Error {
+  readonly responseCode: number
+  readonly reason: RefusalReason
+  constructor(code: number, text: string, reason: RefusalReason) {
+    super(text)
+    this.responseCode = code
+    this.reason = reason
+  }
+}
+
+/** Who authenticated on a connection. */
+export type SessionUser = { memberId: number; did: string; domain: string; credentialId: number }
+
+/** What a member's message needs beyond the session: its cap, read at MAIL FROM. */
+type Transaction = { cap: number; day: string; resetsAt: Date; sentToday: number }
+
+export type SubmissionDeps = {
+  config: SubmissionConfig
+  sql: Pool
+  logger: Logger
+  guard: AuthGuard
+  keys: SigningKeys
+  deliveries: TypedQueue<typeof deliverMessage>
+  metrics: SubmissionMetrics
+  pool: { domain: string; bounceDomain: string; verpPrefix: string; feedbackSenderId: string }
+  tokenSecret: string
+}
+
+/**
+ * The policy of one submission connection, as smtp-server callbacks: who may log in,
+ * who may send as whom and to whom, and how a message is rewritten, signed and spooled.
+ */
+export class SubmissionHandlers {
+  private readonly deps: SubmissionDeps
+  /** Authenticated connections per member on this process. */
+  private readonly connections = new Map<number, number>()
+  private readonly sessions = new Map<string, { user?: SessionUser; tx?: Transaction }>()
+
+  constructor(deps: SubmissionDeps) {
+    this.deps = deps
+  }
+
+  private refuse(reply: Reply): Reply {
+    this.deps.metrics.refused.inc({ reason: reply.reason })
+    return reply
+  }
+
+  private state(session: SMTPServerSession) {
+    let s = this.sessions.get(session.id)
+    if (!s) {
+      s = {}
+      this.sessions.set(session.id, s)
+    }
+    return s
+  }
+
+  async onAuth(auth: SMTPServerAuthentication, session: SMTPServerSession): Promise<SMTPServerAuthenticationResponse> {
+    if (!session.secure) {
+      // Never check a password that crossed the network in clear.
+      throw this.refuse(new Reply(530, '5.7.0 Must issue a STARTTLS command first', 'no_tls'))
+    }
+    const gate = await this.deps.guard.attempt(session.remoteAddress)
+    if (!gate.allowed) {
+      throw this.refuse(
+        new Reply(
+          454,
+          `4.7.0 Too many failed logins from ${session.remoteAddress}; try again in ${Math.ceil(gate.retryInMs / 60_000)} minutes`,
+          'auth_backoff',
+        ),
+      )
+    }
+    const username = (auth.username ?? '').trim().toLowerCase()
+    const [cred] = username
+      ? await this.deps.sql<{ id: number; hash: string; memberId: number; did: string; domain: string }[]>`
+          select c.id::int as id, c.password_hash as hash, m.id::int as "memberId", m.did, m.domain
+          from smtp_credentials c join members m on m.id = c.member_id
+          where c.username = ${username} and c.revoked_at is null`
+      : []
+    // An unknown user costs one scrypt like a wrong password, so names cannot be probed.
+    const ok = await verifyPassword(auth.password ?? '', cred?.hash ?? (await dummyPasswordHash()))
+    if (!cred || !ok) {
+      this.deps.logger.info({ ip: session.remoteAddress, username }, 'submission login failed')
+      throw this.refuse(new Reply(535, '5.7.8 Authentication credentials invalid', 'bad_credentials'))
+    }
+    await this.deps.guard.succeeded(session.remoteAddress)
+    const open = this.connections.get(cred.memberId) ?? 0
+    if (open >= this.deps.config.maxConnectionsPerMember) {
+      throw this.refuse(
+        new Reply(
+          454,
+          `4.7.0 ${cred.domain} already holds ${open} connections (at most ${this.deps.config.maxConnectionsPerMember}); retry later`,
+          'member_connections',
+        ),
+      )
+    }
+    this.connections.set(cred.memberId, open + 1)
+    const user: SessionUser = { memberId: cred.memberId, did: cred.did, domain: cred.domain, credentialId: cred.id }
+    this.state(session).user = user
+    void this.deps.sql`update smtp_credentials set last_used_at = now() where id = ${cred.id}`.catch(() => {})
+    return { user }
+  }
+
+  onClose(session: SMTPServerSession): void {
+    const s = this.sessions.get(session.id)
+    this.sessions.delete(session.id)
+    if (!s?.user) return
+    const left = (this.connections.get(s.user.memberId) ?? 1) - 1
+    if (left > 0) this.connections.set(s.user.memberId, left)
+    else this.connections.delete(s.user.memberId)
+  }
+
+  private user(session: SMTPServerSession): SessionUser {
+    const user = this.sessions.get(session.id)?.user
+    // smtp-server answers 530 before MAIL, RCPT and DATA without AUTH; this is a backstop.
+    if (!user) throw this.refuse(new Reply(530, '5.7.0 Authentication required', 'no_tls'))
+    return user
+  }
+
+  async onMailFrom(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const user = this.user(session)
+    const { config } = this.deps
+    if (session.transaction > config.maxMessagesPerConnection) {
+      throw this.refuse(
+        new Reply(
+          421,
+          `4.7.0 At most ${config.maxMessagesPerConnection} messages a connection; reconnect to send more`,
+          'connection_messages',
+        ),
+      )
+    }
+    const declared = address.args && typeof address.args.SIZE === 'string' ? Number(address.args.SIZE) : 0
+    if (declared > config.maxSize) {
+      throw this.refuse(new Reply(552, `5.3.4 Message size exceeds the limit of ${config.maxSize} bytes`, 'oversize'))
+    }
+    const standing = await memberStanding(this.deps.sql, user.memberId, config.labelerDid)
+    if (!standing || standing.status === 'suspended') {
+      throw this.refuse(
+        new Reply(
+          550,
+          `5.7.1 ${user.domain} is suspended from the relay${standing?.statusReason ? `: ${standing.statusReason}` : ''}`,
+          'suspended',
+        ),
+      )
+    }
+    if (standing.status !== 'active') {
+      throw this.refuse(new Reply(550, `5.7.1 ${user.domain} is not active in the relay yet`, 'not_active'))
+    }
+    if (!standing.verified) {
+      throw this.refuse(
+        new Reply(
+          550,
+          `5.7.1 ${user.domain} holds no current ${VERIFIED_LABEL} label; fix the domain's DNS and attestation, then retry`,
+          'not_verified',
+        ),
+      )
+    }
+    const domain = addressDomain(address.address)
+    if (!address.address || !isSameOrSubdomain(domain, user.domain)) {
+      throw this.refuse(
+        new Reply(
+          550,
+          `5.7.1 Envelope sender must be an address at ${user.domain} or a subdomain of it`,
+          'foreign_sender',
+        ),
+      )
+    }
+    const now = new Date()
+    const { cap } = dailyCapFor(standing.activatedAt, now, config.warmingTiers, config.dailyCap)
+    const { day, resetsAt } = countingDay(now)
+    const sentToday = await recipientsSent(this.deps.sql, user.memberId, day)
+    const tx = { cap, day, resetsAt, sentToday }
+    if (sentToday >= cap) throw this.refuse(overCap(user.domain, tx))
+    this.state(session).tx = tx
+  }
+
+  async onRcptTo(address: SMTPServerAddress, session: SMTPServerSession): Promise<void> {
+    const user = this.user(session)
+    const tx = this.sessions.get(session.id)?.tx
+    if (!tx) throw new Reply(503, '5.5.1 MAIL first', 'internal')
+    const { config, sql } = this.deps
+    const rcpt = checkRecipient(address.address)
+    if (!rcpt.ok) throw this.refuse(new Reply(553, `5.1.3 <${address.address}>: ${rcpt.reason}`, 'recipient_syntax'))
+    if (session.envelope.rcptTo.length >= config.maxRecipients) {
+      throw this.refuse(
+        new Reply(452, `4.5.3 Too many recipients: at most ${config.maxRecipients} a message`, 'too_many_recipients'),
+      )
+    }
+    const [suppressed] = await sql<{ reason: string; since: string }[]>`
+      select reason, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD') as since from suppressions
+      where member_id = ${user.memberId} and address = ${rcpt.address.toLowerCase()} and removed_at is null
+        and (expires_at is null or expires_at > now())
+      limit 1`
+    if (suppressed) {
+      const why =
+        suppressed.reason === 'hard_bounce'
+          ? 'it bounced permanently'
+          : suppressed.reason === 'complaint'
+            ? 'its owner reported your mail as spam'
+            : 'an operator suppressed it'
+      throw this.refuse(
+        new Reply(
+          550,
+          `5.1.1 <${address.address}> is on ${user.domain}'s suppression list since ${suppressed.since}: ${why}`,
+          'suppressed',
+        ),
+      )
+    }
+    if (tx.sentToday + session.envelope.rcptTo.length + 1 > tx.cap) throw this.refuse(overCap(user.domain, tx))
+  }
+
+  async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const user = this.user(session)
+    const { config, sql, keys, pool, logger } = this.deps
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length
+      // Past the limit the rest is read and dropped, so that the reply comes after the end of DATA.
+      if (size <= config.maxSize) chunks.push(chunk)
+    }
+    if (stream.sizeExceeded || size > config.maxSize) {
+      throw this.refuse(new Reply(552, `5.3.4 Message size exceeds the limit of ${config.maxSize} bytes`, 'oversize'))
+    }
+    const tx = this.sessions.get(session.id)?.tx
+    if (!tx) throw new Reply(503, '5.5.1 MAIL first', 'internal')
+
+    let prepared: ReturnType<typeof prepareMessage>
+    try {
+      const parsed = parseMessage(Buffer.concat(chunks, size))
+      if (parsed.eol !== '\r\n') throw new MessageFormatError('header lines must end with CRLF')
+      prepared = prepareMessage(parsed, {
+        memberId: user.memberId,
+        did: user.did,
+        domain: user.domain,
+        poolId: pool.feedbackSenderId,
+      })
+    } catch (err) {
+      if (err instanceof HeaderPolicyError) {
+        throw this.refuse(
+          new Reply(err.code, err.message, err.message.startsWith('5.7.1') ? 'foreign_from' : 'bad_headers'),
+        )
+      }
+      if (err instanceof MessageFormatError) throw this.refuse(new Reply(550, `5.6.0 ${err.message}`, 'bad_headers'))
+      throw err
+    }
+
+    const [memberKey, poolKey] = await Promise.all([keys.member(user.memberId), keys.pool(pool.domain)])
+    if (!memberKey || !poolKey) {
+      logger.error({ member: user.did, memberKey: !!memberKey, poolKey: !!poolKey }, 'no DKIM key to sign with')
+      throw this.refuse(new Reply(451, '4.3.0 Signing is not available right now; try again later', 'no_signing_key'))
+    }
+    const verp = { bounceDomain: pool.bounceDomain, prefix: pool.verpPrefix, secret: this.deps.tokenSecret }
+    const now = new Date()
+    const copies = await Promise.all(
+      session.envelope.rcptTo.map(async (rcpt) => {
+        const checked = checkRecipient(rcpt.address)
+        if (!checked.ok) throw new Error('recipient changed after RCPT')
+        const id = randomUUID()
+        return {
+          id,
+          recipient: checked.address,
+          domain: checked.domain,
+          returnPath: verpAddress(verp, id),
+          body: await signMessage(prepared.forRecipient(messageToken(verp, id)), [memberKey, poolKey], now),
+        }
+      }),
+    )
+
+    let ids: string[]
+    try {
+      ids = await spoolMessage(sql, {
+        memberId: user.memberId,
+        envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+        messageIdHeader: prepared.messageIdHeader,
+        copies,
+        expiresAt: new Date(now.getTime() + config.messageLifetime),
+        day: tx.day,
+        cap: tx.cap,
+      })
+    } catch (err) {
+      if (err instanceof OverCapError) throw this.refuse(overCap(user.domain, tx))
+      throw err
+    }
+    this.deps.metrics.accepted.inc()
+    this.deps.metrics.recipients.inc({}, ids.length)
+    logger.info({ member: user.did, messages: ids, size }, 'submission spooled')
+    // Spooled is durable: the reply is 250 even when Redis is down, and the delivery
+    // reconciler enqueues whatever has no job. The job id makes a re-enqueue a no-op.
+    await withTimeout(
+      this.deps.deliveries.enqueueBulk(
+        ids.map((messageId) => ({ payload: { messageId }, opts: { jobId: messageId } })),
+      ),
+      1000,
+      'redis',
+    ).catch((err: Error) =>
+      logger.warn({ err: err.message, messages: ids }, 'delivery not enqueued; the reconciler will'),
+    )
+    return `2.0.0 Ok: queued as ${ids[0]}${ids.length > 1 ? ` and ${ids.length - 1} more` : ''}`
+  }
+}
+
+function overCap(domain: string, tx: Transaction): Reply {
+  return new Reply(
+    451,
+    `4.7.1 ${domain} reached its limit of ${tx.cap} recipients today; it resets at ${tx.resetsAt.toISOString()}`,
+    'over_cap',
+  )
+}
