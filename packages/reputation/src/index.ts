@@ -1,1 +1,31 @@
-export {}
+export { type AggregateInput, AggregateInputError, recordAggregateFeedback } from './aggregate.ts'
+export { type Enforcement, enforceReputation } from './enforce.ts'
+export { type FeedbackEventInput, recordFeedbackEvent } from './events.ts'
+export type { Executor } from './executor.ts'
+export {
+  computeReputation,
+  type Reputation,
+  type ReputationOptions,
+  WINDOWS,
+  type WindowFigures,
+  type WindowName,
+} from './reputation.ts'
+export {
+  notifyStatusChange,
+  type StatusChangeResult,
+  type StatusQueue,
+  setMemberStatus,
+  statusJobId,
+  UnknownMemberError,
+} from './status.ts'
+export {
+  activeSuppression,
+  DEFAULT_BOUNCE_SUPPRESSION_MS,
+  listSuppressions,
+  removeSuppression,
+  type SuppressInput,
+  type Suppression,
+  type SuppressionReason,
+  suppress,
+} from './suppressions.ts'
+export { DEFAULT_THRESHOLDS, type Level, levelFor, percent, type Thresholds } from './thresholds.ts'

@@ -1,0 +1,42 @@
+import { type FeedbackType, feedbackEvents } from '@atmos/db'
+import type { Executor } from './executor.ts'
+
+export type FeedbackEventInput = {
+  type: FeedbackType
+  memberId: number | null
+  messageId?: string | null | undefined
+  inboundId?: number | null | undefined
+  recipient?: string | null | undefined
+  /** Enhanced status (5.1.1) and reply code (550) where the report gave them. */
+  status?: string | null | undefined
+  replyCode?: number | null | undefined
+  reasonClass?: string | null | undefined
+  /** ARF Feedback-Type (abuse, fraud …) for complaints. */
+  feedbackType?: string | null | undefined
+  /** dsn, arf, plain_bounce, delivery (the relay's own 5xx). */
+  source: string
+  details?: Record<string, unknown> | undefined
+  occurredAt?: Date | undefined
+}
+
+/** One complaint or bounce against a member (and message, where known); returns its id. */
+export async function recordFeedbackEvent(db: Executor, event: FeedbackEventInput): Promise<number> {
+  const [row] = await db
+    .insert(feedbackEvents)
+    .values({
+      type: event.type,
+      memberId: event.memberId,
+      messageId: event.messageId ?? null,
+      inboundId: event.inboundId ?? null,
+      recipient: event.recipient ? event.recipient.toLowerCase() : null,
+      status: event.status || null,
+      replyCode: event.replyCode ?? null,
+      reasonClass: event.reasonClass || null,
+      feedbackType: event.feedbackType || null,
+      source: event.source,
+      details: event.details ?? null,
+      ...(event.occurredAt ? { occurredAt: event.occurredAt } : {}),
+    })
+    .returning({ id: feedbackEvents.id })
+  return row!.id
+}

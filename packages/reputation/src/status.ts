@@ -1,0 +1,99 @@
+import { type MemberStatus, memberStatusChanges, members } from '@atmos/db'
+import type { memberStatusChanged, TypedQueue } from '@atmos/queues'
+import { eq, sql } from 'drizzle-orm'
+import type { Executor } from './executor.ts'
+
+export type StatusQueue = TypedQueue<typeof memberStatusChanged>
+
+export type StatusChangeResult = {
+  memberId: number
+  did: string
+  from: MemberStatus
+  to: MemberStatus
+  /** The member_status_changes row; 0 when nothing changed and no row exists. */
+  changeId: number
+  changed: boolean
+  /** False when Redis did not take the event; the change is recorded either way. */
+  enqueued: boolean
+}
+
+export class UnknownMemberError extends Error {
+  override name = 'UnknownMemberError'
+}
+
+/** The job id of a change's event: a retried enqueue of the same change is the same job. */
+export function statusJobId(changeId: number): string {
+  return `status-change-${changeId}`
+}
+
+/**
+ * Moves a member to `status`, records who and why in member_status_changes (one
+ * transaction with the update), then tells the labeler through `member-status-changed`:
+ * a suspension negates relay-member, a reinstatement re-issues it. Asking for the status
+ * the member already has changes nothing and sends nothing.
+ */
+export async function setMemberStatus(
+  db: Executor,
+  queue: StatusQueue,
+  did: string,
+  status: MemberStatus,
+  reason: string,
+  actor: string,
+): Promise<StatusChangeResult> {
+  if (!reason.trim()) throw new Error('a status change needs a reason')
+  const result = await db.transaction(async (tx) => {
+    const [m] = await tx
+      .select({ id: members.id, did: members.did, status: members.status })
+      .from(members)
+      .where(eq(members.did, did))
+      .for('update')
+    if (!m) throw new UnknownMemberError(`no member ${did}`)
+    if (m.status === status) {
+      const [last] = await tx
+        .select({ id: memberStatusChanges.id })
+        .from(memberStatusChanges)
+        .where(eq(memberStatusChanges.memberId, m.id))
+        .orderBy(sql`${memberStatusChanges.id} desc`)
+        .limit(1)
+      return { memberId: m.id, did: m.did, from: m.status, to: status, changeId: last?.id ?? 0, changed: false }
+    }
+    await tx
+      .update(members)
+      .set({
+        status,
+        statusReason: reason,
+        updatedAt: new Date(),
+        suspendedAt: status === 'suspended' ? new Date() : null,
+        // Warming counts from the first activation; a reinstatement does not restart it.
+        ...(status === 'active' ? { activatedAt: sql`coalesce(${members.activatedAt}, now())` } : {}),
+      })
+      .where(eq(members.id, m.id))
+    const [change] = await tx
+      .insert(memberStatusChanges)
+      .values({ memberId: m.id, fromStatus: m.status, toStatus: status, reason, actor })
+      .returning({ id: memberStatusChanges.id })
+    return { memberId: m.id, did: m.did, from: m.status, to: status, changeId: change!.id, changed: true }
+  })
+  if (!result.changed) return { ...result, enqueued: false }
+  const enqueued = await notifyStatusChange(queue, {
+    did: result.did,
+    status,
+    reason,
+    changeId: result.changeId,
+  }).then(
+    () => true,
+    () => false,
+  )
+  return { ...result, enqueued }
+}
+
+/** Enqueues the event for a recorded change (also what a retry after a Redis outage calls). */
+export async function notifyStatusChange(
+  queue: StatusQueue,
+  change: { did: string; status: MemberStatus; reason: string; changeId: number },
+): Promise<void> {
+  await queue.enqueue(
+    { did: change.did, status: change.status, reason: change.reason.slice(0, 1000), changeId: change.changeId },
+    { jobId: statusJobId(change.changeId) },
+  )
+}

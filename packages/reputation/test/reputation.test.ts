@@ -1,0 +1,269 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { feedbackEvents, memberStatusChanges, members, suppressions } from '@atmos/db'
+import { eq, sql } from 'drizzle-orm'
+import {
+  activeSuppression,
+  computeReputation,
+  enforceReputation,
+  listSuppressions,
+  recordAggregateFeedback,
+  recordFeedbackEvent,
+  removeSuppression,
+  setMemberStatus,
+  statusJobId,
+  suppress,
+} from '../src/index.ts'
+import { addMember, addOutcomes, type Harness, harness } from './helpers.ts'
+
+let h: Harness
+before(async () => {
+  h = await harness()
+})
+after(async () => {
+  await h?.close()
+})
+
+describe('suppressions', () => {
+  it('keeps one standing entry per member and address; bounces expire, complaints do not', async () => {
+    const m = await addMember(h.db)
+    const first = await suppress(h.db, { memberId: m.id, address: 'Dead@Example.NET', reason: 'hard_bounce' })
+    assert.equal(first.address, 'dead@example.net')
+    assert.ok(first.expiresAt)
+    const days = (first.expiresAt.getTime() - Date.now()) / 86_400_000
+    assert.ok(days > 29.9 && days <= 30, `default bounce term is 30 days, got ${days}`)
+
+    const shorter = await suppress(h.db, {
+      memberId: m.id,
+      address: 'dead@example.net',
+      reason: 'hard_bounce',
+      bounceForMs: 3_600_000,
+    })
+    assert.equal(shorter.id, first.id, 'the same standing entry')
+    assert.equal(shorter.expiresAt?.getTime(), first.expiresAt.getTime(), 'a shorter term never shortens it')
+
+    const complaint = await suppress(h.db, { memberId: m.id, address: 'dead@example.net', reason: 'complaint' })
+    assert.equal(complaint.id, first.id)
+    assert.equal(complaint.reason, 'complaint')
+    assert.equal(complaint.expiresAt, null, 'a complaint never expires')
+
+    const again = await suppress(h.db, { memberId: m.id, address: 'dead@example.net', reason: 'hard_bounce' })
+    assert.equal(again.reason, 'complaint', 'a later bounce does not weaken a complaint')
+    assert.equal(again.expiresAt, null)
+
+    const other = await addMember(h.db)
+    assert.equal(await activeSuppression(h.db, other.id, 'dead@example.net'), null, 'lists are per member')
+  })
+
+  it('an expired bounce entry gets a new term; a removed entry lets a new one stand', async () => {
+    const m = await addMember(h.db)
+    const s = await suppress(h.db, { memberId: m.id, address: 'x@example.net', reason: 'hard_bounce', bounceForMs: 1 })
+    await h.db.execute(sql`update suppressions set expires_at = now() - interval '1 minute' where id = ${s.id}`)
+    assert.equal(await activeSuppression(h.db, m.id, 'x@example.net'), null)
+    const renewed = await suppress(h.db, { memberId: m.id, address: 'x@example.net', reason: 'hard_bounce' })
+    assert.ok(renewed.expiresAt && renewed.expiresAt.getTime() > Date.now() + 29 * 86_400_000)
+    assert.ok(await activeSuppression(h.db, m.id, 'x@example.net'))
+
+    assert.equal(await removeSuppression(h.db, { memberId: m.id, address: 'X@example.net', by: 'member:test' }), true)
+    assert.equal(await removeSuppression(h.db, { memberId: m.id, address: 'x@example.net', by: 'member:test' }), false)
+    assert.equal(await activeSuppression(h.db, m.id, 'x@example.net'), null)
+    const [removed] = await h.db.select().from(suppressions).where(eq(suppressions.id, s.id))
+    assert.equal(removed?.removedBy, 'member:test')
+    const fresh = await suppress(h.db, { memberId: m.id, address: 'x@example.net', reason: 'complaint' })
+    assert.notEqual(fresh.id, s.id)
+    assert.deepEqual(
+      (await listSuppressions(h.db, { memberId: m.id })).map((e) => [e.address, e.reason]),
+      [['x@example.net', 'complaint']],
+    )
+  })
+})
+
+describe('reputation', () => {
+  it('counts complaints against deliveries and hard bounces against final outcomes, per window', async () => {
+    const m = await addMember(h.db)
+    await addOutcomes(h.db, m.id, 150, 'delivered', 3_600_000)
+    await addOutcomes(h.db, m.id, 850, 'delivered', 3 * 86_400_000)
+    await addOutcomes(h.db, m.id, 10, 'bounced', 3_600_000)
+    await addOutcomes(h.db, m.id, 5, 'queued', 3_600_000)
+    for (let i = 0; i < 2; i++) await recordFeedbackEvent(h.db, { type: 'complaint', memberId: m.id, source: 'arf' })
+    for (let i = 0; i < 4; i++) await recordFeedbackEvent(h.db, { type: 'hard_bounce', memberId: m.id, source: 'dsn' })
+    await recordFeedbackEvent(h.db, { type: 'soft_bounce', memberId: m.id, source: 'dsn' })
+    await recordFeedbackEvent(h.db, {
+      type: 'complaint',
+      memberId: m.id,
+      source: 'arf',
+      occurredAt: new Date(Date.now() - 5 * 86_400_000),
+    })
+    await recordFeedbackEvent(h.db, {
+      type: 'complaint',
+      memberId: m.id,
+      source: 'arf',
+      occurredAt: new Date(Date.now() - 9 * 86_400_000),
+    })
+
+    const rep = await computeReputation(h.db, m.id, { thresholds: { minVolume: 100 } })
+    const day = rep.windows['24h']
+    assert.equal(day.delivered, 150)
+    assert.equal(day.refused, 10)
+    assert.equal(day.complaints, 2)
+    assert.equal(day.hardBounces, 4)
+    assert.equal(day.softBounces, 1)
+    assert.equal(day.complaintRate, 2 / 150)
+    assert.equal(day.bounceRate, 4 / 160)
+    assert.equal(day.counted, true)
+    assert.equal(day.level, 'suspend', '1.3 % complaints')
+    const week = rep.windows['7d']
+    assert.equal(week.delivered, 1000)
+    assert.equal(week.complaints, 3, 'the 9-day-old complaint is outside')
+    assert.equal(week.complaintRate, 3 / 1000)
+    assert.equal(week.level, 'suspend', '0.3 % reaches the suspend threshold')
+    assert.equal(rep.level, 'suspend')
+    assert.match(rep.reasons.join('\n'), /complaint rate 1\.3 % over 24h \(2 complaints, 150 delivered\)/)
+  })
+
+  it('decides nothing below the minimum volume, and warns between the thresholds', async () => {
+    const small = await addMember(h.db)
+    await addOutcomes(h.db, small.id, 20, 'delivered')
+    await recordFeedbackEvent(h.db, { type: 'complaint', memberId: small.id, source: 'arf' })
+    const rep = await computeReputation(h.db, small.id)
+    assert.equal(rep.windows['24h'].complaintRate, 0.05)
+    assert.equal(rep.windows['24h'].counted, false)
+    assert.equal(rep.level, 'ok')
+
+    const warned = await addMember(h.db)
+    await addOutcomes(h.db, warned.id, 1000, 'delivered')
+    await recordFeedbackEvent(h.db, { type: 'complaint', memberId: warned.id, source: 'arf' })
+    for (let i = 0; i < 60; i++) {
+      await recordFeedbackEvent(h.db, { type: 'hard_bounce', memberId: warned.id, source: 'dsn' })
+    }
+    const w = await computeReputation(h.db, warned.id)
+    assert.equal(w.level, 'warn')
+    assert.equal(w.windows['24h'].complaintRate, 0.001)
+    assert.match(w.reasons.join('\n'), /hard-bounce rate 6\.0 % over 24h \(60 of 1000\) reached the warn threshold/)
+  })
+
+  it('counts an aggregate Gmail rate: with a volume as complaints, without one as a rate', async () => {
+    const m = await addMember(h.db)
+    await addOutcomes(h.db, m.id, 2000, 'delivered')
+    const now = Date.now()
+    await recordAggregateFeedback(h.db, {
+      memberId: m.id,
+      provider: 'gmail',
+      periodStart: new Date(now - 86_400_000),
+      periodEnd: new Date(now),
+      complaintRate: 0.002,
+      volume: 1000,
+      recordedBy: 'operator:test',
+    })
+    let rep = await computeReputation(h.db, m.id)
+    assert.equal(rep.windows['24h'].aggregateComplaints, 2)
+    assert.equal(rep.windows['24h'].complaintRate, 2 / 2000)
+    assert.equal(rep.level, 'warn')
+
+    // The same period again corrects the figure instead of adding a second one.
+    await recordAggregateFeedback(h.db, {
+      memberId: m.id,
+      provider: 'gmail',
+      periodStart: new Date(now - 86_400_000),
+      periodEnd: new Date(now),
+      complaintRate: 0.004,
+      recordedBy: 'operator:test',
+    })
+    rep = await computeReputation(h.db, m.id)
+    assert.equal(rep.windows['24h'].aggregateRate, 0.004)
+    assert.equal(rep.windows['24h'].complaintRate, 0.004)
+    assert.equal(rep.level, 'suspend')
+    await assert.rejects(
+      recordAggregateFeedback(h.db, {
+        memberId: m.id,
+        provider: 'gmail',
+        periodStart: new Date(now),
+        periodEnd: new Date(now - 1),
+        complaintRate: 0.5,
+        recordedBy: 'x',
+      }),
+      /period must end after it starts/,
+    )
+    await assert.rejects(
+      recordAggregateFeedback(h.db, {
+        memberId: m.id,
+        provider: 'gmail',
+        periodStart: new Date(now - 1000),
+        periodEnd: new Date(now),
+        complaintRate: 2,
+        recordedBy: 'x',
+      }),
+      /between 0 and 1/,
+    )
+  })
+
+  it('pool figures take every member together', async () => {
+    const rep = await computeReputation(h.db, null)
+    const [row] = await h.db.execute<{ n: string }>(
+      sql`select count(*) as n from feedback_events where type = 'complaint' and occurred_at > now() - interval '1 day'`,
+    )
+    assert.equal(rep.windows['24h'].complaints, Number(row!.n))
+    const [d] = await h.db.execute<{ n: string }>(
+      sql`select count(*) as n from message_recipients where state = 'delivered' and updated_at > now() - interval '1 day'`,
+    )
+    assert.equal(rep.windows['24h'].delivered, Number(d!.n))
+    assert.ok(rep.windows['24h'].delivered >= 3170)
+  })
+})
+
+describe('member status', () => {
+  it('suspends past a threshold with the reason, records the change and enqueues memberStatusChanged', async () => {
+    const m = await addMember(h.db)
+    await addOutcomes(h.db, m.id, 500, 'delivered')
+    await recordFeedbackEvent(h.db, { type: 'complaint', memberId: m.id, source: 'arf' })
+    let result = await enforceReputation(h.db, h.queue, m.id)
+    assert.equal(result.reputation.level, 'warn', '1 in 500 is 0.2 %')
+    assert.equal(result.suspension, undefined)
+
+    await recordFeedbackEvent(h.db, { type: 'complaint', memberId: m.id, source: 'arf' })
+    result = await enforceReputation(h.db, h.queue, m.id)
+    assert.equal(result.reputation.level, 'suspend')
+    const s = result.suspension!
+    assert.equal(s.changed, true)
+    assert.equal(s.enqueued, true)
+    const [member] = await h.db.select().from(members).where(eq(members.id, m.id))
+    assert.equal(member?.status, 'suspended')
+    assert.match(member?.statusReason ?? '', /complaint rate 0\.40 % over 24h .* suspend threshold of 0\.30 %/)
+    assert.ok(member?.suspendedAt)
+    const [change] = await h.db.select().from(memberStatusChanges).where(eq(memberStatusChanges.id, s.changeId))
+    assert.equal(change?.fromStatus, 'active')
+    assert.equal(change?.toStatus, 'suspended')
+    assert.equal(change?.actor, 'fbl-ingest')
+    const job = await h.queue.queue.getJob(statusJobId(s.changeId))
+    assert.deepEqual(job?.data, { did: m.did, status: 'suspended', reason: member?.statusReason, changeId: s.changeId })
+
+    // Already suspended: nothing more happens.
+    const again = await enforceReputation(h.db, h.queue, m.id)
+    assert.equal(again.suspension, undefined)
+    assert.equal(await h.queue.queue.count(), 1)
+  })
+
+  it('reinstatement by an operator re-issues through the queue and is a fresh start for the figures', async () => {
+    const m = await addMember(h.db, 'suspended')
+    await addOutcomes(h.db, m.id, 500, 'delivered')
+    for (let i = 0; i < 5; i++) await recordFeedbackEvent(h.db, { type: 'complaint', memberId: m.id, source: 'arf' })
+    const before = await h.queue.queue.count()
+    const r = await setMemberStatus(h.db, h.queue, m.did, 'active', 'cleaned the list', 'operator:alice')
+    assert.equal(r.changed, true)
+    assert.equal(r.from, 'suspended')
+    const job = await h.queue.queue.getJob(statusJobId(r.changeId))
+    assert.equal(job?.data.status, 'active')
+    assert.equal(await h.queue.queue.count(), before + 1)
+    const same = await setMemberStatus(h.db, h.queue, m.did, 'active', 'again', 'operator:alice')
+    assert.equal(same.changed, false)
+    assert.equal(same.changeId, r.changeId)
+    assert.equal(await h.queue.queue.count(), before + 1, 'no event for a status the member already has')
+
+    const rep = await computeReputation(h.db, m.id)
+    assert.equal(rep.windows['24h'].complaints, 0, 'complaints before the reinstatement do not count')
+    assert.equal(rep.level, 'ok')
+    const [row] = await h.db.select().from(feedbackEvents).where(eq(feedbackEvents.memberId, m.id)).limit(1)
+    assert.ok(row, 'the events themselves stay on record')
+    await assert.rejects(setMemberStatus(h.db, h.queue, 'did:plc:nobody', 'active', 'x', 'y'), /no member/)
+  })
+})
