@@ -48,6 +48,7 @@ describe('relay submission', () => {
       ATMOS_RELAY_SUBMISSION_MAX_MESSAGES_PER_CONNECTION: '2',
       ATMOS_RELAY_SUBMISSION_MAX_CONNECTIONS_PER_MEMBER: '3',
       ATMOS_RELAY_SUBMISSION_AUTH_FAILURE_LIMIT: '4',
+      ATMOS_RELAY_SUBMISSION_AUTH_CONCURRENCY_PER_IP: '3',
       ATMOS_RELAY_SUBMISSION_TLS_PORT: String(tlsPort),
     })
     alice = await createMember(h, 'member.example')
@@ -257,10 +258,10 @@ describe('relay submission', () => {
     assert.match(unknown.response ?? '', /^535 5\.7\.8 /)
   })
 
-  it('backs off an address that keeps guessing, atomically across parallel attempts', async () => {
+  it('backs off an address that keeps guessing, parallel guesses included; right passwords never count', async () => {
     const redis = testRedis()
-    const key = `${h.prefix}:relay:auth-attempts:127.0.0.1`
-    await redis.del(key)
+    const keys = [`${h.prefix}:relay:auth-failures:127.0.0.1`, `${h.prefix}:relay:auth-inflight:127.0.0.1`]
+    await redis.del(...keys)
     try {
       const attempt = async (password: string) => {
         const { dialog } = await SmtpDialog.open(h.port)
@@ -273,17 +274,30 @@ describe('relay submission', () => {
           dialog.close()
         }
       }
-      const replies = await Promise.all(Array.from({ length: 10 }, (_, i) => attempt(`guess-${i}`)))
-      assert.equal(replies.filter((r) => r.startsWith('535 5.7.8')).length, 4, replies.join('\n'))
-      assert.equal(
-        replies.filter((r) => r.startsWith('454 4.7.0 Too many failed logins')).length,
-        6,
-        replies.join('\n'),
+      // Right passwords in parallel: none is held back.
+      const good = await Promise.all(Array.from({ length: 3 }, () => attempt(alice.password)))
+      assert.deepEqual(
+        good.map((r) => r.slice(0, 3)),
+        ['235', '235', '235'],
       )
-      // Locked out even with the right password until the window passes.
-      assert.match(await attempt(alice.password), /^454 4\.7\.0/)
+      // Limit 4, 3 logins checked at once: a burst of 10 guesses gets at most 4 + 3 - 1 checked.
+      const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => attempt(`guess-${i}`)))
+      const checked = burst.filter((r) => r.startsWith('535 5.7.8')).length
+      assert.ok(checked >= 1 && checked <= 6, burst.join('\n'))
+      assert.ok(
+        burst.every((r) => /^(535 5\.7\.8|454 4\.7\.0 )/.test(r)),
+        burst.join('\n'),
+      )
+      let more = 0
+      while (!(await attempt(`again-${more}`)).startsWith('454') && more < 10) more++
+      assert.ok(checked + more <= 6, `${checked} + ${more} guesses were checked`)
+      // Locked out, even with the right password, until the window passes.
+      assert.match(
+        await attempt(alice.password),
+        /^454 4\.7\.0 Too many failed logins from 127\.0\.0\.1; try again in 15 minutes/,
+      )
     } finally {
-      await redis.del(key)
+      await redis.del(...keys)
       redis.disconnect()
     }
   })

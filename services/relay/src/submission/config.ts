@@ -59,6 +59,8 @@ export const submissionSection = section({
   /** Failed AUTH attempts from one IP within `authFailureWindow` before AUTH is refused (454 4.7.0). */
   authFailureLimit: field.int(5, { min: 1 }),
   authFailureWindow: field.duration('15m'),
+  /** Logins being checked at once from one IP (each costs a scrypt); more wait with 454 4.7.0. */
+  authConcurrencyPerIp: field.int(20, { min: 1 }),
   /** A label this labeler (`src`) issued; empty: any src in our labels table. */
   labelerDid: z.string().default(''),
 })

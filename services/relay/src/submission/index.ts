@@ -39,6 +39,7 @@ export class Submission {
         redis: this.ctx.redis,
         prefix: config.redis.prefix,
         limit: sub.authFailureLimit,
+        concurrency: sub.authConcurrencyPerIp,
         windowMs: sub.authFailureWindow,
         onRedisError: (err) => logger.warn({ err: err.message }, 'auth back-off unavailable (redis)'),
       }),

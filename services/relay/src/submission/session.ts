@@ -38,6 +38,8 @@ export class Reply extends Error {
 /** Who authenticated on a connection. */
 export type SessionUser = { memberId: number; did: string; domain: string; credentialId: number }
 
+type Credential = { id: number; memberId: number; did: string; domain: string }
+
 /** What a member's message needs beyond the session: its cap, read at MAIL FROM. */
 type Transaction = { cap: number; day: string; resetsAt: Date; sentToday: number }
 
@@ -86,30 +88,32 @@ export class SubmissionHandlers {
       // Never check a password that crossed the network in clear.
       throw this.refuse(new Reply(530, '5.7.0 Must issue a STARTTLS command first', 'no_tls'))
     }
-    const gate = await this.deps.guard.attempt(session.remoteAddress)
+    const gate = await this.deps.guard.begin(session.remoteAddress)
     if (!gate.allowed) {
       throw this.refuse(
-        new Reply(
-          454,
-          `4.7.0 Too many failed logins from ${session.remoteAddress}; try again in ${Math.ceil(gate.retryInMs / 60_000)} minutes`,
-          'auth_backoff',
-        ),
+        gate.why === 'locked'
+          ? new Reply(
+              454,
+              `4.7.0 Too many failed logins from ${session.remoteAddress}; try again in ${Math.ceil(gate.retryInMs / 60_000)} minutes`,
+              'auth_backoff',
+            )
+          : new Reply(
+              454,
+              `4.7.0 Too many logins at once from ${session.remoteAddress}; try again shortly`,
+              'auth_backoff',
+            ),
       )
     }
-    const username = (auth.username ?? '').trim().toLowerCase()
-    const [cred] = username
-      ? await this.deps.sql<{ id: number; hash: string; memberId: number; did: string; domain: string }[]>`
-          select c.id::int as id, c.password_hash as hash, m.id::int as "memberId", m.did, m.domain
-          from smtp_credentials c join members m on m.id = c.member_id
-          where c.username = ${username} and c.revoked_at is null`
-      : []
-    // An unknown user costs one scrypt like a wrong password, so names cannot be probed.
-    const ok = await verifyPassword(auth.password ?? '', cred?.hash ?? (await dummyPasswordHash()))
-    if (!cred || !ok) {
-      this.deps.logger.info({ ip: session.remoteAddress, username }, 'submission login failed')
+    let cred: Credential | null = null
+    try {
+      cred = await this.checkPassword(auth)
+    } finally {
+      await this.deps.guard.finish(session.remoteAddress, cred !== null)
+    }
+    if (!cred) {
+      this.deps.logger.info({ ip: session.remoteAddress, username: auth.username }, 'submission login failed')
       throw this.refuse(new Reply(535, '5.7.8 Authentication credentials invalid', 'bad_credentials'))
     }
-    await this.deps.guard.succeeded(session.remoteAddress)
     const open = this.connections.get(cred.memberId) ?? 0
     if (open >= this.deps.config.maxConnectionsPerMember) {
       throw this.refuse(
@@ -125,6 +129,20 @@ export class SubmissionHandlers {
     this.state(session).user = user
     void this.deps.sql`update smtp_credentials set last_used_at = now() where id = ${cred.id}`.catch(() => {})
     return { user }
+  }
+
+  /** The credential the login proves, or null. */
+  private async checkPassword(auth: SMTPServerAuthentication): Promise<Credential | null> {
+    const username = (auth.username ?? '').trim().toLowerCase()
+    const [cred] = username
+      ? await this.deps.sql<(Credential & { hash: string })[]>`
+          select c.id::int as id, c.password_hash as hash, m.id::int as "memberId", m.did, m.domain
+          from smtp_credentials c join members m on m.id = c.member_id
+          where c.username = ${username} and c.revoked_at is null`
+      : []
+    // An unknown user costs one scrypt like a wrong password, so names cannot be probed.
+    const ok = await verifyPassword(auth.password ?? '', cred?.hash ?? (await dummyPasswordHash()))
+    return ok && cred ? { id: cred.id, memberId: cred.memberId, did: cred.did, domain: cred.domain } : null
   }
 
   onClose(session: SMTPServerSession): void {
