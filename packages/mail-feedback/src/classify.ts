@@ -44,11 +44,12 @@ function contextFor(human: string, address: string): string {
   return rest.slice(0, Math.max(end, Math.min(rest.length, 600)))
 }
 
+/** Control bytes a mail message does not contain (ESC is allowed: ISO-2022-JP text uses it). */
 function isBinaryGarbage(raw: Buffer): boolean {
   const sample = raw.subarray(0, 4096)
   let control = 0
-  for (const b of sample) if (b === 0 || (b < 32 && b !== 9 && b !== 10 && b !== 13)) control++
-  return sample.length > 0 && control / sample.length > 0.1
+  for (const b of sample) if (b === 0 || (b < 32 && b !== 9 && b !== 10 && b !== 13 && b !== 27) || b === 127) control++
+  return sample.length > 0 && control / sample.length > 0.05
 }
 
 async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Classification> {
@@ -93,7 +94,12 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
     feedback.feedbackType ||= 'abuse'
     let addresses = feedback.originalRcptTo
     if (!addresses.length)
-      addresses = (returned.headers.get('x-hmxmroriginalrecipient') ?? returned.headers.get('to') ?? [])
+      addresses = (
+        returned.headers.get('x-hmxmroriginalrecipient') ??
+        msg.headers.get('x-hmxmroriginalrecipient') ??
+        returned.headers.get('to') ??
+        []
+      )
         .map(addressOf)
         .filter(Boolean)
     if (!addresses.length) addresses = ['']

@@ -25,6 +25,14 @@ export interface ParsedMessage {
   notes: string[]
 }
 
+const RETURNED_TYPES = new Set([
+  'message/rfc822',
+  'text/rfc822-headers',
+  'message/rfc822-headers',
+  'message/global',
+  'message/global-headers',
+])
+
 export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 /** CRLF and bare-LF input must give identical answers: everything is read as LF. */
@@ -50,6 +58,33 @@ function htmlToText(html: string): string {
     .replace(/&gt;/gi, '>')
     .replace(/&quot;/gi, '"')
     .replace(/&amp;/gi, '&')
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Report parts are meant to be ASCII; 8-bit bytes that are not UTF-8 are read as Latin-1 rather than lost. */
+function decodeText(buf: Buffer): string {
+  try {
+    return UTF8.decode(buf)
+  } catch {
+    return buf.toString('latin1')
+  }
+}
+
+const RETURNED_PART =
+  /^content-type:[ \t]*(message\/rfc822|text\/rfc822-headers|message\/rfc822-headers|message\/global|message\/global-headers)\b.*$/im
+
+/**
+ * A returned message mailparser folded into the text (an inline message/rfc822 part): its
+ * headers are read straight from the raw bytes, up to 64 KiB.
+ */
+function rawReturnedPart(asText: string): MimePart | undefined {
+  const m = RETURNED_PART.exec(asText)
+  if (!m) return undefined
+  const rest = asText.slice(m.index)
+  const end = rest.indexOf('\n\n')
+  if (end < 0) return undefined
+  return { contentType: m[1]!.toLowerCase(), text: rest.slice(end + 2, end + 2 + 65536) }
 }
 
 function rawBody(raw: Buffer): string {
@@ -105,10 +140,18 @@ export async function parseMessage(input: Buffer | string, maxBytes = DEFAULT_MA
   for (const a of mail.attachments ?? []) {
     const type = (a.contentType ?? '').toLowerCase()
     const content = Buffer.isBuffer(a.content) ? a.content : Buffer.from(String(a.content ?? ''))
-    const body = normalizeLineEndings(content).toString('utf8')
+    const body = decodeText(normalizeLineEndings(content))
     // Some MTAs send the human-readable explanation as a second text part.
     if (type === 'text/plain' && !/^[\w-]+:/m.test(body.slice(0, 200))) text += `\n${body}`
     parts.push({ contentType: type, text: body })
+  }
+  if (!parts.some((p) => RETURNED_TYPES.has(p.contentType))) {
+    const returned = rawReturnedPart(asText)
+    if (returned) parts.push(returned)
+  }
+  const boundary = ct?.params?.boundary
+  if (ct?.value?.startsWith('multipart/') && boundary && !asText.includes(`--${boundary}--`)) {
+    notes.push('the MIME structure ends early: the message looks truncated')
   }
   return {
     headers,

@@ -57,7 +57,7 @@ function addressStatus(status: string): boolean {
 
 /** Phrases that name the directory lookup itself: no doubt the address is unknown, whatever the step. */
 const DEFINITE_UNKNOWN =
-  /recipient name is not recognized|not listed in (the )?(domino |public |global )?(directory|name & address book|address book)|address couldn'?t be found|\binvalid recipient\b|requested action not taken: mailbox unavailable|check if (the )?address is correct|\bmail\.local: unknown user\b/i
+  /recipient name is not recognized|not listed in (the )?(domino |public |global )?(directory|name & address book|address book)|address( you entered)? couldn'?t be found|\bAS\(201806281\)|\binvalid recipient\b|requested action not taken: mailbox unavailable|check if (the )?address is correct|\bmail\.local: unknown user\b/i
 
 /**
  * "User unknown" is only believed when the code says so, the words leave no doubt, or the
