@@ -7,7 +7,7 @@ import { type ParsedMessage, parseMessage } from './mime/parse.ts'
 import { findReturned } from './mime/returned.ts'
 import { plainRecipients } from './plain/recipients.ts'
 import { diagnose } from './reason/diagnose.ts'
-import type { Classification, ClassifyOptions, RecipientReport } from './types.ts'
+import type { Classification, ClassifyOptions, FeedbackReport, RecipientReport } from './types.ts'
 
 // One inbound message → what it is (complaint, bounce, auto-reply, operator mail), per
 // recipient what happened, and every clue to whom it concerns. Pure and total: whatever
@@ -18,6 +18,28 @@ const MAX_TEXT = 200_000
 const INLINE_DSN_START =
   /^(reporting-mta|received-from-mta|original-envelope-id|final-recipient|original-recipient)[ \t]*:/im
 const OUR_HEADER_LINE = /^(x-atmos-ref|x-atmos-member-did|feedback-id|dkim-signature)[ \t]*:.*(\n[ \t].*)*/gim
+
+const EMPTY_FEEDBACK: FeedbackReport = {
+  feedbackType: '',
+  userAgent: '',
+  version: '',
+  originalMailFrom: '',
+  originalRcptTo: [],
+  arrivalDate: '',
+  sourceIp: '',
+  reportedDomain: '',
+  authenticationResults: '',
+}
+const NO_DETAIL: RecipientReport = {
+  address: '',
+  action: '',
+  status: '',
+  replyCode: '',
+  diagnostic: '',
+  remoteMta: '',
+  reason: '',
+  hard: false,
+}
 
 function collapse(text: string, max = 1000): string {
   const t = text.replace(/\s+/g, ' ').trim()
@@ -116,6 +138,20 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
       }),
     )
     return { kind: 'arf', ...base, recipients, feedback, attribution: hints(feedback.originalMailFrom) }
+  }
+
+  // Apple Mail's one-click unsubscribe: a mail to the List-Unsubscribe address, not RFC 5965,
+  // but an opt-out all the same.
+  if (firstHeader(msg.headers, 'x-apple-unsubscribe').toLowerCase() === 'true') {
+    const address = addressOf(firstHeader(msg.headers, 'from'))
+    return {
+      kind: 'arf',
+      ...base,
+      notes: [...notes, 'Apple Mail unsubscribe request (not an RFC 5965 report)'],
+      feedback: { ...EMPTY_FEEDBACK, feedbackType: 'opt-out', userAgent: 'Apple Mail', originalRcptTo: [address] },
+      recipients: [{ ...NO_DETAIL, address, reason: 'feedback' }],
+      attribution: hints(),
+    }
   }
 
   // RFC 3464: a delivery-status part (or its fields sent as text/plain).

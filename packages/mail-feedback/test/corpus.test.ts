@@ -23,9 +23,10 @@ describe('bounce corpus', () => {
     assert.ok(s.hard.ok >= 257, `hard/soft agreement fell to ${s.hard.ok}/${s.hard.n}`)
   })
 
-  it('reads the status code and reply code as well as it did', () => {
+  it('reads the status code, reply code and reason class as well as it did', () => {
     assert.ok(s.status.ok >= 192, `status exact ${s.status.ok}/${s.status.n}`)
     assert.ok(s.replyCode.ok >= 258, `reply code ${s.replyCode.ok}/${s.replyCode.n}`)
+    assert.ok(s.reason.ok >= 201, `reason class ${s.reason.ok}/${s.reason.n}`)
   })
 
   it('never counts a complaint, an auto-reply or plain mail as a bounce', () => {

@@ -12,10 +12,9 @@ export interface DsnRecipientFields {
   remoteMta: string
 }
 
+/** Bounds the work on a hostile report; no real DSN names this many recipients. */
+const MAX_RECIPIENTS = 500
 const RECIPIENT_FIELD = /^(final-recipient|original-recipient|x-actual-recipient)\s*:/i
-const FIELD_LINE =
-  /^(final-recipient|original-recipient|x-actual-recipient|action|status|diagnostic-code|remote-mta|reporting-mta|arrival-date|last-attempt-date|will-retry-until|received-from-mta|x-[\w-]+)\s*:/i
-
 /** True when `text` looks like delivery-status fields (some MTAs send them as text/plain). */
 export function looksLikeDeliveryStatus(text: string): boolean {
   return /^(final-recipient|original-recipient)\s*:/im.test(text) && /^(action|status)\s*:/im.test(text)
@@ -68,8 +67,10 @@ export function parseDeliveryStatus(text: string): { perMessage: HeaderMap; reci
   const recipients: DsnRecipientFields[] = []
   for (const { b, h } of all) {
     if (!b.split('\n').some((l) => RECIPIENT_FIELD.test(l))) continue
-    if (!b.split('\n').every((l) => FIELD_LINE.test(l) || /^[ \t]/.test(l) || /^[\w-]+\s*:/.test(l))) continue
+    // Prose that happens to mention a field name is not a recipient block.
+    if (!b.split('\n').every((l) => /^[ \t]/.test(l) || /^[\w-]+\s*:/.test(l))) continue
     recipients.push(recipientOf(h, perMessage))
+    if (recipients.length >= MAX_RECIPIENTS) break
   }
   return { perMessage, recipients }
 }

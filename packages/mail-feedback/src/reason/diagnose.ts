@@ -100,6 +100,8 @@ export function diagnose(input: DiagnosisInput): Diagnosis {
   if (reason === 'userunknown') reason = confirmUnknown(status, all, phase)
   if (reason === 'hostunknown' && phase === 'mail') reason = 'rejected'
   if (!reason && /delayed/i.test(input.action ?? '')) reason = 'expired'
+  // A temporary trouble the reporting MTA gave up on: the message expired in its queue.
+  if (!reason && status.startsWith('4') && input.action === 'failed') reason = 'expired'
   if (!reason) reason = 'undefined'
   return { status, replyCode, reason, hard: isHard(reason, status, replyCode, input.action) }
 }

@@ -107,7 +107,7 @@ const STRONG: Rule[] = [
   ],
   [
     'systemerror',
-    /\bsystem error\b|\binternal (server )?error\b|\bserver error\b|\blocal error\b|\btemporar(y|ily) (failure|error|unavailable|rejected)|\bservice (temporarily |is )?(unavailable|not available)\b|\bresources temporarily\b|\btry again later\b|\bqueue file write error\b|\bi\/o error\b|\bout of memory\b|\bprocessing error\b/,
+    /\bsystem error\b|\binternal (server )?error\b|\bserver error\b|\blocal error\b|\btemporar(y|ily) (failure|error|unavailable|rejected)|\bservice (temporarily |is )?(unavailable|not available)\b|\bresources temporarily\b|\btry again later\b|\bqueue file write error\b|\bi\/o error\b|\bout of memory\b|\bprocessing error\b|\btransaction failed\b|\bservice (currently )?unavailable\b|\bcould not load\b/,
   ],
 ]
 
