@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { redactUrl, runMigrations } from '@atmos/db'
 import { SERVICES } from './services.ts'
+import { ensureSelfSignedCertificate } from './tls.ts'
 
 const databaseUrl = process.env.ATMOS_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/atmos'
 /** Shifts every service's ops port, so that two stacks (or a test) can run side by side. */
@@ -32,15 +33,54 @@ try {
   process.exit(1)
 }
 
-type Running = { name: string; child: ChildProcess; ops?: string; exited: Promise<number | null> }
+// The relay's submission needs a certificate for STARTTLS, and its key-encryption key,
+// token secret and pool DKIM key (`relay keys init`, which never overwrites anything).
+const certFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE ?? '.state/relay/tls.crt'
+const keyFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE ?? '.state/relay/tls.key'
+try {
+  if (ensureSelfSignedCertificate(certFile, keyFile))
+    say(`created a self-signed certificate ${certFile} for submission`)
+} catch (err) {
+  say(`relay certificate: ${(err as Error).message}`)
+  process.exit(1)
+}
+// Relay and fbl-ingest share the pool's identity: the token secret that `relay keys init`
+// creates is the one fbl-ingest verifies bounces with, and so on for every pool field.
+const POOL_FIELDS = ['DOMAIN', 'BOUNCE_DOMAIN', 'VERP_PREFIX', 'FEEDBACK_SENDER_ID', 'TOKEN_SECRET_FILE']
+const poolEnv: Record<string, string> = {}
+for (const f of POOL_FIELDS) {
+  const value = process.env[`ATMOS_RELAY_POOL_${f}`] ?? process.env[`ATMOS_FBL_INGEST_POOL_${f}`]
+  if (value !== undefined) {
+    poolEnv[`ATMOS_RELAY_POOL_${f}`] = value
+    poolEnv[`ATMOS_FBL_INGEST_POOL_${f}`] = value
+  }
+}
+const relayCli = fileURLToPath(new URL('../../../services/relay/src/cli.ts', import.meta.url))
+try {
+  const out = execFileSync(process.execPath, [relayCli, 'keys', 'init'], {
+    encoding: 'utf8',
+    env: { ...process.env, ...poolEnv },
+  }).trim()
+  for (const line of out.split('\n')) say(`relay keys: ${line}`)
+} catch (err) {
+  say(`relay keys init failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`)
+  process.exit(1)
+}
+
+type Running = { name: string; child: ChildProcess; ops?: string; smtp?: string; exited: Promise<number | null> }
 let stopping = false
 
 const running: Running[] = SERVICES.map((service) => {
   const child = spawn(process.execPath, [service.entry], {
     env: {
       ...process.env,
+      ...poolEnv,
       ATMOS_HTTP_PORT: String(service.port + portOffset),
       ATMOS_LABELER_XRPC_PORT: process.env.ATMOS_LABELER_XRPC_PORT ?? String(2583 + portOffset),
+      // 587 needs root; locally submission listens on 2587 (shifted like the ops ports).
+      ATMOS_RELAY_SUBMISSION_PORT: process.env.ATMOS_RELAY_SUBMISSION_PORT ?? String(2587 + portOffset),
+      ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE: certFile,
+      ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE: keyFile,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
     // A group of its own: Ctrl-C in the terminal reaches only the stack, which then stops
@@ -67,11 +107,12 @@ const running: Running[] = SERVICES.map((service) => {
 
 const started = new Set<string>()
 function onLog(entry: Running, line: string) {
-  let parsed: { msg?: string; level?: string; http?: string } = {}
+  let parsed: { msg?: string; level?: string; http?: string; smtp?: string } = {}
   try {
     parsed = JSON.parse(line)
   } catch {}
   if (parsed.msg === 'ops endpoint listening') entry.ops = parsed.http
+  if (parsed.msg === 'submission listening (STARTTLS)') entry.smtp = parsed.smtp
   if (!quiet) process.stdout.write(`${entry.name.padEnd(10)} ${line}\n`)
   if (parsed.msg === 'started' && !started.has(entry.name)) {
     started.add(entry.name)
@@ -81,7 +122,13 @@ function onLog(entry: Running, line: string) {
 
 function printReady() {
   say('all services started:')
-  for (const r of running) say(`  ${r.name.padEnd(10)} ops ${r.ops}  (GET /healthz /readyz /metrics)`)
+  for (const r of running) {
+    say(`  ${r.name.padEnd(10)} ops ${r.ops}  (GET /healthz /readyz /metrics)`)
+    if (r.smtp)
+      say(
+        `  ${''.padEnd(10)} submission ${r.smtp}  (STARTTLS, AUTH; members: node services/relay/src/cli.ts members add)`,
+      )
+  }
   say('press Ctrl-C to stop')
 }
 

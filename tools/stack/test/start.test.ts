@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, it } from 'node:test'
@@ -19,6 +20,7 @@ it("the README's start command brings all five services up ready, and Ctrl-C sto
   await db.drop() // the start command must create it
   cleanups.push(db.drop)
   const offset = 1000 + Math.floor(Math.random() * 20_000)
+  const state = mkdtempSync(join(tmpdir(), 'atmos-stack-'))
   const child = spawn('bash', [startScript], {
     env: {
       ...process.env,
@@ -27,7 +29,12 @@ it("the README's start command brings all five services up ready, and Ctrl-C sto
       ATMOS_REDIS_PREFIX: testRedisPrefix('stack'),
       ATMOS_STACK_PORT_OFFSET: String(offset),
       ATMOS_STACK_QUIET: '1',
-      ATMOS_LABELER_SIGNING_KEY_FILE: join(mkdtempSync(join(tmpdir(), 'atmos-stack-')), 'label-signing.key'),
+      ATMOS_LABELER_SIGNING_KEY_FILE: join(state, 'label-signing.key'),
+      ATMOS_RELAY_KEK_FILE: join(state, 'relay', 'kek'),
+      ATMOS_RELAY_POOL_TOKEN_SECRET_FILE: join(state, 'pool', 'token.secret'),
+      ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE: join(state, 'relay', 'tls.crt'),
+      ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE: join(state, 'relay', 'tls.key'),
+      ATMOS_RELAY_SUBMISSION_PORT: '0',
       ATMOS_LABELER_XRPC_PORT: '0',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -58,7 +65,28 @@ it("the README's start command brings all five services up ready, and Ctrl-C sto
     assert.equal(res.status, 200, `${service.name}: ${await res.text()}`)
   }
   assert.match(out, /stack: created signing key .*: did:key:zQ3s/)
+  // The relay's first-start files: a certificate, the KEK and token secret, the pool DKIM key.
+  assert.match(out, /stack: created a self-signed certificate .*tls\.crt for submission/)
+  assert.match(out, /stack: relay keys: created pool DKIM key pool1\._domainkey\./)
+  const smtp = /stack:\s+submission (127\.0\.0\.1:\d+)\s+\(STARTTLS/.exec(out)
+  assert.ok(smtp, out)
+  const greeting = await smtpGreeting(smtp[1]!)
+  assert.match(greeting, /^220 /)
   process.kill(child.pid!, 'SIGINT')
   assert.equal(await exited, 0, out)
   assert.match(out, /stack: stopped/)
 })
+
+/** The first line a server sends on connect. */
+function smtpGreeting(hostPort: string): Promise<string> {
+  const [host, port] = hostPort.split(':')
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), host!)
+    socket.setEncoding('utf8')
+    socket.once('data', (line: string) => {
+      socket.destroy()
+      resolve(line)
+    })
+    socket.once('error', reject)
+  })
+}
