@@ -1,9 +1,65 @@
-import { section, serviceConfigSchema } from '@atmos/config'
-import type { z } from 'zod'
+import { field, poolSection, section, serviceConfigSchema } from '@atmos/config'
+import { z } from 'zod'
+
+const rate = (fallback: number) => z.coerce.number().min(0).max(1).default(fallback)
+
+/** Local parts, lower-case: what the SMTP listener accepts besides VERP addresses. */
+const mailboxes = (fallback: string[]) =>
+  field
+    .list(fallback)
+    .pipe(z.array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a lower-case local part such as postmaster')))
 
 /** The fbl-ingest's own settings, under `fblIngest` in the config file and `ATMOS_FBL_INGEST_*` in the environment. */
-export const fblIngestSection = section({})
+export const fblIngestSection = section({
+  /**
+   * What this process runs: the port-25 listener (`smtp`), the classifier and its
+   * reconciler (`worker`), or both. Stopping the worker loses nothing: stored mail waits.
+   */
+  roles: z
+    .preprocess(
+      (v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()) : v),
+      z.array(z.enum(['smtp', 'worker'])).min(1),
+    )
+    .default(['smtp', 'worker']),
+  pool: poolSection,
+  smtp: section({
+    host: field.string('0.0.0.0'),
+    port: field.port(25),
+    /** Name in the greeting and EHLO answer; empty: the pool domain. */
+    hostname: z.string().default(''),
+    /** STARTTLS is offered only when both files are set. */
+    tlsCertFile: z.string().default(''),
+    tlsKeyFile: z.string().default(''),
+    /** Bytes; larger messages get 552 5.3.4. */
+    maxSize: field.int(25 * 1024 * 1024, { min: 1024 }),
+    maxRecipients: field.int(50, { min: 1, max: 1000 }),
+    maxClients: field.int(200, { min: 1 }),
+    socketTimeout: field.duration('60s'),
+  }),
+  /** Mailboxes at the pool and bounce domains read by people: their mail is forwarded to `operatorInbox`. */
+  operatorMailboxes: mailboxes(['postmaster', 'abuse', 'dmarc', 'hostmaster']),
+  /** Mailboxes registered with providers' feedback loops (Yahoo CFL, Microsoft JMRP): reports expected. */
+  feedbackMailboxes: mailboxes(['fbl']),
+  /** External address operator mail is forwarded to; empty keeps it in inbound_messages only. */
+  operatorInbox: z.union([z.literal(''), z.email()]).default(''),
+  worker: section({
+    concurrency: field.int(4, { min: 1, max: 64 }),
+    /** How often stored but unprocessed mail is re-enqueued (Redis keeps nothing on disk). */
+    reconcileInterval: field.duration('60s'),
+  }),
+  /** How long a hard bounce keeps an address on the member's suppression list. */
+  bounceSuppression: field.duration('30d'),
+  thresholds: section({
+    complaintWarn: rate(0.001),
+    complaintSuspend: rate(0.003),
+    bounceWarn: rate(0.05),
+    bounceSuspend: rate(0.1),
+    /** Messages a window must hold before its rates decide anything. */
+    minVolume: field.int(100, { min: 1 }),
+  }),
+})
 
 export const fblIngestConfigSchema = serviceConfigSchema('fblIngest', { httpPort: 8104, own: fblIngestSection })
 
 export type FblIngestConfig = z.output<typeof fblIngestConfigSchema>
+export type FblIngestSettings = FblIngestConfig['fblIngest']

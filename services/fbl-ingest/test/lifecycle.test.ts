@@ -1,3 +1,12 @@
 import { describeServiceLifecycle } from '@atmos/testkit'
+import { tokenSecretFile } from './helpers.ts'
 
-describeServiceLifecycle('fbl-ingest', new URL('../src/index.ts', import.meta.url))
+// Port 25 needs root and the default secret path holds no secret in a test: a free port
+// and a fresh secret file, everything else the defaults.
+describeServiceLifecycle('fbl-ingest', new URL('../src/index.ts', import.meta.url), {
+  env: () => ({
+    ATMOS_FBL_INGEST_SMTP_HOST: '127.0.0.1',
+    ATMOS_FBL_INGEST_SMTP_PORT: '0',
+    ATMOS_FBL_INGEST_POOL_TOKEN_SECRET_FILE: tokenSecretFile().path,
+  }),
+})

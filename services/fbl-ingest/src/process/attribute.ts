@@ -1,0 +1,106 @@
+import type { Db } from '@atmos/db'
+import type { AttributionHint } from '@atmos/mail-feedback'
+import { sql } from 'drizzle-orm'
+
+export type Attribution = {
+  memberId: number
+  did: string
+  /** The spooled message and its one recipient, when a signed token named them. */
+  messageId: string | null
+  spoolRecipient: string | null
+  /** Which hint decided: reference, verp, member-did, feedback-id, dkim-domain. */
+  via: AttributionHint['kind']
+  /** True when an HMAC-checked token decided. */
+  verified: boolean
+  /** Unsigned claims that named another member than the signed token did. */
+  conflicts: string[]
+}
+
+export type Unattributed = { reason: string }
+
+/**
+ * Maps the classifier's hints to a member (and message). The issue's order ranks the
+ * unsigned claims (X-Atmos-Member-Did, then Feedback-ID, then the DKIM d=), but a signed
+ * token (VERP or X-Atmos-Ref) wins over all of them when it resolves: its HMAC proves we
+ * wrote it for that very message, while the headers of a "returned" message are whatever
+ * the report's sender typed, and trusting them over the token would let anyone file
+ * complaints against a member of their choosing (suspension) or suppress its recipients.
+ * The unsigned claims still attribute a report that carries no token, since some
+ * providers strip or rewrite headers; a disagreement is kept in the event's details.
+ */
+export async function attribute(db: Db, hints: AttributionHint[]): Promise<Attribution | Unattributed> {
+  const claims: { memberId: number; did: string; via: AttributionHint['kind']; label: string }[] = []
+  for (const hint of hints) {
+    if (hint.kind === 'member-did') {
+      const m = await memberBy(db, sql`did = ${hint.did}`)
+      if (m) claims.push({ ...m, via: hint.kind, label: `X-Atmos-Member-Did ${hint.did}` })
+    } else if (hint.kind === 'feedback-id') {
+      const m = await memberBy(db, sql`id = ${hint.memberId}`)
+      if (m) claims.push({ ...m, via: hint.kind, label: `Feedback-ID m${hint.memberId}` })
+    } else if (hint.kind === 'dkim-domain') {
+      // The member signs as its domain; a subdomain of it is the member's too.
+      const m = await memberBy(db, sql`(domain = ${hint.domain} or ${hint.domain} like '%.' || domain)`)
+      if (m) claims.push({ ...m, via: hint.kind, label: `DKIM d=${hint.domain}` })
+    }
+  }
+  for (const hint of hints) {
+    if (hint.kind !== 'verp' && hint.kind !== 'reference') continue
+    const rows = await db.execute<{ member_id: string; did: string; address: string | null }>(sql`
+      select m.member_id, mb.did,
+             (select r.address from message_recipients r where r.message_id = m.id order by r.id limit 1) as address
+      from messages m join members mb on mb.id = m.member_id
+      where m.id = ${hint.messageId}`)
+    const row = rows[0]
+    if (!row) continue
+    const memberId = Number(row.member_id)
+    return {
+      memberId,
+      did: row.did,
+      messageId: hint.messageId,
+      spoolRecipient: row.address ? row.address.toLowerCase() : null,
+      via: hint.kind,
+      verified: true,
+      conflicts: claims.filter((c) => c.memberId !== memberId).map((c) => `${c.label} names ${c.did}`),
+    }
+  }
+  const first = claims[0]
+  if (first) {
+    return {
+      memberId: first.memberId,
+      did: first.did,
+      messageId: null,
+      spoolRecipient: null,
+      via: first.via,
+      verified: false,
+      conflicts: claims.filter((c) => c.memberId !== first.memberId).map((c) => `${c.label} names ${c.did}`),
+    }
+  }
+  if (!hints.length) {
+    return { reason: 'no attribution: no VERP address, X-Atmos-Ref, member DID, Feedback-ID or member DKIM domain' }
+  }
+  return {
+    reason: `no attribution: ${hints.map(describeHint).join(', ')} matched no member or spooled message`,
+  }
+}
+
+async function memberBy(db: Db, where: ReturnType<typeof sql>): Promise<{ memberId: number; did: string } | null> {
+  const rows = await db.execute<{ id: string; did: string }>(
+    sql`select id, did from members where ${where} order by length(domain) desc limit 1`,
+  )
+  return rows[0] ? { memberId: Number(rows[0].id), did: rows[0].did } : null
+}
+
+function describeHint(h: AttributionHint): string {
+  switch (h.kind) {
+    case 'member-did':
+      return `member DID ${h.did}`
+    case 'feedback-id':
+      return `Feedback-ID member ${h.memberId}`
+    case 'dkim-domain':
+      return `DKIM d=${h.domain}`
+    case 'reference':
+      return `X-Atmos-Ref message ${h.messageId}`
+    case 'verp':
+      return `VERP message ${h.messageId}`
+  }
+}

@@ -1,0 +1,121 @@
+import { randomBytes, randomUUID } from 'node:crypto'
+import { members, messageRecipients, messages, type Tx } from '@atmos/db'
+import { verpAddress } from '@atmos/mail-feedback'
+import { sql } from 'drizzle-orm'
+import type { PoolIdentity } from '../pool.ts'
+
+// Operator mail (postmaster@, abuse@, anything that is not a report) goes to an external
+// inbox through the relay's own spool and delivery workers, so it gets the relay's retries
+// and shaping. It goes as an attachment (message/rfc822) inside a short note of ours rather
+// than as is: re-sending a stranger's message under its own From from the pool's IP fails
+// their DMARC at the operator's provider and teaches that provider to distrust the pool,
+// while the wrapper is mail from the pool domain with the original intact, byte for byte.
+
+/** How long the relay keeps trying to deliver a forward. */
+const FORWARD_LIFETIME_MS = 5 * 86_400_000
+
+export type ForwardInput = {
+  inboundId: number
+  raw: Buffer
+  receivedAt: Date
+  remoteAddress: string | null
+  heloName: string | null
+  mailFrom: string
+  rcptTo: string[]
+  summary: string
+}
+
+/**
+ * messages.member_id is required, so the pool's own mail is spooled under a member row
+ * standing for the pool (`did:web:<pool domain>`), created on first use. It stays
+ * 'pending': it holds no credentials, never submits, and reputation enforcement skips it.
+ */
+async function poolSender(tx: Tx, pool: PoolIdentity): Promise<number> {
+  const did = `did:web:${pool.domain}`
+  await tx
+    .insert(members)
+    .values({ did, domain: pool.domain, status: 'pending', statusReason: 'the pool itself: operator mail forwarding' })
+    .onConflictDoNothing()
+  const rows = await tx.execute<{ id: string }>(sql`select id from members where did = ${did}`)
+  if (!rows[0]) throw new Error(`pool sender ${did} could not be created (is ${pool.domain} a member's domain?)`)
+  return Number(rows[0].id)
+}
+
+/** Spools the wrapped message for the operator inbox in the caller's transaction; returns its messages.id. */
+export async function spoolForward(tx: Tx, pool: PoolIdentity, inbox: string, input: ForwardInput): Promise<string> {
+  const memberId = await poolSender(tx, pool)
+  const id = randomUUID()
+  const from = `fbl-ingest@${pool.domain}`
+  const body = wrap({ ...input, id, from, to: inbox, poolDomain: pool.domain })
+  await tx.insert(messages).values({
+    id,
+    memberId,
+    envelopeFrom: from,
+    // A bounce of the forward comes back as a DSN, which is recorded, never forwarded: no loop.
+    returnPath: verpAddress(pool.verp, id),
+    messageIdHeader: `<${id}@${pool.domain}>`,
+    size: body.length,
+    body,
+    expiresAt: new Date(Date.now() + FORWARD_LIFETIME_MS),
+  })
+  const domain = inbox.slice(inbox.lastIndexOf('@') + 1).toLowerCase()
+  await tx.insert(messageRecipients).values({ messageId: id, address: inbox, domain })
+  return id
+}
+
+function headerText(value: string): string {
+  // Only printable ASCII in our own header fields; the original keeps its own bytes.
+  const ascii = value
+    .replace(/[^\x20-\x7e]/g, '?')
+    .replace(/\s+/g, ' ')
+    .trim()
+  return ascii.length > 200 ? `${ascii.slice(0, 200)}…` : ascii
+}
+
+function originalSubject(raw: Buffer): string {
+  const head = raw.toString('latin1', 0, Math.min(raw.length, 65536))
+  const end = head.search(/\r?\n\r?\n/)
+  const m = /^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)/im.exec(end >= 0 ? head.slice(0, end) : head)
+  return m?.[1] ? m[1].replace(/\r?\n[ \t]/g, ' ') : '(no subject)'
+}
+
+function toCrlf(raw: Buffer): Buffer {
+  // SMTP delivered it with CRLF; a message stored some other way is normalised so the part stays valid.
+  const text = raw.toString('latin1')
+  return text.includes('\r\n') ? raw : Buffer.from(text.replace(/\n/g, '\r\n'), 'latin1')
+}
+
+function wrap(f: ForwardInput & { id: string; from: string; to: string; poolDomain: string }): Buffer {
+  const boundary = `atmos-fwd-${randomBytes(12).toString('hex')}`
+  const note = [
+    `Inbound message ${f.inboundId} received by fbl-ingest at ${f.receivedAt.toISOString()}`,
+    `from ${f.remoteAddress ?? 'unknown'} (HELO ${f.heloName ?? 'unknown'}).`,
+    '',
+    `MAIL FROM: <${f.mailFrom}>`,
+    `RCPT TO: ${f.rcptTo.map((r) => `<${r}>`).join(', ')}`,
+    `Classification: ${f.summary}`,
+    '',
+    'The original message is attached unchanged.',
+  ].join('\r\n')
+  const head = [
+    `From: Atmosphere Mail fbl-ingest <${f.from}>`,
+    `To: <${f.to}>`,
+    `Subject: [fbl-ingest] ${headerText(originalSubject(f.raw))}`,
+    `Date: ${new Date().toUTCString().replace('GMT', '+0000')}`,
+    `Message-ID: <${f.id}@${f.poolDomain}>`,
+    // RFC 3834: no vacation answers to this, and it is not answered automatically here either.
+    'Auto-Submitted: auto-forwarded',
+    `X-Atmos-Inbound-Id: ${f.inboundId}`,
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/mixed; boundary="${boundary}"`,
+  ].join('\r\n')
+  return Buffer.concat([
+    Buffer.from(
+      `${head}\r\n\r\n--${boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n${note}\r\n` +
+        `--${boundary}\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename="inbound-${f.inboundId}.eml"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n`,
+      'latin1',
+    ),
+    toCrlf(f.raw),
+    Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1'),
+  ])
+}

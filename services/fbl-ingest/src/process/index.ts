@@ -1,0 +1,89 @@
+import {
+  createRedis,
+  createWorker,
+  deliverMessage,
+  memberStatusChanged,
+  processInbound,
+  TypedQueue,
+  type Worker,
+} from '@atmos/queues'
+import type { BaseContext, Logger } from '@atmos/runtime'
+import type { Redis } from 'ioredis'
+import type { FblIngestConfig } from '../config.ts'
+import type { FblMetrics } from '../metrics.ts'
+import type { PoolIdentity } from '../pool.ts'
+import { InboundProcessor } from './processor.ts'
+import { InboundReconciler } from './reconciler.ts'
+
+/** The process-inbound workers and their reconciler. */
+export class InboundWorkers {
+  private readonly ctx: BaseContext<FblIngestConfig>
+  private readonly metrics: FblMetrics
+  private readonly logger: Logger
+  private queues: TypedQueue<never>[] = []
+  private worker: Worker | undefined
+  private workerRedis: Redis | undefined
+  private reconciler: InboundReconciler | undefined
+  processor: InboundProcessor | undefined
+
+  constructor(ctx: BaseContext<FblIngestConfig>, metrics: FblMetrics) {
+    this.ctx = ctx
+    this.metrics = metrics
+    this.logger = ctx.logger.child({ concern: 'process' })
+  }
+
+  async start(pool: PoolIdentity): Promise<void> {
+    const { config, redis, db } = this.ctx
+    const cfg = config.fblIngest
+    const prefix = config.redis.prefix
+    const inbound = new TypedQueue(processInbound, redis, prefix)
+    const statusQueue = new TypedQueue(memberStatusChanged, redis, prefix)
+    const deliveries = new TypedQueue(deliverMessage, redis, prefix)
+    this.queues = [inbound, statusQueue, deliveries] as unknown as TypedQueue<never>[]
+    const processor = new InboundProcessor({
+      db,
+      pool,
+      statusQueue,
+      deliveries,
+      metrics: this.metrics,
+      logger: this.logger,
+      operatorMailboxes: cfg.operatorMailboxes,
+      operatorInbox: cfg.operatorInbox,
+      bounceSuppressionMs: cfg.bounceSuppression,
+      thresholds: cfg.thresholds,
+    })
+    this.processor = processor
+    // A worker blocks on its connection: it gets one of its own.
+    this.workerRedis = createRedis(config.redis.url)
+    this.workerRedis.on('error', () => {})
+    this.worker = createWorker(
+      processInbound,
+      this.workerRedis,
+      prefix,
+      async (payload) => processor.process(payload.inboundId),
+      { concurrency: cfg.worker.concurrency },
+    )
+    this.worker.on('failed', (job, err) =>
+      this.logger.warn({ jobId: job?.id, err: err.message }, 'inbound processing failed; retried'),
+    )
+    this.reconciler = new InboundReconciler({
+      db,
+      queue: inbound,
+      intervalMs: cfg.worker.reconcileInterval,
+      logger: this.logger,
+    })
+    await this.reconciler.start()
+    this.logger.info({ concurrency: cfg.worker.concurrency }, 'inbound workers started')
+  }
+
+  async stop(): Promise<void> {
+    await this.worker?.close()
+    await this.reconciler?.stop()
+    await Promise.all(this.queues.map((q) => q.close()))
+    await this.workerRedis?.quit().catch(() => this.workerRedis?.disconnect())
+    this.worker = undefined
+    this.reconciler = undefined
+    this.queues = []
+    this.workerRedis = undefined
+  }
+}

@@ -1,0 +1,80 @@
+import type { Db } from '@atmos/db'
+import type { processInbound, TypedQueue } from '@atmos/queues'
+import type { Logger } from '@atmos/runtime'
+import { sql } from 'drizzle-orm'
+import { inboundJobId } from './jobs.ts'
+
+const BATCH = 1000
+
+/**
+ * Postgres is the record and Redis keeps nothing on disk: at start and then every
+ * interval, every stored message still 'received' gets its job back. A job that already
+ * finished or gave up while its message is still unprocessed is replaced, since its id
+ * would otherwise make the new enqueue a no-op.
+ */
+export class InboundReconciler {
+  private readonly db: Db
+  private readonly queue: TypedQueue<typeof processInbound>
+  private readonly intervalMs: number
+  private readonly logger: Logger
+  private timer: NodeJS.Timeout | undefined
+  private running: Promise<unknown> | undefined
+
+  constructor(opts: { db: Db; queue: TypedQueue<typeof processInbound>; intervalMs: number; logger: Logger }) {
+    this.db = opts.db
+    this.queue = opts.queue
+    this.intervalMs = opts.intervalMs
+    this.logger = opts.logger
+  }
+
+  async start(): Promise<void> {
+    await this.runOnce()
+    if (this.intervalMs > 0) this.schedule()
+  }
+
+  private schedule(): void {
+    this.timer = setTimeout(() => {
+      this.running = this.runOnce()
+        .catch((err: Error) =>
+          this.logger.warn({ err: err.message }, 'inbound reconcile failed; next interval retries'),
+        )
+        .finally(() => {
+          if (this.timer) this.schedule()
+        })
+    }, this.intervalMs)
+    this.timer.unref()
+  }
+
+  /** Re-enqueues what has no live job; returns how many jobs it added. */
+  async runOnce(): Promise<number> {
+    let added = 0
+    let after = 0
+    for (;;) {
+      const rows = await this.db.execute<{ id: string }>(sql`
+        select id from inbound_messages where state = 'received' and id > ${after} order by id limit ${BATCH}`)
+      for (const r of rows) {
+        const id = Number(r.id)
+        const jobId = inboundJobId(id)
+        const job = await this.queue.queue.getJob(jobId)
+        if (job) {
+          const state = await job.getState()
+          if (state !== 'completed' && state !== 'failed') continue
+          await job.remove()
+        }
+        await this.queue.enqueue({ inboundId: id }, { jobId })
+        added++
+      }
+      if (rows.length < BATCH) break
+      after = Number(rows[rows.length - 1]!.id)
+    }
+    if (added) this.logger.info({ jobs: added }, 'inbound messages re-enqueued')
+    return added
+  }
+
+  async stop(): Promise<void> {
+    const t = this.timer
+    this.timer = undefined
+    if (t) clearTimeout(t)
+    await this.running
+  }
+}

@@ -1,0 +1,144 @@
+import { readFileSync } from 'node:fs'
+import { processInbound, TypedQueue } from '@atmos/queues'
+import type { BaseContext, Logger } from '@atmos/runtime'
+import { withTimeout } from '@atmos/runtime'
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server'
+import type { FblIngestConfig } from '../config.ts'
+import type { FblMetrics } from '../metrics.ts'
+import type { PoolIdentity } from '../pool.ts'
+import { inboundJobId } from '../process/jobs.ts'
+import { checkRecipient, type RecipientPolicy } from './recipients.ts'
+import { storeInbound } from './store.ts'
+
+/** An SMTP reply for smtp-server's callbacks. */
+class Reply extends Error {
+  readonly responseCode: number
+  constructor(code: number, text: string) {
+    super(text)
+    this.responseCode = code
+  }
+}
+
+/**
+ * Port 25 for the pool's own domains: bounces to VERP addresses, feedback-loop reports,
+ * operator mail. Every accepted message is committed to inbound_messages before the 250,
+ * and only then queued for the classifier; if Redis does not take the job, the worker's
+ * reconciler finds the row.
+ */
+export class InboundListener {
+  private readonly ctx: BaseContext<FblIngestConfig>
+  private readonly metrics: FblMetrics
+  private readonly logger: Logger
+  private server: SMTPServer | undefined
+  private queue: TypedQueue<typeof processInbound> | undefined
+  address: { host: string; port: number } | undefined
+
+  constructor(ctx: BaseContext<FblIngestConfig>, metrics: FblMetrics) {
+    this.ctx = ctx
+    this.metrics = metrics
+    this.logger = ctx.logger.child({ concern: 'smtp' })
+  }
+
+  async start(pool: PoolIdentity): Promise<void> {
+    const { config } = this.ctx
+    const s = config.fblIngest.smtp
+    const tls =
+      s.tlsCertFile && s.tlsKeyFile ? { key: readFileSync(s.tlsKeyFile), cert: readFileSync(s.tlsCertFile) } : undefined
+    this.queue = new TypedQueue(processInbound, this.ctx.redis, config.redis.prefix)
+    const policy: RecipientPolicy = {
+      verp: pool.verp,
+      poolDomain: pool.domain,
+      operatorMailboxes: config.fblIngest.operatorMailboxes,
+      feedbackMailboxes: config.fblIngest.feedbackMailboxes,
+    }
+    const options: SMTPServerOptions = {
+      ...(tls ?? {}),
+      secure: false,
+      disabledCommands: tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+      authOptional: true,
+      name: s.hostname || pool.domain,
+      size: s.maxSize,
+      disableReverseLookup: true,
+      maxClients: s.maxClients,
+      socketTimeout: s.socketTimeout,
+      closeTimeout: 5000,
+      logger: false,
+      onRcptTo: (address, session, cb) => {
+        if (session.envelope.rcptTo.length >= s.maxRecipients) {
+          this.metrics.refused.inc({ reason: 'too_many_recipients' })
+          return cb(new Reply(452, `4.5.3 Too many recipients: at most ${s.maxRecipients}`))
+        }
+        const checked = checkRecipient(address.address, policy)
+        if ('reason' in checked) {
+          this.metrics.refused.inc({ reason: checked.reason })
+          return cb(new Reply(checked.code, checked.message))
+        }
+        cb()
+      },
+      onData: (stream, session, cb) =>
+        this.receive(stream, session).then(
+          (text) => cb(null, text),
+          (err) => {
+            if (err instanceof Reply) return cb(err)
+            this.logger.error({ err }, 'inbound message not stored')
+            cb(new Reply(451, '4.3.0 Temporary failure; try again later'))
+          },
+        ),
+    }
+    const server = new SMTPServer(options)
+    server.on('error', (err) => this.logger.debug({ err: err.message }, 'inbound connection error'))
+    await new Promise<void>((resolve, reject) => {
+      server.server.once('error', reject)
+      server.listen(s.port, s.host, () => {
+        server.server.off('error', reject)
+        resolve()
+      })
+    })
+    this.server = server
+    const bound = server.server.address()
+    this.address = { host: s.host, port: typeof bound === 'object' && bound ? bound.port : s.port }
+    this.logger.info({ smtp: `${this.address.host}:${this.address.port}`, starttls: !!tls }, 'inbound smtp listening')
+  }
+
+  private async receive(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const max = this.ctx.config.fblIngest.smtp.maxSize
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length
+      // Past the limit the rest is read and dropped, so the refusal comes after the end of DATA.
+      if (size <= max) chunks.push(chunk)
+    }
+    if (stream.sizeExceeded || size > max) {
+      this.metrics.refused.inc({ reason: 'oversize' })
+      throw new Reply(552, `5.3.4 Message size exceeds the limit of ${max} bytes`)
+    }
+    const raw = Buffer.concat(chunks, size)
+    const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
+    const id = await storeInbound(
+      this.ctx.db,
+      {
+        remoteAddress: session.remoteAddress || null,
+        heloName: session.hostNameAppearsAs || null,
+        mailFrom,
+        rcptTo: session.envelope.rcptTo.map((r) => r.address.toLowerCase()),
+      },
+      raw,
+    )
+    this.metrics.accepted.inc()
+    this.logger.info({ inboundId: id, size, from: mailFrom, ip: session.remoteAddress }, 'inbound message stored')
+    // Stored is durable: the reply is 250 even when Redis is down; the reconciler enqueues it.
+    await withTimeout(this.queue!.enqueue({ inboundId: id }, { jobId: inboundJobId(id) }), 1000, 'redis').catch(
+      (err: Error) => this.logger.warn({ err: err.message, inboundId: id }, 'not enqueued; the reconciler will'),
+    )
+    return `2.0.0 Ok: stored as ${id}`
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server
+    this.server = undefined
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+    await this.queue?.close()
+    this.queue = undefined
+  }
+}

@@ -1,0 +1,17 @@
+import { type Db, inboundMessages } from '@atmos/db'
+
+export type InboundEnvelope = {
+  remoteAddress: string | null
+  heloName: string | null
+  mailFrom: string
+  rcptTo: string[]
+}
+
+/** Commits the raw message with its envelope; the 250 is sent only after this resolves. */
+export async function storeInbound(db: Db, envelope: InboundEnvelope, raw: Buffer): Promise<number> {
+  const [row] = await db
+    .insert(inboundMessages)
+    .values({ ...envelope, size: raw.length, raw })
+    .returning({ id: inboundMessages.id })
+  return row!.id
+}

@@ -1,0 +1,266 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import {
+  feedbackEvents,
+  inboundMessages,
+  memberStatusChanges,
+  members,
+  messageRecipients,
+  messages,
+  quarantinedReports,
+  suppressions,
+} from '@atmos/db'
+import { and, eq, isNull } from 'drizzle-orm'
+import type { FblIngestService } from '../src/service.ts'
+import {
+  addMember,
+  deliveredVolume,
+  type Harness,
+  harness,
+  OPERATOR_INBOX,
+  POOL_DOMAIN,
+  sendRaw,
+  spool,
+  startService,
+  waitFor,
+} from './helpers.ts'
+import { arf, dsn } from './reports.ts'
+
+let h: Harness
+let service: FblIngestService
+let port: number
+
+before(async () => {
+  h = await harness('fbl-process')
+  service = await startService(h.env)
+  port = service.ctx.listener!.address!.port
+})
+after(async () => {
+  await service?.destroy()
+  await h?.close()
+})
+
+/** Sends and waits until the worker has finished the stored message. */
+async function deliver(to: string, message: string, from = ''): Promise<typeof inboundMessages.$inferSelect> {
+  const reply = await sendRaw(port, from, [to], message)
+  assert.match(reply, /^250 /, reply)
+  const id = Number(/stored as (\d+)/.exec(reply)?.[1])
+  return waitFor(`inbound ${id} processed`, async () => {
+    const [row] = await h.db.select().from(inboundMessages).where(eq(inboundMessages.id, id))
+    return row && row.state !== 'received' ? row : undefined
+  })
+}
+
+async function eventsOf(inboundId: number) {
+  return h.db.select().from(feedbackEvents).where(eq(feedbackEvents.inboundId, inboundId))
+}
+
+async function standing(memberId: number, address: string) {
+  const [s] = await h.db
+    .select()
+    .from(suppressions)
+    .where(and(eq(suppressions.memberId, memberId), eq(suppressions.address, address), isNull(suppressions.removedAt)))
+  return s
+}
+
+describe('processing inbound reports', () => {
+  it('a DSN for a spooled message: hard bounce recorded against the member, recipient suppressed', async () => {
+    const member = await addMember(h.db)
+    const sent = await spool(h, member, 'gone@remote.example')
+    const row = await deliver(
+      sent.returnPath,
+      dsn({
+        to: sent.returnPath,
+        recipient: 'gone@remote.example',
+        status: '5.0.0',
+        diagnostic: '550 5.1.1 <gone@remote.example>: Recipient address rejected: User unknown',
+      }),
+    )
+    assert.equal(row.state, 'processed')
+    assert.equal(row.kind, 'dsn')
+    const [event] = await eventsOf(row.id)
+    assert.equal(event?.type, 'hard_bounce')
+    assert.equal(event?.memberId, member.id)
+    assert.equal(event?.messageId, sent.messageId)
+    assert.equal(event?.recipient, 'gone@remote.example')
+    assert.equal(event?.status, '5.1.1', 'the diagnostic code is more specific than Status: 5.0.0')
+    assert.equal(event?.replyCode, 550)
+    assert.equal(event?.source, 'dsn')
+    assert.equal((event!.details as { verified: boolean }).verified, true)
+    const s = await standing(member.id, 'gone@remote.example')
+    assert.equal(s?.reason, 'hard_bounce')
+    assert.equal(s?.eventId, event?.id)
+    assert.ok(s?.expiresAt && s.expiresAt.getTime() > Date.now() + 29 * 86_400_000)
+  })
+
+  it('a policy block is a soft bounce: recorded, address not suppressed; a delayed DSN is no bounce', async () => {
+    const member = await addMember(h.db)
+    const sent = await spool(h, member, 'fine@remote.example')
+    const row = await deliver(
+      sent.returnPath,
+      dsn({
+        to: sent.returnPath,
+        recipient: 'fine@remote.example',
+        status: '5.7.1',
+        diagnostic: '550 5.7.1 Message rejected due to local policy: sender IP listed on a blocklist',
+      }),
+    )
+    const [event] = await eventsOf(row.id)
+    assert.equal(event?.type, 'soft_bounce')
+    assert.equal(event?.memberId, member.id)
+    assert.equal(await standing(member.id, 'fine@remote.example'), undefined)
+
+    const delayed = await deliver(
+      sent.returnPath,
+      dsn({
+        to: sent.returnPath,
+        recipient: 'fine@remote.example',
+        action: 'delayed',
+        status: '4.4.1',
+        diagnostic: '421 4.4.1 Connection timed out',
+      }),
+    )
+    assert.equal(delayed.state, 'processed')
+    assert.deepEqual(await eventsOf(delayed.id), [])
+  })
+
+  it('an ARF complaint with only the original headers is attributed by X-Atmos-Ref and suppresses', async () => {
+    const member = await addMember(h.db)
+    const sent = await spool(h, member, 'annoyed@yahoo.example')
+    const row = await deliver(
+      `fbl@${POOL_DOMAIN}`,
+      arf({
+        to: `fbl@${POOL_DOMAIN}`,
+        returnedHeaders: [
+          `From: noreply@${member.domain}`,
+          'To: redacted@yahoo.example',
+          'Subject: Your code',
+          `X-Atmos-Ref: ${sent.ref}`,
+        ].join('\r\n'),
+      }),
+    )
+    assert.equal(row.kind, 'arf')
+    assert.equal(row.state, 'processed')
+    const [event] = await eventsOf(row.id)
+    assert.equal(event?.type, 'complaint')
+    assert.equal(event?.feedbackType, 'abuse')
+    assert.equal(event?.memberId, member.id)
+    assert.equal(event?.messageId, sent.messageId)
+    assert.equal(event?.recipient, 'annoyed@yahoo.example', 'the spooled recipient, not the redacted one')
+    const s = await standing(member.id, 'annoyed@yahoo.example')
+    assert.equal(s?.reason, 'complaint')
+    assert.equal(s?.expiresAt, null)
+  })
+
+  it('a signed token wins over an unsigned member DID claim that names someone else', async () => {
+    const member = await addMember(h.db)
+    const bystander = await addMember(h.db)
+    const sent = await spool(h, member, 'who@remote.example')
+    const row = await deliver(
+      `fbl@${POOL_DOMAIN}`,
+      arf({
+        to: `fbl@${POOL_DOMAIN}`,
+        returnedHeaders: [`X-Atmos-Member-Did: ${bystander.did}`, `X-Atmos-Ref: ${sent.ref}`].join('\r\n'),
+      }),
+    )
+    const [event] = await eventsOf(row.id)
+    assert.equal(event?.memberId, member.id)
+    const details = event?.details as { attributedBy: string; conflicts: string[] }
+    assert.equal(details.attributedBy, 'reference')
+    assert.match(details.conflicts.join(), new RegExp(bystander.did))
+  })
+
+  it('complaints past the threshold suspend the member, record why and enqueue memberStatusChanged', async () => {
+    const member = await addMember(h.db)
+    await deliveredVolume(h, member, 600)
+    for (let i = 0; i < 2; i++) {
+      const sent = await spool(h, member, `c${i}@remote.example`)
+      await deliver(
+        `fbl@${POOL_DOMAIN}`,
+        arf({ to: `fbl@${POOL_DOMAIN}`, returnedHeaders: `X-Atmos-Ref: ${sent.ref}` }),
+      )
+    }
+    // Reputation is recomputed just after the events commit: wait for the job to get there.
+    const m = await waitFor('suspension', async () => {
+      const [row] = await h.db.select().from(members).where(eq(members.id, member.id))
+      return row?.status === 'suspended' ? row : undefined
+    })
+    assert.equal(m?.status, 'suspended', '2 complaints in 602 delivered is 0.33 %')
+    assert.match(m?.statusReason ?? '', /complaint rate 0\.33 % over 24h .*suspend threshold of 0\.30 %/)
+    const [change] = await h.db
+      .select()
+      .from(memberStatusChanges)
+      .where(and(eq(memberStatusChanges.memberId, member.id), eq(memberStatusChanges.toStatus, 'suspended')))
+    assert.equal(change?.actor, 'fbl-ingest')
+    assert.equal(change?.fromStatus, 'active')
+    const job = JSON.parse(
+      (await h.redis.hget(`${h.prefix}:member-status-changed:status-change-${change!.id}`, 'data')) ?? 'null',
+    )
+    assert.deepEqual(job, { did: member.did, status: 'suspended', reason: m?.statusReason, changeId: change!.id })
+  })
+
+  it('operator mail is forwarded through the relay spool, the original attached intact', async () => {
+    const original = [
+      'From: Someone <someone@elsewhere.example>',
+      `To: abuse@${POOL_DOMAIN}`,
+      'Subject: Your pool sent me something odd',
+      'Message-ID: <abc@elsewhere.example>',
+      '',
+      'Hello, please look at this.',
+      '',
+    ].join('\r\n')
+    const row = await deliver(`abuse@${POOL_DOMAIN}`, original, 'someone@elsewhere.example')
+    assert.equal(row.state, 'forwarded')
+    assert.equal(row.kind, 'operator')
+    const [msg] = await h.db.select().from(messages).where(eq(messages.id, row.forwardedMessageId!))
+    assert.ok(msg)
+    const [rcpt] = await h.db.select().from(messageRecipients).where(eq(messageRecipients.messageId, msg.id))
+    assert.equal(rcpt?.address, OPERATOR_INBOX)
+    assert.equal(rcpt?.state, 'queued')
+    assert.match(msg.returnPath, /^b\+[0-9a-f]{32}\.[0-9a-f]{12}@bounces\.pool\.example$/)
+    const body = msg.body.toString('latin1')
+    assert.match(body, /^Subject: \[fbl-ingest\] Your pool sent me something odd\r$/m)
+    assert.match(body, /^Content-Type: message\/rfc822\r$/m)
+    assert.ok(body.includes(row.raw.toString('latin1')), 'the original, byte for byte')
+    const job = await h.redis.hget(`${h.prefix}:deliver-message:${msg.id}`, 'data')
+    assert.deepEqual(JSON.parse(job ?? 'null'), { messageId: msg.id })
+  })
+
+  it('garbage and unattributable reports are quarantined with the reason; auto-replies are ignored', async () => {
+    const verp = (await spool(h, await addMember(h.db), 'x@remote.example')).returnPath
+    const garbage = await deliver(verp, '\u0000\u0001\u0002garbage')
+    assert.equal(garbage.state, 'quarantined')
+    const [q1] = await h.db.select().from(quarantinedReports).where(eq(quarantinedReports.inboundId, garbage.id))
+    assert.match(q1?.reason ?? '', /unparseable/)
+
+    const orphan = await deliver(
+      `fbl@${POOL_DOMAIN}`,
+      dsn({
+        to: `fbl@${POOL_DOMAIN}`,
+        recipient: 'a@remote.example',
+        status: '5.1.1',
+        diagnostic: '550 5.1.1 unknown',
+      }),
+    )
+    assert.equal(orphan.state, 'quarantined')
+    const [q2] = await h.db.select().from(quarantinedReports).where(eq(quarantinedReports.inboundId, orphan.id))
+    assert.match(q2?.reason ?? '', /^no attribution/)
+
+    const vacation = await deliver(
+      verp,
+      [
+        'From: Away <x@remote.example>',
+        `To: ${verp}`,
+        'Subject: Out of office',
+        'Auto-Submitted: auto-replied',
+        '',
+        'I am away until Monday.',
+        '',
+      ].join('\r\n'),
+      'x@remote.example',
+    )
+    assert.equal(vacation.state, 'processed')
+    assert.equal(vacation.kind, 'auto_reply')
+    assert.deepEqual(await eventsOf(vacation.id), [])
+  })
+})
