@@ -263,4 +263,15 @@ describe('processing inbound reports', () => {
     assert.equal(vacation.kind, 'auto_reply')
     assert.deepEqual(await eventsOf(vacation.id), [])
   })
+
+  it('exposes pool-wide figures and per-stage counters as metrics', async () => {
+    const text = await service.ctx.metrics.metrics()
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN)
+    assert.ok(value(/^atmos_fbl_quarantined\{[^}]*\} (\d+)$/m) >= 2, 'garbage and the orphan DSN')
+    assert.ok(value(/^atmos_fbl_pool_complaint_rate\{window="24h"[^}]*\} ([\d.e-]+)$/m) > 0)
+    assert.ok(value(/^atmos_fbl_pool_events\{window="24h",type="hard_bounce"[^}]*\} (\d+)$/m) >= 1)
+    assert.ok(value(/^atmos_fbl_processed_total\{kind="dsn",outcome="processed"[^}]*\} (\d+)$/m) >= 3)
+    assert.ok(value(/^atmos_fbl_processed_total\{kind="operator",outcome="forwarded"[^}]*\} (\d+)$/m) >= 1)
+    assert.ok(value(/^atmos_fbl_smtp_accepted_total\{[^}]*\} (\d+)$/m) >= 10)
+  })
 })

@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { inboundMessages } from '@atmos/db'
 import { verpAddress } from '@atmos/mail-feedback'
@@ -104,5 +108,53 @@ describe('inbound SMTP recipients', () => {
     const declared = await smtpDialog(port, ['EHLO client.example', 'MAIL FROM:<> SIZE=10000000'])
     assert.match(declared[1]!, /^552 /)
     assert.equal((await h.db.select().from(inboundMessages)).length, before)
+  })
+
+  it('offers STARTTLS only when a certificate is configured', async () => {
+    const plain = await smtpDialog(port, ['STARTTLS'])
+    assert.match(plain[0]!, /^5\d\d /)
+    const dir = mkdtempSync(join(tmpdir(), 'atmos-fbl-tls-'))
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-keyout',
+        join(dir, 'k'),
+        '-out',
+        join(dir, 'c'),
+      ],
+      { stdio: 'ignore' },
+    )
+    const tls = await startService({
+      ...h.env,
+      ATMOS_FBL_INGEST_ROLES: 'smtp',
+      ATMOS_FBL_INGEST_SMTP_TLS_CERT_FILE: join(dir, 'c'),
+      ATMOS_FBL_INGEST_SMTP_TLS_KEY_FILE: join(dir, 'k'),
+    })
+    try {
+      const transport = createTransport({
+        host: '127.0.0.1',
+        port: tls.ctx.listener!.address!.port,
+        secure: false,
+        requireTLS: true,
+        tls: { rejectUnauthorized: false },
+      })
+      const info = await transport.sendMail({
+        envelope: { from: '', to: [`postmaster@${POOL_DOMAIN}`] },
+        raw: 'Subject: over TLS\r\n\r\nhi\r\n',
+      })
+      transport.close()
+      assert.match(info.response, /^250 /)
+    } finally {
+      await tls.destroy()
+    }
   })
 })
