@@ -7,6 +7,8 @@
 //                      attribution hints. Nothing is stored. Exit 0 when every file was
 //                      read, 66 when one could not be, 64 on bad usage.
 //
+//   aggregate | suppressions | reinstate   feedback and reputation commands (src/ops-cli.ts)
+//
 // The pool identity (VERP domain and prefix, Feedback-ID sender id, token secret) comes
 // from the usual config: `fblIngest.pool.*` in $ATMOS_CONFIG or ATMOS_FBL_INGEST_POOL_*.
 // Without the secret file, tokens cannot be verified: the command says so on stderr and
@@ -15,6 +17,7 @@ import { readFileSync } from 'node:fs'
 import { ConfigError, loadConfig, poolSection } from '@atmos/config'
 import { type Classification, type ClassifyOptions, classifyMessage } from '@atmos/mail-feedback'
 import { z } from 'zod'
+import { OPS_USAGE, main as opsMain } from './ops-cli.ts'
 
 const EX_USAGE = 64
 const EX_NOINPUT = 66
@@ -85,14 +88,18 @@ async function classify(files: string[]): Promise<number> {
   return code
 }
 
+// Feedback and reputation commands (aggregate, suppressions, reinstate) live in ops-cli.ts.
+const OPS_COMMANDS = new Set(['aggregate', 'suppressions', 'reinstate'])
 const [command, ...rest] = process.argv.slice(2)
 try {
   const code =
     command === 'classify'
       ? await classify(rest)
-      : (() => {
-          throw new UsageError('usage: fbl-ingest classify FILE...')
-        })()
+      : command && OPS_COMMANDS.has(command)
+        ? await opsMain([command, ...rest])
+        : (() => {
+            throw new UsageError(`usage: fbl-ingest classify FILE...\n${OPS_USAGE.replace(/^usage:\n/, '')}`)
+          })()
   process.exit(code)
 } catch (err) {
   console.error(`fbl-ingest ${command ?? ''}: ${(err as Error).message}`)

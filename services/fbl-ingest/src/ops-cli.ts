@@ -1,10 +1,10 @@
-// Operator commands for feedback and reputation (node src/ops-cli.ts …):
+// Operator commands for feedback and reputation, run through `fbl-ingest` (src/cli.ts):
 //   aggregate add --did D --provider gmail --from ISO --to ISO --rate 0.002 [--volume N]
 //   suppressions list [--did D]
 //   suppressions remove --did D --address A
 //   reinstate --did D [--reason TEXT]
 import { parseArgs } from 'node:util'
-import { ConfigError, loadConfig } from '@atmos/config'
+import { loadConfig } from '@atmos/config'
 import { createDb, type Db, members } from '@atmos/db'
 import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
 import {
@@ -18,11 +18,11 @@ import {
 import { eq } from 'drizzle-orm'
 import { fblIngestConfigSchema } from './config.ts'
 
-const USAGE = `usage:
-  fbl-ingest-ops aggregate add --did DID --provider gmail --from ISO --to ISO --rate 0.002 [--volume N]
-  fbl-ingest-ops suppressions list [--did DID]
-  fbl-ingest-ops suppressions remove --did DID --address ADDRESS
-  fbl-ingest-ops reinstate --did DID [--reason TEXT]`
+export const OPS_USAGE = `usage:
+  fbl-ingest aggregate add --did DID --provider gmail --from ISO --to ISO --rate 0.002 [--volume N]
+  fbl-ingest suppressions list [--did DID]
+  fbl-ingest suppressions remove --did DID --address ADDRESS
+  fbl-ingest reinstate --did DID [--reason TEXT]`
 
 class UsageError extends Error {}
 
@@ -68,7 +68,7 @@ export async function main(argv: string[], env: Record<string, string | undefine
   })
   const command = positionals.join(' ')
   if (!['aggregate add', 'suppressions list', 'suppressions remove', 'reinstate'].includes(command)) {
-    process.stderr.write(`${USAGE}\n`)
+    process.stderr.write(`${OPS_USAGE}\n`)
     return 64
   }
   const config = loadConfig(fblIngestConfigSchema, { env })
@@ -148,19 +148,5 @@ export async function main(argv: string[], env: Record<string, string | undefine
     throw err
   } finally {
     await db.$client.end({ timeout: 5 })
-  }
-}
-
-if (import.meta.main) {
-  try {
-    process.exitCode = await main(process.argv.slice(2))
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`)
-      process.exitCode = 2
-    } else {
-      process.stderr.write(`${(err as Error).message}\n`)
-      process.exitCode = 1
-    }
   }
 }

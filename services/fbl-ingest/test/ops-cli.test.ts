@@ -8,7 +8,7 @@ import { suppress } from '@atmos/reputation'
 import { eq } from 'drizzle-orm'
 import { addMember, type Harness, harness } from './helpers.ts'
 
-const CLI = fileURLToPath(new URL('../src/ops-cli.ts', import.meta.url))
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 const run = promisify(execFile)
 
 let h: Harness
