@@ -1,15 +1,142 @@
-import type { BaseContext } from '@atmos/runtime'
+import { getServers } from 'node:dns'
+import { createRedis, createWorker, deliverMessage, TypedQueue, type Worker } from '@atmos/queues'
+import type { BaseContext, Logger } from '@atmos/runtime'
+import { createDnsResolver } from '@atmos/verify'
+import type { Redis } from 'ioredis'
 import type { RelayConfig } from '../config.ts'
+import { RecipientDelivery } from './deliver-recipient.ts'
+import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts'
+import { MxRouter } from './mx-routes.ts'
+import { Reconciler } from './reconciler.ts'
+import { isReputationDeferral } from './reputation.ts'
+import { SiteConnections } from './site-connections.ts'
+import { SiteLimiter } from './site-limiter.ts'
+import { DeliverySpool } from './spool.ts'
 
 /** Delivery workers: spooled messages to recipients' MX hosts, shaped per MX site, retried. */
 export class Delivery {
   readonly ctx: BaseContext<RelayConfig>
+  readonly metrics: DeliveryMetrics
+  readonly spool: DeliverySpool
+  readonly limiter: SiteLimiter
+  private readonly logger: Logger
+  private queue: TypedQueue<typeof deliverMessage> | undefined
+  private connections: SiteConnections | undefined
+  private reconciler: Reconciler | undefined
+  private worker: Worker | undefined
+  private workerRedis: Redis | undefined
 
   constructor(ctx: BaseContext<RelayConfig>) {
     this.ctx = ctx
+    const cfg = ctx.config.relay.delivery
+    this.logger = ctx.logger.child({ concern: 'delivery' })
+    this.metrics = createDeliveryMetrics(ctx.metrics)
+    this.spool = new DeliverySpool({
+      sql: ctx.db.$client,
+      maxAgeMs: cfg.maxAge,
+      suppressForMs: cfg.bounceSuppression,
+    })
+    this.limiter = new SiteLimiter({
+      redis: ctx.redis,
+      prefix: ctx.config.redis.prefix,
+      leaseMs: cfg.shaping.slotLease,
+      slowDown: {
+        forMs: cfg.shaping.slowDownFor,
+        connections: cfg.shaping.slowDownConnections,
+        ratePerSecond: cfg.shaping.slowDownRate,
+      },
+    })
   }
 
-  async start(): Promise<void> {}
+  async start(): Promise<void> {
+    const { config } = this.ctx
+    const cfg = config.relay.delivery
+    const dns = createDnsResolver({
+      servers: cfg.dnsServers.length ? cfg.dnsServers : getServers().length ? getServers() : ['127.0.0.1'],
+      port: cfg.dnsPort || undefined,
+      timeoutMs: cfg.dnsTimeout,
+      tries: cfg.dnsTries,
+    })
+    const queue = new TypedQueue(deliverMessage, this.ctx.redis, config.redis.prefix)
+    this.queue = queue
+    const connections = new SiteConnections({
+      limiter: this.limiter,
+      logger: this.logger,
+      connection: {
+        port: cfg.mxPort,
+        heloName: cfg.heloName || config.relay.pool.domain,
+        connectTimeoutMs: cfg.connectTimeout,
+        greetingTimeoutMs: cfg.greetingTimeout,
+        socketTimeoutMs: cfg.socketTimeout,
+      },
+      idleTimeoutMs: cfg.shaping.idleTimeout,
+      slotWaitMs: cfg.shaping.slotWait,
+      slotLeaseMs: cfg.shaping.slotLease,
+      isReputationDeferral: (result) => result.kind === 'reply' && isReputationDeferral(result.reply),
+      onOpen: () => this.metrics.connectionsOpened.inc(),
+    })
+    this.connections = connections
+    const recipients = new RecipientDelivery({
+      spool: this.spool,
+      router: new MxRouter({ dns, cacheTtlMs: cfg.dnsCacheTtl }),
+      connections,
+      queue,
+      metrics: this.metrics,
+      logger: this.logger,
+      siteRules: cfg.shaping.sites,
+      siteDefaults: {
+        maxConnections: cfg.shaping.maxConnections,
+        messagesPerConnection: cfg.shaping.messagesPerConnection,
+      },
+      retrySchedule: cfg.retrySchedule,
+      claimLeaseMs: cfg.claimLease,
+    })
 
-  async stop(): Promise<void> {}
+    // A worker blocks on its connection: it gets one of its own.
+    this.workerRedis = createRedis(config.redis.url)
+    this.workerRedis.on('error', () => {})
+    this.worker = createWorker(
+      deliverMessage,
+      this.workerRedis,
+      config.redis.prefix,
+      async (payload) => {
+        const claimed = await this.spool.claim(payload.messageId, payload.recipientIds, cfg.claimLease)
+        if (claimed.length === 0) return { claimed: 0 }
+        const message = await this.spool.message(payload.messageId)
+        if (!message) return { claimed: 0 }
+        await Promise.all(claimed.map((r) => recipients.deliver(message, r)))
+        return { claimed: claimed.length }
+      },
+      { concurrency: cfg.concurrency, lockDuration: 30_000, stalledInterval: 15_000 },
+    )
+    this.worker.on('failed', (job, err) =>
+      this.logger.warn({ jobId: job?.id, err: err.message }, 'delivery job failed; the reconciler will retry it'),
+    )
+    this.reconciler = new Reconciler({
+      spool: this.spool,
+      queue,
+      intervalMs: cfg.reconcileInterval,
+      logger: this.logger,
+      metrics: this.metrics,
+    })
+    this.reconciler.start()
+    this.logger.info(
+      { concurrency: cfg.concurrency, mxPort: cfg.mxPort, reconcileIntervalMs: cfg.reconcileInterval },
+      'delivery workers started',
+    )
+  }
+
+  /** Finishes the attempts in progress, then closes every session; what is left waits in Postgres. */
+  async stop(): Promise<void> {
+    await this.worker?.close()
+    await this.reconciler?.stop()
+    await this.connections?.close()
+    await this.queue?.close()
+    await this.workerRedis?.quit().catch(() => this.workerRedis?.disconnect())
+    this.worker = undefined
+    this.reconciler = undefined
+    this.connections = undefined
+    this.queue = undefined
+    this.workerRedis = undefined
+  }
 }

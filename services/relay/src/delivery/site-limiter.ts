@@ -1,0 +1,123 @@
+import { createHash } from 'node:crypto'
+import type { Redis } from 'ioredis'
+
+// Per-site shaping shared by every delivery process, kept in Redis and changed only by
+// these scripts, each atomic. bullmq's free edition has no group rate limits, so the
+// connection count is a counting semaphore whose slots are leases (a sorted set scored
+// by expiry): a process killed while holding slots stops renewing them and they free
+// themselves. Time is Redis' own clock, so workers' clocks need not agree.
+
+const NOW = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
+
+/** KEYS: slots, slow. ARGV: token, limit, leaseMs, slowLimit. 1 when the slot is taken. */
+const ACQUIRE = `${NOW}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local limit = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then limit = math.min(limit, tonumber(ARGV[4])) end
+if redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1`
+
+/** KEYS: slots. ARGV: token, leaseMs. 1 while the slot is still held. */
+const RENEW = `${NOW}
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`
+
+/**
+ * KEYS: bucket, slow. ARGV: rate per second. A token bucket (burst 1) that only applies
+ * while the site is slowed down: 0 to send now, else milliseconds to wait.
+ */
+const TAKE_TOKEN = `if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+${NOW}
+local rate = tonumber(ARGV[1])
+local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or '1')
+local ts = tonumber(redis.call('HGET', KEYS[1], 'ts') or tostring(now))
+tokens = math.min(1, tokens + (now - ts) * rate / 1000)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(2000 / rate) + 1000)
+return wait`
+
+class Script {
+  private readonly source: string
+  private readonly sha: string
+
+  constructor(source: string) {
+    this.source = source
+    this.sha = createHash('sha1').update(source).digest('hex')
+  }
+
+  async run(redis: Redis, keys: string[], args: Array<string | number>): Promise<number> {
+    try {
+      return (await redis.evalsha(this.sha, keys.length, ...keys, ...args)) as number
+    } catch (err) {
+      if (!String((err as Error).message).includes('NOSCRIPT')) throw err
+      return (await redis.eval(this.source, keys.length, ...keys, ...args)) as number
+    }
+  }
+}
+
+const acquire = new Script(ACQUIRE)
+const renew = new Script(RENEW)
+const takeToken = new Script(TAKE_TOKEN)
+
+export type SlowDown = { forMs: number; connections: number; ratePerSecond: number }
+
+export class SiteLimiter {
+  private readonly redis: Redis
+  private readonly prefix: string
+  private readonly leaseMs: number
+  private readonly slow: SlowDown
+
+  constructor(opts: { redis: Redis; prefix: string; leaseMs: number; slowDown: SlowDown }) {
+    this.redis = opts.redis
+    this.prefix = `${opts.prefix}:delivery:site`
+    this.leaseMs = opts.leaseMs
+    this.slow = opts.slowDown
+  }
+
+  private key(site: string, what: string): string {
+    return `${this.prefix}:{${site}}:${what}`
+  }
+
+  /** Takes one connection slot of the site if fewer than `limit` are held. */
+  async tryAcquire(site: string, token: string, limit: number): Promise<boolean> {
+    const keys = [this.key(site, 'slots'), this.key(site, 'slow')]
+    return (await acquire.run(this.redis, keys, [token, limit, this.leaseMs, this.slow.connections])) === 1
+  }
+
+  /** Extends a held slot's lease; false when it had already expired (and may be someone else's now). */
+  async renew(site: string, token: string): Promise<boolean> {
+    return (await renew.run(this.redis, [this.key(site, 'slots')], [token, this.leaseMs])) === 1
+  }
+
+  async release(site: string, token: string): Promise<void> {
+    await this.redis.zrem(this.key(site, 'slots'), token)
+  }
+
+  /** The site deferred for reputation: fewer connections and a message rate for a while. */
+  async slowDown(site: string): Promise<void> {
+    await this.redis.set(this.key(site, 'slow'), '1', 'PX', this.slow.forMs)
+  }
+
+  async isSlowedDown(site: string): Promise<boolean> {
+    return (await this.redis.exists(this.key(site, 'slow'))) === 1
+  }
+
+  /** Milliseconds to wait before the next message to the site (0 unless it is slowed down). */
+  async messageDelay(site: string): Promise<number> {
+    const keys = [this.key(site, 'bucket'), this.key(site, 'slow')]
+    return takeToken.run(this.redis, keys, [this.slow.ratePerSecond])
+  }
+
+  /** Slots of the site held now (for tests and metrics). */
+  async held(site: string): Promise<number> {
+    const now = Number((await this.redis.time())[0]) * 1000
+    return this.redis.zcount(this.key(site, 'slots'), now, '+inf')
+  }
+}

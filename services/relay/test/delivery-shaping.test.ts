@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict'
+import { after, before, it } from 'node:test'
+import type { Pool } from '@atmos/db'
+import {
+  createTestDatabase,
+  deletePrefix,
+  ServiceProcess,
+  type TestDatabase,
+  TestDnsServer,
+  testRedis,
+  testRedisPrefix,
+} from '@atmos/testkit'
+import {
+  deliveryEnv,
+  enqueueDelivery,
+  eventually,
+  type MxSink,
+  seedMember,
+  spoolMessage,
+  startSinks,
+  testPool,
+} from './delivery-helpers.ts'
+
+const entry = new URL('../src/index.ts', import.meta.url)
+const prefix = testRedisPrefix('shaping')
+let tdb: TestDatabase
+let sql: Pool
+let dns: TestDnsServer
+let sink: MxSink
+let mxPort: number
+const procs: ServiceProcess[] = []
+
+before(async () => {
+  tdb = await createTestDatabase()
+  sql = testPool(tdb.url)
+  const started = await startSinks({ a: '127.0.0.2' })
+  sink = started.sinks.a!
+  mxPort = started.port
+  // Two domains on the same MX host: one site, one limit.
+  dns = new TestDnsServer({
+    'one.test': { MX: [{ priority: 10, exchange: 'mx.shared-host.test' }] },
+    'two.test': { MX: [{ priority: 10, exchange: 'mx.shared-host.test' }] },
+    'mx.shared-host.test': { A: ['127.0.0.2'] },
+  })
+  await dns.start()
+})
+
+after(async () => {
+  for (const p of procs) await p.stop('SIGKILL')
+  await sink?.close()
+  await dns?.close()
+  await sql?.end({ timeout: 5 })
+  const redis = testRedis()
+  await deletePrefix(redis, prefix)
+  await redis.quit()
+  await tdb?.drop()
+})
+
+it('never opens more sessions to a site than its limit, across two delivery processes', async () => {
+  const limit = 2
+  const perConnection = 4
+  sink.dataDelayMs = 80
+  const env = deliveryEnv({
+    databaseUrl: tdb.url,
+    redisPrefix: prefix,
+    dnsPort: dns.port,
+    mxPort,
+    extra: {
+      ATMOS_RELAY_DELIVERY_CONCURRENCY: '8',
+      ATMOS_RELAY_DELIVERY_SHAPING_MAX_CONNECTIONS: String(limit),
+      ATMOS_RELAY_DELIVERY_SHAPING_MESSAGES_PER_CONNECTION: String(perConnection),
+      ATMOS_RELAY_DELIVERY_SHAPING_SLOT_WAIT: '300ms',
+    },
+  })
+  for (let i = 0; i < 2; i++) {
+    const proc = new ServiceProcess(entry, env)
+    procs.push(proc)
+    await proc.waitForLog((l) => l.msg === 'delivery workers started', 20_000)
+  }
+  // Spooled once both run, so that both take jobs from the start.
+  const memberId = await seedMember(sql, 'member.example')
+  const ids: string[] = []
+  const recipientIds: number[] = []
+  for (let i = 0; i < 48; i++) {
+    const spooled = await spoolMessage(sql, { memberId, to: `user${i}@${i % 2 ? 'one' : 'two'}.test` })
+    ids.push(spooled.messageId)
+    recipientIds.push(spooled.recipientId)
+  }
+  await enqueueDelivery(prefix, ids)
+
+  await eventually(
+    async () => {
+      const [row] = await sql<{ n: number }[]>`
+        select count(*)::int as n from message_recipients where state = 'delivered'`
+      return row?.n === ids.length ? true : undefined
+    },
+    60_000,
+    'every message delivered',
+  )
+  assert.ok(sink.maxOpen <= limit, `the sink saw ${sink.maxOpen} sessions at once (limit ${limit})`)
+  assert.ok(sink.maxOpen >= 1)
+  assert.equal(sink.received.length, ids.length, 'each message exactly once')
+  assert.equal(new Set(sink.received.map((r) => r.to)).size, ids.length)
+  assert.ok(Math.max(...sink.perSession.values()) <= perConnection, 'no session carried more than its share')
+  assert.ok(sink.sessions >= ids.length / perConnection)
+  // Both processes took part.
+  const deliveredBy = procs.map((p) => p.logs.filter((l) => l.msg === 'delivered').length)
+  assert.equal(
+    deliveredBy.reduce((a, b) => a + b, 0),
+    ids.length,
+  )
+  assert.ok(
+    deliveredBy.every((n) => n > 0),
+    `delivered per process: ${deliveredBy.join(', ')}\n${procs.map((p) => p.dump().slice(-3000)).join('\n----\n')}`,
+  )
+})
