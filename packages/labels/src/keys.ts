@@ -1,5 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { secretFileProblem } from '@atmos/secrets'
 import { Secp256k1Keypair } from '@atproto/crypto'
 
 // The label signing key lives in a file of its own (mode 0600), never in the database or
@@ -21,13 +22,12 @@ export async function createSigningKeyFile(path: string): Promise<Secp256k1Keypa
   return keypair
 }
 
-/** Loads the key file, refusing one that anyone outside its owner and group can read or write. */
+/** Loads the key file, refusing one others could have read (the rule of @atmos/secrets). */
 export async function loadSigningKeyFile(path: string): Promise<Secp256k1Keypair> {
   let text: string
   try {
-    const mode = statSync(path).mode & 0o777
-    if (mode & 0o077)
-      throw new SigningKeyError(`${path} is readable by others (mode ${mode.toString(8)}); chmod 600 it`)
+    const problem = secretFileProblem(path, statSync(path))
+    if (problem) throw new SigningKeyError(problem)
     text = readFileSync(path, 'utf8').trim()
   } catch (err) {
     if (err instanceof SigningKeyError) throw err

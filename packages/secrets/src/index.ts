@@ -1,5 +1,5 @@
 export { type DkimKeyPair, dkimTxtRecord, generateDkimKeyPair } from './dkim.ts'
-export { createSecretFile, readSecretFile, SecretFileError } from './files.ts'
+export { createSecretFile, readSecretFile, SecretFileError, secretFileProblem } from './files.ts'
 export {
   DEFAULT_SCRYPT,
   dummyPasswordHash,

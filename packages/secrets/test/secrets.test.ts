@@ -16,6 +16,7 @@ import {
   parseKeyring,
   readSecretFile,
   SecretFileError,
+  secretFileProblem,
   verifyPassword,
 } from '../src/index.ts'
 
@@ -137,5 +138,21 @@ describe('DKIM keys', () => {
     const sig = createSign('sha256').update('data').sign(pair.privateKeyPem)
     assert.equal(createVerify('sha256').update('data').verify(pub, sig), true)
     assert.equal(dkimTxtRecord(pair.publicKey), `v=DKIM1; k=rsa; p=${pair.publicKey}`)
+  })
+})
+
+describe('secret file ownership rule', () => {
+  it('a file we own must be 0600 or less; a root-owned one may be group-readable (Kubernetes Secrets)', () => {
+    const me = 1000
+    assert.equal(secretFileProblem('k', { mode: 0o600, uid: me }, me), undefined)
+    assert.equal(secretFileProblem('k', { mode: 0o400, uid: me }, me), undefined)
+    assert.match(secretFileProblem('k', { mode: 0o640, uid: me }, me) ?? '', /readable by others \(mode 640\)/)
+    assert.equal(secretFileProblem('k', { mode: 0o440, uid: 0 }, me), undefined, 'a Secret volume with fsGroup')
+    assert.equal(secretFileProblem('k', { mode: 0o640, uid: 0 }, me), undefined)
+    assert.match(secretFileProblem('k', { mode: 0o644, uid: 0 }, me) ?? '', /at most 640/)
+    assert.match(secretFileProblem('k', { mode: 0o660, uid: 0 }, me) ?? '', /at most 640/)
+    assert.match(secretFileProblem('k', { mode: 0o600, uid: 1234 }, me) ?? '', /owned by uid 1234/)
+    // Running as root, root owns it: the strict rule.
+    assert.match(secretFileProblem('k', { mode: 0o640, uid: 0 }, 0) ?? '', /chmod 600/)
   })
 })
