@@ -57,4 +57,29 @@ describe('docker-compose.yml', () => {
     )
     assert.equal(new Set(published).size, published.length, 'two services publish the same port')
   })
+
+  it('splits the relay into submission and delivery workers, sharing keys made once, with SMTP on high container ports', () => {
+    const resolved = parse(
+      execFileSync('docker-compose', ['-f', composeFile, 'config'], { cwd: root, encoding: 'utf8' }),
+    )
+    const { relay, 'relay-delivery': delivery, 'relay-init': init, 'fbl-ingest': fbl } = resolved.services
+    assert.equal(relay.environment.ATMOS_RELAY_ROLES, 'submission')
+    assert.equal(delivery.environment.ATMOS_RELAY_ROLES, 'delivery')
+    assert.deepEqual(init.command, ['node', 'src/cli.ts', 'keys', 'init'])
+    for (const svc of [relay, delivery, fbl])
+      assert.equal(svc.depends_on['relay-init'].condition, 'service_completed_successfully')
+    // The relay and fbl-ingest read the same token secret, from the volume relay-init wrote.
+    assert.equal(
+      fbl.environment.ATMOS_FBL_INGEST_POOL_TOKEN_SECRET_FILE,
+      relay.environment.ATMOS_RELAY_POOL_TOKEN_SECRET_FILE,
+    )
+    // Their user cannot bind below 1024: 587 and 25 are published onto high container ports.
+    const target = (
+      svc: { ports: Array<{ published: number | string; target: number | string }> },
+      published: number,
+    ) => Number(svc.ports.find((p) => Number(p.published) === published)?.target)
+    assert.equal(target(relay, 587), Number(relay.environment.ATMOS_RELAY_SUBMISSION_PORT))
+    assert.equal(target(fbl, 25), Number(fbl.environment.ATMOS_FBL_INGEST_SMTP_PORT))
+    assert.ok(target(relay, 587) >= 1024 && target(fbl, 25) >= 1024)
+  })
 })

@@ -89,7 +89,7 @@ describe('kubernetes manifests', () => {
     assert.deepEqual(job?.spec.template.spec.containers[0].command, ['node', '/app/packages/db/src/bin/migrate.ts'])
   })
 
-  for (const name of SERVICES) {
+  for (const name of [...SERVICES, 'relay-delivery']) {
     it(`${name}: probes on /healthz and /readyz, resource requests, non-root, selector matching its pods`, () => {
       const d = deployments.find((x) => x.metadata.name === name)!
       const pod = d.spec.template.spec
@@ -114,7 +114,17 @@ describe('kubernetes manifests', () => {
           ['atmos-config', 'atmos-secrets'],
         )
       }
-      const svc = base.objects.find((o) => o.kind === 'Service' && o.metadata.name === name)!
+      // Secret volumes are root-owned: a non-root pod reads them through its group (fsGroup, 0440).
+      for (const v of pod.volumes ?? []) {
+        if (!v.secret) continue
+        assert.equal(pod.securityContext.fsGroup, pod.securityContext.runAsGroup, `${name}: fsGroup for ${v.name}`)
+        assert.equal(v.secret.defaultMode, 0o440, `${name}: ${v.name} mode 0440`)
+      }
+      // Non-root processes cannot bind ports below 1024; Services map 25 and 587 onto high ones.
+      for (const c of pod.containers)
+        for (const p of c.ports) assert.ok(p.containerPort >= 1024, `${name}: container port ${p.containerPort}`)
+      const svc = base.objects.find((o) => o.kind === 'Service' && o.metadata.name === name)
+      if (!svc) return
       for (const [k, v] of Object.entries(svc.spec.selector)) assert.equal(d.spec.template.metadata.labels[k], v)
       const containerPorts = pod.containers.flatMap((c: { ports: { name: string }[] }) => c.ports.map((p) => p.name))
       for (const p of svc.spec.ports)
@@ -129,6 +139,36 @@ describe('kubernetes manifests', () => {
         .spec.ports.find((p: { name: string }) => p.name === name)
     assert.deepEqual([port('relay', 'submission').port, port('relay', 'submission').protocol], [587, 'TCP'])
     assert.deepEqual([port('fbl-ingest', 'smtp').port, port('fbl-ingest', 'smtp').protocol], [25, 'TCP'])
+  })
+
+  it('run relay delivery as its own Deployment, and give submission its keys, token and certificate', () => {
+    const env = (d: string) =>
+      Object.fromEntries(
+        deployments
+          .find((x) => x.metadata.name === d)!
+          .spec.template.spec.containers[0].env.map((e: { name: string; value: string }) => [e.name, e.value]),
+      )
+    assert.equal(env('relay').ATMOS_RELAY_ROLES, 'submission')
+    assert.equal(env('relay-delivery').ATMOS_RELAY_ROLES, 'delivery')
+    const mounted = (d: string) =>
+      deployments
+        .find((x) => x.metadata.name === d)!
+        .spec.template.spec.containers[0].volumeMounts.map((m: { mountPath: string }) => m.mountPath)
+    for (const key of [
+      'ATMOS_RELAY_KEK_FILE',
+      'ATMOS_RELAY_POOL_TOKEN_SECRET_FILE',
+      'ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE',
+      'ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE',
+    ])
+      assert.ok(
+        mounted('relay').some((m: string) => env('relay')[key].startsWith(`${m}/`)),
+        `${key} lies in a mounted Secret`,
+      )
+    assert.ok(
+      mounted('fbl-ingest').some((m: string) =>
+        env('fbl-ingest').ATMOS_FBL_INGEST_POOL_TOKEN_SECRET_FILE.startsWith(`${m}/`),
+      ),
+    )
   })
 
   it('the production overlay builds on the base and patches only objects that exist', () => {
