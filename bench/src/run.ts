@@ -2,6 +2,7 @@
 // on the last line). `pnpm bench` from the repository root; not part of the tests.
 import { cpus } from 'node:os'
 import { benchLabels } from './labels.ts'
+import { benchRelay } from './relay.ts'
 import { type Figure, printFigure } from './report.ts'
 import { benchVerify } from './verify.ts'
 
@@ -13,6 +14,7 @@ const figures: Figure[] = []
 for (const [title, run] of [
   ['labeler: queryLabels, subscribeLabels, idle subscribers', () => benchLabels(quick ? 100_000 : 1_000_000)],
   ['verify: checks against loopback DNS', () => benchVerify(1000, 16, quick ? 3 : 10)],
+  ['relay: submission over STARTTLS + AUTH, delivery to a loopback MX', () => benchRelay(quick ? 2000 : 10_000, 50)],
 ] as const) {
   console.log(`\n== ${title}`)
   for (const f of await run()) {
