@@ -22,7 +22,11 @@ return 1`
 
 /** KEYS: slots. ARGV: token, leaseMs. 1 while the slot is still held. */
 const RENEW = `${NOW}
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not held or tonumber(held) <= now then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 0
+end
 redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`
