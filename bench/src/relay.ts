@@ -7,6 +7,7 @@ import { createPool } from '@atmos/db'
 import { BOUNCE_DOMAIN, createMember, POOL_DOMAIN, relayFiles, runCli, submissionEnv } from '@atmos/relay/test-harness'
 import { loadKeyring } from '@atmos/secrets'
 import {
+  closedPort,
   createTestDatabase,
   deletePrefix,
   ServiceProcess,
@@ -122,6 +123,21 @@ class CountingSink {
   }
 }
 
+/** Waits until the relay answers ready (its SMTP listeners are open by then), whatever it logs. */
+async function untilReady(relay: ServiceProcess, url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (relay.child.exitCode !== null) throw new Error(`relay exited at start:\n${relay.dump()}`)
+    const ok = await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    )
+    if (ok) return
+    if (Date.now() > deadline) throw new Error(`relay not ready within ${timeoutMs} ms:\n${relay.dump()}`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
 type Member = { domain: string }
 
 function rawMessage(member: Member, to: string, n: number): Buffer {
@@ -179,8 +195,12 @@ export async function benchRelay(
     }
     await dns.start()
 
+    const port = await closedPort()
+    const opsPort = await closedPort()
     relay = new ServiceProcess(RELAY, {
       ...env,
+      ATMOS_HTTP_PORT: String(opsPort),
+      ATMOS_RELAY_SUBMISSION_PORT: String(port),
       ATMOS_LOG_LEVEL: 'info',
       ATMOS_RELAY_ROLES: 'submission,delivery',
       ATMOS_RELAY_POOL_DOMAIN: POOL_DOMAIN,
@@ -200,9 +220,7 @@ export async function benchRelay(
       ATMOS_RELAY_DELIVERY_RETRY_SCHEDULE: '1s',
       ...opts.env,
     })
-    const listening = await relay.waitForLog((l) => l.msg === 'submission listening (STARTTLS)', 30_000)
-    const port = Number(String(listening.smtp).split(':').pop())
-
+    await untilReady(relay, `http://127.0.0.1:${opsPort}/readyz`, 30_000)
     for (let c = 0; c < connections; c++) {
       const member = members[c % members.length]!
       clients.push(
