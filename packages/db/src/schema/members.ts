@@ -45,8 +45,16 @@ export const memberStatusChanges = pgTable(
     /** 'operator:<name>', 'fbl-ingest', 'admin:<did>' … */
     actor: text().notNull(),
     at: createdAt(),
+    /**
+     * When Redis took the member-status-changed event. The change commits first; an event
+     * lost to a Redis outage is sent again by a reconciler until this is set (an outbox).
+     */
+    notifiedAt: at(),
   },
-  (t) => [index('member_status_changes_member_idx').on(t.memberId, t.at)],
+  (t) => [
+    index('member_status_changes_member_idx').on(t.memberId, t.at),
+    index('member_status_changes_unnotified_idx').on(t.at).where(sql`notified_at IS NULL`),
+  ],
 )
 
 /** SMTP submission credentials; only a scrypt/argon2 hash is kept. */
