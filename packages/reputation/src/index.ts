@@ -12,6 +12,7 @@ export {
 } from './reputation.ts'
 export {
   notifyStatusChange,
+  republishStatusChanges,
   type StatusChangeResult,
   type StatusQueue,
   setMemberStatus,

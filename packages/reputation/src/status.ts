@@ -1,6 +1,6 @@
 import { type MemberStatus, memberStatusChanges, members } from '@atmos/db'
 import type { memberStatusChanged, TypedQueue } from '@atmos/queues'
-import { eq, sql } from 'drizzle-orm'
+import { and, eq, isNull, lt, sql } from 'drizzle-orm'
 import type { Executor } from './executor.ts'
 
 export type StatusQueue = TypedQueue<typeof memberStatusChanged>
@@ -20,6 +20,8 @@ export type StatusChangeResult = {
 export class UnknownMemberError extends Error {
   override name = 'UnknownMemberError'
 }
+
+const ENQUEUE_TIMEOUT_MS = 3000
 
 /** The job id of a change's event: a retried enqueue of the same change is the same job. */
 export function statusJobId(changeId: number): string {
@@ -75,7 +77,7 @@ export async function setMemberStatus(
     return { memberId: m.id, did: m.did, from: m.status, to: status, changeId: change!.id, changed: true }
   })
   if (!result.changed) return { ...result, enqueued: false }
-  const enqueued = await notifyStatusChange(queue, {
+  const enqueued = await notifyStatusChange(db, queue, {
     did: result.did,
     status,
     reason,
@@ -87,13 +89,61 @@ export async function setMemberStatus(
   return { ...result, enqueued }
 }
 
-/** Enqueues the event for a recorded change (also what a retry after a Redis outage calls). */
+/**
+ * Enqueues the event for a recorded change, then marks the change notified; a change left
+ * unmarked (Redis was down, the process died in between) is sent again by
+ * republishStatusChanges. The job id makes a repeat harmless, and the labeler reads the
+ * member's current status when it handles one, so an old event arriving late is harmless too.
+ */
 export async function notifyStatusChange(
+  db: Executor,
   queue: StatusQueue,
   change: { did: string; status: MemberStatus; reason: string; changeId: number },
 ): Promise<void> {
-  await queue.enqueue(
-    { did: change.did, status: change.status, reason: change.reason.slice(0, 1000), changeId: change.changeId },
-    { jobId: statusJobId(change.changeId) },
-  )
+  // Bounded: while Redis is away bullmq waits for it indefinitely, and the outbox covers us.
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([
+    queue.enqueue(
+      { did: change.did, status: change.status, reason: change.reason.slice(0, 1000), changeId: change.changeId },
+      { jobId: statusJobId(change.changeId) },
+    ),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('Redis did not take the event in time')), ENQUEUE_TIMEOUT_MS)
+    }),
+  ]).finally(() => clearTimeout(timer))
+  await db
+    .update(memberStatusChanges)
+    .set({ notifiedAt: new Date() })
+    .where(eq(memberStatusChanges.id, change.changeId))
+}
+
+/**
+ * Sends the events of status changes that were recorded but never reached Redis (older than
+ * `graceMs`, so a change being published right now is left to its own publisher). Returns
+ * how many it sent; one that fails again waits for the next run.
+ */
+export async function republishStatusChanges(
+  db: Executor,
+  queue: StatusQueue,
+  opts: { graceMs?: number; limit?: number } = {},
+): Promise<number> {
+  const cutoff = new Date(Date.now() - (opts.graceMs ?? 10_000))
+  const pending = await db
+    .select({
+      changeId: memberStatusChanges.id,
+      did: members.did,
+      status: memberStatusChanges.toStatus,
+      reason: memberStatusChanges.reason,
+    })
+    .from(memberStatusChanges)
+    .innerJoin(members, eq(members.id, memberStatusChanges.memberId))
+    .where(and(isNull(memberStatusChanges.notifiedAt), lt(memberStatusChanges.at, cutoff)))
+    .orderBy(memberStatusChanges.id)
+    .limit(opts.limit ?? 500)
+  let sent = 0
+  for (const change of pending) {
+    await notifyStatusChange(db, queue, change)
+    sent++
+  }
+  return sent
 }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { feedbackEvents, memberStatusChanges, members, suppressions } from '@atmos/db'
+import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
+import { closedPort } from '@atmos/testkit'
 import { eq, sql } from 'drizzle-orm'
 import {
   activeSuppression,
@@ -10,6 +12,7 @@ import {
   recordAggregateFeedback,
   recordFeedbackEvent,
   removeSuppression,
+  republishStatusChanges,
   setMemberStatus,
   statusJobId,
   suppress,
@@ -265,5 +268,30 @@ describe('member status', () => {
     const [row] = await h.db.select().from(feedbackEvents).where(eq(feedbackEvents.memberId, m.id)).limit(1)
     assert.ok(row, 'the events themselves stay on record')
     await assert.rejects(setMemberStatus(h.db, h.queue, 'did:plc:nobody', 'active', 'x', 'y'), /no member/)
+  })
+
+  it('a status event lost to a Redis outage is sent again from the outbox, once', async () => {
+    const m = await addMember(h.db, 'active')
+    // Redis refuses: the change commits, its event does not go out.
+    const down = createRedis(`redis://127.0.0.1:${await closedPort()}`, {
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+    })
+    down.on('error', () => {})
+    const deadQueue = new TypedQueue(memberStatusChanged, down, h.prefix)
+    const r = await setMemberStatus(h.db, deadQueue, m.did, 'suspended', 'complaint rate 0.4 %', 'fbl-ingest')
+    down.disconnect()
+    assert.equal(r.changed, true)
+    assert.equal(r.enqueued, false)
+    assert.equal(await h.queue.queue.getJob(statusJobId(r.changeId)), undefined)
+    const [pending] = await h.db.select().from(memberStatusChanges).where(eq(memberStatusChanges.id, r.changeId))
+    assert.equal(pending?.notifiedAt, null)
+
+    assert.equal(await republishStatusChanges(h.db, h.queue, { graceMs: 0 }), 1)
+    const job = await h.queue.queue.getJob(statusJobId(r.changeId))
+    assert.deepEqual([job?.data.did, job?.data.status], [m.did, 'suspended'])
+    const [sent] = await h.db.select().from(memberStatusChanges).where(eq(memberStatusChanges.id, r.changeId))
+    assert.ok(sent?.notifiedAt, 'marked sent')
+    assert.equal(await republishStatusChanges(h.db, h.queue, { graceMs: 0 }), 0, 'nothing left to send')
   })
 })

@@ -7,6 +7,7 @@ import {
   TypedQueue,
   type Worker,
 } from '@atmos/queues'
+import { republishStatusChanges } from '@atmos/reputation'
 import type { BaseContext, Logger } from '@atmos/runtime'
 import type { Redis } from 'ioredis'
 import type { FblIngestConfig } from '../config.ts'
@@ -71,6 +72,12 @@ export class InboundWorkers {
       queue: inbound,
       intervalMs: cfg.worker.reconcileInterval,
       logger: this.logger,
+      tasks: [
+        // Status changes whose member-status-changed event never reached Redis.
+        { name: 'status events re-sent', run: () => republishStatusChanges(db, statusQueue) },
+        // Members whose enforcement a crash may have skipped (two intervals of events, to overlap).
+        { name: 'reputation re-checked', run: () => processor.recheckRecent(2 * cfg.worker.reconcileInterval) },
+      ],
     })
     await this.reconciler.start()
     this.logger.info({ concurrency: cfg.worker.concurrency }, 'inbound workers started')

@@ -205,8 +205,21 @@ export class InboundProcessor {
     }
   }
 
+  /**
+   * Enforcement runs after the events commit, so a crash in between would skip it until the
+   * member's next event: the reconciler calls this for every member with events in the
+   * last `windowMs` (enforcement is idempotent). Returns how many members it checked.
+   */
+  async recheckRecent(windowMs: number): Promise<number> {
+    const rows = await this.deps.db.execute<{ member_id: string; did: string }>(sql`
+      select distinct e.member_id, m.did from feedback_events e join members m on m.id = e.member_id
+      where e.occurred_at > now() - make_interval(secs => ${windowMs / 1000}) and m.status = 'active'`)
+    for (const r of rows) await this.enforce({ memberId: Number(r.member_id), did: r.did })
+    return rows.length
+  }
+
   /** Recomputed after the events are committed; a member past a suspend threshold is suspended with the figures. */
-  private async enforce(a: Attribution): Promise<void> {
+  private async enforce(a: Pick<Attribution, 'memberId' | 'did'>): Promise<void> {
     const { db, statusQueue, thresholds, logger, metrics } = this.deps
     const { reputation, suspension } = await enforceReputation(db, statusQueue, a.memberId, { thresholds })
     if (suspension?.changed) {

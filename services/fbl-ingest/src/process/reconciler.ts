@@ -6,6 +6,8 @@ import { inboundJobId } from './jobs.ts'
 
 const BATCH = 1000
 
+export type ReconcileTask = { name: string; run: () => Promise<number> }
+
 /**
  * Postgres is the record and Redis keeps nothing on disk: at start and then every
  * interval, every stored message still 'received' gets its job back. A job that already
@@ -17,10 +19,19 @@ export class InboundReconciler {
   private readonly queue: TypedQueue<typeof processInbound>
   private readonly intervalMs: number
   private readonly logger: Logger
+  private readonly tasks: ReconcileTask[]
   private timer: NodeJS.Timeout | undefined
   private running: Promise<unknown> | undefined
 
-  constructor(opts: { db: Db; queue: TypedQueue<typeof processInbound>; intervalMs: number; logger: Logger }) {
+  constructor(opts: {
+    db: Db
+    queue: TypedQueue<typeof processInbound>
+    intervalMs: number
+    logger: Logger
+    /** Other follow-ups a crash or a Redis outage may have cut short, run on the same beat. */
+    tasks?: ReconcileTask[]
+  }) {
+    this.tasks = opts.tasks ?? []
     this.db = opts.db
     this.queue = opts.queue
     this.intervalMs = opts.intervalMs
@@ -68,6 +79,14 @@ export class InboundReconciler {
       after = Number(rows[rows.length - 1]!.id)
     }
     if (added) this.logger.info({ jobs: added }, 'inbound messages re-enqueued')
+    for (const task of this.tasks) {
+      // One task failing (Redis still down) must not keep the others from running.
+      const done = await task.run().catch((err: Error) => {
+        this.logger.warn({ task: task.name, err: err.message }, 'reconcile task failed; next interval retries')
+        return 0
+      })
+      if (done) this.logger.info({ task: task.name, count: done }, 'reconciled')
+    }
     return added
   }
 
