@@ -137,7 +137,13 @@ export async function startSubmission(extra: Record<string, string> = {}): Promi
     env,
     close: async () => {
       await submission.stop()
-      await closeBaseContext(ctx)
+      if (ctx.redis.status === 'ready') await closeBaseContext(ctx)
+      else {
+        // closeBaseContext's QUIT never settles while ioredis is reconnecting (redis-down test).
+        ctx.redis.disconnect()
+        await ctx.ops.stop()
+        await ctx.db.$client.end({ timeout: 5 })
+      }
       const redis = testRedis()
       await deletePrefix(redis, prefix)
       redis.disconnect()

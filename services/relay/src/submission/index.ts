@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { deliverMessage, TypedQueue } from '@atmos/queues'
-import type { BaseContext } from '@atmos/runtime'
+import { type BaseContext, withTimeout } from '@atmos/runtime'
 import { loadKeyring, readSecretFile } from '@atmos/secrets'
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server'
 import type { RelayConfig } from '../config.ts'
@@ -121,8 +121,10 @@ export class Submission {
     this.servers = []
     // close() stops accepting and waits for open connections (closeTimeout at most).
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
-    await this.deliveries?.close()
+    // bullmq waits for its connection before closing; with Redis down that is forever.
+    const deliveries = this.deliveries
     this.deliveries = undefined
+    if (deliveries) await withTimeout(deliveries.close(), 2000, 'redis').catch(() => {})
   }
 }
 
