@@ -49,7 +49,15 @@ it("the README's start command brings all five services up ready, and Ctrl-C sto
   })
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   cleanups.push(async () => {
-    if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL')
+    if (child.exitCode !== null) return
+    // The services run in process groups of their own: only the stack's own stop reaches
+    // them, so ask it first and kill its group only if it does not finish.
+    process.kill(child.pid!, 'SIGINT')
+    const stopped = await Promise.race([
+      exited.then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 20_000)),
+    ])
+    if (!stopped) process.kill(-child.pid!, 'SIGKILL')
   })
 
   const deadline = Date.now() + 90_000
