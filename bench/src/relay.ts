@@ -1,6 +1,5 @@
 // The relay declares the untyped mailauth modules it signs with in a .d.ts of its own;
 // its harness (imported below) reaches sign.ts, so this program needs that file too.
-/// <reference path="../../services/relay/src/message/signer.d.ts" />
 import { generateKeyPairSync, sign } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createPool } from '@atmos/db'

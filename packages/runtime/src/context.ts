@@ -49,5 +49,23 @@ export function createBaseContext<C extends BaseConfig>(
 /** Closes the shared clients; the last step of every service's destroy(). */
 export async function closeBaseContext(ctx: BaseContext): Promise<void> {
   await ctx.ops.stop()
-  await Promise.allSettled([ctx.db.$client.end({ timeout: 5 }), ctx.redis.quit().catch(() => ctx.redis.disconnect())])
+  await Promise.allSettled([ctx.db.$client.end({ timeout: 5 }), closeRedis(ctx.redis)])
+}
+
+/**
+ * QUIT when Redis answers; otherwise (down, reconnecting) quit() would wait for a
+ * reconnection that may never come and hold the shutdown past its timeout: disconnect.
+ */
+async function closeRedis(redis: Redis): Promise<void> {
+  if (redis.status !== 'ready') return redis.disconnect()
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([
+    redis.quit(),
+    new Promise((resolve) => {
+      timer = setTimeout(resolve, 2000)
+    }),
+  ])
+    .catch(() => {})
+    .finally(() => clearTimeout(timer))
+  if ((redis.status as string) !== 'end') redis.disconnect()
 }

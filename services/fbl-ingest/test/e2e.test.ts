@@ -1,6 +1,5 @@
 // The relay harness compiles relay sources here; their mailauth typings are an ambient .d.ts
 // that sign.ts does not reference, so only the relay's own tsconfig would find it.
-/// <reference path="../../relay/src/message/signer.d.ts" />
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { createPool, type Pool } from '@atmos/db'

@@ -18,10 +18,11 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from '@atmos/config'
 import { createDb, type Db } from '@atmos/db'
 import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
+import { notifyStatusChange, setMemberStatus } from '@atmos/reputation'
 import { createKeyringFile, createSecretFile, dkimTxtRecord, loadKeyring } from '@atmos/secrets'
 import { type RelayConfig, relayConfigSchema } from './config.ts'
 import { activePoolKey, createDkimKey } from './members/keys.ts'
-import { addMember, changeStatus, listMembers, rotatePassword } from './members/store.ts'
+import { addMember, listMembers, memberDid, operatorActor, rotatePassword } from './members/store.ts'
 
 const EX_USAGE = 64
 const EX_TEMPFAIL = 75
@@ -105,19 +106,8 @@ async function membersCommand(config: RelayConfig, db: Db, args: string[]) {
     })
     const who = positionals[0]
     if (!who || !values.reason) throw new UsageError(`usage: relay members ${sub} <did|domain> --reason REASON`)
-    const change = await changeStatus(db.$client, who, sub === 'suspend' ? 'suspended' : 'active', values.reason)
-    console.log(
-      change.changed
-        ? `${change.did}: ${change.from} → ${change.to} (change ${change.changeId})`
-        : `${change.did} is already ${change.to}; notifying the labeler again`,
-    )
-    if (!change.changeId) throw new Error(`${change.did} has no status history to notify the labeler of`)
-    return notifyLabeler(config, {
-      did: change.did,
-      status: change.to,
-      reason: values.reason,
-      changeId: change.changeId,
-    })
+    const did = await memberDid(db.$client, who)
+    return changeStatus(config, db, did, sub === 'suspend' ? 'suspended' : 'active', values.reason)
   }
   if (sub === 'rotate-password') {
     const who = rest[0]
@@ -131,29 +121,47 @@ async function membersCommand(config: RelayConfig, db: Db, args: string[]) {
   throw new UsageError('usage: relay members add|list|suspend|reinstate|rotate-password …')
 }
 
-/** The change is committed already; if Redis is unreachable the operator is told to rerun. */
-async function notifyLabeler(
+/**
+ * Records the change and tells the labeler (member-status-changed) in one step of
+ * @atmos/reputation, the same as fbl-ingest's suspensions. If Redis is unreachable the
+ * change stands and its event waits in the outbox: fbl-ingest's reconciler sends it, or
+ * the operator runs the command again (which re-sends it at once).
+ */
+async function changeStatus(
   config: RelayConfig,
-  payload: { did: string; status: 'active' | 'suspended'; reason: string; changeId: number },
-) {
+  db: Db,
+  did: string,
+  to: 'active' | 'suspended',
+  reason: string,
+): Promise<number> {
   const redis = createRedis(config.redis.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false })
   redis.on('error', () => {})
   const queue = new TypedQueue(memberStatusChanged, redis, config.redis.prefix)
   try {
-    await redis.ping().catch(async () => {
-      await new Promise((r) => setTimeout(r, 1000))
-      await redis.ping()
-    })
-    await queue.enqueue(payload, { jobId: `status-change-${payload.changeId}` })
-    console.log(`labeler notified (member-status-changed, change ${payload.changeId})`)
-    return 0
-  } catch (err) {
+    await redis.ping().catch(() => new Promise((r) => setTimeout(r, 1000)))
+    const change = await setMemberStatus(db, queue, did, to, reason, operatorActor())
+    if (change.changed) console.log(`${did}: ${change.from} → ${change.to} (change ${change.changeId})`)
+    else {
+      if (!change.changeId) throw new Error(`${did} has no status history to notify the labeler of`)
+      console.log(`${did} is already ${to}; notifying the labeler again`)
+    }
+    const sent =
+      change.enqueued ||
+      (!change.changed &&
+        (await notifyStatusChange(db, queue, { did, status: to, reason, changeId: change.changeId }).then(
+          () => true,
+          () => false,
+        )))
+    if (sent) {
+      console.log(`labeler notified (member-status-changed, change ${change.changeId})`)
+      return 0
+    }
     console.error(
-      `status recorded, but the labeler was not notified (${(err as Error).message}); run the command again`,
+      'status recorded, but Redis did not take the event: fbl-ingest will re-send it, or run the command again',
     )
     return EX_TEMPFAIL
   } finally {
-    await queue.close().catch(() => {})
+    await Promise.race([queue.close().catch(() => {}), new Promise((r) => setTimeout(r, 1000))])
     redis.disconnect()
   }
 }

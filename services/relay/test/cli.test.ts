@@ -160,9 +160,14 @@ describe('relay operator commands', () => {
       ATMOS_REDIS_URL: 'redis://127.0.0.1:9/0',
     })
     assert.equal(res.code, 75, res.out + res.err)
-    assert.match(res.err, /status recorded, but the labeler was not notified/)
+    assert.match(res.err, /status recorded, but Redis did not take the event: fbl-ingest will re-send it/)
     const [m] = await sql`select status from members where did = ${DID}`
     assert.equal(m!.status, 'suspended')
+    // The event waits in the outbox for fbl-ingest's reconciler.
+    const [change] = await sql`
+      select c.notified_at from member_status_changes c join members m on m.id = c.member_id
+      where m.did = ${DID} order by c.id desc limit 1`
+    assert.equal(change!.notified_at, null)
   })
 
   it('rotate-password prints a new password once and the old one stops working', async () => {

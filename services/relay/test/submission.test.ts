@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { createDb } from '@atmos/db'
 import {
   MEMBER_DID_HEADER,
   REFERENCE_HEADER,
@@ -7,12 +8,12 @@ import {
   readMessageToken,
   readVerpAddress,
 } from '@atmos/mail-feedback'
-import { deliverMessage, TypedQueue } from '@atmos/queues'
+import { deliverMessage, memberStatusChanged, TypedQueue } from '@atmos/queues'
+import { setMemberStatus } from '@atmos/reputation'
 import { readSecretFile } from '@atmos/secrets'
 import { closedPort, TestDnsServer, testRedis } from '@atmos/testkit'
 import { authenticate } from 'mailauth'
 import type { AddedMember } from '../src/members/store.ts'
-import { changeStatus } from '../src/members/store.ts'
 import { fieldValue, parseMessage } from '../src/message/headers.ts'
 import {
   BOUNCE_DOMAIN,
@@ -384,13 +385,19 @@ describe('relay submission', () => {
   it('refuses a suspended member at MAIL FROM, and takes it back once reinstated', async () => {
     const carol = await createMember(h, 'carol.example')
     const msg = rfc822({ From: 'carol@carol.example', To: 'a@dest.example' }, 'x\r\n')
-    await changeStatus(h.sql, carol.did, 'suspended', 'complaint rate 0.9%')
+    const db = createDb({ url: h.db.url, poolMax: 1 })
+    const queue = new TypedQueue(memberStatusChanged, h.ctx.redis, h.prefix)
+    const changeStatus = (to: 'active' | 'suspended', why: string) =>
+      setMemberStatus(db, queue, carol.did, to, why, 'operator:test')
+    await changeStatus('suspended', 'complaint rate 0.9%')
     const err = await refusal(submitRaw(h.port, carol, { from: 'carol@carol.example', to: ['a@dest.example'] }, msg))
     assert.equal(err.responseCode, 550)
     assert.match(err.response ?? '', /^550 5\.7\.1 carol\.example is suspended from the relay: complaint rate 0\.9%/)
-    await changeStatus(h.sql, carol.did, 'active', 'reviewed')
+    await changeStatus('active', 'reviewed')
     const ok = await submitRaw(h.port, carol, { from: 'carol@carol.example', to: ['a@dest.example'] }, msg)
     assert.match(ok.response, /^250 /)
+    await queue.close()
+    await db.$client.end()
   })
 
   it('refuses a member without a current verified-mail-operator label (none, negated, expired)', async () => {

@@ -1,27 +1,7 @@
-import { createRequire } from 'node:module'
 import type { BaseContext } from '@atmos/runtime'
+import * as prom from 'prom-client'
 
-// prom-client is a dependency of @atmos/runtime (which owns the registry), not of the
-// relay; it is loaded from there so that metrics register into the same registry class.
-// (When the relay lists prom-client itself, this becomes a plain import.)
-type Labels = Record<string, string>
 type Registry = BaseContext['metrics']
-type MetricConfig = { name: string; help: string; labelNames?: string[]; registers: Registry[] }
-interface Counter {
-  inc(labels?: Labels, value?: number): void
-}
-interface Gauge {
-  set(labels: Labels, value: number): void
-}
-interface Histogram {
-  observe(labels: Labels, value: number): void
-}
-type PromClient = {
-  Counter: new (cfg: MetricConfig) => Counter
-  Gauge: new (cfg: MetricConfig) => Gauge
-  Histogram: new (cfg: MetricConfig & { buckets: number[] }) => Histogram
-}
-const prom = createRequire(import.meta.resolve('@atmos/runtime'))('prom-client') as PromClient
 
 export type DeliveryMetrics = ReturnType<typeof createDeliveryMetrics>
 

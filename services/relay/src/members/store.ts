@@ -94,37 +94,9 @@ export type StatusChange = {
   changed: boolean
 }
 
-/**
- * Moves a member to `to` and records why, in one transaction. Asking for the status the
- * member has already changes nothing and returns the change that put it there.
- */
-export async function changeStatus(
-  sql: Pool,
-  who: string,
-  to: 'active' | 'suspended',
-  reason: string,
-  actor = operatorActor(),
-): Promise<StatusChange> {
-  if (!reason.trim()) throw new MemberError('a status change needs a reason')
-  return sql.begin(async (tx) => {
-    const m = await findMember(tx as unknown as Pool, who, true)
-    if (m.status === to) {
-      const [last] = await tx<{ id: number }[]>`
-        select id::int as id from member_status_changes where member_id = ${m.id} order by id desc limit 1`
-      return { changeId: last?.id ?? 0, did: m.did, from: m.status, to, changed: false }
-    }
-    // Warming starts at the first activation and is not restarted by a reinstatement.
-    await tx`
-      update members set status = ${to}, status_reason = ${reason}, updated_at = now(),
-        suspended_at = ${to === 'suspended' ? tx`now()` : null},
-        activated_at = coalesce(activated_at, ${to === 'active' ? tx`now()` : null})
-      where id = ${m.id}`
-    const [change] = await tx<{ id: number }[]>`
-      insert into member_status_changes (member_id, from_status, to_status, reason, actor)
-      values (${m.id}, ${m.status}, ${to}, ${reason}, ${actor})
-      returning id::int as id`
-    return { changeId: change!.id, did: m.did, from: m.status, to, changed: true }
-  })
+/** The DID of the member named by DID or domain (status changes go through @atmos/reputation). */
+export async function memberDid(sql: Pool, who: string): Promise<string> {
+  return (await findMember(sql, who)).did
 }
 
 /** Replaces the member's password: the old one stops working at once. Returns the new one (shown once). */
@@ -141,6 +113,6 @@ export async function rotatePassword(sql: Pool, who: string): Promise<{ username
   return { username: m.domain, password }
 }
 
-function operatorActor(): string {
+export function operatorActor(): string {
   return `operator:${process.env.USER ?? process.env.LOGNAME ?? 'cli'}`
 }

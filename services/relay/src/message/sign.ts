@@ -1,3 +1,4 @@
+/// <reference path="./signer.d.ts" />
 import type { DKIMSignOptions } from 'mailauth'
 import { DkimSigner } from 'mailauth/lib/dkim/dkim-signer.js'
 import { writeToStream } from 'mailauth/lib/tools.js'

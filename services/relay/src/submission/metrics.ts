@@ -1,51 +1,29 @@
 import type { BaseContext } from '@atmos/runtime'
+import { Counter } from 'prom-client'
 
 type Registry = BaseContext['metrics']
-type RegisteredMetric = Parameters<Registry['registerMetric']>[0]
 
 /**
- * A counter with labels, registered on the service's prom-client registry. The relay
- * does not depend on prom-client itself (only @atmos/runtime does), so this implements
- * the registry's metric interface (`name`, `help`, `type`, `get()`) directly; swap it
- * for prom-client's Counter once the relay lists prom-client as a dependency.
+ * A prom-client counter that also reads back synchronously (tests and benchmarks assert
+ * on refusals by reason right after a session).
  */
 export class LabelledCounter<L extends string = never> {
-  readonly name: string
-  readonly help: string
-  readonly type = 'counter'
-  readonly aggregator = 'sum'
-  private readonly values = new Map<string, { labels: Record<string, string>; value: number }>()
+  private readonly counter: Counter<string>
+  private readonly values = new Map<string, number>()
 
-  constructor(registry: Registry, name: string, help: string) {
-    this.name = name
-    this.help = help
-    registry.registerMetric(this as unknown as RegisteredMetric)
+  constructor(registry: Registry, name: string, help: string, labelNames: readonly L[] = []) {
+    this.counter = new Counter({ name, help, labelNames: [...labelNames], registers: [registry] })
   }
 
   inc(labels: Record<L, string> = {} as Record<L, string>, by = 1): void {
+    this.counter.inc(labels as Record<string, string>, by)
     const key = JSON.stringify(Object.entries(labels).sort())
-    const entry = this.values.get(key) ?? { labels: { ...(labels as Record<string, string>) }, value: 0 }
-    entry.value += by
-    this.values.set(key, entry)
+    this.values.set(key, (this.values.get(key) ?? 0) + by)
   }
 
-  /** The current value for a label set (tests and benchmarks read it). */
+  /** The current value for a label set. */
   value(labels: Record<L, string> = {} as Record<L, string>): number {
-    return this.values.get(JSON.stringify(Object.entries(labels).sort()))?.value ?? 0
-  }
-
-  get() {
-    return {
-      name: this.name,
-      help: this.help,
-      type: this.type,
-      aggregator: this.aggregator,
-      values: [...this.values.values()].map((v) => ({ labels: v.labels, value: v.value })),
-    }
-  }
-
-  reset(): void {
-    this.values.clear()
+    return this.values.get(JSON.stringify(Object.entries(labels).sort())) ?? 0
   }
 }
 
@@ -91,6 +69,7 @@ export function submissionMetrics(registry: Registry): SubmissionMetrics {
       registry,
       'atmos_relay_submissions_refused_total',
       'Submission commands refused, by reason',
+      ['reason'],
     ),
   }
 }
