@@ -99,7 +99,10 @@ async function windowFigures(
            count(*) filter (where type = 'soft_bounce') as soft
     from feedback_events
     where ${member('member_id')} and member_id is not null
-      and occurred_at > ${from}::timestamptz and occurred_at <= ${to}::timestamptz`)
+      and occurred_at > ${from}::timestamptz and occurred_at <= ${to}::timestamptz
+      -- Events attributed only by unsigned header claims are kept on record but never
+      -- count: anyone can write X-Atmos-Member-Did into a forged report.
+      and coalesce((details->>'verified')::boolean, true)`)
   // An aggregate period counts in every window it overlaps: providers report by day.
   const [aggregate] = await db.execute<{ complaints: string | null; rate: string | null }>(sql`
     select sum(complaint_rate * volume) filter (where volume is not null) as complaints,

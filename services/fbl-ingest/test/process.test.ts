@@ -10,6 +10,7 @@ import {
   quarantinedReports,
   suppressions,
 } from '@atmos/db'
+import { computeReputation } from '@atmos/reputation'
 import { and, eq, isNull } from 'drizzle-orm'
 import type { FblIngestService } from '../src/service.ts'
 import {
@@ -168,6 +169,31 @@ describe('processing inbound reports', () => {
     const details = event?.details as { attributedBy: string; conflicts: string[] }
     assert.equal(details.attributedBy, 'reference')
     assert.match(details.conflicts.join(), new RegExp(bystander.did))
+  })
+
+  it('reports attributed only by unsigned headers are recorded, but neither suppress nor count toward suspension', async () => {
+    const victim = await addMember(h.db)
+    await deliveredVolume(h, victim, 200)
+    // Forged: anyone can write a member's DID into a report; there is no token of ours in it.
+    for (let i = 0; i < 5; i++) {
+      const row = await deliver(
+        `fbl@${POOL_DOMAIN}`,
+        arf({
+          to: `fbl@${POOL_DOMAIN}`,
+          originalRcptTo: `target${i}@remote.example`,
+          returnedHeaders: `X-Atmos-Member-Did: ${victim.did}`,
+        }),
+      )
+      const [event] = await eventsOf(row.id)
+      assert.equal(event?.type, 'complaint')
+      assert.equal(event?.memberId, victim.id, 'kept on record against the member it names')
+      assert.equal((event!.details as { verified: boolean }).verified, false)
+      assert.equal(await standing(victim.id, `target${i}@remote.example`), undefined, 'no suppression')
+    }
+    const rep = await computeReputation(h.db, victim.id)
+    assert.equal(rep.windows['24h'].complaints, 0, '5 unsigned complaints in 200 would be 2.5 %: none count')
+    const [m] = await h.db.select().from(members).where(eq(members.id, victim.id))
+    assert.equal(m?.status, 'active')
   })
 
   it('complaints past the threshold suspend the member, record why and enqueue memberStatusChanged', async () => {

@@ -128,7 +128,8 @@ export class InboundProcessor {
         source: 'arf',
         reasonClass: 'feedback',
         details: { ...base.details, ...(t.reported && t.reported !== t.recipient ? { reported: t.reported } : {}) },
-        suppress: t.recipient ? ('complaint' as const) : null,
+        // Only a signed token (ours, unforgeable) may suppress; unsigned claims are recorded only.
+        suppress: t.recipient && a.verified ? ('complaint' as const) : null,
       }))
     }
     // Only a failure is a bounce: a delayed DSN says the remote is still trying.
@@ -151,8 +152,9 @@ export class InboundProcessor {
           ...(r.remoteMta ? { remoteMta: r.remoteMta } : {}),
           ...(t.reported && t.reported !== t.recipient ? { reported: t.reported } : {}),
         },
-        // A policy block or spam rejection speaks of the sender, not the address: no suppression.
-        suppress: r.hard && t.recipient ? ('hard_bounce' as const) : null,
+        // A policy block or spam rejection speaks of the sender, not the address: no suppression;
+        // nor does a report attributed only by unsigned headers.
+        suppress: r.hard && t.recipient && a.verified ? ('hard_bounce' as const) : null,
       }
     })
   }

@@ -51,7 +51,10 @@ export class RecipientDelivery {
     }
     const now = await spool.now()
     if (message.expiresAt <= now) {
-      await this.record(message, r, undefined, { state: 'expired', bounce: this.expiry(message, r, undefined) })
+      // Expired before this attempt began (a retry due after the deadline): the bounce
+      // reports the last reply an earlier attempt got, as a DSN's diagnostic would.
+      const last = await spool.lastAttempt(r.id)
+      await this.record(message, r, undefined, { state: 'expired', bounce: this.expiry(message, r, last) })
       return
     }
 

@@ -136,6 +136,36 @@ export class DeliverySpool {
   }
 
   /** The database's clock, which leases and expiry are measured by. */
+  /** The recipient's latest recorded attempt: what an expiry bounce reports as the last reply. */
+  async lastAttempt(recipientId: number): Promise<AttemptRecord | undefined> {
+    const [row] = await this.sql<
+      {
+        started_at: number
+        duration_ms: number | null
+        mx_host: string | null
+        mx_address: string | null
+        reply_code: number | null
+        enhanced_status: string | null
+        reply: string | null
+        outcome: AttemptRecord['outcome']
+      }[]
+    >`
+      select (extract(epoch from started_at) * 1000)::float8 as started_at, duration_ms, mx_host, mx_address,
+             reply_code, enhanced_status, reply, outcome
+      from delivery_attempts where recipient_id = ${recipientId} order by id desc limit 1`
+    if (!row) return undefined
+    return {
+      startedAt: new Date(row.started_at),
+      durationMs: row.duration_ms ?? 0,
+      mxHost: row.mx_host ?? undefined,
+      mxAddress: row.mx_address ?? undefined,
+      replyCode: row.reply_code ?? undefined,
+      enhancedStatus: row.enhanced_status ?? undefined,
+      reply: row.reply ?? '',
+      outcome: row.outcome,
+    }
+  }
+
   async now(): Promise<Date> {
     const [row] = await this.sql<{ now: number }[]>`select (extract(epoch from now()) * 1000)::float8 as now`
     return row ? new Date(row.now) : new Date()
