@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { loadConfig } from '@atmos/config'
 import { createDb } from '@atmos/db'
 import {
   MEMBER_DID_HEADER,
@@ -10,11 +11,15 @@ import {
 } from '@atmos/mail-feedback'
 import { deliverMessage, memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { setMemberStatus } from '@atmos/reputation'
+import { closeBaseContext, createBaseContext, createLogger } from '@atmos/runtime'
 import { readSecretFile } from '@atmos/secrets'
 import { closedPort, TestDnsServer, testRedis } from '@atmos/testkit'
 import { authenticate } from 'mailauth'
+import { relayConfigSchema } from '../src/config.ts'
 import type { AddedMember } from '../src/members/store.ts'
 import { fieldValue, parseMessage } from '../src/message/headers.ts'
+import { Submission } from '../src/submission/index.ts'
+import { eventually } from './delivery-helpers.ts'
 import {
   BOUNCE_DOMAIN,
   createMember,
@@ -532,6 +537,45 @@ describe('relay submission', () => {
       assert.match(conns[3]!.auth, /^454 4\.7\.0 dave\.example already holds 3 connections \(at most 3\); retry later/)
     } finally {
       for (const c of conns) c.dialog.close()
+    }
+  })
+
+  it("counts a member's connections across relay replicas, and frees a slot when a connection closes", async () => {
+    // A second replica: same database, same Redis prefix, its own port.
+    const config = loadConfig(relayConfigSchema, {
+      env: { ...h.env, ATMOS_RELAY_SUBMISSION_PORT: '0', ATMOS_RELAY_SUBMISSION_TLS_PORT: '0' },
+    })
+    const ctx = createBaseContext('relay', config, { logger: createLogger('relay', 'silent') })
+    const replica = new Submission(ctx)
+    await replica.start()
+    const open = async (port: number, m: AddedMember) => {
+      const { dialog } = await SmtpDialog.open(port)
+      await dialog.send('EHLO c.example')
+      await dialog.starttls()
+      await dialog.send('EHLO c.example')
+      return { dialog, auth: await dialog.login(m.username, m.password) }
+    }
+    const fay = await createMember(h, 'fay.example')
+    const other = replica.addresses.starttls!.port
+    const conns = [await open(h.port, fay), await open(h.port, fay), await open(other, fay), await open(other, fay)]
+    try {
+      assert.deepEqual(
+        conns.map((c) => c.auth.slice(0, 3)),
+        ['235', '235', '235', '454'],
+        'at most 3 across both replicas',
+      )
+      conns[0]!.dialog.close()
+      const again = await eventually(async () => {
+        const c = await open(other, fay)
+        if (c.auth.startsWith('235')) return c
+        c.dialog.close()
+        return undefined
+      })
+      conns.push(again)
+    } finally {
+      for (const c of conns) c.dialog.close()
+      await replica.stop()
+      await closeBaseContext(ctx)
     }
   })
 

@@ -70,6 +70,24 @@ const acquire = new Script(ACQUIRE)
 const renew = new Script(RENEW)
 const takeToken = new Script(TAKE_TOKEN)
 
+/**
+ * A counting semaphore whose slots are leases, for other limits shared across processes
+ * (a member's submission connections): the same scripts as the sites', without slow-down.
+ */
+export const leasedSlots = {
+  /** Takes a slot of `key` when fewer than `limit` are held. */
+  async acquire(redis: Redis, key: string, token: string, limit: number, leaseMs: number): Promise<boolean> {
+    // The slow-down key of a site; here one that never exists.
+    return (await acquire.run(redis, [key, `${key}:never`], [token, limit, leaseMs, limit])) === 1
+  },
+  async renew(redis: Redis, key: string, token: string, leaseMs: number): Promise<boolean> {
+    return (await renew.run(redis, [key], [token, leaseMs])) === 1
+  },
+  async release(redis: Redis, key: string, token: string): Promise<void> {
+    await redis.zrem(key, token)
+  },
+}
+
 export type SlowDown = { forMs: number; connections: number; ratePerSecond: number }
 
 export class SiteLimiter {

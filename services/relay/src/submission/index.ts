@@ -6,6 +6,7 @@ import { SMTPServer, type SMTPServerOptions } from 'smtp-server'
 import type { RelayConfig } from '../config.ts'
 import { SigningKeys } from '../members/keys.ts'
 import { AuthGuard } from './auth-guard.ts'
+import { MemberConnections } from './member-connections.ts'
 import { type SubmissionMetrics, submissionMetrics } from './metrics.ts'
 import { Reply, SubmissionHandlers } from './session.ts'
 
@@ -42,6 +43,13 @@ export class Submission {
         concurrency: sub.authConcurrencyPerIp,
         windowMs: sub.authFailureWindow,
         onRedisError: (err) => logger.warn({ err: err.message }, 'auth back-off unavailable (redis)'),
+      }),
+      memberConnections: new MemberConnections({
+        redis: this.ctx.redis,
+        prefix: config.redis.prefix,
+        // Renewed every third of it while the connection is open; a dead replica's slots lapse.
+        leaseMs: Math.max(30_000, sub.socketTimeout),
+        onRedisError: (err) => logger.warn({ err: err.message }, 'member connection count unavailable (redis)'),
       }),
       keys: new SigningKeys(this.ctx.db.$client, keyring),
       deliveries: this.deliveries,

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
 import type { Pool } from '@atmos/db'
 import { messageToken, verpAddress } from '@atmos/mail-feedback'
 import type { deliverMessage, TypedQueue } from '@atmos/queues'
@@ -19,6 +20,7 @@ import { HeaderPolicyError, prepareMessage } from '../message/rewrite.ts'
 import { signMessage } from '../message/sign.ts'
 import type { AuthGuard } from './auth-guard.ts'
 import type { SubmissionConfig } from './config.ts'
+import type { MemberConnections } from './member-connections.ts'
 import type { RefusalReason, SubmissionMetrics } from './metrics.ts'
 import { OverCapError, spoolMessage } from './spool.ts'
 import { memberStanding, VERIFIED_LABEL } from './standing.ts'
@@ -48,6 +50,7 @@ export type SubmissionDeps = {
   sql: Pool
   logger: Logger
   guard: AuthGuard
+  memberConnections: MemberConnections
   keys: SigningKeys
   deliveries: TypedQueue<typeof deliverMessage>
   metrics: SubmissionMetrics
@@ -61,8 +64,7 @@ export type SubmissionDeps = {
  */
 export class SubmissionHandlers {
   private readonly deps: SubmissionDeps
-  /** Authenticated connections per member on this process. */
-  private readonly connections = new Map<number, number>()
+  private readonly instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
   private readonly sessions = new Map<string, { user?: SessionUser; tx?: Transaction }>()
 
   constructor(deps: SubmissionDeps) {
@@ -114,17 +116,16 @@ export class SubmissionHandlers {
       this.deps.logger.info({ ip: session.remoteAddress, username: auth.username }, 'submission login failed')
       throw this.refuse(new Reply(535, '5.7.8 Authentication credentials invalid', 'bad_credentials'))
     }
-    const open = this.connections.get(cred.memberId) ?? 0
-    if (open >= this.deps.config.maxConnectionsPerMember) {
+    const limit = this.deps.config.maxConnectionsPerMember
+    if (!(await this.deps.memberConnections.acquire(cred.memberId, this.token(session), limit))) {
       throw this.refuse(
         new Reply(
           454,
-          `4.7.0 ${cred.domain} already holds ${open} connections (at most ${this.deps.config.maxConnectionsPerMember}); retry later`,
+          `4.7.0 ${cred.domain} already holds ${limit} connections (at most ${limit}); retry later`,
           'member_connections',
         ),
       )
     }
-    this.connections.set(cred.memberId, open + 1)
     const user: SessionUser = { memberId: cred.memberId, did: cred.did, domain: cred.domain, credentialId: cred.id }
     this.state(session).user = user
     void this.deps.sql`update smtp_credentials set last_used_at = now() where id = ${cred.id}`.catch(() => {})
@@ -149,9 +150,12 @@ export class SubmissionHandlers {
     const s = this.sessions.get(session.id)
     this.sessions.delete(session.id)
     if (!s?.user) return
-    const left = (this.connections.get(s.user.memberId) ?? 1) - 1
-    if (left > 0) this.connections.set(s.user.memberId, left)
-    else this.connections.delete(s.user.memberId)
+    this.deps.memberConnections.release(this.token(session))
+  }
+
+  /** This connection's slot, unique across replicas. */
+  private token(session: SMTPServerSession): string {
+    return `${this.instance}:${session.id}`
   }
 
   private user(session: SMTPServerSession): SessionUser {
