@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { inboundMessages } from '@atmos/db'
 import { verpAddress } from '@atmos/mail-feedback'
+import { testCertificate } from '@atmos/testkit'
 import { createTransport } from 'nodemailer'
 import type { FblIngestService } from '../src/service.ts'
 import { BOUNCE_DOMAIN, type Harness, harness, POOL_DOMAIN, smtpDialog, startService } from './helpers.ts'
@@ -113,31 +110,12 @@ describe('inbound SMTP recipients', () => {
   it('offers STARTTLS only when a certificate is configured', async () => {
     const plain = await smtpDialog(port, ['STARTTLS'])
     assert.match(plain[0]!, /^5\d\d /)
-    const dir = mkdtempSync(join(tmpdir(), 'atmos-fbl-tls-'))
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-keyout',
-        join(dir, 'k'),
-        '-out',
-        join(dir, 'c'),
-      ],
-      { stdio: 'ignore' },
-    )
+    const { certFile, keyFile } = testCertificate()
     const tls = await startService({
       ...h.env,
       ATMOS_FBL_INGEST_ROLES: 'smtp',
-      ATMOS_FBL_INGEST_SMTP_TLS_CERT_FILE: join(dir, 'c'),
-      ATMOS_FBL_INGEST_SMTP_TLS_KEY_FILE: join(dir, 'k'),
+      ATMOS_FBL_INGEST_SMTP_TLS_CERT_FILE: certFile,
+      ATMOS_FBL_INGEST_SMTP_TLS_KEY_FILE: keyFile,
     })
     try {
       const transport = createTransport({

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { Resolver } from 'node:dns/promises'
 import { mkdtempSync } from 'node:fs'
@@ -16,6 +16,7 @@ import {
   deletePrefix,
   TEST_REDIS_URL,
   type TestDatabase,
+  testCertificate,
   testRedis,
   testRedisPrefix,
 } from '@atmos/testkit'
@@ -33,34 +34,6 @@ export const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
  * A self-signed certificate for `localhost`, made once per test process with the
  * openssl command line (Node can read X.509 but not write it).
  */
-let cert: { certFile: string; keyFile: string } | undefined
-export function testCertificate(): { certFile: string; keyFile: string } {
-  if (cert) return cert
-  const dir = mkdtempSync(join(tmpdir(), 'atmos-relay-tls-'))
-  const certFile = join(dir, 'tls.crt')
-  const keyFile = join(dir, 'tls.key')
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-keyout',
-      keyFile,
-      '-out',
-      certFile,
-    ],
-    { stdio: 'ignore' },
-  )
-  cert = { certFile, keyFile }
-  return cert
-}
 
 /** The secret files a relay needs (KEK, token secret) in a directory of their own, and a certificate. */
 export function relayFiles(): { kekFile: string; tokenSecretFile: string; certFile: string; keyFile: string } {
