@@ -30,11 +30,6 @@ export const POOL_DOMAIN = 'pool.example'
 export const BOUNCE_DOMAIN = 'bounces.pool.example'
 export const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 
-/**
- * A self-signed certificate for `localhost`, made once per test process with the
- * openssl command line (Node can read X.509 but not write it).
- */
-
 /** The secret files a relay needs (KEK, token secret) in a directory of their own, and a certificate. */
 export function relayFiles(): { kekFile: string; tokenSecretFile: string; certFile: string; keyFile: string } {
   const dir = mkdtempSync(join(tmpdir(), 'atmos-relay-'))
