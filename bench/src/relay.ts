@@ -157,14 +157,16 @@ function rawMessage(member: Member, to: string, n: number): Buffer {
 }
 
 /**
- * A relay process (submission and delivery) taking `messages` from `connections` nodemailer
- * clients over STARTTLS + AUTH and delivering them to a loopback sink, the recipients' MX.
+ * The relay taking `messages` from `connections` nodemailer clients over STARTTLS + AUTH and
+ * delivering them to a loopback sink, the recipients' MX. `processes`: one relay process
+ * with both roles, or submission and delivery in a process each (as deployed).
  */
 export async function benchRelay(
   messages: number,
   connections: number,
-  opts: { env?: Record<string, string> } = {},
+  opts: { env?: Record<string, string>; processes?: 'one' | 'split' } = {},
 ): Promise<Figure[]> {
+  const roles = opts.processes === 'split' ? ['submission', 'delivery'] : ['submission,delivery']
   const raw = rawSigningRate(messages >= 5000 ? 3 : 1.5)
 
   const db = await createTestDatabase()
@@ -173,7 +175,7 @@ export async function benchRelay(
   const sink = new CountingSink()
   const dns = new TestDnsServer()
   const clients: Transporter[] = []
-  let relay: ServiceProcess | undefined
+  const relays: ServiceProcess[] = []
   try {
     const files = relayFiles()
     const env = submissionEnv({ databaseUrl: db.url, redisPrefix: prefix, files })
@@ -195,31 +197,34 @@ export async function benchRelay(
     await dns.start()
 
     const port = await closedPort()
-    const opsPort = await closedPort()
-    relay = new ServiceProcess(RELAY, {
-      ...env,
-      ATMOS_HTTP_PORT: String(opsPort),
-      ATMOS_RELAY_SUBMISSION_PORT: String(port),
-      ATMOS_LOG_LEVEL: 'info',
-      ATMOS_RELAY_ROLES: 'submission,delivery',
-      ATMOS_RELAY_POOL_DOMAIN: POOL_DOMAIN,
-      ATMOS_RELAY_POOL_BOUNCE_DOMAIN: BOUNCE_DOMAIN,
-      // Caps and per-member limits out of the way: this measures the relay's own speed.
-      ATMOS_RELAY_SUBMISSION_DAILY_CAP: String(10 * messages + 100_000),
-      ATMOS_RELAY_SUBMISSION_MAX_CONNECTIONS_PER_MEMBER: String(connections),
-      ATMOS_RELAY_SUBMISSION_MAX_MESSAGES_PER_CONNECTION: String(10 * messages),
-      ATMOS_RELAY_SUBMISSION_AUTH_CONCURRENCY_PER_IP: String(connections),
-      ATMOS_RELAY_DELIVERY_MX_PORT: String(mxPort),
-      ATMOS_RELAY_DELIVERY_DNS_SERVERS: '127.0.0.1',
-      ATMOS_RELAY_DELIVERY_DNS_PORT: String(dns.port),
-      // Every recipient domain shares the sink's one MX site: its limit would be the
-      // sum of many real sites' limits, so it is raised to the workers' concurrency.
-      ATMOS_RELAY_DELIVERY_SHAPING_MAX_CONNECTIONS: '50',
-      // A deferral is retried within the run instead of minutes later.
-      ATMOS_RELAY_DELIVERY_RETRY_SCHEDULE: '1s',
-      ...opts.env,
-    })
-    await untilReady(relay, `http://127.0.0.1:${opsPort}/readyz`, 30_000)
+    for (const role of roles) {
+      const opsPort = await closedPort()
+      const relay = new ServiceProcess(RELAY, {
+        ...env,
+        ATMOS_HTTP_PORT: String(opsPort),
+        ATMOS_RELAY_SUBMISSION_PORT: String(port),
+        ATMOS_LOG_LEVEL: 'info',
+        ATMOS_RELAY_ROLES: role,
+        ATMOS_RELAY_POOL_DOMAIN: POOL_DOMAIN,
+        ATMOS_RELAY_POOL_BOUNCE_DOMAIN: BOUNCE_DOMAIN,
+        // Caps and per-member limits out of the way: this measures the relay's own speed.
+        ATMOS_RELAY_SUBMISSION_DAILY_CAP: String(10 * messages + 100_000),
+        ATMOS_RELAY_SUBMISSION_MAX_CONNECTIONS_PER_MEMBER: String(connections),
+        ATMOS_RELAY_SUBMISSION_MAX_MESSAGES_PER_CONNECTION: String(10 * messages),
+        ATMOS_RELAY_SUBMISSION_AUTH_CONCURRENCY_PER_IP: String(connections),
+        ATMOS_RELAY_DELIVERY_MX_PORT: String(mxPort),
+        ATMOS_RELAY_DELIVERY_DNS_SERVERS: '127.0.0.1',
+        ATMOS_RELAY_DELIVERY_DNS_PORT: String(dns.port),
+        // Every recipient domain shares the sink's one MX site: its limit would be the
+        // sum of many real sites' limits, so it is raised to the workers' concurrency.
+        ATMOS_RELAY_DELIVERY_SHAPING_MAX_CONNECTIONS: '50',
+        // A deferral is retried within the run instead of minutes later.
+        ATMOS_RELAY_DELIVERY_RETRY_SCHEDULE: '1s',
+        ...opts.env,
+      })
+      relays.push(relay)
+      await untilReady(relay, `http://127.0.0.1:${opsPort}/readyz`, 30_000)
+    }
     for (let c = 0; c < connections; c++) {
       const member = members[c % members.length]!
       clients.push(
@@ -273,7 +278,8 @@ export async function benchRelay(
     refused = 0
     const base = sink.count
 
-    const cpu0 = cpuSeconds(relay.child.pid!)
+    const relayCpuSeconds = () => relays.map((r) => cpuSeconds(r.child.pid!))
+    const cpu0 = relayCpuSeconds()
     const pg0 = cpuSecondsOf('postgres')
     const self0 = process.cpuUsage()
     const machine0 = machineCpu()
@@ -284,7 +290,8 @@ export async function benchRelay(
     const all = await sink.reach(base + accepted, 300_000)
     const deliveredSeconds = (performance.now() - t0) / 1000
     const delivered = sink.count - base
-    const relayCpu = cpuSeconds(relay.child.pid!) - cpu0
+    const cpuEach = relayCpuSeconds().map((c, i) => c - (cpu0[i] ?? 0))
+    const relayCpu = cpuEach.reduce((a, b) => a + b, 0)
     const pgCpu = cpuSecondsOf('postgres') - pg0
     const selfUsage = process.cpuUsage(self0)
     const benchCpu = (selfUsage.user + selfUsage.system) / 1e6
@@ -293,7 +300,9 @@ export async function benchRelay(
 
     latencies.sort((a, b) => a - b)
     const deliveredRate = delivered / deliveredSeconds
-    const warnings = relay.logs.filter((l) => l.level === 'warn' || l.level === 'error' || Number(l.level) >= 40)
+    const warnings = relays
+      .flatMap((r) => r.logs)
+      .filter((l) => l.level === 'warn' || l.level === 'error' || Number(l.level) >= 40)
     const [states] = await sql<{ deferred: number; bounced: number }[]>`
       select count(*) filter (where outcome = 'deferred')::int as deferred,
              count(*) filter (where outcome = 'failed')::int as bounced
@@ -316,7 +325,7 @@ export async function benchRelay(
         name: 'relay CPU per message delivered',
         value: (relayCpu / Math.max(1, delivered)) * 1000,
         unit: 'ms',
-        note: `${(relayCpu / deliveredSeconds).toFixed(2)} cores busy; Postgres ${((pgCpu / Math.max(1, delivered)) * 1000).toFixed(2)} ms, clients and sink ${((benchCpu / Math.max(1, delivered)) * 1000).toFixed(2)} ms a message; machine ${(machineBusy * 100).toFixed(0)} % busy`,
+        note: `${(relayCpu / deliveredSeconds).toFixed(2)} cores busy${relays.length > 1 ? ` (${roles.map((r, i) => `${r} ${(((cpuEach[i] ?? 0) / Math.max(1, delivered)) * 1000).toFixed(2)} ms`).join(', ')})` : ''}; Postgres ${((pgCpu / Math.max(1, delivered)) * 1000).toFixed(2)} ms, clients and sink ${((benchCpu / Math.max(1, delivered)) * 1000).toFixed(2)} ms a message; machine ${(machineBusy * 100).toFixed(0)} % busy`,
       },
       { name: 'submission latency p50 (client, per message)', value: percentile(latencies, 50), unit: 'ms' },
       { name: 'submission latency p99 (client, per message)', value: percentile(latencies, 99), unit: 'ms' },
@@ -341,7 +350,7 @@ export async function benchRelay(
     ]
   } finally {
     await Promise.all(clients.map((c) => c.close()))
-    await relay?.stop('SIGTERM')
+    await Promise.all(relays.map((r) => r.stop('SIGTERM')))
     await sink.close()
     await dns.close()
     await sql.end({ timeout: 5 })

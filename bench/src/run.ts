@@ -7,6 +7,8 @@ import { type Figure, printFigure } from './report.ts'
 import { benchVerify } from './verify.ts'
 
 const quick = process.argv.includes('--quick')
+// `--only relay` (or labeler, verify) runs one benchmark.
+const only = process.argv[process.argv.indexOf('--only') + 1]
 console.log(
   `machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, node ${process.version}${quick ? ', quick run' : ''}`,
 )
@@ -16,6 +18,7 @@ for (const [title, run] of [
   ['verify: checks against loopback DNS', () => benchVerify(1000, 16, quick ? 3 : 10)],
   ['relay: submission over STARTTLS + AUTH, delivery to a loopback MX', () => benchRelay(quick ? 2000 : 10_000, 50)],
 ] as const) {
+  if (process.argv.includes('--only') && !title.startsWith(`${only}:`)) continue
   console.log(`\n== ${title}`)
   for (const f of await run()) {
     printFigure(f)

@@ -1,4 +1,5 @@
 export { type Clock, systemClock } from './clock.ts'
+export { Batcher } from './batch.ts'
 export {
   connectDb,
   connectRedis,

@@ -7,7 +7,7 @@ import { parseReply } from '../src/delivery/mx-connection.ts'
 import type { MxHost } from '../src/delivery/mx-routes.ts'
 import { isReputationDeferral } from '../src/delivery/reputation.ts'
 import { retryDelay } from '../src/delivery/retry-schedule.ts'
-import { SiteLimiter } from '../src/delivery/site-limiter.ts'
+import { SiteLimiter, SLOW_DOWN_RECHECK_MS } from '../src/delivery/site-limiter.ts'
 import { siteOf } from '../src/delivery/sites.ts'
 
 const redis = testRedis()
@@ -107,5 +107,24 @@ describe('delivery building blocks', () => {
     assert.equal(await limiter.messageDelay('s3'), 0, 'the first message goes at once')
     const wait = await limiter.messageDelay('s3')
     assert.ok(wait > 0 && wait <= 500, `then one every 500 ms (wait ${wait})`)
+  })
+
+  it('obeys a slow-down another process set within the recheck interval, without asking Redis per message before', async () => {
+    const slowDown = { forMs: 60_000, connections: 1, ratePerSecond: 2 }
+    const here = new SiteLimiter({ redis, prefix, leaseMs: 10_000, slowDown })
+    const elsewhere = new SiteLimiter({ redis, prefix, leaseMs: 10_000, slowDown })
+    assert.equal(await here.messageDelay('s4'), 0)
+    await elsewhere.slowDown('s4')
+    const t0 = Date.now()
+    // Within the interval this process still sends at full speed: it has not asked yet.
+    let delays = 0
+    while (Date.now() - t0 < SLOW_DOWN_RECHECK_MS + 500) {
+      if ((await here.messageDelay('s4')) > 0) break
+      delays++
+      await sleep(50)
+    }
+    const noticedAfter = Date.now() - t0
+    assert.ok(delays > 1, 'cached: several messages went before the recheck')
+    assert.ok(noticedAfter <= SLOW_DOWN_RECHECK_MS + 200, `the slow-down was obeyed after ${noticedAfter} ms`)
   })
 })

@@ -40,7 +40,8 @@ export class RecipientDelivery {
     this.d = deps
   }
 
-  async deliver(message: SpooledMessage, r: ClaimedRecipient): Promise<void> {
+  /** `now` is the database's time at the claim, which expiry is measured by. */
+  async deliver(message: SpooledMessage, r: ClaimedRecipient, now: Date): Promise<void> {
     const { spool, metrics, logger } = this.d
     if (r.lapsed > 0) {
       metrics.lapsedClaims.inc({}, r.lapsed)
@@ -49,7 +50,6 @@ export class RecipientDelivery {
         'took over a recipient whose worker died mid-attempt: it may be delivered twice',
       )
     }
-    const now = await spool.now()
     if (message.expiresAt <= now) {
       // Expired before this attempt began (a retry due after the deadline): the bounce
       // reports the last reply an earlier attempt got, as a DSN's diagnostic would.

@@ -100,12 +100,10 @@ export class Delivery {
       this.workerRedis,
       config.redis.prefix,
       async (payload) => {
-        const claimed = await this.spool.claim(payload.messageId, payload.recipientIds, cfg.claimLease)
-        if (claimed.length === 0) return { claimed: 0 }
-        const message = await this.spool.message(payload.messageId)
-        if (!message) return { claimed: 0 }
-        await Promise.all(claimed.map((r) => recipients.deliver(message, r)))
-        return { claimed: claimed.length }
+        const claim = await this.spool.claim(payload.messageId, payload.recipientIds, cfg.claimLease)
+        if (!claim) return { claimed: 0 }
+        await Promise.all(claim.recipients.map((r) => recipients.deliver(claim.message, r, claim.now)))
+        return { claimed: claim.recipients.length }
       },
       { concurrency: cfg.concurrency, lockDuration: 30_000, stalledInterval: 15_000 },
     )

@@ -68,6 +68,8 @@ export class Reconciler {
       this.metrics.reenqueued.inc({}, enqueued)
       this.logger.info({ enqueued, overdue: overdue.length }, 're-enqueued overdue recipients')
     }
+    const settled = await this.spool.settleFinished(this.intervalMs)
+    if (settled) this.logger.info({ settled }, 'marked done messages with no recipient left to try')
     const depth = await this.spool.depth()
     this.metrics.queueDepth.set({ state: 'queued' }, depth.queued)
     this.metrics.queueDepth.set({ state: 'deferred' }, depth.deferred)

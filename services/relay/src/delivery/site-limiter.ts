@@ -33,9 +33,10 @@ return 1`
 
 /**
  * KEYS: bucket, slow. ARGV: rate per second. A token bucket (burst 1) that only applies
- * while the site is slowed down: 0 to send now, else milliseconds to wait.
+ * while the site is slowed down: 0 to send now, else milliseconds to wait; -1 when the
+ * site is not slowed down at all.
  */
-const TAKE_TOKEN = `if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+const TAKE_TOKEN = `if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 ${NOW}
 local rate = tonumber(ARGV[1])
 local tokens = tonumber(redis.call('HGET', KEYS[1], 'tokens') or '1')
@@ -90,11 +91,20 @@ export const leasedSlots = {
 
 export type SlowDown = { forMs: number; connections: number; ratePerSecond: number }
 
+/**
+ * How long this process trusts that a site is not slowed down before it asks Redis again.
+ * A slow-down set by another process is obeyed this much later at worst; it saves a
+ * round trip to Redis for every message to a site in good standing, the usual case.
+ */
+export const SLOW_DOWN_RECHECK_MS = 1000
+
 export class SiteLimiter {
   private readonly redis: Redis
   private readonly prefix: string
   private readonly leaseMs: number
   private readonly slow: SlowDown
+  /** Sites seen not slowed down, until when that is trusted (see SLOW_DOWN_RECHECK_MS). */
+  private readonly notSlowUntil = new Map<string, number>()
 
   constructor(opts: { redis: Redis; prefix: string; leaseMs: number; slowDown: SlowDown }) {
     this.redis = opts.redis
@@ -124,6 +134,7 @@ export class SiteLimiter {
 
   /** The site deferred for reputation: fewer connections and a message rate for a while. */
   async slowDown(site: string): Promise<void> {
+    this.notSlowUntil.delete(site)
     await this.redis.set(this.key(site, 'slow'), '1', 'PX', this.slow.forMs)
   }
 
@@ -133,8 +144,13 @@ export class SiteLimiter {
 
   /** Milliseconds to wait before the next message to the site (0 unless it is slowed down). */
   async messageDelay(site: string): Promise<number> {
+    if ((this.notSlowUntil.get(site) ?? 0) > Date.now()) return 0
     const keys = [this.key(site, 'bucket'), this.key(site, 'slow')]
-    return takeToken.run(this.redis, keys, [this.slow.ratePerSecond])
+    const wait = await takeToken.run(this.redis, keys, [this.slow.ratePerSecond])
+    if (wait >= 0) return wait
+    if (this.notSlowUntil.size > 10_000) this.notSlowUntil.clear()
+    this.notSlowUntil.set(site, Date.now() + SLOW_DOWN_RECHECK_MS)
+    return 0
   }
 
   /** Slots of the site held now (for tests and metrics). */

@@ -1,4 +1,5 @@
 import type { Pool } from '@atmos/db'
+import { Batcher } from '@atmos/runtime'
 import { type BounceEvent, type RecordedBounce, recordBounce } from './bounce-events.ts'
 
 // The delivery side of the spool. A recipient is claimed for one attempt by a single
@@ -52,10 +53,22 @@ export type Finished = {
   bounce?: RecordedBounce
 }
 
+/** What one claim took: the due recipients, their message, and the database's time. */
+export type Claim = { message: SpooledMessage; recipients: ClaimedRecipient[]; now: Date }
+
+type ClaimRequest = { messageId: string; ids: number[] | undefined; leaseMs: number }
+type FinishRequest = {
+  r: ClaimedRecipient
+  attempt: AttemptRecord
+  finish: Extract<Finish, { state: 'delivered' | 'deferred' }>
+}
+
 export class DeliverySpool {
   private readonly sql: Pool
   private readonly maxAgeMs: number
   private readonly suppressForMs: number
+  private readonly claims = new Batcher((requests: ClaimRequest[]) => this.claimBatch(requests))
+  private readonly finishes = new Batcher((items: FinishRequest[]) => this.finishBatch(items))
 
   constructor(opts: { sql: Pool; maxAgeMs: number; suppressForMs: number }) {
     this.sql = opts.sql
@@ -63,28 +76,89 @@ export class DeliverySpool {
     this.suppressForMs = opts.suppressForMs
   }
 
-  /** Claims the message's recipients that are due (all, or only `ids`) for one attempt each. */
-  async claim(messageId: string, ids: number[] | undefined, leaseMs: number): Promise<ClaimedRecipient[]> {
-    const only = ids?.length ? ids : null
-    const rows = await this.sql<{ id: string; address: string; domain: string; attempts: number; recorded: string }[]>`
-      update message_recipients r
-      set attempts = r.attempts + 1,
-          next_attempt_at = now() + make_interval(secs => ${leaseMs / 1000}),
-          updated_at = now()
-      where r.message_id = ${messageId}
-        and (${only}::bigint[] is null or r.id = any(${only}::bigint[]))
-        and r.state in ('queued', 'deferred')
-        and (r.next_attempt_at is null or r.next_attempt_at <= now())
-      returning r.id::text, r.address, r.domain, r.attempts,
-        (select count(*) from delivery_attempts a where a.recipient_id = r.id)::text as recorded`
-    return rows.map((r) => ({
-      id: Number(r.id),
-      messageId,
-      address: r.address,
-      domain: r.domain,
-      attempt: r.attempts,
-      lapsed: Math.max(0, r.attempts - 1 - Number(r.recorded)),
-    }))
+  /**
+   * Claims the message's recipients that are due (all, or only `ids`) for one attempt each,
+   * and reads the message with them. Also returns the database's clock, which leases and
+   * expiry are measured by. Undefined when nothing was due. Concurrent claims share one
+   * statement (see Batcher).
+   */
+  claim(messageId: string, ids: number[] | undefined, leaseMs: number): Promise<Claim | undefined> {
+    return this.claims.call({ messageId, ids: ids?.length ? ids : undefined, leaseMs })
+  }
+
+  private async claimBatch(requests: ClaimRequest[]): Promise<Array<Claim | undefined>> {
+    // One row per wanted recipient, or per message when all its recipients are wanted.
+    const want = requests.flatMap((q, req) =>
+      (q.ids ?? [null]).map((rid) => ({ mid: q.messageId, rid, lease: q.leaseMs / 1000, req })),
+    )
+    const rows = await this.sql<
+      {
+        req: number
+        id: string
+        address: string
+        domain: string
+        attempts: number
+        recorded: string
+        now: number
+        memberId: string
+        returnPath: string
+        body: Buffer | null
+        receivedAt: number
+        expiresAt: number
+      }[]
+    >`
+      with want as (
+        select * from unnest(${want.map((w) => w.mid)}::text[]::uuid[], ${want.map((w) => w.rid)}::bigint[],
+                             ${want.map((w) => w.lease)}::float8[], ${want.map((w) => w.req)}::int[])
+          as w(mid, rid, lease, req)
+      ), claimed as (
+        -- A recipient two requests want is claimed once, for one of them.
+        update message_recipients r
+        set attempts = r.attempts + 1,
+            next_attempt_at = now() + make_interval(secs => w.lease),
+            updated_at = now()
+        from want w
+        where r.message_id = w.mid and (w.rid is null or r.id = w.rid)
+          and r.state in ('queued', 'deferred')
+          and (r.next_attempt_at is null or r.next_attempt_at <= now())
+        returning r.id, r.message_id, r.address, r.domain, r.attempts, w.req
+      )
+      select c.req, c.id::text, c.address, c.domain, c.attempts,
+        (select count(*) from delivery_attempts a where a.recipient_id = c.id)::text as recorded,
+        (extract(epoch from now()) * 1000)::float8 as now,
+        m.member_id::text as "memberId", m.return_path as "returnPath",
+        -- The body once a request, however many of its recipients share it.
+        case when row_number() over (partition by c.req order by c.id) = 1 then m.body end as body,
+        (extract(epoch from m.received_at) * 1000)::float8 as "receivedAt",
+        (extract(epoch from least(m.expires_at, m.received_at + make_interval(secs => ${this.maxAgeMs / 1000})))
+          * 1000)::float8 as "expiresAt"
+      from claimed c join messages m on m.id = c.message_id
+      order by c.req, c.id`
+    return requests.map((q, req) => {
+      const mine = rows.filter((r) => r.req === req)
+      const first = mine[0]
+      if (!first?.body) return undefined
+      // Epoch milliseconds: drizzle's wrapping of the pool turns timestamps into bare text.
+      return {
+        now: new Date(first.now),
+        message: {
+          id: q.messageId,
+          memberId: Number(first.memberId),
+          returnPath: first.returnPath,
+          body: first.body,
+          receivedAt: new Date(first.receivedAt),
+          expiresAt: new Date(first.expiresAt),
+        },
+        recipients: mine.map((r) => ({
+          id: Number(r.id),
+          messageId: q.messageId,
+          address: r.address,
+          domain: r.domain,
+          attempt: r.attempts,
+          lapsed: Math.max(0, r.attempts - 1 - Number(r.recorded)),
+        })),
+      }
+    })
   }
 
   /** Keeps a claim while its attempt runs; false once it was lost. */
@@ -109,33 +183,6 @@ export class DeliverySpool {
     return rows.length > 0
   }
 
-  async message(id: string): Promise<SpooledMessage | undefined> {
-    const [row] = await this.sql<
-      {
-        id: string
-        memberId: string
-        returnPath: string
-        body: Buffer
-        receivedAt: number
-        expiresAt: number
-      }[]
-    >`
-      select id, member_id::text as "memberId", return_path as "returnPath", body,
-             (extract(epoch from received_at) * 1000)::float8 as "receivedAt",
-             (extract(epoch from least(expires_at, received_at + make_interval(secs => ${this.maxAgeMs / 1000})))
-               * 1000)::float8 as "expiresAt"
-      from messages where id = ${id}`
-    if (!row) return undefined
-    // Epoch milliseconds: drizzle's wrapping of the pool turns timestamps into bare text.
-    return {
-      ...row,
-      memberId: Number(row.memberId),
-      receivedAt: new Date(row.receivedAt),
-      expiresAt: new Date(row.expiresAt),
-    }
-  }
-
-  /** The database's clock, which leases and expiry are measured by. */
   /** The recipient's latest recorded attempt: what an expiry bounce reports as the last reply. */
   async lastAttempt(recipientId: number): Promise<AttemptRecord | undefined> {
     const [row] = await this.sql<
@@ -166,18 +213,80 @@ export class DeliverySpool {
     }
   }
 
-  async now(): Promise<Date> {
-    const [row] = await this.sql<{ now: number }[]>`select (extract(epoch from now()) * 1000)::float8 as now`
-    return row ? new Date(row.now) : new Date()
+  /**
+   * Records an attempt (when one was made) and its consequence atomically: the recipient's
+   * new state, the bounce event and suppression, and the message marked done when no
+   * recipient is left to try. Fenced by the claim: a worker whose claim lapsed records its
+   * attempt but changes nothing.
+   */
+  async finish(r: ClaimedRecipient, attempt: AttemptRecord | undefined, finish: Finish): Promise<Finished> {
+    if (attempt && (finish.state === 'delivered' || finish.state === 'deferred')) {
+      return this.finishAttempt(r, attempt, finish)
+    }
+    return this.finishWithBounce(r, attempt, finish)
   }
 
   /**
-   * Records an attempt (when one was made) and its consequence in one transaction: the
-   * recipient's new state, the bounce event and suppression, and the message marked done
-   * when no recipient is left to try. Fenced by the claim: a worker whose claim lapsed
-   * records its attempt but changes nothing.
+   * The common case, delivered or deferred: concurrent finishes share one statement,
+   * committed on its own (see Batcher). "No recipient left" excludes the recipients the
+   * statement itself delivers, whose update its snapshot does not see yet; two recipients
+   * of one message finished at the same instant by separate statements can each miss the
+   * other, which the reconciler's sweep of finished messages settles.
    */
-  async finish(r: ClaimedRecipient, attempt: AttemptRecord | undefined, finish: Finish): Promise<Finished> {
+  private finishAttempt(
+    r: ClaimedRecipient,
+    attempt: AttemptRecord,
+    finish: Extract<Finish, { state: 'delivered' | 'deferred' }>,
+  ): Promise<Finished> {
+    return this.finishes.call({ r, attempt, finish })
+  }
+
+  private async finishBatch(items: FinishRequest[]): Promise<Finished[]> {
+    const col = <T>(f: (i: FinishRequest) => T) => items.map(f)
+    const [row] = await this.sql<{ applied: string[] | null; done: string[] | null }[]>`
+      with input as (
+        select * from unnest(
+          ${col((i) => i.r.id)}::bigint[], ${col((i) => i.r.attempt)}::int[], ${col((i) => i.r.messageId)}::text[]::uuid[],
+          ${col((i) => i.finish.state)}::text[],
+          ${col((i) => (i.finish.state === 'deferred' ? i.finish.retryInMs / 1000 : null))}::float8[],
+          ${col((i) => i.attempt.startedAt.toISOString())}::text[]::timestamptz[], ${col((i) => i.attempt.durationMs)}::int[],
+          ${col((i) => i.attempt.mxHost ?? null)}::text[], ${col((i) => i.attempt.mxAddress ?? null)}::text[],
+          ${col((i) => i.attempt.replyCode ?? null)}::int[], ${col((i) => i.attempt.enhancedStatus ?? null)}::text[],
+          ${col((i) => i.attempt.reply.slice(0, 2000))}::text[], ${col((i) => i.attempt.outcome)}::text[]
+        ) as i(rid, fence, mid, state, retry, started, duration, mx_host, mx_address, code, enhanced, reply, outcome)
+      ), attempt as (
+        insert into delivery_attempts
+          (recipient_id, message_id, started_at, duration_ms, mx_host, mx_address, reply_code, enhanced_status, reply, outcome)
+        select rid, mid, started, duration, mx_host, mx_address, code, enhanced, reply, outcome from input
+      ), updated as (
+        update message_recipients r
+        set state = i.state,
+            next_attempt_at = case when i.retry is null then null else now() + make_interval(secs => i.retry) end,
+            last_reply = i.reply,
+            updated_at = now()
+        from input i
+        where r.id = i.rid and r.attempts = i.fence and r.state in ('queued', 'deferred')
+        returning r.id, r.message_id, i.state
+      ), done as (
+        update messages m set state = 'done', done_at = now()
+        from updated u
+        where u.state = 'delivered' and m.id = u.message_id and m.state = 'queued'
+          and not exists (select 1 from message_recipients o
+                          where o.message_id = u.message_id and o.state in ('queued', 'deferred')
+                            and o.id not in (select d.id from updated d where d.state = 'delivered'))
+        returning m.id
+      )
+      select (select array_agg(id::text) from updated) as applied, (select array_agg(id::text) from done) as done`
+    const applied = new Set(row?.applied ?? [])
+    const done = new Set(row?.done ?? [])
+    return items.map((i) => ({
+      applied: applied.has(String(i.r.id)),
+      messageDone: applied.has(String(i.r.id)) && i.finish.state === 'delivered' && done.has(i.r.messageId),
+    }))
+  }
+
+  /** A bounce or an expiry: the event, the suppression and the state change in one transaction. */
+  private async finishWithBounce(r: ClaimedRecipient, attempt: AttemptRecord | undefined, finish: Finish) {
     return this.sql.begin(async (tx) => {
       if (attempt) {
         await tx`
@@ -212,6 +321,22 @@ export class DeliverySpool {
         returning id`
       return { applied: true, messageDone: done.length > 0, ...(bounce ? { bounce } : {}) }
     }) as Promise<Finished>
+  }
+
+  /**
+   * Marks done the messages left queued with no recipient to try, which two recipients
+   * finishing at once can leave behind (see finishAttempt). Returns how many.
+   */
+  async settleFinished(olderThanMs: number): Promise<number> {
+    // Walks the queued messages (a partial index) with one index probe each: the same
+    // order of work as finding the overdue recipients.
+    const rows = await this.sql`
+      update messages m set state = 'done', done_at = now()
+      where m.state = 'queued' and m.received_at <= now() - make_interval(secs => ${olderThanMs / 1000})
+        and not exists (select 1 from message_recipients o
+                        where o.message_id = m.id and o.state in ('queued', 'deferred'))
+      returning m.id`
+    return rows.length
   }
 
   /**

@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto'
 import type { Pool } from '@atmos/db'
 import { dkimTxtRecord, generateDkimKeyPair, type Keyring } from '@atmos/secrets'
 import type { SigningKey } from '../message/sign.ts'
@@ -91,7 +92,9 @@ export class SigningKeys {
 
   private open(row: KeyRow): SigningKey {
     const pem = this.keyring.unseal(row.kekId, row.sealed, dkimSealContext(row.domain, row.selector))
-    return { domain: row.domain, selector: row.selector, privateKey: pem.toString('utf8') }
+    const privateKey = createPrivateKey({ key: pem, format: 'pem' })
+    pem.fill(0)
+    return { domain: row.domain, selector: row.selector, privateKey }
   }
 
   private cached(id: string, load: () => Promise<SigningKey | null>): Promise<SigningKey | null> {

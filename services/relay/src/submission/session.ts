@@ -4,7 +4,7 @@ import type { Pool } from '@atmos/db'
 import { messageToken, verpAddress } from '@atmos/mail-feedback'
 import type { deliverMessage, TypedQueue } from '@atmos/queues'
 import type { Logger } from '@atmos/runtime'
-import { withTimeout } from '@atmos/runtime'
+import { Batcher, withTimeout } from '@atmos/runtime'
 import { dummyPasswordHash, verifyPassword } from '@atmos/secrets'
 import type {
   SMTPServerAddress,
@@ -23,8 +23,9 @@ import type { SubmissionConfig } from './config.ts'
 import type { MemberConnections } from './member-connections.ts'
 import type { RefusalReason, SubmissionMetrics } from './metrics.ts'
 import { OverCapError, spoolMessage } from './spool.ts'
-import { memberStanding, VERIFIED_LABEL } from './standing.ts'
-import { countingDay, dailyCapFor, recipientsSent } from './warming.ts'
+import { StandingReader, VERIFIED_LABEL } from './standing.ts'
+import { SuppressionLookup } from './suppressions.ts'
+import { countingDay, dailyCapFor } from './warming.ts'
 
 /** An SMTP reply for smtp-server's callbacks: the code, and the text with its enhanced status. */
 export class Reply extends Error {
@@ -66,9 +67,22 @@ export class SubmissionHandlers {
   private readonly deps: SubmissionDeps
   private readonly instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
   private readonly sessions = new Map<string, { user?: SessionUser; tx?: Transaction }>()
+  private readonly standing: StandingReader
+  private readonly suppressions: SuppressionLookup
+  /** Concurrent sessions' delivery jobs go to Redis together. */
+  private readonly enqueues: Batcher<string[], undefined>
 
   constructor(deps: SubmissionDeps) {
     this.deps = deps
+    this.standing = new StandingReader(deps.sql, deps.config.labelerDid)
+    this.suppressions = new SuppressionLookup(deps.sql)
+    this.enqueues = new Batcher(async (batches: string[][]) => {
+      const ids = batches.flat()
+      await deps.deliveries.enqueueBulk(
+        ids.map((messageId) => ({ payload: { messageId }, opts: { jobId: messageId } })),
+      )
+      return batches.map(() => undefined)
+    })
   }
 
   private refuse(reply: Reply): Reply {
@@ -181,7 +195,9 @@ export class SubmissionHandlers {
     if (declared > config.maxSize) {
       throw this.refuse(new Reply(552, `5.3.4 Message size exceeds the limit of ${config.maxSize} bytes`, 'oversize'))
     }
-    const standing = await memberStanding(this.deps.sql, user.memberId, config.labelerDid)
+    const now = new Date()
+    const { day, resetsAt } = countingDay(now)
+    const standing = await this.standing.read(user.memberId, day)
     if (!standing || standing.status === 'suspended') {
       throw this.refuse(
         new Reply(
@@ -213,12 +229,9 @@ export class SubmissionHandlers {
         ),
       )
     }
-    const now = new Date()
     const { cap } = dailyCapFor(standing.activatedAt, now, config.warmingTiers, config.dailyCap)
-    const { day, resetsAt } = countingDay(now)
-    const sentToday = await recipientsSent(this.deps.sql, user.memberId, day)
-    const tx = { cap, day, resetsAt, sentToday }
-    if (sentToday >= cap) throw this.refuse(overCap(user.domain, tx))
+    const tx = { cap, day, resetsAt, sentToday: standing.sentToday }
+    if (tx.sentToday >= cap) throw this.refuse(overCap(user.domain, tx))
     this.state(session).tx = tx
   }
 
@@ -226,7 +239,7 @@ export class SubmissionHandlers {
     const user = this.user(session)
     const tx = this.sessions.get(session.id)?.tx
     if (!tx) throw new Reply(503, '5.5.1 MAIL first', 'internal')
-    const { config, sql } = this.deps
+    const { config } = this.deps
     const rcpt = checkRecipient(address.address)
     if (!rcpt.ok) throw this.refuse(new Reply(553, `5.1.3 <${address.address}>: ${rcpt.reason}`, 'recipient_syntax'))
     if (session.envelope.rcptTo.length >= config.maxRecipients) {
@@ -234,11 +247,7 @@ export class SubmissionHandlers {
         new Reply(452, `4.5.3 Too many recipients: at most ${config.maxRecipients} a message`, 'too_many_recipients'),
       )
     }
-    const [suppressed] = await sql<{ reason: string; since: string }[]>`
-      select reason, to_char(created_at at time zone 'UTC', 'YYYY-MM-DD') as since from suppressions
-      where member_id = ${user.memberId} and address = ${rcpt.address.toLowerCase()} and removed_at is null
-        and (expires_at is null or expires_at > now())
-      limit 1`
+    const suppressed = await this.suppressions.find(user.memberId, rcpt.address)
     if (suppressed) {
       const why =
         suppressed.reason === 'hard_bounce'
@@ -335,13 +344,7 @@ export class SubmissionHandlers {
     logger.info({ member: user.did, messages: ids, size }, 'submission spooled')
     // Spooled is durable: the reply is 250 even when Redis is down, and the delivery
     // reconciler enqueues whatever has no job. The job id makes a re-enqueue a no-op.
-    await withTimeout(
-      this.deps.deliveries.enqueueBulk(
-        ids.map((messageId) => ({ payload: { messageId }, opts: { jobId: messageId } })),
-      ),
-      1000,
-      'redis',
-    ).catch((err: Error) =>
+    await withTimeout(this.enqueues.call(ids), 1000, 'redis').catch((err: Error) =>
       logger.warn({ err: err.message, messages: ids }, 'delivery not enqueued; the reconciler will'),
     )
     return `2.0.0 Ok: queued as ${ids[0]}${ids.length > 1 ? ` and ${ids.length - 1} more` : ''}`
