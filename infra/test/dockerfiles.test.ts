@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
@@ -84,6 +84,12 @@ describe('Dockerfiles', () => {
           .map((s) => s.args)
           .find((a) => a.startsWith('pnpm install'))!
         execFileSync('bash', ['-c', install], { cwd: ctx, stdio: 'pipe' })
+        // Our patches are applied in the image as in development (pnpm-workspace.yaml).
+        const mailauth = join(ctx, 'node_modules', '.pnpm')
+        for (const dir of readdirSync(mailauth).filter((d) => d.startsWith('mailauth@'))) {
+          const tools = readFileSync(join(mailauth, dir, 'node_modules', 'mailauth', 'lib', 'tools.js'), 'utf8')
+          assert.ok(tools.includes('instanceof crypto.KeyObject'), `${dir} is installed without our patch`)
+        }
         const run = spawnSync(process.execPath, ['src/index.ts'], {
           cwd: join(ctx, 'services', name),
           env: { PATH: process.env.PATH, ATMOS_HTTP_PORT: 'not-a-port' },
