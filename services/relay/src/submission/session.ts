@@ -22,7 +22,7 @@ import type { AuthGuard } from './auth-guard.ts'
 import type { SubmissionConfig } from './config.ts'
 import type { MemberConnections } from './member-connections.ts'
 import type { RefusalReason, SubmissionMetrics } from './metrics.ts'
-import { OverCapError, spoolMessage } from './spool.ts'
+import { OverCapError, SubmissionSpool } from './spool.ts'
 import { StandingReader, VERIFIED_LABEL } from './standing.ts'
 import { SuppressionLookup } from './suppressions.ts'
 import { countingDay, dailyCapFor } from './warming.ts'
@@ -69,6 +69,7 @@ export class SubmissionHandlers {
   private readonly sessions = new Map<string, { user?: SessionUser; tx?: Transaction }>()
   private readonly standing: StandingReader
   private readonly suppressions: SuppressionLookup
+  private readonly spool: SubmissionSpool
   /** Concurrent sessions' delivery jobs go to Redis together. */
   private readonly enqueues: Batcher<string[], undefined>
 
@@ -76,6 +77,7 @@ export class SubmissionHandlers {
     this.deps = deps
     this.standing = new StandingReader(deps.sql, deps.config.labelerDid)
     this.suppressions = new SuppressionLookup(deps.sql)
+    this.spool = new SubmissionSpool(deps.sql)
     this.enqueues = new Batcher(async (batches: string[][]) => {
       const ids = batches.flat()
       await deps.deliveries.enqueueBulk(
@@ -268,7 +270,7 @@ export class SubmissionHandlers {
 
   async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const user = this.user(session)
-    const { config, sql, keys, pool, logger } = this.deps
+    const { config, keys, pool, logger } = this.deps
     const chunks: Buffer[] = []
     let size = 0
     for await (const chunk of stream as AsyncIterable<Buffer>) {
@@ -326,7 +328,7 @@ export class SubmissionHandlers {
 
     let ids: string[]
     try {
-      ids = await spoolMessage(sql, {
+      ids = await this.spool.spool({
         memberId: user.memberId,
         envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
         messageIdHeader: prepared.messageIdHeader,
