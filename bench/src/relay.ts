@@ -315,7 +315,7 @@ export async function benchRelay(
         note: `${accepted} of ${messages} in ${acceptedSeconds.toFixed(1)} s${refused ? `, ${refused} refused: ${firstRefusal.slice(0, 120)}` : ''}${warmRefused ? `, ${warmRefused} refused in warm-up` : ''}`,
       },
       {
-        name: 'delivered to the sink',
+        name: 'delivered to the sink (end to end, clients and sink on the same cores)',
         value: deliveredRate,
         unit: 'messages/s',
         target: { op: '>=', value: KUMO_PER_SECOND },
@@ -326,6 +326,16 @@ export async function benchRelay(
         value: (relayCpu / Math.max(1, delivered)) * 1000,
         unit: 'ms',
         note: `${(relayCpu / deliveredSeconds).toFixed(2)} cores busy${relays.length > 1 ? ` (${roles.map((r, i) => `${r} ${(((cpuEach[i] ?? 0) / Math.max(1, delivered)) * 1000).toFixed(2)} ms`).join(', ')})` : ''}; Postgres ${((pgCpu / Math.max(1, delivered)) * 1000).toFixed(2)} ms, clients and sink ${((benchCpu / Math.max(1, delivered)) * 1000).toFixed(2)} ms a message; machine ${(machineBusy * 100).toFixed(0)} % busy`,
+      },
+      {
+        // The clients and the sink take a good share of this machine's cores, which an MTA
+        // benchmark such as KumoMTA's runs elsewhere: this is what two CPUs given to the
+        // relay and its Postgres alone would carry at the CPU cost measured in this run.
+        name: 'two CPUs at the relay’s and Postgres’ cost per message',
+        value: 2 / ((relayCpu + pgCpu) / Math.max(1, delivered)),
+        unit: 'messages/s',
+        target: { op: '>=', value: KUMO_PER_SECOND },
+        note: `2 s of CPU ÷ ${(((relayCpu + pgCpu) / Math.max(1, delivered)) * 1000).toFixed(2)} ms a message`,
       },
       { name: 'submission latency p50 (client, per message)', value: percentile(latencies, 50), unit: 'ms' },
       { name: 'submission latency p99 (client, per message)', value: percentile(latencies, 99), unit: 'ms' },
