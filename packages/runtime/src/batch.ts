@@ -42,7 +42,7 @@ export class Batcher<I, O> {
           for (const b of batch) b.reject(err)
           return
         }
-        batch.forEach((b, i) => b.resolve(outputs[i] as O))
+        for (const [i, b] of batch.entries()) b.resolve(outputs[i] as O)
       },
       (err: unknown) => {
         if (batch.length === 1) {

@@ -1,5 +1,5 @@
-export { type Clock, systemClock } from './clock.ts'
 export { Batcher } from './batch.ts'
+export { type Clock, systemClock } from './clock.ts'
 export {
   connectDb,
   connectRedis,

@@ -65,12 +65,12 @@ describe('submission spool, group commit', () => {
       request(b, ['y3@r.test'], 10),
     ]
     const results = await Promise.all(reqs.map((r) => spool.spool(r)))
-    results.forEach((ids, i) =>
+    for (const [i, ids] of results.entries()) {
       assert.deepEqual(
         ids,
         reqs[i]!.copies.map((c) => c.id),
-      ),
-    )
+      )
+    }
     assert.deepEqual(await volume(a), { recipients: 3, messages: 3 })
     assert.deepEqual(await volume(b), { recipients: 3, messages: 2 })
     assert.deepEqual(await volume(c), { recipients: 1, messages: 1 })
