@@ -66,6 +66,27 @@ function contextFor(human: string, address: string): string {
   return rest.slice(0, Math.max(end, Math.min(rest.length, 600)))
 }
 
+/**
+ * Sendmail writes only the first line of a multi-line reply (`552-5.7.0 … a potential`) into
+ * Diagnostic-Code; its transcript has the rest (`<<< 552-5.7.0 security issue …`).
+ */
+function completeReply(diagnostic: string, human: string): string {
+  const first = /^\s*([45]\d\d)-(.*)$/.exec(diagnostic)
+  if (!first) return diagnostic
+  const code = first[1]!
+  const lines = human.split('\n')
+  const at = lines.findIndex((l) => l.replace(/^\s*(<<<\s*)?/, '').trim() === diagnostic.trim())
+  if (at < 0) return diagnostic
+  const more: string[] = []
+  for (const line of lines.slice(at + 1)) {
+    const m = new RegExp(`^\\s*(?:<<<\\s*)?${code}([- ])(?:\\d\\.\\d{1,3}\\.\\d{1,3}\\s)?(.*)$`).exec(line)
+    if (!m) break
+    more.push(m[2]!.trim())
+    if (m[1] === ' ') break
+  }
+  return more.length ? `${diagnostic.trim()} ${more.join(' ')}` : diagnostic
+}
+
 /** Control bytes a mail message does not contain (ESC is allowed: ISO-2022-JP text uses it). */
 function isBinaryGarbage(raw: Buffer): boolean {
   const sample = raw.subarray(0, 4096)
@@ -163,18 +184,20 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
   if (dsn?.recipients.length) {
     const recipients = dsn.recipients.map((r): RecipientReport => {
       const context = contextFor(human, r.address)
+      const diagnostic = completeReply(r.diagnostic, human)
       const d = diagnose({
         statusField: r.status,
-        texts: [r.diagnostic],
+        texts: [diagnostic],
         context: [context, dsn.recipients.length === 1 ? human : ''],
         action: r.action,
+        diagnosticType: r.diagnosticType,
       })
       return {
         address: r.address,
         action: r.action,
         status: d.status,
         replyCode: d.replyCode,
-        diagnostic: collapse(r.diagnostic || context),
+        diagnostic: collapse(diagnostic || context),
         remoteMta: r.remoteMta,
         reason: d.reason,
         hard: d.hard,

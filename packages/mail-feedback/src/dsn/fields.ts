@@ -9,6 +9,8 @@ export interface DsnRecipientFields {
   action: string
   status: string
   diagnostic: string
+  /** The Diagnostic-Code's type, lower-case (`smtp`, `x-unix`), or ''. */
+  diagnosticType: string
   remoteMta: string
 }
 
@@ -57,6 +59,10 @@ function recipientOf(h: HeaderMap, perMessage: HeaderMap): DsnRecipientFields {
     action: firstHeader(h, 'action').toLowerCase().replace(/\s.*$/, ''),
     status: firstHeader(h, 'status') || firstHeader(perMessage, 'status'),
     diagnostic: (h.get('diagnostic-code') ?? perMessage.get('diagnostic-code') ?? []).map(stripTypePrefix).join(' '),
+    diagnosticType:
+      /^\s*([\w-]+)\s*;/
+        .exec(firstHeader(h, 'diagnostic-code') || firstHeader(perMessage, 'diagnostic-code'))?.[1]
+        ?.toLowerCase() ?? '',
     remoteMta: stripTypePrefix(firstHeader(h, 'remote-mta') || firstHeader(perMessage, 'remote-mta')),
   }
 }

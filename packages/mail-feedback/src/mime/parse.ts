@@ -138,7 +138,8 @@ export async function parseMessage(input: Buffer | string, maxBytes = DEFAULT_MA
   if (!text.trim()) text = rawBody(raw)
   const parts: MimePart[] = []
   for (const a of mail.attachments ?? []) {
-    const type = (a.contentType ?? '').toLowerCase()
+    // Only the media type: a header missing its `;` (`text/plain charset=…`) reaches us whole.
+    const type = /^[^\s;]*/.exec((a.contentType ?? '').toLowerCase())![0]
     const content = Buffer.isBuffer(a.content) ? a.content : Buffer.from(String(a.content ?? ''))
     const body = decodeText(normalizeLineEndings(content))
     // Some MTAs send the human-readable explanation as a second text part.

@@ -18,6 +18,8 @@ export interface DiagnosisInput {
   action?: string
   /** Words read only to tell the SMTP step (the line that leads up to an address). */
   lead?: string
+  /** The Diagnostic-Code's type (`smtp`, `x-unix`): who gave the answer. */
+  diagnosticType?: string
 }
 
 type Phase = 'mail' | 'rcpt' | 'data' | ''
@@ -55,9 +57,13 @@ function addressStatus(status: string): boolean {
   return /^5\.1\.(1|3|10|\d{3})$/.test(status)
 }
 
-/** Phrases that name the directory lookup itself: no doubt the address is unknown, whatever the step. */
+/**
+ * Phrases that name the directory lookup itself: no doubt the address is unknown, whatever
+ * the step. Gmail's "couldn't be found, or is unable to receive mail" is not one of them: it
+ * hedges because all it has is the remote's reply, which is judged on its own.
+ */
 const DEFINITE_UNKNOWN =
-  /recipient name is not recognized|not listed in (the )?(domino |public |global )?(directory|name & address book|address book)|address( you entered)? couldn'?t be found|\bAS\(201806281\)|\binvalid recipient\b|requested action not taken: mailbox unavailable|check if (the )?address is correct|\bmail\.local: unknown user\b/i
+  /recipient name is not recognized|not listed in (the )?(domino |public |global )?(directory|name & address book|address book)|address( you entered)? couldn'?t be found(?!,? or is unable to receive)|\bAS\(201806281\)|\binvalid recipient\b|requested action not taken: mailbox unavailable|check if (the )?address is correct|\bmail\.local: unknown user\b|\buser doesn'?t have an? \S+ account\b|^unknown user: \S+@/i
 
 /**
  * "User unknown" is only believed when the code says so, the words leave no doubt, or the
@@ -81,7 +87,9 @@ function firstReason(texts: string[]): string {
 
 /** Status, reply code, reason class and hardness for one recipient of a bounce. */
 export function diagnose(input: DiagnosisInput): Diagnosis {
-  const texts = input.texts.filter(Boolean)
+  // `Status: 5.4.4 (Illegal host/domain name found)`: the reporting MTA's own gloss.
+  const gloss = /\(([^()]+)\)\s*$/.exec(input.statusField ?? '')?.[1] ?? ''
+  const texts = [...input.texts, gloss].filter(Boolean)
   const context = (input.context ?? []).filter(Boolean)
   const status = bestStatus(input.statusField ?? '', [...texts, ...context])
   let replyCode = ''
@@ -94,14 +102,33 @@ export function diagnose(input: DiagnosisInput): Diagnosis {
   let reason = firstReason(texts)
   if (!reason && specificity(status) === 2) reason = reasonFromStatus(status)
   if (!reason) reason = firstReason(context)
+  const worded = !!reason
   if (!reason) reason = reasonFromStatus(status)
+  const action = (input.action ?? '').toLowerCase()
   const all = [input.lead ?? '', ...texts, ...context].join('\n').replace(/\s+/g, ' ')
   const phase = phaseOf(all, status)
   if (reason === 'userunknown') reason = confirmUnknown(status, all, phase)
   if (reason === 'hostunknown' && phase === 'mail') reason = 'rejected'
-  if (!reason && /delayed/i.test(input.action ?? '')) reason = 'expired'
+  // A name that did not resolve, said with a temporary code: the lookup failed this time.
+  if (reason === 'hostunknown' && status.startsWith('4')) reason = 'networkerror'
+  // X.2.3 is the recipient's own limit on message length, not the system's (X.3.4).
+  if (reason === 'mesgtoobig' && /^\d\.2\.3$/.test(status)) reason = 'exceedlimit'
+  // A local delivery program (x-unix) that failed without saying why: the mailer, not the system.
+  if (/^x-unix$/i.test(input.diagnosticType ?? '') && (!reason || reason === 'systemerror')) reason = 'mailererror'
+  // A delay notice that says only what the status code says: still in the queue.
+  if (action === 'delayed' && (!reason || !worded)) reason = 'expired'
+  // A connection that timed out is no verdict on the message; when the MTA stops over it,
+  // the message has spent its time in the queue.
+  if (
+    reason === 'networkerror' &&
+    !status.startsWith('5') &&
+    /^(failed|delayed|expired)$/.test(action) &&
+    /\btimed? ?out\b/i.test(all)
+  )
+    reason = 'expired'
+  if (action === 'expired') reason = 'expired'
   // A temporary trouble the reporting MTA gave up on: the message expired in its queue.
-  if (!reason && status.startsWith('4') && input.action === 'failed') reason = 'expired'
+  if (!reason && status.startsWith('4') && action === 'failed') reason = 'expired'
   if (!reason) reason = 'undefined'
   return { status, replyCode, reason, hard: isHard(reason, status, replyCode, input.action) }
 }

@@ -6,6 +6,14 @@
 type Rule = readonly [reason: string, pattern: RegExp]
 
 const STRONG: Rule[] = [
+  // Yahoo's deferral for the sending IP's record, whatever summary the relaying MTA put
+  // around it ("sender was rejected", "temporarily deferred").
+  ['badreputation', /\bunexpected volume or user complaints\b/],
+  // Said of the message (a header too big, a malformed From), not of its size or sender.
+  ['contenterror', /\bheaders? (are |is )?too (large|long|big)\b/],
+  ['notcompliantrfc', /\bmultiple addresses in (from|to|sender|cc)\b/],
+  ['policyviolation', /\bcontent presents a potential security issue\b|\bfor policy reasons\b/],
+  ['toomanyconn', /\bconnection frequency limited\b/],
   [
     'rejected',
     /\b(domain of )?sender('s)? (address|domain) .{0,80}(does not exist|not found|rejected|refused|invalid|unknown|unverified)|\bdomain of sender address\b|\bsender (address )?(rejected|denied|verify failed|unknown)\b|\bsender address must exist\b/,
@@ -23,7 +31,7 @@ const STRONG: Rule[] = [
   ['hasmoved', /\b(has|have) (been )?moved\b|\baddress (has )?changed\b|\bno longer (at|with) this address\b/],
   [
     'hostunknown',
-    /\bhost (or domain name )?(not found|unknown)\b|\bunknown (host|domain)\b|\bno such (host|domain)\b|\bdomain (name )?(not found|does not exist|doesn't exist|unknown|is not (valid|registered))|\bnxdomain\b|\bname or service not known\b|\bunrouteable (mail )?domain\b|\ball relevant mx records point to non-existent hosts\b|\bhost not found\b|\bno (mx|a) records? (for|found)|\bnon-existent (host|domain)\b|\bunroutable address\b|\bunrouteable address\b|\bdomain .{0,60} (does not exist|not found)|\brecipient domain (is )?(invalid|unknown)\b|\bnot a valid domain\b|\bno route to domain\b|\bhost \S+ not found\b|\b([a-z0-9-]+\.)+[a-z]{2,} does not exist\b/,
+    /\bhost (or domain name )?(not found|unknown)\b|\bunknown (host|domain)\b|\bno such (host|domain)\b|\bdomain (name )?(not found|does not exist|doesn't exist|unknown|is not (valid|registered))|\bnxdomain\b|\bname or service not known\b|\bunrouteable (mail )?domain\b|\ball relevant mx records point to non-existent hosts\b|\bhost not found\b|\bno (mx|a) records? (for|found)|\bnon-existent (host|domain)\b|\bunroutable address\b|\bunrouteable address\b|\bdomain .{0,60} (does not exist|not found)|\brecipient domain (is )?(invalid|unknown)\b|\bnot a valid domain\b|\billegal host\/domain name\b|\bno route to domain\b|\bhost \S+ not found\b|\b([a-z0-9-]+\.)+[a-z]{2,} does not exist\b/,
   ],
   [
     'notaccept',
@@ -31,7 +39,7 @@ const STRONG: Rule[] = [
   ],
   [
     'mailboxfull',
-    /\bmailbox (is |was )?full\b|\bmail ?box (is )?(over|exceeded)|\bover ?quota\b|\bquota (is )?(exceeded|exceed|full|violation)|\bexceeded (the |his |her |its )?(storage|quota|mailbox)|\binsufficient (disk )?(space|storage)(?! .*system)|\bdisk quota\b|\bnot enough (storage|space)\b|\bmailbox size limit\b|\b(user|recipient|account|mailbox) (is )?over (the |their |its )?(quota|limit|storage)|\bfull mailbox\b|\b(account|inbox|mailbox) (is )?full\b|\bstorage (space )?(is )?(full|exceeded)|\bout of storage\b|\bmailfolder is full\b|\btoo much mail\b|\bexceeds (the )?(storage|mailbox) (size|quota)|\bmailbox has exceeded\b|\bdisk full\b|\buser'?s? (disk|mailbox) (quota|is full)|メールボックスが一杯|容量(を)?(超|オーバー)/,
+    /\bmailbox (is |was )?full\b|\bmail ?box (is )?(over|exceeded)|\bover ?quota\b|\bquota (is )?(exceeded|exceed|full|violation)|\bexceeded (the |his |her |its )?(storage|quota|mailbox)|\binsufficient (disk )?(space|storage)(?! .*system)|\bdisk quota\b|\bnot enough (storage|space)\b|\bmailbox size limit\b|\b(user|recipient|account|mailbox) (is )?over (the |their |its )?(quota|limit|storage)|\bfull mailbox\b|\b(account|inbox|mailbox) (is )?full\b|\bstorage (space )?(is )?(full|exceeded)|\bout of storage\b|\bmailfolder is full\b|\btoo much mail\b|\bexceeds (the )?(storage|mailbox) (size|quota)|\bmailbox has exceeded\b|\bmailbox exceeds (the )?(allowed|maximum|permitted) size\b|\bdisk full\b|\buser'?s? (disk|mailbox) (quota|is full)|メールボックスが一杯|容量(を)?(超|オーバー)/,
   ],
   [
     'systemfull',
@@ -43,16 +51,16 @@ const STRONG: Rule[] = [
   ],
   [
     'suspend',
-    /\b(account|mailbox|user|address|recipient)( has been| is| was)? (temporarily )?(disabled|suspended|deactivated|inactive|locked|frozen|blocked by (the )?administrator)|\binactive (user|account|mailbox)\b|\bsuspended (user|account|mailbox)\b|\bdisabled (user|account|mailbox)\b/,
+    /\b(account|mailbox|user|address|recipient)( has been| is| was)? (temporarily )?(disabled|suspended|deactivated|inactive|locked|frozen|blocked by (the )?administrator)|\btemporar(y|ily) locked\b|\binactive (user|account|mailbox)\b|\bsuspended (user|account|mailbox)\b|\bdisabled (user|account|mailbox)\b/,
   ],
   ['virusdetected', /\bvirus|\bmalware\b|\binfected\b|\btrojan\b|\bmalicious\b/],
   [
     'norelaying',
-    /\brelay(ing)? (access )?(is )?(denied|not (permitted|allowed)|prohibited|refused)|\bnot permitted to relay\b|\bunable to relay\b|\bwe do not relay\b|\bno relaying\b|\bcannot relay\b|\bnot allowed to relay\b|\brelay not permitted\b|\brelaying (mail )?(to|through) .{0,40} not allowed/,
+    /\brelay(ing)? (access )?(is )?(denied|not (permitted|allowed)|prohibited|refused)|\bnot permitted to relay\b|\bunable to relay\b|\bwe do not relay\b|\bno relaying\b|\bcannot relay\b|\bnot allowed to relay\b|\brelay not permitted\b|\bnot configured to relay\b|\binsecure mail relay\b|\brelaying (mail )?(to|through) .{0,40} not allowed/,
   ],
   [
     'requireptr',
-    /\breverse (dns|lookup|hostname|resolution)|\bptr (record|lookup)\b|\bno ptr\b|\brdns\b|\bcannot find your (reverse )?hostname\b|\bclient host .{0,80}(reverse|hostname lookup)|\bhostname does not resolve\b|\bresolve your address\b/,
+    /\breverse (dns|lookup|hostname|resolution)|\bptr (record|lookup)\b|\bno ptr\b|\brdns\b|\bcannot find your (reverse )?hostname\b|\bclient host .{0,80}(reverse|hostname lookup)|\bhostname does not resolve\b|\bresolve your address\b|\bmismatches client ip\b/,
   ],
   [
     'authfailure',
@@ -65,7 +73,7 @@ const STRONG: Rule[] = [
   ['badreputation', /\b(poor|bad|low) (ip |sender )?reputation\b|\breputation (of|is too)\b/],
   [
     'blocked',
-    /\bblack ?list|\bblock ?list|\bdnsbl\b|\b(rbl|spamhaus|spamcop|sorbs|barracuda|cbl|abuseat|uceprotect|invaluement)\b|\blisted (at|in|on|by)\b|\bclient host .{0,80}(rejected|blocked|refused)|\b(your |sending |client |the )?(ip|host|server|network|domain)( address)? .{0,60}(is |has been )?(blocked|banned|denied|rejected|not allowed)|\bblocked (using|by|for)\b|\bconnection (refused|rejected)\b.*\b(policy|blocked)|\baccess denied\b|\brefused to talk\b|\bnot allowed to send\b|\bhas been blocked\b|\bblocked\b/,
+    /\bblack ?list|\bblock ?list|\bdnsbl\b|\b(rbl|spamhaus|spamcop|sorbs|barracuda|cbl|abuseat|uceprotect|invaluement)\b|\blisted (at|in|on|by)\b|\bclient host .{0,80}(rejected|blocked|refused)|\b(your |sending |client |the )?(ip|host|server|network|domain)( address)? .{0,60}(is |has been )?(blocked|banned|denied|rejected|not allowed)|\bblocked (using|by|for)\b|\bconnection (refused|rejected)\b.*\b(policy|blocked)|\baccess denied\b|\brefused to talk\b|\bnot allowed to send\b|\bhas been blocked\b|\bblocked\b|\bmessages from \S+ (weren'?t|were not) sent\b|\btoo many unwanted messages\b|\bno access from mail server\b/,
   ],
   [
     'spamdetected',
@@ -78,7 +86,7 @@ const STRONG: Rule[] = [
   ['toomanyconn', /\btoo many (connections|concurrent|simultaneous|sessions)\b|\bconnection limit\b/],
   [
     'rejected',
-    /\bsender (address )?(rejected|denied|blocked|not allowed|unknown|verify failed)|\bdomain of sender\b|\bsender domain\b|\b(envelope )?sender .{0,40}(rejected|refused|invalid)|\bmail from .{0,40}(rejected|refused)|\byou are not allowed to send\b|\bnot authorized to send\b/,
+    /\bsender (address )?(rejected|denied|blocked|not allowed|unknown|verify failed)|\bdomain of sender\b|\bsender domain\b|\b(envelope )?sender .{0,40}(rejected|refused|invalid)|\bmail from .{0,40}(rejected|refused)|\byou are not allowed to send\b|\b'?send mail as'? (feature|account)\b|\bnot authorized to send\b/,
   ],
   [
     'notcompliantrfc',
@@ -99,7 +107,7 @@ const STRONG: Rule[] = [
   ],
   [
     'expired',
-    /\bretry (time(out)?|period) (not reached|exceeded|expired)|\b(delivery|queue) (time|period|lifetime) (expired|exceeded)|\bmessage (has )?expired\b|\bexpired\b|\bcould not be delivered (within|for|in)\b|\bgiving up\b|\btoo long in (the )?queue\b|\bqueued too long\b|\bdelivery attempts? (has|have) (failed|been)|\bno (successful|further) delivery attempts?|\bundeliverable for \d+|\bmaximum (time|lifetime)\b|\btime(d)? ?out (waiting|while)|\bmessage timeout\b/,
+    /\bretry (time(out)?|period) (not reached|exceeded|expired)|\b(delivery|queue) (time|period|lifetime) (expired|exceeded)|\bmessage (has )?expired\b|\bexpired\b|\bcould not be delivered (within|for|in)\b|\bgiving up\b|\btoo long in (the )?queue\b|\bqueued too long\b|\bdelivery attempts? (has|have) (failed|been)|\bno (successful|further) delivery attempts?|\bundeliverable for \d+|\bmaximum (time|lifetime)\b|\btime(d)? ?out (waiting|while)|\bmessage timeout\b|\bwill be retried for\b|\bstill undelivered after\b/,
   ],
   [
     'networkerror',
@@ -107,7 +115,7 @@ const STRONG: Rule[] = [
   ],
   [
     'systemerror',
-    /\bsystem error\b|\binternal (server )?error\b|\bserver error\b|\blocal error\b|\btemporar(y|ily) (failure|error|unavailable|rejected)|\bservice (temporarily |is )?(unavailable|not available)\b|\bresources temporarily\b|\btry again later\b|\bqueue file write error\b|\bi\/o error\b|\bout of memory\b|\bprocessing error\b|\btransaction failed\b|\bservice (currently )?unavailable\b|\bcould not load\b/,
+    /\bsystem error\b|\binternal (server )?error\b|\bserver error\b|\blocal error\b|\btemporar(y|ily) (failure|error|unavailable|rejected)|\bservice (temporarily |is )?(unavailable|not available)\b|\bresources temporarily\b|\btry again later\b|\bqueue file write error\b|\bi\/o error\b|\bout of memory\b|\bprocessing error\b|\btransaction failed\b|\bservice (currently )?unavailable\b|\bcould not load\b|\bduplicated message-id\b/,
   ],
 ]
 
@@ -121,7 +129,12 @@ const WEAK: Rule[] = [
 ]
 
 export function reasonFromText(text: string): string {
-  const t = text.toLowerCase().replace(/\s+/g, ' ')
+  // A multi-line reply repeats its codes on every line (`…a potential\n552-5.7.0 security
+  // issue`); inside a sentence they would split the phrase.
+  const t = text
+    .toLowerCase()
+    .replace(/\s+/g, ' ')
+    .replace(/(?<=[a-z,;] )[45]\d\d[ -]\d\.\d{1,3}\.\d{1,3} (?=[a-z])/g, '')
   if (!t.trim()) return ''
   for (const [reason, pattern] of STRONG) if (pattern.test(t)) return reason
   for (const [reason, pattern] of WEAK) if (pattern.test(t)) return reason
@@ -150,7 +163,8 @@ export function reasonFromStatus(status: string): string {
     '4.1': 'networkerror',
     '4.2': 'networkerror',
     '4.3': 'systemerror',
-    '4.4': 'hostunknown',
+    // Unable to route: no MX and no address for the domain, which then accepts no mail.
+    '4.4': 'notaccept',
     '4.6': 'networkerror',
     '4.7': 'expired',
     '5.0': 'syntaxerror',
