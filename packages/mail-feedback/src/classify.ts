@@ -254,15 +254,26 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
   if (failed.length) {
     found = failed.map((address) => {
       const seen = found.find((f) => f.address === address)
-      return { address, snippet: seen?.snippet ?? contextFor(human, address), lead: seen?.lead ?? '' }
+      return {
+        address,
+        snippet: seen?.snippet ?? contextFor(human, address),
+        lead: seen?.lead ?? '',
+        session: seen?.session ?? '',
+      }
     })
   }
   if (!found.length) {
     const to = (returned.headers.get('to') ?? []).map(addressOf).filter(Boolean)
-    found = (to.length ? to : ['']).map((address) => ({ address, snippet: '', lead: '' }))
+    found = (to.length ? to : ['']).map((address) => ({ address, snippet: '', lead: '', session: '' }))
   }
   const recipients = found.map((r): RecipientReport => {
-    const d = diagnose({ texts: [r.snippet], context: [found.length === 1 ? human : ''], lead: r.lead })
+    // The remote's answer in the dialogue above the address is more direct than the
+    // reporting MTA's own line about it ("Remote protocol error").
+    const d = diagnose({
+      texts: [r.session, r.snippet],
+      context: [found.length === 1 ? human : ''],
+      lead: [r.session, r.lead].filter(Boolean).join('\n'),
+    })
     return {
       address: r.address,
       action: 'failed',

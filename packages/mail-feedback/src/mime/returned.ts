@@ -17,7 +17,7 @@ const RETURNED_TYPES = new Set([
 const SEPARATOR = new RegExp(
   [
     String.raw`^[ \t]*[-=*_]{2,}.*(original message|copy of (the |your )?(original )?message|returned message|undelivered message|message headers? follow|headers of (the |your )?(original )?message|header of the original).*$`,
-    String.raw`^.*(this is a copy of the message|below this line is a copy|original message (follows|headers? follow)|unsent message below|message text follows|the headers? of (the |your )?(original )?message (is |are )?(following|below|follows)|content-type: message\/rfc822).*$`,
+    String.raw`^.*(this is a copy of the message|below this line is a copy|original (message|mail) (follows|headers? follow|as follows)|unsent message below|message text follows|the headers? of (the |your )?(original )?message (is |are )?(following|below|follows)|content-type: message\/rfc822).*$`,
   ].join('|'),
   'im',
 )

@@ -75,11 +75,13 @@ export function replyCodeIn(text: string, wantClass?: string): string {
 /**
  * The status to report: the DSN's Status field, unless a diagnostic quotes a more specific
  * code of the same class (`Status: 5.0.0` beside `550 5.4.1`). A diagnostic code of the
- * other class is ignored, since the Status says what the reporting MTA decided.
+ * other class is ignored, since the Status says what the reporting MTA decided. Less direct
+ * words (`context`: the report's prose, the local MTA's transcript lines) only fill in a
+ * vaguer field; a field as specific as they are stands.
  */
-export function bestStatus(statusField: string, diagnostics: string[]): string {
+export function bestStatus(statusField: string, diagnostics: string[], context: string[] = []): string {
   const field = enhancedCodes(statusField)[0] ?? ''
-  for (const text of diagnostics) {
+  for (const [i, text] of [...diagnostics, ...context].entries()) {
     const codes = enhancedCodes(text).filter((c) => !field || c[0] === field[0])
     if (!codes.length) continue
     // The first text that quotes a code is the most direct one; its most specific code
@@ -91,6 +93,7 @@ export function bestStatus(statusField: string, diagnostics: string[]): string {
       const cause = codes.filter((c) => specificity(c) === 2 && !/^\d\.4\.7$/.test(c)).at(-1)
       if (cause) return cause
     }
+    if (i >= diagnostics.length && field && specificity(top) <= specificity(field)) return field
     return specificity(top) >= specificity(field) && (specificity(top) > 0 || !field) ? top : field
   }
   return field

@@ -91,7 +91,7 @@ export function diagnose(input: DiagnosisInput): Diagnosis {
   const gloss = /\(([^()]+)\)\s*$/.exec(input.statusField ?? '')?.[1] ?? ''
   const texts = [...input.texts, gloss].filter(Boolean)
   const context = (input.context ?? []).filter(Boolean)
-  const status = bestStatus(input.statusField ?? '', [...texts, ...context])
+  const status = bestStatus(input.statusField ?? '', texts, context)
   let replyCode = ''
   for (const t of [...texts, ...context]) {
     replyCode = replyCodeIn(t, status[0])

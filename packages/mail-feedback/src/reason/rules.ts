@@ -24,6 +24,8 @@ const STRONG: Rule[] = [
   ],
   ['expired', /\bdid not accept our requests? to connect\b/],
   ['onhold', /\bon hold\b/],
+  // 551 is "user not local": the mailbox is elsewhere now (RFC 5321 3.4), whatever the wording.
+  ['hasmoved', /\buser not local\b|\b551[ -]+(\d\.\d{1,3}\.\d{1,3} )?[^.]{0,40}\bnot (our|a local) user\b/],
   [
     'userunknown',
     /\b(user|recipient|addressee|mailbox|account|local[- ]?part)s? (name )?(is )?unknown\b|\bunknown (user|recipient|addressee|mailbox|local[- ]?part|e-?mail address)|\bno such (user|mailbox|recipient|account|address|person|local user)|\b(user|recipient|mailbox|account|address|addressee|e-?mail address|email account)( that you tried to reach)? (does not|doesn't|did not|do not) exist|\b(invalid|non-?existent|inexistent) (user|recipient|mailbox|account|address|e-?mail)|\brecipnotfound\b|\bresolver\.adr\.(recipnotfound|recipientnotfound|exrecipnotfound)|\b(user|recipient|mailbox) not (found|exist)|\bno (mailbox|account) (here|by that name|for)|\bnot (a )?(valid|known) (user|recipient|mailbox|address)|\bis not a valid mailbox\b|\bmailbox (does not exist|not found|unknown|name not allowed|is invalid)|\baddress (is )?(unknown|not found)\b|\bunrouteable address\b(?=.*(user|local))|\bno longer (active|valid|in use|exists)\b|\bdisabled or discontinued\b|\bbad destination mailbox\b|\bnot our customer\b|\bthis account (has been|is) (closed|deleted)\b|\b(user|recipient) (is )?not (listed|local|here)\b|\bunknown or illegal alias\b|\binvalid address\b|\brecipient address rejected: (user unknown|undeliverable address|unknown user|access denied|recipient not found)|\baddress rejected\W+(user unknown|unknown)|\bmailbox unavailable\b.*\b(invalid|unknown|not exist)|\bdoesn'?t have an? \S+ account\b|\brecipient (is )?invalid\b|\bunknown address\b|\bnot listed in (the )?(domino |public |global )?(directory|address book)|\brecipient name is not recognized\b|\bunknown recipient\b|\binvalid user address\b|\b\S+@\S+ (does not exist|not found|is unknown)|\bnot our user\b|\bcheck if (the )?address is correct\b/,
@@ -126,6 +128,9 @@ const WEAK: Rule[] = [
     /\bmailbox (unavailable|not available)\b|\brecipient (address )?rejected\b|\brecipient not (accepted|allowed)\b|\bno such\b|\bnot a valid\b|\binvalid recipient\b|\bbad recipient\b|\baddress rejected\b/,
   ],
   ['contenterror', /\bcontent\b|\bmime\b|\bencoding\b|\b8-?bit\b|\bcharacter set\b/],
+  // Google Groups refuses a post in the sender's language ("the group does not exist or you
+  // may not post to it") and always links its help: a refusal of the sender, not the address.
+  ['rejected', /\bgroups\.google\.com\/support\b/],
 ]
 
 export function reasonFromText(text: string): string {
