@@ -1,5 +1,3 @@
-// The relay declares the untyped mailauth modules it signs with in a .d.ts of its own;
-// its harness (imported below) reaches sign.ts, so this program needs that file too.
 import { generateKeyPairSync, sign } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { createPool } from '@atmos/db'

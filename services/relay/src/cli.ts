@@ -17,11 +17,11 @@ import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '@atmos/config'
 import { createDb, type Db } from '@atmos/db'
+import { activePoolKey, createDkimKey } from '@atmos/dkim'
 import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { notifyStatusChange, setMemberStatus } from '@atmos/reputation'
 import { createKeyringFile, createSecretFile, dkimTxtRecord, loadKeyring } from '@atmos/secrets'
 import { type RelayConfig, relayConfigSchema } from './config.ts'
-import { activePoolKey, createDkimKey } from './members/keys.ts'
 import { addMember, listMembers, memberDid, operatorActor, rotatePassword } from './members/store.ts'
 
 const EX_USAGE = 64

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createPool, type Pool } from '@atmos/db'
+import { dkimSealContext } from '@atmos/dkim'
 import { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { loadKeyring, verifyPassword } from '@atmos/secrets'
 import {
@@ -14,7 +15,6 @@ import {
   testRedis,
   testRedisPrefix,
 } from '@atmos/testkit'
-import { dkimSealContext } from '../src/members/keys.ts'
 import { POOL_DOMAIN, runCli } from './helpers.ts'
 
 const DID = 'did:plc:clirelay7nxzyoun6zhxrhs64'

@@ -9,6 +9,7 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '@atmos/config'
 import { createPool, type Pool } from '@atmos/db'
+import { activePoolKey, createDkimKey } from '@atmos/dkim'
 import { type BaseContext, closeBaseContext, createBaseContext, createLogger } from '@atmos/runtime'
 import { createKeyringFile, createSecretFile, type Keyring, loadKeyring } from '@atmos/secrets'
 import {
@@ -22,7 +23,6 @@ import {
 } from '@atmos/testkit'
 import { createTransport } from 'nodemailer'
 import { type RelayConfig, relayConfigSchema } from '../src/config.ts'
-import { activePoolKey, createDkimKey } from '../src/members/keys.ts'
 import { type AddedMember, addMember } from '../src/members/store.ts'
 import { Submission } from '../src/submission/index.ts'
 

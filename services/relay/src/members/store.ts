@@ -1,7 +1,7 @@
 import type { MemberStatus, Pool } from '@atmos/db'
+import { createDkimKey, type NewDkimKey } from '@atmos/dkim'
 import { generatePassword, hashPassword, type Keyring } from '@atmos/secrets'
 import { normalizeDomain } from '../message/addresses.ts'
-import { createDkimKey, type NewDkimKey } from './keys.ts'
 
 // The operator's view of members: enrolment with DKIM key and SMTP credentials, status
 // changes with their history, password rotation. The admin service takes these over

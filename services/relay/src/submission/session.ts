@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Pool } from '@atmos/db'
+import type { SigningKeys } from '@atmos/dkim'
+import { signMessage } from '@atmos/dkim'
 import { messageToken, verpAddress } from '@atmos/mail-feedback'
 import type { deliverMessage, TypedQueue } from '@atmos/queues'
 import type { Logger } from '@atmos/runtime'
@@ -13,11 +15,9 @@ import type {
   SMTPServerDataStream,
   SMTPServerSession,
 } from 'smtp-server'
-import type { SigningKeys } from '../members/keys.ts'
 import { addressDomain, checkRecipient, isSameOrSubdomain } from '../message/addresses.ts'
 import { MessageFormatError, parseMessage } from '../message/headers.ts'
 import { HeaderPolicyError, prepareMessage } from '../message/rewrite.ts'
-import { signMessage } from '../message/sign.ts'
 import type { AuthGuard } from './auth-guard.ts'
 import type { SubmissionConfig } from './config.ts'
 import type { MemberConnections } from './member-connections.ts'

@@ -1,7 +1,7 @@
 import { createPrivateKey } from 'node:crypto'
 import type { Pool } from '@atmos/db'
 import { dkimTxtRecord, generateDkimKeyPair, type Keyring } from '@atmos/secrets'
-import type { SigningKey } from '../message/sign.ts'
+import type { SigningKey } from './sign.ts'
 
 /** What a sealed DKIM key is bound to: a sealed value copied to another row does not open. */
 export const dkimSealContext = (domain: string, selector: string) => `dkim:${domain}:${selector}`
