@@ -18,15 +18,15 @@ describe('bounce corpus', () => {
     for (const f of s.failures) console.log(`  disagrees: ${f}`)
   })
 
-  it('agrees on hard/soft for at least 97 % of recipients, and no less than it reached', () => {
-    assert.ok(percent(s.hard) >= 97, `hard/soft agreement ${percent(s.hard).toFixed(1)} %`)
-    assert.ok(s.hard.ok >= 257, `hard/soft agreement fell to ${s.hard.ok}/${s.hard.n}`)
+  it('agrees on hard/soft for at least 98 % of recipients, and no less than it reached', () => {
+    assert.ok(percent(s.hard) >= 98, `hard/soft agreement ${percent(s.hard).toFixed(1)} %`)
+    assert.ok(s.hard.ok >= 259, `hard/soft agreement fell to ${s.hard.ok}/${s.hard.n}`)
   })
 
   it('reads the status code, reply code and reason class as well as it did', () => {
-    assert.ok(s.status.ok >= 192, `status exact ${s.status.ok}/${s.status.n}`)
-    assert.ok(s.replyCode.ok >= 258, `reply code ${s.replyCode.ok}/${s.replyCode.n}`)
-    assert.ok(s.reason.ok >= 201, `reason class ${s.reason.ok}/${s.reason.n}`)
+    assert.ok(s.status.ok >= 195, `status exact ${s.status.ok}/${s.status.n}`)
+    assert.ok(s.replyCode.ok >= 262, `reply code ${s.replyCode.ok}/${s.replyCode.n}`)
+    assert.ok(s.reason.ok >= 240, `reason class ${s.reason.ok}/${s.reason.n}`)
   })
 
   it('never counts a complaint, an auto-reply or plain mail as a bounce', () => {

@@ -118,11 +118,12 @@ export function diagnose(input: DiagnosisInput): Diagnosis {
   // A delay notice that says only what the status code says: still in the queue.
   if (action === 'delayed' && (!reason || !worded)) reason = 'expired'
   // A connection that timed out is no verdict on the message; when the MTA stops over it,
-  // the message has spent its time in the queue.
+  // the message has spent its time in the queue. While it still retries (delayed), the
+  // timeout itself is the news.
   if (
     reason === 'networkerror' &&
     !status.startsWith('5') &&
-    /^(failed|delayed|expired)$/.test(action) &&
+    /^(failed|expired)$/.test(action) &&
     /\btimed? ?out\b/i.test(all)
   )
     reason = 'expired'
