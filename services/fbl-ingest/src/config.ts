@@ -42,6 +42,11 @@ export const fblIngestSection = section({
   feedbackMailboxes: mailboxes(['fbl']),
   /** External address operator mail is forwarded to; empty keeps it in inbound_messages only. */
   operatorInbox: z.union([z.literal(''), z.email()]).default(''),
+  /**
+   * The relay's key-encryption keys: forwards are DKIM-signed with the pool's key (d= the
+   * pool domain), which they seal. Read at start only when operatorInbox is set.
+   */
+  kekFile: field.string('.state/relay/kek'),
   worker: section({
     concurrency: field.int(4, { min: 1, max: 64 }),
     /** How often stored but unprocessed mail is re-enqueued (Redis keeps nothing on disk). */

@@ -98,6 +98,7 @@ before(async () => {
     databaseUrl,
     prefix,
     secretFile: files.tokenSecretFile,
+    kekFile: files.kekFile,
     extra: {
       ATMOS_FBL_INGEST_SMTP_HOST: FBL_HOST,
       ATMOS_FBL_INGEST_SMTP_PORT: String(mxPort),

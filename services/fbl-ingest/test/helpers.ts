@@ -2,11 +2,13 @@ import { randomBytes, randomUUID } from 'node:crypto'
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { loadConfig } from '@atmos/config'
 import { createDb, type Db, members, messageRecipients, messages } from '@atmos/db'
+import { createDkimKey } from '@atmos/dkim'
 import { messageToken, type VerpConfig, verpAddress } from '@atmos/mail-feedback'
 import { createLogger } from '@atmos/runtime'
+import { createKeyringFile, loadKeyring } from '@atmos/secrets'
 import {
   createTestDatabase,
   deletePrefix,
@@ -17,6 +19,7 @@ import {
 } from '@atmos/testkit'
 import { fblIngestConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
+import type { PoolIdentity } from '../src/pool.ts'
 import { FblIngestService } from '../src/service.ts'
 
 export const POOL_DOMAIN = 'pool.example'
@@ -33,7 +36,14 @@ export function tokenSecretFile(secret = randomBytes(32).toString('hex')): { pat
 
 export type Env = Record<string, string>
 
-export function serviceEnv(opts: { databaseUrl: string; prefix: string; secretFile: string; extra?: Env }): Env {
+export function serviceEnv(opts: {
+  databaseUrl: string
+  prefix: string
+  secretFile: string
+  /** The relay's key-encryption keys, which seal the pool's DKIM key that signs forwards. */
+  kekFile: string
+  extra?: Env
+}): Env {
   return {
     ATMOS_DATABASE_URL: opts.databaseUrl,
     ATMOS_REDIS_URL: TEST_REDIS_URL,
@@ -46,6 +56,7 @@ export function serviceEnv(opts: { databaseUrl: string; prefix: string; secretFi
     ATMOS_FBL_INGEST_SMTP_HOST: '127.0.0.1',
     ATMOS_FBL_INGEST_SMTP_PORT: '0',
     ATMOS_FBL_INGEST_OPERATOR_INBOX: OPERATOR_INBOX,
+    ATMOS_FBL_INGEST_KEK_FILE: opts.kekFile,
     ...opts.extra,
   }
 }
@@ -67,6 +78,9 @@ export type Harness = {
   verp: VerpConfig
   env: Env
   redis: ReturnType<typeof testRedis>
+  /** The pool's DKIM key (d=POOL_DOMAIN) that signs forwards, as its TXT record would publish it. */
+  poolKey: { selector: string; txt: string }
+  kekFile: string
   close: () => Promise<void>
 }
 
@@ -75,6 +89,14 @@ export async function harness(label: string): Promise<Harness> {
   const db = createDb({ url: database.url, poolMax: 4 })
   const prefix = testRedisPrefix(label)
   const { path, secret } = tokenSecretFile()
+  // What `relay keys init` leaves behind: the KEK file and the pool's sealed DKIM key.
+  const kekFile = join(dirname(path), 'kek')
+  createKeyringFile(kekFile)
+  const poolKey = await createDkimKey(db.$client, loadKeyring(kekFile), {
+    memberId: null,
+    domain: POOL_DOMAIN,
+    selector: 'atmos1',
+  })
   const redis = testRedis()
   return {
     database,
@@ -82,8 +104,10 @@ export async function harness(label: string): Promise<Harness> {
     prefix,
     secret,
     verp: { secret, bounceDomain: BOUNCE_DOMAIN, prefix: 'b' },
-    env: serviceEnv({ databaseUrl: database.url, prefix, secretFile: path }),
+    env: serviceEnv({ databaseUrl: database.url, prefix, secretFile: path, kekFile }),
     redis,
+    poolKey: { selector: poolKey.selector, txt: poolKey.txt },
+    kekFile,
     close: async () => {
       await deletePrefix(redis, prefix)
       redis.disconnect()
@@ -225,4 +249,9 @@ export async function waitFor<T>(
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setTimeout(r, 50))
   }
+}
+
+/** The pool identity the service derives from the harness' config. */
+export function poolIdentity(h: Harness): PoolIdentity {
+  return { domain: POOL_DOMAIN, verp: h.verp, feedbackSenderId: 'atmospool' }
 }

@@ -10,8 +10,12 @@ import {
   quarantinedReports,
   suppressions,
 } from '@atmos/db'
+import { SigningKeys } from '@atmos/dkim'
 import { computeReputation } from '@atmos/reputation'
+import { loadKeyring } from '@atmos/secrets'
 import { and, eq, isNull } from 'drizzle-orm'
+import { dkimVerify } from 'mailauth'
+import { NoPoolKeyError, prepareForward } from '../src/process/forward.ts'
 import type { FblIngestService } from '../src/service.ts'
 import {
   addMember,
@@ -20,6 +24,7 @@ import {
   harness,
   OPERATOR_INBOX,
   POOL_DOMAIN,
+  poolIdentity,
   sendRaw,
   spool,
   startService,
@@ -244,12 +249,71 @@ describe('processing inbound reports', () => {
     assert.equal(rcpt?.address, OPERATOR_INBOX)
     assert.equal(rcpt?.state, 'queued')
     assert.match(msg.returnPath, /^b\+[0-9a-f]{32}\.[0-9a-f]{12}@bounces\.pool\.example$/)
+    assert.equal(msg.memberId, null, 'the pool’s own mail: nobody’s volume or reputation')
     const body = msg.body.toString('latin1')
+    // Signed as the pool (d= its domain, aligned with From), so the operator's provider sees DMARC pass.
+    const verified = await dkimVerify(msg.body, {
+      resolver: async (name: string, type: string) => {
+        if (type === 'TXT' && name === `${h.poolKey.selector}._domainkey.${POOL_DOMAIN}`) return [[h.poolKey.txt]]
+        throw Object.assign(new Error(`no ${type} ${name}`), { code: 'ENOTFOUND' })
+      },
+    })
+    assert.deepEqual(
+      verified.results.map((r) => [r.signingDomain, r.status.result]),
+      [[POOL_DOMAIN, 'pass']],
+    )
+    assert.match(body, /^From: Atmosphere Mail fbl-ingest <fbl-ingest@pool\.example>\r$/m)
     assert.match(body, /^Subject: \[fbl-ingest\] Your pool sent me something odd\r$/m)
     assert.match(body, /^Content-Type: message\/rfc822\r$/m)
     assert.ok(body.includes(row.raw.toString('latin1')), 'the original, byte for byte')
     const job = await h.redis.hget(`${h.prefix}:deliver-message:${msg.id}`, 'data')
     assert.deepEqual(JSON.parse(job ?? 'null'), { messageId: msg.id })
+  })
+
+  it('a bounce of a forward (the pool’s own mail) is quarantined, never forwarded again, and suppresses nothing', async () => {
+    const original = [
+      'From: <x@elsewhere.example>',
+      `To: postmaster@${POOL_DOMAIN}`,
+      'Subject: hi',
+      '',
+      'Hi.',
+      '',
+    ].join('\r\n')
+    const first = await deliver(`postmaster@${POOL_DOMAIN}`, original, 'x@elsewhere.example')
+    const [fwd] = await h.db.select().from(messages).where(eq(messages.id, first.forwardedMessageId!))
+    const row = await deliver(
+      fwd!.returnPath,
+      dsn({
+        to: fwd!.returnPath,
+        recipient: OPERATOR_INBOX,
+        status: '5.1.1',
+        diagnostic: '550 5.1.1 <ops@operator.example>: User unknown',
+      }),
+    )
+    assert.equal(row.state, 'quarantined')
+    assert.equal(row.forwardedMessageId, null)
+    const [q] = await h.db.select().from(quarantinedReports).where(eq(quarantinedReports.inboundId, row.id))
+    assert.match(q?.reason ?? '', /the pool's own mail bounced: a forward to ops@operator\.example/)
+    assert.deepEqual(await eventsOf(row.id), [])
+    const listed = await h.db.select().from(suppressions).where(eq(suppressions.address, OPERATOR_INBOX))
+    assert.deepEqual(listed, [])
+  })
+
+  it('without a pool DKIM key a forward is not made unsigned: it fails, naming the fix, and waits', async () => {
+    const keys = new SigningKeys(h.db.$client, loadKeyring(h.kekFile))
+    await assert.rejects(
+      prepareForward(keys, { ...poolIdentity(h), domain: 'unkeyed.example' }, OPERATOR_INBOX, {
+        inboundId: 1,
+        raw: Buffer.from('Subject: x\r\n\r\nx\r\n'),
+        receivedAt: new Date(),
+        remoteAddress: null,
+        heloName: null,
+        mailFrom: '',
+        rcptTo: ['postmaster@unkeyed.example'],
+        summary: 'operator mail',
+      }),
+      (err: Error) => err instanceof NoPoolKeyError && /unkeyed\.example.*relay keys init/.test(err.message),
+    )
   })
 
   it('garbage and unattributable reports are quarantined with the reason; auto-replies are ignored', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { Pool } from '@atmos/db'
+import { createDb, type Pool } from '@atmos/db'
 import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import { type AttemptRecord, DeliverySpool } from '../src/delivery/spool.ts'
 import { seedMember, spoolMessage, testPool } from './delivery-helpers.ts'
@@ -16,7 +16,7 @@ let memberId: number
 before(async () => {
   tdb = await createTestDatabase()
   sql = testPool(tdb.url)
-  spool = new DeliverySpool({ sql, maxAgeMs: 86_400_000, suppressForMs: 86_400_000 })
+  spool = new DeliverySpool({ db: createDb(sql), maxAgeMs: 86_400_000, suppressForMs: 86_400_000 })
   memberId = await seedMember(sql, 'member.example')
 })
 
@@ -134,5 +134,60 @@ describe('delivery spool, batched', () => {
     assert.ok((await spool.settleFinished(60_000)) >= 1)
     const [m] = await sql<{ state: string }[]>`select state from messages where id = ${messageId}`
     assert.equal(m?.state, 'done')
+  })
+
+  it('bounces the pool’s own mail (no member) as an event that suppresses nothing', async () => {
+    const { messageId, recipientId } = await spoolMessage(sql, { memberId, to: 'operator@inbox.test' })
+    await sql`update messages set member_id = null where id = ${messageId}`
+    const claim = await spool.claim(messageId, undefined, 60_000)
+    assert.equal(claim?.message.memberId, null)
+    const r = claim!.recipients[0]!
+    const done = await spool.finish(r, attempt('failed', '550 5.1.1 no such user'), {
+      state: 'bounced',
+      bounce: {
+        type: 'hard_bounce',
+        memberId: null,
+        messageId,
+        recipient: r.address,
+        status: '5.1.1',
+        replyCode: 550,
+        reasonClass: 'userunknown',
+        source: 'delivery',
+      },
+    })
+    assert.deepEqual([done.applied, done.messageDone, done.bounce?.suppressed], [true, true, false])
+    const [event] = await sql<{ member_id: string | null; type: string }[]>`
+      select member_id, type from feedback_events where id = ${done.bounce!.eventId}`
+    assert.deepEqual(event, { member_id: null, type: 'hard_bounce' })
+    const [n] = await sql<
+      { n: number }[]
+    >`select count(*)::int as n from suppressions where address = 'operator@inbox.test'`
+    assert.equal(n?.n, 0)
+    const [row] = await sql<{ state: string }[]>`select state from message_recipients where id = ${recipientId}`
+    assert.equal(row?.state, 'bounced')
+  })
+
+  it('suppresses a member’s recipient on a hard bounce of its message', async () => {
+    const { messageId } = await spoolMessage(sql, { memberId, to: 'gone@member-bounce.test' })
+    const claim = await spool.claim(messageId, undefined, 60_000)
+    const r = claim!.recipients[0]!
+    const done = await spool.finish(r, attempt('failed', '550 5.1.1 no such user'), {
+      state: 'bounced',
+      bounce: {
+        type: 'hard_bounce',
+        memberId,
+        messageId,
+        recipient: 'Gone@Member-Bounce.test',
+        status: '5.1.1',
+        replyCode: 550,
+        reasonClass: 'userunknown',
+        source: 'delivery',
+      },
+    })
+    assert.equal(done.bounce?.suppressed, true)
+    const [s] = await sql<{ reason: string; detail: string; days: number }[]>`
+      select reason, detail, round(extract(epoch from expires_at - created_at) / 86400)::int as days
+      from suppressions where member_id = ${memberId} and address = 'gone@member-bounce.test' and removed_at is null`
+    assert.deepEqual(s, { reason: 'hard_bounce', detail: 'userunknown (550 5.1.1) via delivery', days: 1 })
   })
 })

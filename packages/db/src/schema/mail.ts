@@ -16,9 +16,8 @@ export const messages = pgTable(
   {
     /** Also the opaque token in the VERP address and the reference header. */
     id: uuid().primaryKey().defaultRandom(),
-    memberId: ref()
-      .notNull()
-      .references(() => members.id),
+    /** The member who submitted it; null for the pool's own mail (fbl-ingest's forwards to the operator). */
+    memberId: ref().references(() => members.id),
     /** The sender as the member gave it in MAIL FROM. */
     envelopeFrom: text().notNull(),
     /** The VERP return path the relay used on the wire. */

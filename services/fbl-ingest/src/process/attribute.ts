@@ -45,13 +45,20 @@ export async function attribute(db: Db, hints: AttributionHint[]): Promise<Attri
   }
   for (const hint of hints) {
     if (hint.kind !== 'verp' && hint.kind !== 'reference') continue
-    const rows = await db.execute<{ member_id: string; did: string; address: string | null }>(sql`
+    const rows = await db.execute<{ member_id: string | null; did: string | null; address: string | null }>(sql`
       select m.member_id, mb.did,
              (select r.address from message_recipients r where r.message_id = m.id order by r.id limit 1) as address
-      from messages m join members mb on mb.id = m.member_id
+      from messages m left join members mb on mb.id = m.member_id
       where m.id = ${hint.messageId}`)
     const row = rows[0]
     if (!row) continue
+    if (row.member_id === null || row.did === null) {
+      // Our own forward to the operator inbox came back: nobody's reputation, and never
+      // forwarded again (that could loop). Kept in quarantine for the operator to see.
+      return {
+        reason: `the pool's own mail bounced: a forward to ${row.address ?? 'the operator inbox'} (check fblIngest.operatorInbox)`,
+      }
+    }
     const memberId = Number(row.member_id)
     return {
       memberId,

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import { members, messageRecipients, messages, type Tx } from '@atmos/db'
+import { messageRecipients, messages, type Tx } from '@atmos/db'
+import { type SigningKeys, signMessage } from '@atmos/dkim'
 import { verpAddress } from '@atmos/mail-feedback'
-import { sql } from 'drizzle-orm'
 import type { PoolIdentity } from '../pool.ts'
 
 // Operator mail (postmaster@, abuse@, anything that is not a report) goes to an external
@@ -25,42 +25,53 @@ export type ForwardInput = {
   summary: string
 }
 
-/**
- * messages.member_id is required, so the pool's own mail is spooled under a member row
- * standing for the pool (`did:web:<pool domain>`), created on first use. It stays
- * 'pending': it holds no credentials, never submits, and reputation enforcement skips it.
- */
-async function poolSender(tx: Tx, pool: PoolIdentity): Promise<number> {
-  const did = `did:web:${pool.domain}`
-  await tx
-    .insert(members)
-    .values({ did, domain: pool.domain, status: 'pending', statusReason: 'the pool itself: operator mail forwarding' })
-    .onConflictDoNothing()
-  const rows = await tx.execute<{ id: string }>(sql`select id from members where did = ${did}`)
-  if (!rows[0]) throw new Error(`pool sender ${did} could not be created (is ${pool.domain} a member's domain?)`)
-  return Number(rows[0].id)
+/** A forward built and signed before its transaction (signing is CPU, not database work). */
+export type PreparedForward = { id: string; from: string; inbox: string; body: Buffer }
+
+export class NoPoolKeyError extends Error {
+  override name = 'NoPoolKeyError'
 }
 
-/** Spools the wrapped message for the operator inbox in the caller's transaction; returns its messages.id. */
-export async function spoolForward(tx: Tx, pool: PoolIdentity, inbox: string, input: ForwardInput): Promise<string> {
-  const memberId = await poolSender(tx, pool)
+/**
+ * Wraps operator mail for the inbox and signs the wrapper with the pool's DKIM key (d= the
+ * pool domain, aligned with its From): unsigned mail from the pool domain would fail the
+ * pool's own DMARC at the operator's provider. Without a pool key (`relay keys init` not
+ * run yet) it throws, and the inbound message waits for the next try.
+ */
+export async function prepareForward(
+  keys: SigningKeys,
+  pool: PoolIdentity,
+  inbox: string,
+  input: ForwardInput,
+): Promise<PreparedForward> {
+  const poolKey = await keys.pool(pool.domain)
+  if (!poolKey) throw new NoPoolKeyError(`no active DKIM key for ${pool.domain} to sign forwards: run relay keys init`)
   const id = randomUUID()
   const from = `fbl-ingest@${pool.domain}`
-  const body = wrap({ ...input, id, from, to: inbox, poolDomain: pool.domain })
+  const body = await signMessage(wrap({ ...input, id, from, to: inbox, poolDomain: pool.domain }), [poolKey])
+  return { id, from, inbox, body }
+}
+
+/**
+ * Spools a prepared forward in the caller's transaction; returns its messages.id. It is the
+ * pool's own mail: no member (member_id null), so it counts against no one's volume or
+ * reputation, and a bounce of it suppresses nothing.
+ */
+export async function spoolForward(tx: Tx, pool: PoolIdentity, f: PreparedForward): Promise<string> {
   await tx.insert(messages).values({
-    id,
-    memberId,
-    envelopeFrom: from,
+    id: f.id,
+    memberId: null,
+    envelopeFrom: f.from,
     // A bounce of the forward comes back as a DSN, which is recorded, never forwarded: no loop.
-    returnPath: verpAddress(pool.verp, id),
-    messageIdHeader: `<${id}@${pool.domain}>`,
-    size: body.length,
-    body,
+    returnPath: verpAddress(pool.verp, f.id),
+    messageIdHeader: `<${f.id}@${pool.domain}>`,
+    size: f.body.length,
+    body: f.body,
     expiresAt: new Date(Date.now() + FORWARD_LIFETIME_MS),
   })
-  const domain = inbox.slice(inbox.lastIndexOf('@') + 1).toLowerCase()
-  await tx.insert(messageRecipients).values({ messageId: id, address: inbox, domain })
-  return id
+  const domain = f.inbox.slice(f.inbox.lastIndexOf('@') + 1).toLowerCase()
+  await tx.insert(messageRecipients).values({ messageId: f.id, address: f.inbox, domain })
+  return f.id
 }
 
 function headerText(value: string): string {

@@ -1,3 +1,4 @@
+import { SigningKeys } from '@atmos/dkim'
 import {
   createRedis,
   createWorker,
@@ -9,6 +10,7 @@ import {
 } from '@atmos/queues'
 import { republishStatusChanges } from '@atmos/reputation'
 import type { BaseContext, Logger } from '@atmos/runtime'
+import { loadKeyring } from '@atmos/secrets'
 import type { Redis } from 'ioredis'
 import type { FblIngestConfig } from '../config.ts'
 import type { FblMetrics } from '../metrics.ts'
@@ -50,6 +52,8 @@ export class InboundWorkers {
       logger: this.logger,
       operatorMailboxes: cfg.operatorMailboxes,
       operatorInbox: cfg.operatorInbox,
+      // A missing KEK file fails start-up (retried, not ready) with its path named.
+      keys: cfg.operatorInbox ? new SigningKeys(db.$client, loadKeyring(cfg.kekFile)) : undefined,
       bounceSuppressionMs: cfg.bounceSuppression,
       thresholds: cfg.thresholds,
     })

@@ -1,4 +1,5 @@
 import { type Db, inboundMessages, quarantinedReports, type Tx } from '@atmos/db'
+import type { SigningKeys } from '@atmos/dkim'
 import { type Classification, classifyMessage, type RecipientReport } from '@atmos/mail-feedback'
 import type { deliverMessage, TypedQueue } from '@atmos/queues'
 import { enforceReputation, recordFeedbackEvent, type StatusQueue, suppress, type Thresholds } from '@atmos/reputation'
@@ -8,7 +9,7 @@ import { eq, sql } from 'drizzle-orm'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { type Attribution, attribute } from './attribute.ts'
-import { spoolForward } from './forward.ts'
+import { prepareForward, spoolForward } from './forward.ts'
 
 type InboundKind = (typeof inboundMessages.$inferSelect)['kind']
 
@@ -21,6 +22,8 @@ export type ProcessorDeps = {
   logger: Logger
   operatorMailboxes: readonly string[]
   operatorInbox: string
+  /** The pool's DKIM key for signing forwards; present whenever operatorInbox is set. */
+  keys?: SigningKeys | undefined
   bounceSuppressionMs: number
   thresholds: Thresholds
 }
@@ -56,6 +59,8 @@ export class InboundProcessor {
   private readonly deps: ProcessorDeps
 
   constructor(deps: ProcessorDeps) {
+    // Forwarding unsigned would fail the pool's DMARC at the inbox: never silently.
+    if (deps.operatorInbox && !deps.keys) throw new Error('operatorInbox is set but no DKIM keys to sign forwards with')
     this.deps = deps
   }
 
@@ -237,11 +242,10 @@ export class InboundProcessor {
     kind: InboundKind,
     summary: string,
   ): Promise<Outcome> {
-    const { db, pool, operatorInbox, metrics, logger } = this.deps
-    const messageId = await db.transaction(async (tx) => {
-      if (!(await claim(tx, row.id))) return undefined
-      const id = operatorInbox
-        ? await spoolForward(tx, pool, operatorInbox, {
+    const { db, pool, operatorInbox, keys, metrics, logger } = this.deps
+    const prepared =
+      operatorInbox && keys
+        ? await prepareForward(keys, pool, operatorInbox, {
             inboundId: row.id,
             raw: row.raw,
             receivedAt: row.receivedAt,
@@ -252,6 +256,9 @@ export class InboundProcessor {
             summary,
           })
         : null
+    const messageId = await db.transaction(async (tx) => {
+      if (!(await claim(tx, row.id))) return undefined
+      const id = prepared ? await spoolForward(tx, pool, prepared) : null
       await tx
         .update(inboundMessages)
         .set({ kind, state: id ? 'forwarded' : 'processed', forwardedMessageId: id, processedAt: new Date() })

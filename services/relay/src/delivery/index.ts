@@ -32,7 +32,7 @@ export class Delivery {
     this.logger = ctx.logger.child({ concern: 'delivery' })
     this.metrics = createDeliveryMetrics(ctx.metrics)
     this.spool = new DeliverySpool({
-      sql: ctx.db.$client,
+      db: ctx.db,
       maxAgeMs: cfg.maxAge,
       suppressForMs: cfg.bounceSuppression,
     })

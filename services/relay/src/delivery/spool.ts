@@ -1,5 +1,6 @@
-import type { Pool } from '@atmos/db'
+import type { Db, Pool } from '@atmos/db'
 import { Batcher } from '@atmos/runtime'
+import { sql } from 'drizzle-orm'
 import { type BounceEvent, type RecordedBounce, recordBounce } from './bounce-events.ts'
 
 // The delivery side of the spool. A recipient is claimed for one attempt by a single
@@ -22,7 +23,8 @@ export type ClaimedRecipient = {
 
 export type SpooledMessage = {
   id: string
-  memberId: number
+  /** Null for the pool's own mail (fbl-ingest's forwards to the operator inbox). */
+  memberId: number | null
   returnPath: string
   body: Buffer
   receivedAt: Date
@@ -64,14 +66,17 @@ type FinishRequest = {
 }
 
 export class DeliverySpool {
+  private readonly db: Db
+  /** The raw pool under `db`, for the hot statements (claims and finishes, batched). */
   private readonly sql: Pool
   private readonly maxAgeMs: number
   private readonly suppressForMs: number
   private readonly claims = new Batcher((requests: ClaimRequest[]) => this.claimBatch(requests))
   private readonly finishes = new Batcher((items: FinishRequest[]) => this.finishBatch(items))
 
-  constructor(opts: { sql: Pool; maxAgeMs: number; suppressForMs: number }) {
-    this.sql = opts.sql
+  constructor(opts: { db: Db; maxAgeMs: number; suppressForMs: number }) {
+    this.db = opts.db
+    this.sql = opts.db.$client
     this.maxAgeMs = opts.maxAgeMs
     this.suppressForMs = opts.suppressForMs
   }
@@ -100,7 +105,7 @@ export class DeliverySpool {
         attempts: number
         recorded: string
         now: number
-        memberId: string
+        memberId: string | null
         returnPath: string
         body: Buffer | null
         receivedAt: number
@@ -143,7 +148,7 @@ export class DeliverySpool {
         now: new Date(first.now),
         message: {
           id: q.messageId,
-          memberId: Number(first.memberId),
+          memberId: first.memberId === null ? null : Number(first.memberId),
           returnPath: first.returnPath,
           body: first.body,
           receivedAt: new Date(first.receivedAt),
@@ -286,19 +291,23 @@ export class DeliverySpool {
   }
 
   /** A bounce or an expiry: the event, the suppression and the state change in one transaction. */
-  private async finishWithBounce(r: ClaimedRecipient, attempt: AttemptRecord | undefined, finish: Finish) {
-    return this.sql.begin(async (tx) => {
+  private async finishWithBounce(
+    r: ClaimedRecipient,
+    attempt: AttemptRecord | undefined,
+    finish: Finish,
+  ): Promise<Finished> {
+    return this.db.transaction(async (tx) => {
       if (attempt) {
-        await tx`
+        await tx.execute(sql`
           insert into delivery_attempts
             (recipient_id, message_id, started_at, duration_ms, mx_host, mx_address, reply_code, enhanced_status, reply, outcome)
           values
             (${r.id}, ${r.messageId}, ${attempt.startedAt.toISOString()}::timestamptz, ${attempt.durationMs}, ${attempt.mxHost ?? null},
              ${attempt.mxAddress ?? null}, ${attempt.replyCode ?? null}, ${attempt.enhancedStatus ?? null},
-             ${attempt.reply.slice(0, 2000)}, ${attempt.outcome})`
+             ${attempt.reply.slice(0, 2000)}, ${attempt.outcome})`)
       }
       const retrySecs = finish.state === 'deferred' ? finish.retryInMs / 1000 : null
-      const updated = await tx`
+      const updated = await tx.execute(sql`
         update message_recipients
         set state = ${finish.state},
             attempts = attempts - ${attempt ? 0 : 1},
@@ -307,20 +316,20 @@ export class DeliverySpool {
             last_reply = coalesce(${attempt?.reply.slice(0, 2000) ?? null}, last_reply),
             updated_at = now()
         where id = ${r.id} and attempts = ${r.attempt} and state in ('queued', 'deferred')
-        returning id`
+        returning id`)
       if (updated.length === 0) return { applied: false, messageDone: false }
       const bounce =
         finish.state === 'bounced' || finish.state === 'expired'
           ? await recordBounce(tx, finish.bounce, { suppressForMs: this.suppressForMs })
           : undefined
-      const done = await tx`
+      const done = await tx.execute(sql`
         update messages set state = 'done', done_at = now()
         where id = ${r.messageId} and state = 'queued'
           and not exists (select 1 from message_recipients
                           where message_id = ${r.messageId} and state in ('queued', 'deferred'))
-        returning id`
+        returning id`)
       return { applied: true, messageDone: done.length > 0, ...(bounce ? { bounce } : {}) }
-    }) as Promise<Finished>
+    })
   }
 
   /**
