@@ -85,21 +85,23 @@ async function windowFigures(
   t: Thresholds,
 ): Promise<WindowFigures> {
   const from = since.toISOString()
-  const to = now.toISOString()
+  // Up to the end of `now`'s millisecond: Postgres keeps microseconds, and an event
+  // recorded in the same millisecond as the check (the complaint that triggered it) must count.
+  const to = new Date(now.getTime() + 1).toISOString()
   const member = (column: string) => (memberId === null ? sql`true` : sql`${sql.raw(column)} = ${memberId}`)
   const [outcomes] = await db.execute<{ delivered: string; refused: string }>(sql`
     select count(*) filter (where r.state = 'delivered') as delivered,
            count(*) filter (where r.state = 'bounced') as refused
     from message_recipients r join messages m on m.id = r.message_id
     where ${member('m.member_id')} and r.state in ('delivered', 'bounced')
-      and r.updated_at > ${from}::timestamptz and r.updated_at <= ${to}::timestamptz`)
+      and r.updated_at > ${from}::timestamptz and r.updated_at < ${to}::timestamptz`)
   const [events] = await db.execute<{ complaints: string; hard: string; soft: string }>(sql`
     select count(*) filter (where type = 'complaint') as complaints,
            count(*) filter (where type = 'hard_bounce') as hard,
            count(*) filter (where type = 'soft_bounce') as soft
     from feedback_events
     where ${member('member_id')} and member_id is not null
-      and occurred_at > ${from}::timestamptz and occurred_at <= ${to}::timestamptz
+      and occurred_at > ${from}::timestamptz and occurred_at < ${to}::timestamptz
       -- Events attributed only by unsigned header claims are kept on record but never
       -- count: anyone can write X-Atmos-Member-Did into a forged report.
       and coalesce((details->>'verified')::boolean, true)`)
@@ -109,7 +111,7 @@ async function windowFigures(
            max(complaint_rate) filter (where volume is null) as rate
     from aggregate_feedback
     where ${member('member_id')}
-      and period_end > ${from}::timestamptz and period_start <= ${to}::timestamptz`)
+      and period_end > ${from}::timestamptz and period_start < ${to}::timestamptz`)
   const delivered = num(outcomes?.delivered)
   const refused = num(outcomes?.refused)
   const complaints = num(events?.complaints)

@@ -124,6 +124,19 @@ describe('reputation', () => {
     assert.match(rep.reasons.join('\n'), /complaint rate 1\.3 % over 24h \(2 complaints, 150 delivered\)/)
   })
 
+  it('counts an event recorded in the same millisecond as the check (Postgres keeps microseconds)', async () => {
+    const m = await addMember(h.db)
+    const at = new Date(Date.now() - 1000)
+    await addOutcomes(h.db, m.id, 10, 'delivered', 60_000)
+    const id = await recordFeedbackEvent(h.db, { type: 'complaint', memberId: m.id, source: 'arf' })
+    // 700 µs into the millisecond the check is made at: what a fast check right after the insert sees.
+    await h.db.execute(
+      sql`update feedback_events set occurred_at = ${at.toISOString()}::timestamptz + interval '700 microseconds' where id = ${id}`,
+    )
+    const rep = await computeReputation(h.db, m.id, { now: at })
+    assert.equal(rep.windows['24h'].complaints, 1)
+  })
+
   it('decides nothing below the minimum volume, and warns between the thresholds', async () => {
     const small = await addMember(h.db)
     await addOutcomes(h.db, small.id, 20, 'delivered')
