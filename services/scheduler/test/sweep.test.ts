@@ -47,7 +47,10 @@ describe('re-verification sweeps', () => {
   async function verifyJobs(prefix: string): Promise<Job[]> {
     const q = new TypedQueue(verifyAttestation, redis, prefix)
     try {
-      return await q.queue.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed', 'prioritized'])
+      const listed = await q.queue.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed', 'prioritized'])
+      // One job per id: getJobs reads the states one after another, so a job that moves from
+      // one state to another while it reads (a delayed job coming due) can be listed twice.
+      return [...new Map(listed.map((j) => [j.id, j])).values()]
     } finally {
       await q.close()
     }
