@@ -1,3 +1,6 @@
 import { describeServiceLifecycle } from '@atmos/testkit'
 
-describeServiceLifecycle('admin', new URL('../src/index.ts', import.meta.url))
+// The web endpoint on a free port: several test processes may run at once.
+describeServiceLifecycle('admin', new URL('../src/index.ts', import.meta.url), {
+  env: () => ({ ATMOS_ADMIN_WEB_PORT: '0' }),
+})

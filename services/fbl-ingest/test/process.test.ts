@@ -11,7 +11,7 @@ import {
   suppressions,
 } from '@atmos/db'
 import { SigningKeys } from '@atmos/dkim'
-import { computeReputation } from '@atmos/reputation'
+import { computeReputation, recordAggregateFeedback } from '@atmos/reputation'
 import { loadKeyring } from '@atmos/secrets'
 import { and, eq, isNull } from 'drizzle-orm'
 import { dkimVerify } from 'mailauth'
@@ -228,6 +228,23 @@ describe('processing inbound reports', () => {
       (await h.redis.hget(`${h.prefix}:member-status-changed:status-change-${change!.id}`, 'data')) ?? 'null',
     )
     assert.deepEqual(job, { did: member.did, status: 'suspended', reason: m?.statusReason, changeId: change!.id })
+  })
+
+  it('an aggregate complaint rate an operator entered is enforced by the reconciler’s re-check', async () => {
+    const member = await addMember(h.db)
+    await recordAggregateFeedback(h.db, {
+      memberId: member.id,
+      provider: 'gmail',
+      periodStart: new Date(Date.now() - 2 * 86_400_000),
+      periodEnd: new Date(Date.now() - 3_600_000),
+      complaintRate: 0.005,
+      recordedBy: 'operator:test',
+    })
+    const checked = await service.ctx.workers!.processor!.recheckRecent(60_000)
+    assert.ok(checked >= 1)
+    const [m] = await h.db.select().from(members).where(eq(members.id, member.id))
+    assert.equal(m?.status, 'suspended')
+    assert.match(m?.statusReason ?? '', /complaint rate/)
   })
 
   it('operator mail is forwarded through the relay spool, the original attached intact', async () => {

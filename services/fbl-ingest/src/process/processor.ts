@@ -218,9 +218,14 @@ export class InboundProcessor {
    * last `windowMs` (enforcement is idempotent). Returns how many members it checked.
    */
   async recheckRecent(windowMs: number): Promise<number> {
+    // Aggregate figures an operator entered (admin or CLI) are enforced here too.
     const rows = await this.deps.db.execute<{ member_id: string; did: string }>(sql`
-      select distinct e.member_id, m.did from feedback_events e join members m on m.id = e.member_id
-      where e.occurred_at > now() - make_interval(secs => ${windowMs / 1000}) and m.status = 'active'`)
+      select distinct x.member_id, m.did from (
+        select member_id from feedback_events where occurred_at > now() - make_interval(secs => ${windowMs / 1000})
+        union
+        select member_id from aggregate_feedback where created_at > now() - make_interval(secs => ${windowMs / 1000})
+      ) x join members m on m.id = x.member_id
+      where m.status = 'active'`)
     for (const r of rows) await this.enforce({ memberId: Number(r.member_id), did: r.did })
     return rows.length
   }

@@ -1,0 +1,252 @@
+import assert from 'node:assert/strict'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { loadConfig } from '@atmos/config'
+import { createDb, type Db, inboundMessages, members, messageRecipients, messages, quarantinedReports } from '@atmos/db'
+import { computeReputation } from '@atmos/reputation'
+import { createLogger } from '@atmos/runtime'
+import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
+import { adminConfigSchema } from '../src/config.ts'
+import { createContext } from '../src/context.ts'
+import type { InboundItem } from '../src/operator/inbound.ts'
+import { AdminService } from '../src/service.ts'
+
+// The operator API of a real admin service against the real Postgres: what fbl-ingest
+// received (operator mail and its forward, quarantined reports) and aggregate figures.
+
+const TOKEN = randomBytes(32).toString('hex')
+let tdb: TestDatabase
+let db: Db
+let service: AdminService
+let base: string
+
+function tokenFile(): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'atmos-admin-')), 'operator.token')
+  writeFileSync(path, `${TOKEN}\n`, { mode: 0o600 })
+  chmodSync(path, 0o600)
+  return path
+}
+
+before(async () => {
+  tdb = await createTestDatabase()
+  db = createDb({ url: tdb.url, poolMax: 2 })
+  const config = loadConfig(adminConfigSchema, {
+    env: {
+      ATMOS_DATABASE_URL: tdb.url,
+      ATMOS_HTTP_PORT: '0',
+      ATMOS_ADMIN_WEB_PORT: '0',
+      ATMOS_ADMIN_OPERATOR_TOKEN_FILE: tokenFile(),
+    },
+  })
+  service = new AdminService(createContext(config))
+  // Quiet: the context's logger writes JSON lines to stdout otherwise.
+  Object.assign(service.ctx, { logger: createLogger('admin', 'silent') })
+  await service.start()
+  await service.whenStarted()
+  base = `${service.webUrl}/api/operator`
+})
+
+after(async () => {
+  await service?.destroy()
+  await db?.$client.end({ timeout: 5 })
+  await tdb?.drop()
+})
+
+const auth = { authorization: `Bearer ${TOKEN}` }
+
+async function inbound(values: Partial<typeof inboundMessages.$inferInsert> & { raw: Buffer }) {
+  const [row] = await db
+    .insert(inboundMessages)
+    .values({
+      mailFrom: 'x@elsewhere.example',
+      rcptTo: ['postmaster@pool.example'],
+      size: values.raw.length,
+      ...values,
+    })
+    .returning({ id: inboundMessages.id })
+  return row!.id
+}
+
+describe('operator API', () => {
+  it('refuses requests without the operator token, naming the scheme', async () => {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Basic ${TOKEN}` }] as Record<
+      string,
+      string
+    >[]) {
+      const res = await fetch(`${base}/inbound`, { headers })
+      assert.equal(res.status, 401)
+      assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer /)
+      assert.equal(((await res.json()) as { error: string }).error, 'Unauthorized')
+    }
+  })
+
+  it('lists operator mail with its forward’s delivery state, and quarantined reports with the reason', async () => {
+    const fwd = randomUUID()
+    await db.insert(messages).values({
+      id: fwd,
+      memberId: null,
+      envelopeFrom: 'fbl-ingest@pool.example',
+      returnPath: 'b+x@bounces.pool.example',
+      size: 1,
+      body: Buffer.from('x'),
+      expiresAt: new Date(Date.now() + 86_400_000),
+    })
+    await db.insert(messageRecipients).values({
+      messageId: fwd,
+      address: 'ops@operator.example',
+      domain: 'operator.example',
+      state: 'deferred',
+      attempts: 2,
+      lastReply: '451 4.7.1 try later',
+    })
+    const operatorMail = await inbound({
+      raw: Buffer.from(
+        'From: =?utf-8?q?J=C3=BCrgen?= <j@elsewhere.example>\r\nSubject: =?utf-8?b?w4RyZ2VyIG1pdCBldXJlbSBQb29s?=\r\n\r\nHallo.\r\n',
+      ),
+      kind: 'operator',
+      state: 'forwarded',
+      forwardedMessageId: fwd,
+    })
+    const bad = await inbound({ raw: Buffer.from('Subject: ???\r\n\r\ngarbage'), kind: 'dsn', state: 'quarantined' })
+    await db.insert(quarantinedReports).values({ inboundId: bad, reason: 'no attribution: nothing matched' })
+
+    const res = await fetch(`${base}/inbound?kind=operator`, { headers: auth })
+    assert.equal(res.status, 200)
+    const { items } = (await res.json()) as { items: InboundItem[] }
+    assert.equal(items.length, 1)
+    const item = items[0]!
+    assert.equal(item.id, operatorMail)
+    assert.equal(item.subject, 'Ärger mit eurem Pool')
+    assert.equal(item.from, 'Jürgen <j@elsewhere.example>')
+    assert.deepEqual(item.forward, {
+      messageId: fwd,
+      to: 'ops@operator.example',
+      state: 'deferred',
+      attempts: 2,
+      lastReply: '451 4.7.1 try later',
+    })
+    assert.equal(item.quarantine, null)
+
+    const q = (await (await fetch(`${base}/inbound?state=quarantined`, { headers: auth })).json()) as {
+      items: InboundItem[]
+    }
+    assert.deepEqual(
+      q.items.map((i) => [i.id, i.quarantine?.reason]),
+      [[bad, 'no attribution: nothing matched']],
+    )
+  })
+
+  it('pages newest first, and answers bad parameters with 400 naming them', async () => {
+    const ids = []
+    for (let i = 0; i < 5; i++)
+      ids.push(
+        await inbound({ raw: Buffer.from(`Subject: page ${i}\r\n\r\nx`), kind: 'auto_reply', state: 'processed' }),
+      )
+    type Page = { items: { id: number }[]; next?: number }
+    const first = (await (await fetch(`${base}/inbound?kind=auto_reply&limit=2`, { headers: auth })).json()) as Page
+    assert.deepEqual(
+      first.items.map((i) => i.id),
+      [ids[4], ids[3]],
+    )
+    const second = (await (
+      await fetch(`${base}/inbound?kind=auto_reply&limit=2&before=${first.next}`, { headers: auth })
+    ).json()) as Page
+    assert.deepEqual(
+      second.items.map((i) => i.id),
+      [ids[2], ids[1]],
+    )
+    const bad = await fetch(`${base}/inbound?kind=nonsense&limit=1000`, { headers: auth })
+    assert.equal(bad.status, 400)
+    const body = (await bad.json()) as { error: string; message: string }
+    assert.equal(body.error, 'InvalidRequest')
+    assert.match(body.message, /kind: .*limit: /)
+  })
+
+  it('hands out the original byte for byte as a download, never rendered', async () => {
+    const raw = Buffer.concat([Buffer.from('Subject: bytes\r\n\r\n'), Buffer.from([0xff, 0x00, 0x80, 0x0d, 0x0a])])
+    const id = await inbound({ raw, kind: 'operator', state: 'processed' })
+    const res = await fetch(`${base}/inbound/${id}/raw`, { headers: auth })
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('content-type'), 'message/rfc822')
+    assert.match(res.headers.get('content-disposition') ?? '', /^attachment; filename="inbound-\d+\.eml"$/)
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff')
+    assert.ok(Buffer.from(await res.arrayBuffer()).equals(raw))
+    assert.equal((await fetch(`${base}/inbound/999999/raw`, { headers: auth })).status, 404)
+    assert.equal((await fetch(`${base}/inbound/abc/raw`, { headers: auth })).status, 400)
+  })
+
+  it('records a provider’s aggregate complaint rate for a member, which counts in its reputation', async () => {
+    const [m] = await db
+      .insert(members)
+      .values({
+        did: 'did:plc:aggregateaaaaaaaaaaaaaaaa',
+        domain: 'agg.example',
+        status: 'active',
+        activatedAt: new Date(),
+      })
+      .returning({ id: members.id, did: members.did })
+    const url = `${base}/members/${encodeURIComponent(m!.did)}/aggregate-feedback`
+    const day = new Date(Date.now() - 3_600_000)
+    const body = {
+      provider: 'Gmail',
+      periodStart: new Date(day.getTime() - 86_400_000).toISOString(),
+      periodEnd: day.toISOString(),
+      complaintRate: 0.004,
+    }
+    const res = await fetch(url, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+    assert.equal(res.status, 201)
+    const recorded = (await res.json()) as { level: string }
+    assert.equal(recorded.level, 'suspend', '0.4 % is past the 0.3 % suspension threshold')
+    const rep = await computeReputation(db, m!.id)
+    assert.equal(rep.windows['24h'].aggregateRate, 0.004)
+    const listed = (await (await fetch(url, { headers: auth })).json()) as {
+      items: { provider: string; complaintRate: number; recordedBy: string }[]
+    }
+    assert.deepEqual(
+      listed.items.map((i) => [i.provider, i.complaintRate, i.recordedBy]),
+      [['gmail', 0.004, 'operator:admin']],
+    )
+
+    const post = (b: unknown, u = url) =>
+      fetch(u, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(b) })
+    const wrong = await post({ ...body, complaintRate: 2, periodEnd: 'yesterday' })
+    assert.equal(wrong.status, 400)
+    assert.match(((await wrong.json()) as { message: string }).message, /periodEnd: .*complaintRate: /)
+    const backwards = await post({ ...body, periodEnd: body.periodStart })
+    assert.equal(backwards.status, 400)
+    assert.match(((await backwards.json()) as { message: string }).message, /period must end after it starts/)
+    const unknown = await post(
+      body,
+      `${base}/members/${encodeURIComponent('did:plc:nobodyaaaaaaaaaaaaaaaaaa')}/aggregate-feedback`,
+    )
+    assert.equal(unknown.status, 404)
+    const notJson = await fetch(url, { method: 'POST', headers: auth, body: 'rate=0.1' })
+    assert.equal(notJson.status, 400)
+  })
+})
+
+describe('operator API switched off', () => {
+  it('answers 404 with what to configure when no token file is set', async () => {
+    const config = loadConfig(adminConfigSchema, {
+      env: { ATMOS_DATABASE_URL: tdb.url, ATMOS_HTTP_PORT: '0', ATMOS_ADMIN_WEB_PORT: '0' },
+    })
+    const off = new AdminService(createContext(config))
+    Object.assign(off.ctx, { logger: createLogger('admin', 'silent') })
+    await off.start()
+    try {
+      await off.whenStarted()
+      const res = await fetch(`${off.webUrl}/api/operator/inbound`, { headers: auth })
+      assert.equal(res.status, 404)
+      assert.match(((await res.json()) as { message: string }).message, /admin\.operatorTokenFile/)
+    } finally {
+      await off.destroy()
+    }
+  })
+})
