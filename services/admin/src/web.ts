@@ -4,11 +4,13 @@ import type { Db } from '@atmos/db'
 import type { Logger } from '@atmos/runtime'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
+import { memberRoutes } from './member/routes.ts'
 import { operatorRoutes } from './operator/routes.ts'
 
-/** The admin's web endpoint: the operator API now; the members' dashboard and wizard join it. */
+/** The admin's web endpoint: the operator and member APIs now; the dashboard and wizard join them. */
 export function createWebApp(opts: { db: Db; logger: Logger; operatorToken: string | undefined }): Hono {
   const app = new Hono()
+  app.route('/api/member', memberRoutes(opts.db))
   if (opts.operatorToken) app.route('/api/operator', operatorRoutes(opts.db, opts.operatorToken))
   else {
     app.all('/api/operator/*', (c) =>
