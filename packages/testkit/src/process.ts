@@ -95,3 +95,26 @@ export class ServiceProcess {
     return [...this.logs.map((l) => JSON.stringify(l)), this.stderr].join('\n')
   }
 }
+
+export type CliResult = { code: number | null; out: string; err: string }
+
+/**
+ * Runs a Node entry point (an operator CLI) to its end as its own process, collecting its
+ * output. It never blocks this process, so peers the command talks to (a DNS server, say)
+ * can live in the test.
+ */
+export function runCli(entry: string | URL, args: string[], env: Record<string, string>): Promise<CliResult> {
+  const file = entry instanceof URL ? fileURLToPath(entry) : entry
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [file, ...args], { env: { ...process.env, ...env } })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => {
+      out += d
+    })
+    child.stderr.on('data', (d) => {
+      err += d
+    })
+    child.on('close', (code) => resolve({ code, out, err }))
+  })
+}
