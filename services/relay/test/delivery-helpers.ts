@@ -1,125 +1,86 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { loadConfig } from '@atmos/config'
 import { createPool, type Pool } from '@atmos/db'
 import { deliverMessage, TypedQueue } from '@atmos/queues'
-import { type BaseContext, closeBaseContext, createBaseContext, createLogger } from '@atmos/runtime'
-import { TEST_REDIS_URL, testRedis } from '@atmos/testkit'
-import { SMTPServer, type SMTPServerSession } from 'smtp-server'
-import { type RelayConfig, relayConfigSchema } from '../src/config.ts'
+import { type BaseContext, closeBaseContext } from '@atmos/runtime'
+import {
+  createTestDatabase,
+  type DnsZone,
+  deletePrefix,
+  MxSink,
+  TEST_REDIS_URL,
+  type TestDatabase,
+  TestDnsServer,
+  testRedis,
+  testRedisPrefix,
+} from '@atmos/testkit'
+import type { RelayConfig } from '../src/config.ts'
 import { Delivery } from '../src/delivery/index.ts'
-
-/** What a sink answers a recipient (at RCPT) or a message (after DATA): undefined accepts. */
-export type SinkReply = { code: number; text: string } | undefined
-
-export type Received = { from: string; to: string; body: string; sink: string; secure: boolean }
-
-/**
- * A recipient's MX on loopback: smtp-server with its built-in self-signed certificate (so
- * the relay's STARTTLS must not insist on a valid one). It records every message, and the
- * most sessions it ever had open at once.
- */
-export class MxSink {
-  readonly name: string
-  readonly host: string
-  readonly received: Received[] = []
-  open = 0
-  maxOpen = 0
-  sessions = 0
-  /** Messages accepted per session id: shows how many each session carried. */
-  readonly perSession = new Map<string, number>()
-  /** Per-recipient script: called on each RCPT, before DATA is accepted. */
-  onRcpt: (to: string, session: SMTPServerSession) => SinkReply = () => undefined
-  /** Per-message script: called when DATA ends. */
-  onMessage: (to: string) => SinkReply = () => undefined
-  /** Milliseconds to hold the reply to DATA (keeps sessions busy for shaping tests). */
-  dataDelayMs = 0
-  private server: SMTPServer | undefined
-
-  constructor(name: string, host: string) {
-    this.name = name
-    this.host = host
-  }
-
-  async start(port: number): Promise<number> {
-    const server = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['AUTH'],
-      logger: false,
-      onConnect: (_session, cb) => {
-        this.open++
-        this.sessions++
-        this.maxOpen = Math.max(this.maxOpen, this.open)
-        cb()
-      },
-      onClose: () => {
-        this.open--
-      },
-      onRcptTo: (address, session, cb) => {
-        const reply = this.onRcpt(address.address.toLowerCase(), session)
-        if (reply) cb(Object.assign(new Error(reply.text), { responseCode: reply.code }))
-        else cb()
-      },
-      onData: (stream, session, cb) => {
-        const chunks: Buffer[] = []
-        stream.on('data', (c: Buffer) => chunks.push(c))
-        stream.on('end', async () => {
-          if (this.dataDelayMs) await sleep(this.dataDelayMs)
-          const to = session.envelope.rcptTo[0]?.address.toLowerCase() ?? ''
-          const reply = this.onMessage(to)
-          if (reply) {
-            cb(Object.assign(new Error(reply.text), { responseCode: reply.code }))
-            return
-          }
-          const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
-          this.perSession.set(session.id, (this.perSession.get(session.id) ?? 0) + 1)
-          this.received.push({
-            from,
-            to,
-            body: Buffer.concat(chunks).toString('utf8'),
-            sink: this.name,
-            secure: session.secure,
-          })
-          cb()
-        })
-      },
-    })
-    server.on('error', () => {})
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, this.host, () => resolve())
-    })
-    this.server = server
-    const address = server.server.address()
-    return typeof address === 'object' && address ? address.port : port
-  }
-
-  to(address: string): Received[] {
-    return this.received.filter((r) => r.to === address)
-  }
-
-  async close(): Promise<void> {
-    const server = this.server
-    this.server = undefined
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
-  }
-}
+import { relayContext } from './helpers.ts'
 
 /** Sinks on several loopback addresses sharing one port (the relay's mxPort is one port for every MX). */
-export async function startSinks(
-  hosts: Record<string, string>,
-): Promise<{ port: number; sinks: Record<string, MxSink> }> {
+async function startSinks(hosts: Record<string, string>): Promise<{ port: number; sinks: Record<string, MxSink> }> {
   const sinks: Record<string, MxSink> = {}
   let port = 0
   for (const [name, host] of Object.entries(hosts)) {
-    const sink = new MxSink(name, host)
+    const sink = new MxSink({ name, host })
     port = await sink.start(port)
     sinks[name] = sink
   }
   return { port, sinks }
 }
 
+/**
+ * What a delivery test runs against: its own database and Redis prefix, MX sinks on loopback
+ * addresses sharing one port, and a DNS server that points names at them.
+ */
+export type DeliveryWorld = {
+  db: TestDatabase
+  sql: Pool
+  prefix: string
+  dns: TestDnsServer
+  sinks: Record<string, MxSink>
+  mxPort: number
+  /** The environment of a delivery-only relay wired to this world. */
+  env: (extra?: Record<string, string>) => Record<string, string>
+  close: () => Promise<void>
+}
+
+export async function startDeliveryWorld(
+  name: string,
+  sinkHosts: Record<string, string>,
+  zone: DnsZone,
+): Promise<DeliveryWorld> {
+  const prefix = testRedisPrefix(name)
+  const db = await createTestDatabase()
+  const sql = testPool(db.url)
+  const dns = new TestDnsServer(zone)
+  let sinks: Record<string, MxSink> = {}
+  const close = async () => {
+    for (const sink of Object.values(sinks)) await sink.close()
+    await dns.close()
+    await sql.end({ timeout: 5 })
+    const redis = testRedis()
+    await deletePrefix(redis, prefix)
+    await redis.quit()
+    await db.drop()
+  }
+  try {
+    const started = await startSinks(sinkHosts)
+    sinks = started.sinks
+    await dns.start()
+    const mxPort = started.port
+    const env = (extra?: Record<string, string>) =>
+      deliveryEnv({ databaseUrl: db.url, redisPrefix: prefix, dnsPort: dns.port, mxPort, extra })
+    return { db, sql, prefix, dns, sinks, mxPort, env, close }
+  } catch (err) {
+    // The test's after() has no world to close: leave no database behind.
+    await close()
+    throw err
+  }
+}
+
 /** The environment of a relay that only delivers, wired to the test's Postgres, Redis, DNS and MX port. */
-export function deliveryEnv(opts: {
+function deliveryEnv(opts: {
   databaseUrl: string
   redisPrefix: string
   dnsPort: number
@@ -158,10 +119,7 @@ export function deliveryEnv(opts: {
 export async function startDelivery(
   env: Record<string, string>,
 ): Promise<{ delivery: Delivery; ctx: BaseContext<RelayConfig>; stop: () => Promise<void> }> {
-  const config = loadConfig(relayConfigSchema, { env })
-  const ctx = createBaseContext('relay', config, {
-    logger: createLogger('relay', (process.env.ATMOS_TEST_LOG_LEVEL ?? 'silent') as 'info'),
-  })
+  const ctx = relayContext(env)
   const delivery = new Delivery(ctx)
   await delivery.start()
   return {

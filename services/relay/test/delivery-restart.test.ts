@@ -1,57 +1,38 @@
 import assert from 'node:assert/strict'
 import { after, before, it } from 'node:test'
 import type { Pool } from '@atmos/db'
+import { deletePrefix, type MxSink, ServiceProcess, testRedis } from '@atmos/testkit'
 import {
-  createTestDatabase,
-  deletePrefix,
-  ServiceProcess,
-  type TestDatabase,
-  TestDnsServer,
-  testRedis,
-  testRedisPrefix,
-} from '@atmos/testkit'
-import {
-  deliveryEnv,
+  type DeliveryWorld,
   enqueueDelivery,
   eventually,
-  type MxSink,
   seedMember,
   spoolMessage,
-  startSinks,
-  testPool,
+  startDeliveryWorld,
 } from './delivery-helpers.ts'
 
 const entry = new URL('../src/index.ts', import.meta.url)
-const prefix = testRedisPrefix('restart')
-let tdb: TestDatabase
+let world: DeliveryWorld
 let sql: Pool
-let dns: TestDnsServer
 let sink: MxSink
-let mxPort: number
 const procs: ServiceProcess[] = []
 
 before(async () => {
-  tdb = await createTestDatabase()
-  sql = testPool(tdb.url)
-  const started = await startSinks({ a: '127.0.0.2' })
-  sink = started.sinks.a!
-  mxPort = started.port
-  dns = new TestDnsServer({
-    'restart.test': { MX: [{ priority: 10, exchange: 'mx.restart.test' }] },
-    'mx.restart.test': { A: ['127.0.0.2'] },
-  })
-  await dns.start()
+  world = await startDeliveryWorld(
+    'restart',
+    { a: '127.0.0.2' },
+    {
+      'restart.test': { MX: [{ priority: 10, exchange: 'mx.restart.test' }] },
+      'mx.restart.test': { A: ['127.0.0.2'] },
+    },
+  )
+  sql = world.sql
+  sink = world.sinks.a!
 })
 
 after(async () => {
   for (const p of procs) await p.stop('SIGKILL')
-  await sink?.close()
-  await dns?.close()
-  await sql?.end({ timeout: 5 })
-  const redis = testRedis()
-  await deletePrefix(redis, prefix)
-  await redis.quit()
-  await tdb?.drop()
+  await world?.close()
 })
 
 async function metric(proc: ServiceProcess, name: string): Promise<number> {
@@ -64,12 +45,9 @@ it('loses no spooled message when a delivery process is killed mid-delivery and 
   const count = 40
   // Slow replies to DATA keep sessions busy, so the kill lands on messages in flight.
   sink.dataDelayMs = 150
-  const env = deliveryEnv({
-    databaseUrl: tdb.url,
-    redisPrefix: prefix,
-    dnsPort: dns.port,
-    mxPort,
-    extra: { ATMOS_RELAY_DELIVERY_CONCURRENCY: '6', ATMOS_RELAY_DELIVERY_SHAPING_MAX_CONNECTIONS: '4' },
+  const env = world.env({
+    ATMOS_RELAY_DELIVERY_CONCURRENCY: '6',
+    ATMOS_RELAY_DELIVERY_SHAPING_MAX_CONNECTIONS: '4',
   })
   const first = new ServiceProcess(entry, env)
   procs.push(first)
@@ -79,7 +57,7 @@ it('loses no spooled message when a delivery process is killed mid-delivery and 
   const spooled = []
   for (let i = 0; i < count; i++) spooled.push(await spoolMessage(sql, { memberId, to: `r${i}@restart.test` }))
   await enqueueDelivery(
-    prefix,
+    world.prefix,
     spooled.map((s) => s.messageId),
   )
 
@@ -93,7 +71,7 @@ it('loses no spooled message when a delivery process is killed mid-delivery and 
   const deliveredBeforeKill = sink.received.length
   // Redis keeps nothing on disk here: everything under the prefix is gone, jobs and slots alike.
   const redis = testRedis()
-  const flushed = await deletePrefix(redis, prefix)
+  const flushed = await deletePrefix(redis, world.prefix)
   await redis.quit()
   assert.ok(flushed > 0)
   const [pending] = await sql<{ n: number }[]>`
@@ -115,7 +93,7 @@ it('loses no spooled message when a delivery process is killed mid-delivery and 
 
   // None lost: every recipient got its message at least once, and every message is done.
   const got = new Map<string, number>()
-  for (const r of sink.received) got.set(r.to, (got.get(r.to) ?? 0) + 1)
+  for (const r of sink.received) for (const to of r.rcptTo) got.set(to, (got.get(to) ?? 0) + 1)
   for (let i = 0; i < count; i++) assert.ok((got.get(`r${i}@restart.test`) ?? 0) >= 1, `r${i} never arrived`)
   const [notDone] = await sql<{ n: number }[]>`select count(*)::int as n from messages where state <> 'done'`
   assert.equal(notDone?.n, 0)

@@ -1,76 +1,51 @@
 import assert from 'node:assert/strict'
 import { after, before, it } from 'node:test'
 import type { Pool } from '@atmos/db'
+import { type MxSink, ServiceProcess } from '@atmos/testkit'
 import {
-  createTestDatabase,
-  deletePrefix,
-  ServiceProcess,
-  type TestDatabase,
-  TestDnsServer,
-  testRedis,
-  testRedisPrefix,
-} from '@atmos/testkit'
-import {
-  deliveryEnv,
+  type DeliveryWorld,
   enqueueDelivery,
   eventually,
-  type MxSink,
   seedMember,
   spoolMessage,
-  startSinks,
-  testPool,
+  startDeliveryWorld,
 } from './delivery-helpers.ts'
 
 const entry = new URL('../src/index.ts', import.meta.url)
-const prefix = testRedisPrefix('shaping')
-let tdb: TestDatabase
+let world: DeliveryWorld
 let sql: Pool
-let dns: TestDnsServer
 let sink: MxSink
-let mxPort: number
 const procs: ServiceProcess[] = []
 
 before(async () => {
-  tdb = await createTestDatabase()
-  sql = testPool(tdb.url)
-  const started = await startSinks({ a: '127.0.0.2' })
-  sink = started.sinks.a!
-  mxPort = started.port
   // Two domains on the same MX host: one site, one limit.
-  dns = new TestDnsServer({
-    'one.test': { MX: [{ priority: 10, exchange: 'mx.shared-host.test' }] },
-    'two.test': { MX: [{ priority: 10, exchange: 'mx.shared-host.test' }] },
-    'mx.shared-host.test': { A: ['127.0.0.2'] },
-  })
-  await dns.start()
+  world = await startDeliveryWorld(
+    'shaping',
+    { a: '127.0.0.2' },
+    {
+      'one.test': { MX: [{ priority: 10, exchange: 'mx.shared-host.test' }] },
+      'two.test': { MX: [{ priority: 10, exchange: 'mx.shared-host.test' }] },
+      'mx.shared-host.test': { A: ['127.0.0.2'] },
+    },
+  )
+  sql = world.sql
+  sink = world.sinks.a!
 })
 
 after(async () => {
   for (const p of procs) await p.stop('SIGKILL')
-  await sink?.close()
-  await dns?.close()
-  await sql?.end({ timeout: 5 })
-  const redis = testRedis()
-  await deletePrefix(redis, prefix)
-  await redis.quit()
-  await tdb?.drop()
+  await world?.close()
 })
 
 it('never opens more sessions to a site than its limit, across two delivery processes', async () => {
   const limit = 2
   const perConnection = 4
   sink.dataDelayMs = 80
-  const env = deliveryEnv({
-    databaseUrl: tdb.url,
-    redisPrefix: prefix,
-    dnsPort: dns.port,
-    mxPort,
-    extra: {
-      ATMOS_RELAY_DELIVERY_CONCURRENCY: '8',
-      ATMOS_RELAY_DELIVERY_SHAPING_MAX_CONNECTIONS: String(limit),
-      ATMOS_RELAY_DELIVERY_SHAPING_MESSAGES_PER_CONNECTION: String(perConnection),
-      ATMOS_RELAY_DELIVERY_SHAPING_SLOT_WAIT: '300ms',
-    },
+  const env = world.env({
+    ATMOS_RELAY_DELIVERY_CONCURRENCY: '8',
+    ATMOS_RELAY_DELIVERY_SHAPING_MAX_CONNECTIONS: String(limit),
+    ATMOS_RELAY_DELIVERY_SHAPING_MESSAGES_PER_CONNECTION: String(perConnection),
+    ATMOS_RELAY_DELIVERY_SHAPING_SLOT_WAIT: '300ms',
   })
   for (let i = 0; i < 2; i++) {
     const proc = new ServiceProcess(entry, env)
@@ -86,7 +61,7 @@ it('never opens more sessions to a site than its limit, across two delivery proc
     ids.push(spooled.messageId)
     recipientIds.push(spooled.recipientId)
   }
-  await enqueueDelivery(prefix, ids)
+  await enqueueDelivery(world.prefix, ids)
 
   await eventually(
     async () => {
@@ -100,7 +75,7 @@ it('never opens more sessions to a site than its limit, across two delivery proc
   assert.ok(sink.maxOpen <= limit, `the sink saw ${sink.maxOpen} sessions at once (limit ${limit})`)
   assert.ok(sink.maxOpen >= 1)
   assert.equal(sink.received.length, ids.length, 'each message exactly once')
-  assert.equal(new Set(sink.received.map((r) => r.to)).size, ids.length)
+  assert.equal(new Set(sink.received.flatMap((r) => r.rcptTo)).size, ids.length)
   assert.ok(Math.max(...sink.perSession.values()) <= perConnection, 'no session carried more than its share')
   assert.ok(sink.sessions >= ids.length / perConnection)
   // Both processes took part.

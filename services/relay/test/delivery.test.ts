@@ -1,56 +1,45 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Pool } from '@atmos/db'
+import type { MxSink, TestDnsServer } from '@atmos/testkit'
 import {
-  createTestDatabase,
-  deletePrefix,
-  type TestDatabase,
-  TestDnsServer,
-  testRedis,
-  testRedisPrefix,
-} from '@atmos/testkit'
-import {
-  deliveryEnv,
+  type DeliveryWorld,
   enqueueDelivery,
   eventually,
   final,
-  type MxSink,
   recipient,
   seedMember,
   spoolMessage,
   startDelivery,
-  startSinks,
-  testPool,
+  startDeliveryWorld,
 } from './delivery-helpers.ts'
 
 // One relay delivery role in this process against loopback MX sinks on 127.0.0.2–4 (one
 // port, as the relay has one mxPort), an authoritative DNS server and the real Postgres
 // and Redis. Each test uses its own recipient domain.
 
-let tdb: TestDatabase
+let world: DeliveryWorld
 let sql: Pool
 let dns: TestDnsServer
 let sinks: Record<string, MxSink>
 let stopDelivery: () => Promise<void>
 let isSlowedDown: (site: string) => Promise<boolean>
 let memberId: number
-const prefix = testRedisPrefix('delivery')
 
 before(async () => {
-  tdb = await createTestDatabase()
-  sql = testPool(tdb.url)
-  const started = await startSinks({ a: '127.0.0.2', b: '127.0.0.3', c: '127.0.0.4' })
-  sinks = started.sinks
-  dns = new TestDnsServer({
-    'mx-a.sinks.test': { A: ['127.0.0.2'] },
-    'mx-b.sinks.test': { A: ['127.0.0.3'] },
-    'mx-c.sinks.test': { A: ['127.0.0.4'] },
-    // Nothing listens on 127.0.0.5: connections are refused.
-    'mx-dead.sinks.test': { A: ['127.0.0.5'] },
-  })
-  await dns.start()
-  const env = deliveryEnv({ databaseUrl: tdb.url, redisPrefix: prefix, dnsPort: dns.port, mxPort: started.port })
-  const running = await startDelivery(env)
+  world = await startDeliveryWorld(
+    'delivery',
+    { a: '127.0.0.2', b: '127.0.0.3', c: '127.0.0.4' },
+    {
+      'mx-a.sinks.test': { A: ['127.0.0.2'] },
+      'mx-b.sinks.test': { A: ['127.0.0.3'] },
+      'mx-c.sinks.test': { A: ['127.0.0.4'] },
+      // Nothing listens on 127.0.0.5: connections are refused.
+      'mx-dead.sinks.test': { A: ['127.0.0.5'] },
+    },
+  )
+  ;({ sql, dns, sinks } = world)
+  const running = await startDelivery(world.env())
   stopDelivery = running.stop
   isSlowedDown = (site) => running.delivery.limiter.isSlowedDown(site)
   memberId = await seedMember(sql, 'member.example')
@@ -58,13 +47,7 @@ before(async () => {
 
 after(async () => {
   await stopDelivery?.()
-  for (const sink of Object.values(sinks ?? {})) await sink.close()
-  await dns?.close()
-  await sql?.end({ timeout: 5 })
-  const redis = testRedis()
-  await deletePrefix(redis, prefix)
-  await redis.quit()
-  await tdb?.drop()
+  await world?.close()
 })
 
 /** Points a domain's MX at sinks: `[preference, host]`. */
@@ -74,7 +57,7 @@ function mx(domain: string, hosts: Array<[number, string]>) {
 
 async function send(to: string, opts: { expiresInMs?: number } = {}) {
   const spooled = await spoolMessage(sql, { memberId, to, ...opts })
-  await enqueueDelivery(prefix, [spooled.messageId])
+  await enqueueDelivery(world.prefix, [spooled.messageId])
   return spooled
 }
 
@@ -134,9 +117,9 @@ describe('delivery', () => {
     assert.ok(msg?.done_at)
     // The body went out as spooled, over STARTTLS (the sink's certificate is self-signed).
     const got = sinks.a!.to('ann@greylist.test')[0]!
-    assert.match(got.body, /^Subject: test$/m)
+    assert.match(got.raw, /^Subject: test$/m)
     assert.equal(got.secure, true)
-    assert.match(got.from, /^b\+[a-z0-9]+@bounces\.atmos\.localhost$/)
+    assert.match(got.mailFrom, /^b\+[a-z0-9]+@bounces\.atmos\.localhost$/)
     // Still exactly one after a while: the retry job is gone, the reconciler finds nothing due.
     await new Promise((r) => setTimeout(r, 1200))
     assert.equal(sinks.a!.to('ann@greylist.test').length, 1)

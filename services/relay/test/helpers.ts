@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { Resolver } from 'node:dns/promises'
 import { mkdtempSync } from 'node:fs'
@@ -13,8 +12,10 @@ import { activePoolKey, createDkimKey } from '@atmos/dkim'
 import { type BaseContext, closeBaseContext, createBaseContext, createLogger } from '@atmos/runtime'
 import { createKeyringFile, createSecretFile, type Keyring, loadKeyring } from '@atmos/secrets'
 import {
+  type CliResult,
   createTestDatabase,
   deletePrefix,
+  runCli as runEntry,
   TEST_REDIS_URL,
   type TestDatabase,
   testCertificate,
@@ -65,6 +66,13 @@ export function submissionEnv(opts: {
   }
 }
 
+/** A relay's context in this process, built from `env` as the relay builds it; silent unless asked. */
+export function relayContext(env: Record<string, string>): BaseContext<RelayConfig> {
+  const config = loadConfig(relayConfigSchema, { env })
+  const level = process.env.ATMOS_TEST_LOG_LEVEL ?? process.env.TEST_LOG_LEVEL ?? 'silent'
+  return createBaseContext('relay', config, { logger: createLogger('relay', level as 'info') })
+}
+
 export type Harness = {
   db: TestDatabase
   sql: Pool
@@ -87,10 +95,7 @@ export async function startSubmission(extra: Record<string, string> = {}): Promi
   const keyring = loadKeyring(files.kekFile)
   await createDkimKey(sql, keyring, { memberId: null, domain: POOL_DOMAIN, selector: 'pool1' })
   const env = submissionEnv({ databaseUrl: db.url, redisPrefix: prefix, files, extra })
-  const config = loadConfig(relayConfigSchema, { env })
-  const ctx = createBaseContext('relay', config, {
-    logger: createLogger('relay', (process.env.TEST_LOG_LEVEL ?? 'silent') as 'info'),
-  })
+  const ctx = relayContext(env)
   const submission = new Submission(ctx)
   await submission.start()
   return {
@@ -285,22 +290,8 @@ export function dnsResolverFor(address: string): (name: string, rr: string) => P
 }
 
 /** Runs the relay CLI as its own process, without blocking this one. */
-export function runCli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env } })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (d) => {
-      out += d
-    })
-    child.stderr.on('data', (d) => {
-      err += d
-    })
-    child.on('close', (code) => resolve({ code, out, err }))
-  })
+export function runCli(args: string[], env: Record<string, string>): Promise<CliResult> {
+  return runEntry(CLI, args, env)
 }
 
 /** Spooled copies of everything accepted so far, oldest first. */
