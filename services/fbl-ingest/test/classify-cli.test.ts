@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { runCli } from '@atmos/testkit'
 import { FEEDBACK_SENDER_ID, FIXTURE_POOL, MEMBER_DID, MESSAGE_IDS, POOL_DOMAIN } from './fixtures/identity.ts'
 
 // `fbl-ingest classify FILE...` run as the operator runs it: its own process, real files.
@@ -12,20 +12,7 @@ import { FEEDBACK_SENDER_ID, FIXTURE_POOL, MEMBER_DID, MESSAGE_IDS, POOL_DOMAIN 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url))
 
-function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ATMOS_CONFIG: '', ...env } })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (d) => {
-      out += d
-    })
-    child.stderr.on('data', (d) => {
-      err += d
-    })
-    child.on('close', (code) => resolve({ code, out, err }))
-  })
-}
+const run = (args: string[], env: Record<string, string>) => runCli(cli, args, { ATMOS_CONFIG: '', ...env })
 
 const lines = (out: string) =>
   out

@@ -1,59 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { Resolver } from 'node:dns/promises'
 import { createTransport } from 'nodemailer'
-import { SMTPServer } from 'smtp-server'
-
-/** One transaction a sink accepted: the envelope as the sending MTA gave it, and the raw bytes. */
-export type Received = { mailFrom: string; rcptTo: string[]; raw: string }
-
-/**
- * A recipient's MX on loopback: accepts every recipient with 250 and keeps what it got,
- * so that the test can bounce or report a message afterwards as a real MX would.
- * smtp-server's built-in self-signed certificate makes the relay's STARTTLS go through.
- */
-export class MxSink {
-  readonly received: Received[] = []
-  private server: SMTPServer | undefined
-
-  async start(host: string, port = 0): Promise<number> {
-    const server = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['AUTH'],
-      logger: false,
-      onData: (stream, session, cb) => {
-        const chunks: Buffer[] = []
-        stream.on('data', (c: Buffer) => chunks.push(c))
-        stream.on('end', () => {
-          this.received.push({
-            mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-            rcptTo: session.envelope.rcptTo.map((r) => r.address.toLowerCase()),
-            raw: Buffer.concat(chunks).toString('utf8'),
-          })
-          cb()
-        })
-      },
-    })
-    server.on('error', () => {})
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(port, host, () => resolve())
-    })
-    this.server = server
-    const address = server.server.address()
-    return typeof address === 'object' && address ? address.port : port
-  }
-
-  /** Messages delivered to `address` so far. */
-  to(address: string): Received[] {
-    return this.received.filter((r) => r.rcptTo.includes(address))
-  }
-
-  async close(): Promise<void> {
-    const server = this.server
-    this.server = undefined
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
-  }
-}
 
 /** The header block of a raw message (what a DSN or ARF report returns as text/rfc822-headers). */
 export function headerBlock(raw: string): string {

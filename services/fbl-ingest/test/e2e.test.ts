@@ -21,9 +21,9 @@ import {
   submissionEnv,
   submitter,
 } from '@atmos/relay/test-harness'
-import { deletePrefix, goodMailZone, ServiceProcess, testRedis } from '@atmos/testkit'
+import { deletePrefix, goodMailZone, MxSink, ServiceProcess, testRedis } from '@atmos/testkit'
 import type { FblIngestService } from '../src/service.ts'
-import { headerBlock, headerValue, MxSink, mxAddress, randomPlcDid, sendToMx, zoneTxt } from './e2e-helpers.ts'
+import { headerBlock, headerValue, mxAddress, randomPlcDid, sendToMx, zoneTxt } from './e2e-helpers.ts'
 import { serviceEnv, startService } from './helpers.ts'
 import { arf, dsn } from './reports.ts'
 
@@ -60,8 +60,8 @@ before(async () => {
   sql = createPool({ url: databaseUrl, poolMax: 2 })
   const dns = labeler.dns
 
-  sink = new MxSink()
-  mxPort = await sink.start(SINK_HOST)
+  sink = new MxSink({ host: SINK_HOST })
+  mxPort = await sink.start()
   dns.set(RECIPIENT_DOMAIN, { MX: [{ priority: 10, exchange: `mx.${RECIPIENT_DOMAIN}` }] })
   dns.set(`mx.${RECIPIENT_DOMAIN}`, { A: [SINK_HOST] })
   for (const domain of [BOUNCE_DOMAIN, POOL_DOMAIN]) {
