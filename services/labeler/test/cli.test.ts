@@ -1,33 +1,19 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { attestations, createDb, type Db } from '@atmos/db'
-import { createTestDatabase, goodMailZone, type TestDatabase, TestDnsServer, withNames } from '@atmos/testkit'
+import { createTestDatabase, goodMailZone, runCli, type TestDatabase, TestDnsServer, withNames } from '@atmos/testkit'
 import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 const DID = 'did:plc:clitest7nxzyoun6zhxrhs64'
 
-/** Runs the CLI as its own process, without blocking this one (the DNS server lives here). */
-function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env } })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (d) => {
-      out += d
-    })
-    child.stderr.on('data', (d) => {
-      err += d
-    })
-    child.on('close', (code) => resolve({ code, out, err }))
-  })
-}
+// Its own process, so that the DNS server living in this one can answer it.
+const run = (args: string[], env: Record<string, string>) => runCli(cli, args, env)
 
 describe('labeler operator commands', () => {
   let tdb: TestDatabase
