@@ -7,13 +7,13 @@ import {
   closedPort,
   createTestDatabase,
   deletePrefix,
+  MxSink,
   ServiceProcess,
   TestDnsServer,
   testRedis,
   testRedisPrefix,
 } from '@atmos/testkit'
 import { createTransport, type Transporter } from 'nodemailer'
-import { SMTPServer } from 'smtp-server'
 import { type Figure, percentile } from './report.ts'
 
 const RELAY = new URL('../../services/relay/src/index.ts', import.meta.url)
@@ -73,53 +73,6 @@ function rawSigningRate(seconds: number): number {
   return messages / ((performance.now() - t0) / 1000)
 }
 
-/** A recipient MX on loopback that accepts everything (STARTTLS offered, as real MX hosts do) and counts. */
-class CountingSink {
-  count = 0
-  private server: SMTPServer | undefined
-  private waiting: { n: number; resolve: () => void } | undefined
-
-  async start(): Promise<number> {
-    this.server = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['AUTH'],
-      logger: false,
-      size: 10 * 1024 * 1024,
-      onData: (stream, _session, cb) => {
-        stream.on('data', () => {})
-        stream.on('end', () => {
-          this.count++
-          if (this.waiting && this.count >= this.waiting.n) this.waiting.resolve()
-          cb()
-        })
-      },
-    })
-    this.server.on('error', () => {})
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve))
-    const address = this.server.server.address()
-    return typeof address === 'object' && address ? address.port : 0
-  }
-
-  /** Resolves true once `n` messages arrived in all, false after `timeoutMs`. */
-  reach(n: number, timeoutMs: number): Promise<boolean> {
-    if (this.count >= n) return Promise.resolve(true)
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), timeoutMs)
-      this.waiting = {
-        n,
-        resolve: () => {
-          clearTimeout(timer)
-          resolve(true)
-        },
-      }
-    })
-  }
-
-  close(): Promise<void> {
-    return new Promise((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()))
-  }
-}
-
 /** Waits until the relay answers ready (its SMTP listeners are open by then), whatever it logs. */
 async function untilReady(relay: ServiceProcess, url: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -170,7 +123,8 @@ export async function benchRelay(
   const db = await createTestDatabase()
   const sql = createPool({ url: db.url, poolMax: 4 })
   const prefix = testRedisPrefix('bench-relay')
-  const sink = new CountingSink()
+  // Accepts everything, STARTTLS offered as real MX hosts do; counts only, as a run holds too many to keep.
+  const sink = new MxSink({ size: 10 * 1024 * 1024, keep: false })
   const dns = new TestDnsServer()
   const clients: Transporter[] = []
   const relays: ServiceProcess[] = []
