@@ -7,6 +7,7 @@ import {
   type DnsZone,
   deletePrefix,
   MxSink,
+  ServiceProcess,
   TEST_REDIS_URL,
   type TestDatabase,
   TestDnsServer,
@@ -16,6 +17,8 @@ import {
 import type { RelayConfig } from '../src/config.ts'
 import { Delivery } from '../src/delivery/index.ts'
 import { relayContext } from './helpers.ts'
+
+const RELAY_ENTRY = new URL('../src/index.ts', import.meta.url)
 
 /** Sinks on several loopback addresses sharing one port (the relay's mxPort is one port for every MX). */
 async function startSinks(hosts: Record<string, string>): Promise<{ port: number; sinks: Record<string, MxSink> }> {
@@ -42,6 +45,8 @@ export type DeliveryWorld = {
   mxPort: number
   /** The environment of a delivery-only relay wired to this world. */
   env: (extra?: Record<string, string>) => Record<string, string>
+  /** A relay process with that environment, once its workers run; close() kills it if still running. */
+  startProcess: (env: Record<string, string>) => Promise<ServiceProcess>
   close: () => Promise<void>
 }
 
@@ -55,7 +60,9 @@ export async function startDeliveryWorld(
   const sql = testPool(db.url)
   const dns = new TestDnsServer(zone)
   let sinks: Record<string, MxSink> = {}
+  const processes: ServiceProcess[] = []
   const close = async () => {
+    for (const p of processes) await p.stop('SIGKILL')
     for (const sink of Object.values(sinks)) await sink.close()
     await dns.close()
     await sql.end({ timeout: 5 })
@@ -71,7 +78,13 @@ export async function startDeliveryWorld(
     const mxPort = started.port
     const env = (extra?: Record<string, string>) =>
       deliveryEnv({ databaseUrl: db.url, redisPrefix: prefix, dnsPort: dns.port, mxPort, extra })
-    return { db, sql, prefix, dns, sinks, mxPort, env, close }
+    const startProcess = async (env: Record<string, string>) => {
+      const proc = new ServiceProcess(RELAY_ENTRY, env)
+      processes.push(proc)
+      await proc.waitForLog((l) => l.msg === 'delivery workers started', 20_000)
+      return proc
+    }
+    return { db, sql, prefix, dns, sinks, mxPort, env, startProcess, close }
   } catch (err) {
     // The test's after() has no world to close: leave no database behind.
     await close()

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, it } from 'node:test'
 import type { Pool } from '@atmos/db'
-import { deletePrefix, type MxSink, ServiceProcess, testRedis } from '@atmos/testkit'
+import { deletePrefix, type MxSink, type ServiceProcess, testRedis } from '@atmos/testkit'
 import {
   type DeliveryWorld,
   enqueueDelivery,
@@ -11,11 +11,9 @@ import {
   startDeliveryWorld,
 } from './delivery-helpers.ts'
 
-const entry = new URL('../src/index.ts', import.meta.url)
 let world: DeliveryWorld
 let sql: Pool
 let sink: MxSink
-const procs: ServiceProcess[] = []
 
 before(async () => {
   world = await startDeliveryWorld(
@@ -31,7 +29,6 @@ before(async () => {
 })
 
 after(async () => {
-  for (const p of procs) await p.stop('SIGKILL')
   await world?.close()
 })
 
@@ -49,9 +46,7 @@ it('loses no spooled message when a delivery process is killed mid-delivery and 
     ATMOS_RELAY_DELIVERY_CONCURRENCY: '6',
     ATMOS_RELAY_DELIVERY_SHAPING_MAX_CONNECTIONS: '4',
   })
-  const first = new ServiceProcess(entry, env)
-  procs.push(first)
-  await first.waitForLog((l) => l.msg === 'delivery workers started', 20_000)
+  const first = await world.startProcess(env)
 
   const memberId = await seedMember(sql, 'member.example')
   const spooled = []
@@ -78,9 +73,7 @@ it('loses no spooled message when a delivery process is killed mid-delivery and 
     select count(*)::int as n from message_recipients where state in ('queued', 'deferred')`
   assert.ok((pending?.n ?? 0) > 0, 'the kill left work undone')
 
-  const second = new ServiceProcess(entry, env)
-  procs.push(second)
-  await second.waitForLog((l) => l.msg === 'delivery workers started', 20_000)
+  const second = await world.startProcess(env)
   await eventually(
     async () => {
       const [row] = await sql<{ n: number }[]>`

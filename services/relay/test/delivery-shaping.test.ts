@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, it } from 'node:test'
 import type { Pool } from '@atmos/db'
-import { type MxSink, ServiceProcess } from '@atmos/testkit'
+import type { MxSink, ServiceProcess } from '@atmos/testkit'
 import {
   type DeliveryWorld,
   enqueueDelivery,
@@ -11,11 +11,9 @@ import {
   startDeliveryWorld,
 } from './delivery-helpers.ts'
 
-const entry = new URL('../src/index.ts', import.meta.url)
 let world: DeliveryWorld
 let sql: Pool
 let sink: MxSink
-const procs: ServiceProcess[] = []
 
 before(async () => {
   // Two domains on the same MX host: one site, one limit.
@@ -33,7 +31,6 @@ before(async () => {
 })
 
 after(async () => {
-  for (const p of procs) await p.stop('SIGKILL')
   await world?.close()
 })
 
@@ -47,11 +44,8 @@ it('never opens more sessions to a site than its limit, across two delivery proc
     ATMOS_RELAY_DELIVERY_SHAPING_MESSAGES_PER_CONNECTION: String(perConnection),
     ATMOS_RELAY_DELIVERY_SHAPING_SLOT_WAIT: '300ms',
   })
-  for (let i = 0; i < 2; i++) {
-    const proc = new ServiceProcess(entry, env)
-    procs.push(proc)
-    await proc.waitForLog((l) => l.msg === 'delivery workers started', 20_000)
-  }
+  const procs: ServiceProcess[] = []
+  for (let i = 0; i < 2; i++) procs.push(await world.startProcess(env))
   // Spooled once both run, so that both take jobs from the start.
   const memberId = await seedMember(sql, 'member.example')
   const ids: string[] = []
