@@ -221,8 +221,9 @@ export async function benchRelay(
         }),
       )
 
-    // Warm-up: every connection logs in (one scrypt each) and JIT and pools settle.
-    const warm = connections * 4
+    // Warm-up: every connection logs in (one scrypt each), V8 optimises the hot paths and every
+    // Postgres connection has prepared the statements; 20 messages a connection get there.
+    const warm = connections * 20
     await submit(warm, false)
     n = 0
     if (!(await sink.reach(warm - refused, 60_000))) throw new Error(`warm-up: sink got ${sink.count}/${warm}`)
