@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { createDb, type Pool } from '@atmos/db'
-import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
+import { deliverMessage, TypedQueue } from '@atmos/queues'
+import { createLogger } from '@atmos/runtime'
+import { createTestDatabase, deletePrefix, type TestDatabase, testRedis, testRedisPrefix } from '@atmos/testkit'
+import { Registry } from 'prom-client'
+import { createDeliveryMetrics } from '../src/delivery/metrics.ts'
+import { Reconciler } from '../src/delivery/reconciler.ts'
 import { type AttemptRecord, DeliverySpool } from '../src/delivery/spool.ts'
 import { seedMember, spoolMessage, testPool } from './delivery-helpers.ts'
 
@@ -189,5 +194,49 @@ describe('delivery spool, batched', () => {
       select reason, detail, round(extract(epoch from expires_at - created_at) / 86400)::int as days
       from suppressions where member_id = ${memberId} and address = 'gone@member-bounce.test' and removed_at is null`
     assert.deepEqual(s, { reason: 'hard_bounce', detail: 'userunknown (550 5.1.1) via delivery', days: 1 })
+  })
+
+  it('drops the bodies of messages done past the retention, keeping the rows for attribution', async () => {
+    const old = await spoolMessage(sql, { memberId, to: 'old@retention.test' })
+    const recent = await spoolMessage(sql, { memberId, to: 'recent@retention.test' })
+    const pending = await spoolMessage(sql, { memberId, to: 'pending@retention.test' })
+    await sql`update message_recipients set state = 'delivered' where message_id in ${sql([old.messageId, recent.messageId])}`
+    await sql`update messages set state = 'done', done_at = now() - interval '8 days' where id = ${old.messageId}`
+    await sql`update messages set state = 'done', done_at = now() - interval '1 day' where id = ${recent.messageId}`
+    await sql`update messages set received_at = now() - interval '9 days' where id = ${pending.messageId}`
+    const sevenDays = 7 * 86_400_000
+    // The delivery reconciler's pass does it, as configured (relay.delivery.bodyRetention).
+    const prefix = testRedisPrefix('retention')
+    const redis = testRedis()
+    const queue = new TypedQueue(deliverMessage, redis, prefix)
+    try {
+      const reconciler = new Reconciler({
+        spool,
+        queue,
+        intervalMs: 60_000,
+        logger: createLogger('test', 'silent'),
+        metrics: createDeliveryMetrics(new Registry()),
+        bodyRetentionMs: sevenDays,
+      })
+      await reconciler.reconcile()
+    } finally {
+      await queue.close()
+      await deletePrefix(redis, prefix)
+      await redis.quit()
+    }
+    assert.equal(await spool.purgeBodies(sevenDays, 1000), 0, 'nothing twice')
+    const rows = await sql<{ id: string; body: Buffer; size: number; purged: boolean }[]>`
+      select id::text, body, size, body_purged_at is not null as purged from messages
+      where id in ${sql([old.messageId, recent.messageId, pending.messageId])}`
+    const by = new Map(rows.map((r) => [r.id, r]))
+    assert.equal(by.get(old.messageId)?.body.length, 0)
+    assert.equal(by.get(old.messageId)?.purged, true)
+    assert.ok((by.get(old.messageId)?.size ?? 0) > 0, 'the size it had is kept')
+    assert.ok((by.get(recent.messageId)?.body.length ?? 0) > 0, 'within the retention: kept')
+    assert.ok((by.get(pending.messageId)?.body.length ?? 0) > 0, 'not done: kept, however old')
+    const [r] = await sql<
+      { address: string }[]
+    >`select address from message_recipients where message_id = ${old.messageId}`
+    assert.equal(r?.address, 'old@retention.test', 'the recipient row stays for attribution')
   })
 })

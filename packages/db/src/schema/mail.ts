@@ -31,11 +31,18 @@ export const messages = pgTable(
     /** After this a message still undelivered bounces as expired. */
     expiresAt: at().notNull(),
     doneAt: at(),
+    /**
+     * When the body was dropped, a retention period after the message was done. The row
+     * stays: bounces and complaints arriving weeks later are attributed through it.
+     */
+    bodyPurgedAt: at(),
   },
   (t) => [
     index('messages_member_idx').on(t.memberId, t.receivedAt),
     // The reconciler re-enqueues queued messages that have no live job.
     index('messages_queued_idx').on(t.receivedAt).where(sql`state = 'queued'`),
+    // The reconciler drops the bodies of messages done longer than the retention.
+    index('messages_purgeable_idx').on(t.doneAt).where(sql`state = 'done' AND body_purged_at IS NULL`),
     check('messages_state_check', sql.raw(`state IN (${oneOf(MESSAGE_STATES)})`)),
   ],
 )

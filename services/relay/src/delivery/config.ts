@@ -104,6 +104,12 @@ export const deliverySection = section({
   claimLease: field.duration('2m'),
   /** How often spooled recipients that are due and have no job are re-enqueued. */
   reconcileInterval: field.duration('1m'),
+  /**
+   * A message's body (the bulk of the spool) is dropped this long after its last recipient
+   * was delivered or bounced; the row and its attempts stay for attribution and history.
+   * 0 keeps bodies for good.
+   */
+  bodyRetention: field.duration('7d'),
 
   shaping: section({
     /** Limits of a site no rule names (keyed by the MX hosts' parent domain). */

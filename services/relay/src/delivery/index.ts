@@ -116,6 +116,7 @@ export class Delivery {
       intervalMs: cfg.reconcileInterval,
       logger: this.logger,
       metrics: this.metrics,
+      bodyRetentionMs: cfg.bodyRetention,
     })
     this.reconciler.start()
     this.logger.info(

@@ -17,6 +17,7 @@ export class Reconciler {
   private readonly intervalMs: number
   private readonly logger: Logger
   private readonly metrics: DeliveryMetrics
+  private readonly bodyRetentionMs: number
   private timer: NodeJS.Timeout | undefined
   private running: Promise<void> | undefined
 
@@ -26,12 +27,15 @@ export class Reconciler {
     intervalMs: number
     logger: Logger
     metrics: DeliveryMetrics
+    /** 0 keeps message bodies for good. */
+    bodyRetentionMs?: number
   }) {
     this.spool = opts.spool
     this.queue = opts.queue
     this.intervalMs = opts.intervalMs
     this.logger = opts.logger
     this.metrics = opts.metrics
+    this.bodyRetentionMs = opts.bodyRetentionMs ?? 0
   }
 
   start(): void {
@@ -70,6 +74,16 @@ export class Reconciler {
     }
     const settled = await this.spool.settleFinished(this.intervalMs)
     if (settled) this.logger.info({ settled }, 'marked done messages with no recipient left to try')
+    if (this.bodyRetentionMs > 0) {
+      // A bounded amount a pass, so a backlog (retention just shortened) drains over a few intervals.
+      let purged = 0
+      for (let i = 0; i < 10; i++) {
+        const n = await this.spool.purgeBodies(this.bodyRetentionMs, BATCH)
+        purged += n
+        if (n < BATCH) break
+      }
+      if (purged) this.logger.info({ purged }, 'dropped the bodies of messages past their retention')
+    }
     const depth = await this.spool.depth()
     this.metrics.queueDepth.set({ state: 'queued' }, depth.queued)
     this.metrics.queueDepth.set({ state: 'deferred' }, depth.deferred)

@@ -349,6 +349,26 @@ export class DeliverySpool {
   }
 
   /**
+   * Drops the bodies of messages done for longer than `retentionMs`, oldest first, at most
+   * `limit` of them; returns how many. An empty body stays in their place (the column is
+   * required) and `size` keeps what it was.
+   */
+  async purgeBodies(retentionMs: number, limit: number): Promise<number> {
+    const rows = await this.sql`
+      update messages set body = ''::bytea, body_purged_at = now()
+      where body_purged_at is null and id in (
+        -- Replicas' reconcilers share the work instead of waiting on each other's rows.
+        select id from messages
+        where state = 'done' and body_purged_at is null
+          and done_at <= now() - make_interval(secs => ${retentionMs / 1000})
+        order by done_at
+        limit ${limit}
+        for update skip locked)
+      returning id`
+    return rows.length
+  }
+
+  /**
    * Recipients due for at least `graceMs` and unclaimed: their job was lost (Redis lost
    * its data) or never made. Oldest first.
    */

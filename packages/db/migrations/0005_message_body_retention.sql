@@ -1,0 +1,2 @@
+ALTER TABLE "messages" ADD COLUMN "body_purged_at" timestamp with time zone;--> statement-breakpoint
+CREATE INDEX "messages_purgeable_idx" ON "messages" USING btree ("done_at") WHERE state = 'done' AND body_purged_at IS NULL;
