@@ -1,12 +1,10 @@
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Pool } from '@atmos/db'
-import type { SigningKeys } from '@atmos/dkim'
-import { signMessage } from '@atmos/dkim'
+import { type SigningKeys, signMessage } from '@atmos/dkim'
 import { messageToken, verpAddress } from '@atmos/mail-feedback'
 import type { deliverMessage, TypedQueue } from '@atmos/queues'
-import type { Logger } from '@atmos/runtime'
-import { Batcher, withTimeout } from '@atmos/runtime'
+import { Batcher, type Logger, withTimeout } from '@atmos/runtime'
 import { dummyPasswordHash, verifyPassword } from '@atmos/secrets'
 import type {
   SMTPServerAddress,
