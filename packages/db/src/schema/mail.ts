@@ -1,10 +1,15 @@
 import { sql } from 'drizzle-orm'
-import { check, date, index, integer, pgTable, primaryKey, text, uuid } from 'drizzle-orm/pg-core'
+import { boolean, check, date, index, integer, jsonb, pgTable, primaryKey, text, uuid } from 'drizzle-orm/pg-core'
 import { at, bytea, createdAt, id, oneOf, ref } from './columns.ts'
 import { members } from './members.ts'
 
 export const MESSAGE_STATES = ['queued', 'done'] as const
-export const RECIPIENT_STATES = ['queued', 'delivered', 'deferred', 'bounced', 'expired'] as const
+/**
+ * `failed`: the relay itself stopped trying (the member was suspended or the recipient
+ * suppressed after the message was queued); `last_reply` says why. Not a bounce: no MX
+ * answered, so it is neither a feedback event nor a reason to suppress.
+ */
+export const RECIPIENT_STATES = ['queued', 'delivered', 'deferred', 'bounced', 'expired', 'failed'] as const
 export type RecipientState = (typeof RECIPIENT_STATES)[number]
 
 /**
@@ -36,6 +41,16 @@ export const messages = pgTable(
      * stays: bounces and complaints arriving weeks later are attributed through it.
      */
     bodyPurgedAt: at(),
+    /**
+     * The bounce notice (RFC 3464 DSN) the pool sent the envelope sender when this message
+     * failed: set in the transaction that spools the notice, so there is at most one.
+     */
+    bounceNoticeId: uuid(),
+    /**
+     * The sender asked for REQUIRETLS (RFC 8689): every hop must be verified TLS, else the
+     * message fails instead of going out in the clear or to an unauthenticated host.
+     */
+    requireTls: boolean().notNull().default(false),
   },
   (t) => [
     index('messages_member_idx').on(t.memberId, t.receivedAt),
@@ -90,6 +105,12 @@ export const deliveryAttempts = pgTable(
     enhancedStatus: text(),
     reply: text(),
     outcome: text({ enum: ATTEMPT_OUTCOMES }).notNull(),
+    /**
+     * The TLS the attempt used, null when it never reached the point of deciding:
+     * `{ policy: 'opportunistic' | 'mta-sts' | 'dane' | 'requiretls', version?: 'TLSv1.3', cipher?,
+     * verified: boolean }`, version absent when the session stayed in plain text.
+     */
+    tls: jsonb(),
   },
   (t) => [
     index('delivery_attempts_recipient_idx').on(t.recipientId, t.startedAt),
