@@ -1,9 +1,12 @@
 import { domainToASCII } from 'node:url'
-import addressparser from 'nodemailer/lib/addressparser'
 
 /** Lower-case ASCII (A-label) form of a domain, or '' when it is not a domain name. */
 export function normalizeDomain(domain: string): string {
-  return domainToASCII(domain.trim().replace(/\.$/, '')).toLowerCase()
+  const name = domain.trim().replace(/\.$/, '')
+  // domainToASCII parses a URL host: `member.example/paypal.com` (or `?…`, `#…`, `\…`) would
+  // come back as `member.example`. Only letters, digits, marks, hyphens and dots are a name.
+  if (!/^[\p{L}\p{M}\p{N}.-]+$/u.test(name)) return ''
+  return domainToASCII(name).toLowerCase()
 }
 
 /** The domain of an address (after the last @), normalized; '' when there is none. */
@@ -15,18 +18,6 @@ export function addressDomain(address: string): string {
 /** True when `domain` is `parent` itself or one of its subdomains. */
 export function isSameOrSubdomain(domain: string, parent: string): boolean {
   return domain === parent || domain.endsWith(`.${parent}`)
-}
-
-/**
- * The single mailbox a From or Sender header names, or null when it names none, several,
- * or a group: a message must not leave any doubt about who it is from.
- */
-export function singleMailbox(value: string): string | null {
-  const parsed = addressparser(value)
-  if (parsed.length !== 1) return null
-  const only = parsed[0]!
-  if (only.group || !only.address || !only.address.includes('@')) return null
-  return only.address
 }
 
 // A recipient's local part must be a plain dot-atom (UTF-8 letters allowed for SMTPUTF8):

@@ -28,6 +28,7 @@ const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/
 /** Splits header section and body; a header line that is not a field is an error. */
 export function parseMessage(message: Buffer): ParsedMessage {
   const { headerEnd, bodyStart, eol } = findHeaderEnd(message)
+  refuseBareLineBreaks(message.subarray(0, headerEnd))
   const fields: HeaderField[] = []
   let start = 0
   while (start < headerEnd) {
@@ -58,6 +59,26 @@ export function parseMessage(message: Buffer): ParsedMessage {
     start = end + 1
   }
   return { fields, body: message.subarray(bodyStart), eol }
+}
+
+/**
+ * A CR or LF on its own in the header section is refused: this parser (and mailauth) splits
+ * fields on LF, but delivery turns each lone one into CRLF, so the recipient would read
+ * header lines that were never checked. The submission's LineCheck refuses them while DATA
+ * streams in; this keeps the parser safe on its own.
+ */
+function refuseBareLineBreaks(header: Buffer): void {
+  let line = 1
+  for (let i = 0; i < header.length; i++) {
+    const byte = header[i]
+    if (byte === 0x0d && header[i + 1] !== 0x0a) {
+      throw new MessageFormatError(`header line ${line} holds a bare CR (a CR not followed by LF)`)
+    }
+    if (byte === 0x0a) {
+      if (header[i - 1] !== 0x0d) throw new MessageFormatError(`header line ${line} ends with a bare LF`)
+      line++
+    }
+  }
 }
 
 function findHeaderEnd(message: Buffer): { headerEnd: number; bodyStart: number; eol: string } {

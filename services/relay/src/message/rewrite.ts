@@ -1,20 +1,40 @@
 import { randomUUID } from 'node:crypto'
 import { feedbackId, MEMBER_DID_HEADER, REFERENCE_HEADER } from '@atmos/mail-feedback'
-import { addressDomain, isSameOrSubdomain, singleMailbox } from './addresses.ts'
 import { fieldValue, type HeaderField, makeField, type ParsedMessage, serializeMessage } from './headers.ts'
+import { canonicalBody } from './lines.ts'
+import { checkMailbox } from './mailbox.ts'
+import { type ReceivedTrace, receivedField, rfc5322Date } from './received.ts'
 
-// What the relay changes in a member's message before it is signed. The body is never
-// touched; header fields the relay writes itself are removed from what the member sent
-// (never trusted), Bcc is dropped, and Message-ID and Date are added when missing.
+// What the relay changes in a member's message before it is signed. The body's content is
+// never touched (its bare LFs become CRLF: see lines.ts); header fields the relay writes
+// itself are removed from what the member sent (never trusted), Bcc is dropped, and
+// Message-ID and Date are added when missing.
 
-/** Fields a member may not supply: ours, or ones that must not travel (Bcc, Return-Path). */
+/**
+ * Fields a member may not supply: ours; ones that must not travel (Bcc, Resent-Bcc, which
+ * would reach every recipient, Return-Path); and verdicts or signatures only a receiving or
+ * signing system writes (a member's DKIM-Signature, ARC set or Authentication-Results would
+ * vouch for what it never checked).
+ */
 const REMOVED = new Set([
   'bcc',
+  'resent-bcc',
   'return-path',
   'feedback-id',
+  'dkim-signature',
+  'authentication-results',
+  'received-spf',
   REFERENCE_HEADER.toLowerCase(),
   MEMBER_DID_HEADER.toLowerCase(),
 ])
+
+/** Removed by prefix: every ARC field (RFC 8617), and every X-Atmos- field, ours or not. */
+function isRemoved(key: string): boolean {
+  return REMOVED.has(key) || key.startsWith('arc-') || key.startsWith('x-atmos-')
+}
+
+/** Fields naming who a message is from: each must be one mailbox at the member's domain. */
+const ORIGINATOR_FIELDS = new Set(['from', 'sender', 'resent-from', 'resent-sender'])
 
 export class HeaderPolicyError extends Error {
   override name = 'HeaderPolicyError'
@@ -38,8 +58,11 @@ export type PreparedMessage = {
   /** The domain of the header From. */
   fromDomain: string
   messageIdHeader: string
-  /** The message for one recipient, unsigned: ours on top, then the member's fields, then the body. */
-  forRecipient(reference: string): Buffer
+  /**
+   * The message for one recipient, unsigned: our Received (when given) and fields on top,
+   * then the member's fields, then the body.
+   */
+  forRecipient(reference: string, received?: ReceivedTrace): Buffer
 }
 
 /** Checks the header From (and Sender) against the member's domain and rewrites the header section. */
@@ -48,36 +71,42 @@ export function prepareMessage(parsed: ParsedMessage, sender: SenderIdentity, no
   if (froms.length !== 1) {
     throw new HeaderPolicyError(550, `5.6.0 a message needs exactly one From header, found ${froms.length}`)
   }
+  const senders = parsed.fields.filter((f) => f.key === 'sender').length
+  if (senders > 1) throw new HeaderPolicyError(550, `5.6.0 a message may have one Sender header, found ${senders}`)
   let fromDomain = ''
-  for (const field of parsed.fields.filter((f) => f.key === 'from' || f.key === 'sender')) {
-    const mailbox = singleMailbox(fieldValue(field))
-    if (!mailbox) throw new HeaderPolicyError(550, `5.6.0 the ${field.name} header must name exactly one address`)
-    const domain = addressDomain(mailbox)
-    if (!isSameOrSubdomain(domain, sender.domain)) {
-      throw new HeaderPolicyError(
-        550,
-        `5.7.1 ${field.name} must be an address at ${sender.domain} or a subdomain of it, not ${domain || 'this one'}`,
-      )
-    }
-    if (field.key === 'from') fromDomain = domain
+  for (const field of parsed.fields.filter((f) => ORIGINATOR_FIELDS.has(f.key))) {
+    const checked = checkMailbox(fieldValue(field), field.name, sender.domain)
+    if (!checked.ok) throw new HeaderPolicyError(550, `${checked.status} ${checked.reason}`)
+    if (field.key === 'from') fromDomain = checked.domain
   }
 
-  const kept = parsed.fields.filter((f) => !REMOVED.has(f.key))
+  const kept = parsed.fields.filter((f) => !isRemoved(f.key))
   const added: HeaderField[] = []
   let messageIdHeader = kept.find((f) => f.key === 'message-id')
   if (!messageIdHeader) {
     messageIdHeader = makeField('Message-ID', `<${randomUUID()}@${fromDomain}>`)
     added.push(messageIdHeader)
   }
-  if (!kept.some((f) => f.key === 'date')) added.push(makeField('Date', now.toUTCString().replace('GMT', '+0000')))
+  if (!kept.some((f) => f.key === 'date')) added.push(makeField('Date', rfc5322Date(now)))
   const common = [
     makeField('Feedback-ID', feedbackId({ memberId: sender.memberId, poolId: sender.poolId })),
     makeField(MEMBER_DID_HEADER, sender.did),
   ]
+  const body = canonicalBody(parsed.body)
   return {
     fromDomain,
     messageIdHeader: fieldValue(messageIdHeader),
-    forRecipient: (reference) =>
-      serializeMessage([...common, makeField(REFERENCE_HEADER, reference), ...added, ...kept], parsed.body, parsed.eol),
+    forRecipient: (reference, received) =>
+      serializeMessage(
+        [
+          ...(received ? [receivedField(received)] : []),
+          ...common,
+          makeField(REFERENCE_HEADER, reference),
+          ...added,
+          ...kept,
+        ],
+        body,
+        parsed.eol,
+      ),
   }
 }

@@ -63,6 +63,8 @@ export const submissionSection = section({
   authConcurrencyPerIp: field.int(20, { min: 1 }),
   /** A label this labeler (`src`) issued; empty: any src in our labels table. */
   labelerDid: z.string().default(''),
+  /** Whether the Received field the relay adds names the member's client (HELO name and IP address). */
+  receivedClientAddress: field.bool(false),
 })
 
 export type SubmissionConfig = z.output<typeof submissionSection>

@@ -15,6 +15,8 @@ import type {
 } from 'smtp-server'
 import { addressDomain, checkRecipient, isSameOrSubdomain } from '../message/addresses.ts'
 import { MessageFormatError, parseMessage } from '../message/headers.ts'
+import { LineCheck } from '../message/lines.ts'
+import { type ReceivedTrace, receivedProtocol } from '../message/received.ts'
 import { HeaderPolicyError, prepareMessage } from '../message/rewrite.ts'
 import type { AuthGuard } from './auth-guard.ts'
 import type { SubmissionConfig } from './config.ts'
@@ -271,14 +273,19 @@ export class SubmissionHandlers {
     const { config, keys, pool, logger } = this.deps
     const chunks: Buffer[] = []
     let size = 0
+    // Line ends and lengths are checked as the bytes arrive (lines.ts says why).
+    const lines = new LineCheck()
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       size += chunk.length
-      // Past the limit the rest is read and dropped, so that the reply comes after the end of DATA.
-      if (size <= config.maxSize) chunks.push(chunk)
+      if (!lines.problem) lines.push(chunk)
+      // Past the limit or a bad line the rest is read and dropped, so that the reply comes after the end of DATA.
+      if (size <= config.maxSize && !lines.problem) chunks.push(chunk)
     }
+    lines.end()
     if (stream.sizeExceeded || size > config.maxSize) {
       throw this.refuse(new Reply(552, `5.3.4 Message size exceeds the limit of ${config.maxSize} bytes`, 'oversize'))
     }
+    if (lines.problem) throw this.refuse(new Reply(550, `5.6.0 ${lines.problem}`, 'bad_headers'))
     const tx = this.sessions.get(session.id)?.tx
     if (!tx) throw new Reply(503, '5.5.1 MAIL first', 'internal')
 
@@ -309,17 +316,28 @@ export class SubmissionHandlers {
     }
     const verp = { bounceDomain: pool.bounceDomain, prefix: pool.verpPrefix, secret: this.deps.tokenSecret }
     const now = new Date()
+    const single = session.envelope.rcptTo.length === 1
     const copies = await Promise.all(
       session.envelope.rcptTo.map(async (rcpt) => {
         const checked = checkRecipient(rcpt.address)
         if (!checked.ok) throw new Error('recipient changed after RCPT')
         const id = randomUUID()
+        const received: ReceivedTrace = {
+          by: config.hostname,
+          protocol: receivedProtocol(session.secure, true),
+          id,
+          ...(single ? { for: checked.address } : {}),
+          ...(config.receivedClientAddress
+            ? { client: { helo: session.hostNameAppearsAs, address: session.remoteAddress } }
+            : {}),
+          date: now,
+        }
         return {
           id,
           recipient: checked.address,
           domain: checked.domain,
           returnPath: verpAddress(verp, id),
-          body: await signMessage(prepared.forRecipient(messageToken(verp, id)), [memberKey, poolKey], now),
+          body: await signMessage(prepared.forRecipient(messageToken(verp, id), received), [memberKey, poolKey], now),
         }
       }),
     )
