@@ -53,7 +53,8 @@ atmos_ensure_redis() {
   exit 1
 }
 
-# Debian packages the tests drive as real peers (docker-compose validates the compose file).
+# Debian packages the tests drive as real peers (docker-compose validates the compose file;
+# python3-dkim is the DKIM verifier that is not mailauth).
 atmos_ensure_apt() {
   local missing=()
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done

@@ -1,2 +1,2 @@
 export { activePoolKey, createDkimKey, dkimSealContext, type NewDkimKey, SigningKeys } from './keys.ts'
-export { SIGNED_HEADERS, SigningError, type SigningKey, signMessage } from './sign.ts'
+export { OVERSIGNED_HEADERS, SIGNED_HEADERS, SigningError, type SigningKey, signMessage } from './sign.ts'

@@ -5,18 +5,22 @@ import { DkimSigner } from 'mailauth/lib/dkim/dkim-signer.js'
 import { writeToStream } from 'mailauth/lib/tools.js'
 
 /**
- * The header fields both signatures cover. mailauth's default list leaves out
- * Feedback-ID and List-Unsubscribe-Post, and a complaint feed keyed on them needs them
- * signed; the reference header must be signed so that nobody can re-attribute a message.
+ * Header fields that matter to attribution or to the reader. Each is over-signed: named once
+ * more in h= than the message holds it (RFC 6376 5.4.2), absent ones included, so that a copy
+ * added after signing (a second From, a forged X-Atmos-Member-Did or Feedback-ID shown or
+ * read first) breaks both signatures. mailauth's default list leaves out Feedback-ID and
+ * List-Unsubscribe-Post; the reference header is signed so that nobody can re-attribute a
+ * message.
  */
-export const SIGNED_HEADERS = [
+export const OVERSIGNED_HEADERS = [
   'From',
+  'Sender',
+  'Reply-To',
   'To',
   'Cc',
   'Subject',
   'Date',
   'Message-ID',
-  'Reply-To',
   'Feedback-ID',
   'X-Atmos-Member-Did',
   'X-Atmos-Ref',
@@ -26,6 +30,12 @@ export const SIGNED_HEADERS = [
   'Content-Type',
   'Content-Transfer-Encoding',
 ]
+
+/**
+ * The header fields both signatures cover: the over-signed ones, and the relay's own Received
+ * (signed as many times as the message holds it, not over-signed: every later hop adds one).
+ */
+export const SIGNED_HEADERS = [...OVERSIGNED_HEADERS, 'Received']
 
 export type SigningKey = {
   /** `d=` */
@@ -42,18 +52,19 @@ export type SigningKey = {
 }
 
 /**
- * mailauth signs the From fields a message has, but cannot over-sign: name `from` once
- * more in h= than there are From fields, so that a From added after signing (which some
- * clients would show) breaks the signature. Verifiers treat that extra name as an empty
- * field (RFC 6376 5.4.2), so it adds nothing to the hash; only h= changes. mailauth
- * builds h= from each signed field's `casedKey`, so the topmost From (signed last)
- * carries the extra name.
+ * mailauth signs the fields a message has, but cannot over-sign. h= is the signed fields'
+ * `casedKey`s joined in signing order (bottom-up, so the topmost signed field comes last), and
+ * only their lines are hashed: so the topmost signed field's casedKey gets every over-signed
+ * name appended once more. Those names come after every real instance in h=, so a verifier
+ * finds no unused field for them and hashes nothing (RFC 6376 5.4.2); a field of that name
+ * added above the message later takes their place, and the signature breaks.
  */
 class OverSigningDkimSigner extends DkimSigner {
   override async messageHeaders(headers: Parameters<DkimSigner['messageHeaders']>[0]): Promise<void> {
     await super.messageHeaders(headers)
-    const topFrom = headers.parsed.find((h) => h.key === 'from')
-    if (topFrom?.casedKey) topFrom.casedKey = `${topFrom.casedKey}:${topFrom.casedKey}`
+    const signed = new Set(SIGNED_HEADERS.map((name) => name.toLowerCase()))
+    const top = headers.parsed.find((h) => h.key !== null && signed.has(h.key))
+    if (top?.casedKey) top.casedKey = [top.casedKey, ...OVERSIGNED_HEADERS].join(':')
   }
 }
 
