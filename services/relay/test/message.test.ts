@@ -144,6 +144,10 @@ describe('line checks (bare CR, bare LF, 998 octets)', () => {
       check(['From: a@member.example\r\nX-A: 1\nX-B: 2\r\n\r\n']).problem ?? '',
       /^line 2 .*field X-A\) ends with a bare LF/,
     )
+    assert.match(
+      check(['From: a@member.example\r\nSubject: a\r\n folded\rFrom: x@other.example\r\n\r\n']).problem ?? '',
+      /^line 3 of the message \(in the header section, folded line of field Subject\) holds a bare CR/,
+    )
     // A message that ends on a CR.
     assert.match(check(['From: a@member.example\r\n\r\nbody\r']).problem ?? '', /^line 3 .*body.* bare CR/)
   })
@@ -153,6 +157,9 @@ describe('line checks (bare CR, bare LF, 998 octets)', () => {
       check(['From: a@member.example\r\n\r\nok\r\nx\r.\r\n']).problem ?? '',
       /^line 4 of the message \(in the body\) holds a bare CR/,
     )
+    // A CR at the end of one chunk is judged by the next one's first byte.
+    assert.match(check(['From: a@member.example\r\n\r\nx\r', 'y\r\n']).problem ?? '', /^line 3 .*bare CR/)
+    assert.equal(check(['From: a@member.example\r\n\r\nx\r', '\ny\r\n']).problem, undefined)
     const lf = check(['From: a@member.example\r\n\r\nunix\nlines\n'])
     assert.equal(lf.problem, undefined)
     assert.equal(lf.bodyHasBareLf, true)
