@@ -69,7 +69,8 @@ export function checkMailbox(value: string, fieldName: string, memberDomain: str
       err.status === '5.6.0'
         ? `the ${fieldName} header must be exactly one mailbox (Name <local@domain> or local@domain): it ${err.message}`
         : `${fieldName} ${err.message}`
-    return { ok: false, status: err.status, reason }
+    // The reason quotes the member's text back in an SMTP reply: printable ASCII only.
+    return { ok: false, status: err.status, reason: reason.replace(/[^\x20-\x7e]/g, '?') }
   }
 }
 
