@@ -244,6 +244,8 @@ describe('strict mailbox (From, Sender, Resent-From, Resent-Sender)', () => {
     refused('"=?utf-8?q?ceo=40other=2Eexample?=" <x@member.example>', '5.7.1', /ceo@other\.example/)
     refused('"CEO ＜ceo＠other.example＞" <x@member.example>', '5.7.1', /ceo@other\.example/)
     refused('x@member.example (ceo@other.example)', '5.7.1', /ceo@other\.example/)
+    refused('"ceo @ other.example" <x@member.example>', '5.7.1', /ceo@other\.example/)
+    refused('"ceo\u200b@other\u200b.example" <x@member.example>', '5.7.1', /shows the address/)
     refused('=?utf-7?q?ceo+AEA-other.example?= <x@member.example>', '5.6.0', /unknown charset/)
   })
 

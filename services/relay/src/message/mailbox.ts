@@ -76,7 +76,10 @@ export function checkMailbox(value: string, fieldName: string, memberDomain: str
 
 /** The first address-shaped text in `text` (encoded words decoded) at a domain outside `memberDomain`. */
 function foreignAddressIn(text: string, memberDomain: string): string | undefined {
-  const folded = decodeEncodedWords(text).normalize('NFKC')
+  // `ceo @ other.example` reads as an address too.
+  const folded = decodeEncodedWords(text)
+    .normalize('NFKC')
+    .replace(/\s*@\s*/g, '@')
   for (const m of folded.matchAll(ADDRESS_LIKE)) {
     const domain = addressDomain(`x@${m[1]!.replace(/[.\s]+$/, '')}`)
     if (!domain || !isSameOrSubdomain(domain, memberDomain)) return m[0]
