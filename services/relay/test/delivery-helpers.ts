@@ -164,7 +164,16 @@ export async function seedMember(sql: Pool, domain: string): Promise<number> {
 /** A message spooled the way submission spools it: one recipient, signed body, VERP return path. */
 export async function spoolMessage(
   sql: Pool,
-  opts: { memberId: number; to: string; from?: string; expiresInMs?: number; subject?: string; requireTls?: boolean },
+  opts: {
+    memberId: number
+    to: string
+    from?: string
+    expiresInMs?: number
+    subject?: string
+    requireTls?: boolean
+    /** Extra header lines. */
+    headers?: string[]
+  },
 ): Promise<{ messageId: string; recipientId: number }> {
   const from = opts.from ?? 'sender@member.example'
   const body = Buffer.from(
@@ -174,6 +183,7 @@ export async function spoolMessage(
       `Subject: ${opts.subject ?? 'test'}`,
       `Date: ${new Date().toUTCString()}`,
       `Message-ID: <${Math.random().toString(36).slice(2)}@member.example>`,
+      ...(opts.headers ?? []),
       '',
       'Hello.',
       '',

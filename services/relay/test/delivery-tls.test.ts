@@ -32,12 +32,13 @@ const ca = testCertificateAuthority()
 const mxCert = ca.issue(['mx-a.tls.test', 'mx-d.tls.test'])
 // A self-signed certificate no CA vouches for: only DANE-EE can make it verified.
 const selfSigned = testCertificate()
+const caCertSha256 = createHash('sha256').update(new X509Certificate(ca.cert).raw).digest('hex')
 const selfSignedSpki = createHash('sha256')
   .update(new X509Certificate(readFileSync(selfSigned.certFile)).publicKey.export({ type: 'spki', format: 'der' }))
   .digest('hex')
 
 const POLICY_DOMAINS = ['enforce-ok', 'enforce-badcert', 'enforce-nostarttls', 'enforce-notlisted', 'testing-badcert']
-  .concat(['rt-ok', 'rt-nosupport', 'dane-sts'])
+  .concat(['rt-ok', 'rt-nosupport', 'dane-sts', 'waived', 'rt-waived'])
   .map((d) => `${d}.example`)
 
 let world: DeliveryWorld
@@ -58,6 +59,8 @@ before(async () => {
     'mx-d.tls.test': { A: ['127.0.0.6'] },
     'mx-e.tls.test': { A: ['127.0.0.7'] },
     'mx-e-other.tls.test': { A: ['127.0.0.7'] },
+    // The same sink as mx-d, under a name its certificate does not carry.
+    'mx-d-alias.tls.test': { A: ['127.0.0.6'] },
   }
   for (const d of POLICY_DOMAINS) zone[`mta-sts.${d}`] = { A: ['127.0.0.1'] }
   world = await startDeliveryWorld(
@@ -69,8 +72,8 @@ before(async () => {
       b: '127.0.0.3',
       // No STARTTLS at all.
       c: { host: '127.0.0.4', tls: false },
-      // CA-issued certificate, no REQUIRETLS.
-      d: { host: '127.0.0.6', tls: { cert: mxCert.cert, key: mxCert.key } },
+      // CA-issued certificate sent with the CA (for DANE-TA), no REQUIRETLS.
+      d: { host: '127.0.0.6', tls: { cert: `${mxCert.cert}${ca.cert}`, key: mxCert.key } },
       // Self-signed: for DANE-EE.
       e: {
         host: '127.0.0.7',
@@ -111,7 +114,7 @@ function sts(domain: string, mode: 'enforce' | 'testing' | 'none', mxPatterns: s
   )
 }
 
-async function send(to: string, opts: { requireTls?: boolean } = {}) {
+async function send(to: string, opts: { requireTls?: boolean; headers?: string[] } = {}) {
   const spooled = await spoolMessage(sql, { memberId, to, ...opts })
   await enqueueDelivery(world.prefix, [spooled.messageId])
   return spooled
@@ -281,6 +284,66 @@ describe('DANE', () => {
     assert.equal((await final(sql, recipientId)).state, 'delivered')
     const [a] = await attempts(recipientId)
     assert.deepEqual([a?.tls?.policy, a?.tls?.verified], ['dane', true])
+  })
+
+  it('DANE-TA: a chain to the published trust anchor, naming the MX host, is verified', async () => {
+    mx('dane-ta.example', 'mx-d.tls.test', { secure: true })
+    dns.set('_25._tcp.mx-d.tls.test', {
+      TLSA: [{ usage: 2, selector: 0, matchingType: 1, data: caCertSha256 }],
+      secure: true,
+    })
+    const { recipientId } = await send('user@dane-ta.example')
+    assert.equal((await final(sql, recipientId)).state, 'delivered')
+    const [a] = await attempts(recipientId)
+    assert.deepEqual([a?.tls?.policy, a?.tls?.verified], ['dane', true])
+  })
+
+  it('DANE-TA: a certificate that names neither the MX host nor the domain is refused', async () => {
+    mx('dane-ta-alias.example', 'mx-d-alias.tls.test', { secure: true })
+    dns.set('_25._tcp.mx-d-alias.tls.test', {
+      TLSA: [{ usage: 2, selector: 0, matchingType: 1, data: caCertSha256 }],
+      secure: true,
+    })
+    const { recipientId } = await send('user@dane-ta-alias.example')
+    const a = await firstAttempt(recipientId)
+    assert.equal(a.outcome, 'deferred')
+    assert.match(a.tls?.failure ?? '', /names none of/)
+    assert.equal(sinks.d?.to('user@dane-ta-alias.example').length, 0)
+  })
+
+  it('PKIX usages (0, 1) are unusable for SMTP: as if there were no TLSA records', async () => {
+    mx('dane-pkix.example', 'mx-e-other.tls.test', { secure: true })
+    dns.set('_25._tcp.mx-e-other.tls.test', {
+      TLSA: [{ usage: 1, selector: 1, matchingType: 1, data: 'ab'.repeat(32) }],
+      secure: true,
+    })
+    const { recipientId } = await send('user@dane-pkix.example')
+    assert.equal((await final(sql, recipientId)).state, 'delivered')
+    const [a] = await attempts(recipientId)
+    assert.equal(a?.tls?.policy, 'opportunistic')
+  })
+})
+
+describe('TLS-Required: No (RFC 8689 section 5)', () => {
+  it('delivers despite an enforced policy the host fails, recording the policy and the waiver', async () => {
+    mx('waived.example', 'mx-b.tls.test')
+    sts('waived.example', 'enforce', ['mx-b.tls.test'])
+    const { recipientId } = await send('user@waived.example', { headers: ['TLS-Required: No'] })
+    assert.equal((await final(sql, recipientId)).state, 'delivered')
+    const [a] = await attempts(recipientId)
+    assert.equal(a?.tls?.policy, 'mta-sts')
+    assert.equal(a?.tls?.verified, false)
+    assert.equal((a?.tls as { tlsRequiredNo?: boolean } | null)?.tlsRequiredNo, true)
+    assert.match(a?.tls?.failure ?? '', /certificate/)
+  })
+
+  it('is ignored when the message also asked for REQUIRETLS', async () => {
+    mx('rt-waived.example', 'mx-b.tls.test')
+    sts('rt-waived.example', 'enforce', ['mx-b.tls.test'])
+    const { recipientId } = await send('user@rt-waived.example', { requireTls: true, headers: ['TLS-Required: No'] })
+    const a = await firstAttempt(recipientId)
+    assert.equal(a.outcome, 'deferred')
+    assert.equal(sinks.b?.to('user@rt-waived.example').length, 0)
   })
 })
 

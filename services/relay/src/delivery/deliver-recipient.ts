@@ -10,6 +10,7 @@ import type { Attempt, SiteConnections } from './site-connections.ts'
 import { siteOf } from './sites.ts'
 import type { AttemptRecord, ClaimedRecipient, DeliverySpool, Finish, SpooledMessage } from './spool.ts'
 import type { TlsPolicies, TlsRecord } from './tls/policy.ts'
+import { hasTlsRequiredNo } from './tls/tls-required.ts'
 
 export type DeliverRecipientDeps = {
   spool: DeliverySpool
@@ -98,7 +99,10 @@ export class RecipientDelivery {
     if (route.status === 'temporary') return { kind: 'temporary', cause: 'dns', reason: route.reason }
     if (route.status === 'permanent') return { kind: 'reply', reply: route.reply }
     const site = siteOf(route.hosts, this.d.siteRules, this.d.siteDefaults)
-    const tls = await this.d.tls.forDomain(r.domain, route.hosts, message.requireTls)
+    const tls = await this.d.tls.forDomain(r.domain, route.hosts, {
+      requireTls: message.requireTls,
+      tlsRequiredNo: hasTlsRequiredNo(message.body),
+    })
     if (tls.permanent) {
       const failure = tls.permanent.text
       return {

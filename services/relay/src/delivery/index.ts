@@ -1,6 +1,6 @@
 import { getServers } from 'node:dns'
 import { readFileSync } from 'node:fs'
-import { rootCertificates } from 'node:tls'
+import { createSecureContext, rootCertificates } from 'node:tls'
 import { createRedis, createWorker, deliverMessage, TypedQueue, type Worker } from '@atmos/queues'
 import type { BaseContext, Logger } from '@atmos/runtime'
 import { createDnsResolver, createSecureDnsResolver } from '@atmos/verify'
@@ -62,10 +62,11 @@ export class Delivery {
       tries: cfg.dnsTries,
     }
     const dns = createDnsResolver(resolverOptions)
-    // Verified TLS trusts the system's CAs, plus the configured ones (never instead of them).
-    const ca = [...rootCertificates, ...(cfg.tlsCaFile ? [readFileSync(cfg.tlsCaFile, 'utf8')] : [])]
+    // Verified TLS trusts Node's CAs, plus the configured ones (never instead of them).
+    const ca = cfg.tlsCaFile ? [...rootCertificates, readFileSync(cfg.tlsCaFile, 'utf8')] : undefined
     const tls = new TlsPolicies({
       logger: this.logger,
+      cacheTtlMs: cfg.dnsCacheTtl,
       ...(cfg.dnssec ? { secureDns: createSecureDnsResolver(resolverOptions) } : {}),
       ...(cfg.mtaSts
         ? {
@@ -93,7 +94,7 @@ export class Delivery {
         connectTimeoutMs: cfg.connectTimeout,
         greetingTimeoutMs: cfg.greetingTimeout,
         socketTimeoutMs: cfg.socketTimeout,
-        ca,
+        secureContext: ca ? createSecureContext({ ca }) : undefined,
       },
       idleTimeoutMs: cfg.shaping.idleTimeout,
       slotWaitMs: cfg.shaping.slotWait,

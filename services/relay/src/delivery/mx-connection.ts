@@ -1,5 +1,5 @@
 import { isIP } from 'node:net'
-import type { TLSSocket } from 'node:tls'
+import type { SecureContext, TLSSocket } from 'node:tls'
 import type { SmtpReply } from '@atmos/mail-feedback'
 import SMTPConnection from 'nodemailer/lib/smtp-connection'
 import { daneVerify, presentedChain } from './tls/dane.ts'
@@ -11,8 +11,11 @@ export type MxConnectionOptions = {
   connectTimeoutMs: number
   greetingTimeoutMs: number
   socketTimeoutMs: number
-  /** CA certificates MX certificates are verified against (the system's, plus any configured). */
-  ca: string[]
+  /**
+   * Built once with the CA certificates MX certificates are verified against (Node's own
+   * plus any configured); absent: Node's own. One context for every session, not one each.
+   */
+  secureContext?: SecureContext | undefined
 }
 
 /** The opportunistic requirement: what a host with no policy gets. */
@@ -164,7 +167,11 @@ export class MxConnection {
       ignoreTLS: plain,
       ...(required ? { requireTLS: true } : { opportunisticTLS: true }),
       // Never refused during the handshake: judge() decides once it is done, before MAIL FROM.
-      tls: { rejectUnauthorized: false, servername, ca: opts.ca },
+      tls: {
+        rejectUnauthorized: false,
+        servername,
+        ...(opts.secureContext ? { secureContext: opts.secureContext } : {}),
+      },
       connectionTimeout: opts.connectTimeoutMs,
       greetingTimeout: opts.greetingTimeoutMs,
       socketTimeout: opts.socketTimeoutMs,
@@ -253,10 +260,11 @@ export class MxConnection {
   }
 }
 
-function recordBase(policy: HostTls): Pick<TlsRecord, 'policy' | 'mode' | 'requireTls'> {
+function recordBase(policy: HostTls): Pick<TlsRecord, 'policy' | 'mode' | 'requireTls' | 'tlsRequiredNo'> {
   return {
     policy: policy.policy,
     ...(policy.mode ? { mode: policy.mode } : {}),
     ...(policy.requireTls ? { requireTls: true as const } : {}),
+    ...(policy.tlsRequiredNo ? { tlsRequiredNo: true as const } : {}),
   }
 }

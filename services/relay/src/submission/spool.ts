@@ -82,7 +82,7 @@ async function spoolBatch(sql: Pool, reqs: SpoolRequest[]): Promise<Array<string
                            ${reqs.map((r) => r.copies.length)}::int[], ${reqs.map((r) => r.cap)}::int[],
                            ${reqs.map((r) => r.envelopeFrom)}::text[], ${reqs.map((r) => r.messageIdHeader)}::text[],
                            ${reqs.map((r) => r.expiresAt.toISOString())}::text[]::timestamptz[],
-                           ${reqs.map((r) => r.requireTls === true)}::boolean[])
+                           ${reqs.map((r) => (r.requireTls ? 'true' : 'false'))}::text[]::boolean[])
         with ordinality as r(member_id, day, n, cap, envelope_from, message_id_header, expires_at, require_tls, i)
     ), tally as (
       select member_id, day, sum(n)::int as n, count(*)::int as messages, min(cap) as cap

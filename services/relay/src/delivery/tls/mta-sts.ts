@@ -30,8 +30,8 @@ export type MtaStsOptions = {
   /** 443 in production; tests serve policies on a loopback port. */
   port: number
   timeoutMs: number
-  /** CA certificates to verify policy hosts with (the system's, plus any configured). */
-  ca: string[]
+  /** CA certificates to verify policy hosts with (the system's plus any configured); absent: Node's own. */
+  ca?: string[] | undefined
   logger: Logger
   /** How long a TXT answer is reused; 0 asks every time. */
   recheckMs?: number
@@ -48,7 +48,8 @@ export type MtaStsOptions = {
  */
 export class MtaSts {
   private readonly opts: MtaStsOptions
-  private readonly cache = new Map<string, { policy: StsPolicy; checkedAt: number }>()
+  /** Per domain: its policy (none when it has none), and when its TXT record was last asked. */
+  private readonly cache = new Map<string, { policy: StsPolicy | undefined; checkedAt: number }>()
 
   constructor(opts: MtaStsOptions) {
     this.opts = opts
@@ -58,42 +59,30 @@ export class MtaSts {
   async policy(domain: string): Promise<StsPolicy | undefined> {
     const key = domain.toLowerCase()
     const now = Date.now()
-    let cached = this.cache.get(key)
-    if (!cached) {
-      const stored = await this.load(key)
-      if (stored) cached = { policy: stored, checkedAt: 0 }
+    const cached = this.cache.get(key)
+    // Between TXT checks the answer stands, a domain without a policy included: most have none.
+    if (cached && now - cached.checkedAt < (this.opts.recheckMs ?? TXT_RECHECK_MS)) {
+      if (!cached.policy || cached.policy.expiresAt > now) return inForce(cached.policy)
     }
-    if (cached && cached.policy.expiresAt <= now) {
-      this.cache.delete(key)
-      cached = undefined
-    }
-    const recheckMs = this.opts.recheckMs ?? TXT_RECHECK_MS
-    if (cached && now - cached.checkedAt < recheckMs) return inForce(cached.policy)
+    let known = cached ? cached.policy : await this.load(key)
+    if (known && known.expiresAt <= now) known = undefined
 
     const txt = await this.txtId(key)
-    if (txt.status !== 'found') {
-      // No record (or DNS failing): a cached policy holds until it expires (section 5.1).
-      if (cached) this.remember(key, cached.policy, now)
-      return cached ? inForce(cached.policy) : undefined
+    let policy = known
+    if (txt.status === 'found' && txt.id !== known?.id) {
+      const fetched = await this.fetch(key, txt.id)
+      if (fetched.ok) {
+        policy = fetched.policy
+        await this.store(key, policy)
+      } else {
+        // Section 5.1: a policy that cannot be refreshed holds until it expires.
+        this.opts.logger.warn({ domain: key, err: fetched.reason }, 'MTA-STS policy fetch failed')
+      }
     }
-    if (cached && cached.policy.id === txt.id) {
-      this.remember(key, cached.policy, now)
-      return inForce(cached.policy)
-    }
-    const fetched = await this.fetch(key, txt.id)
-    if (!fetched.ok) {
-      this.opts.logger.warn({ domain: key, err: fetched.reason }, 'MTA-STS policy fetch failed')
-      if (cached) this.remember(key, cached.policy, now)
-      return cached ? inForce(cached.policy) : undefined
-    }
-    this.remember(key, fetched.policy, now)
-    await this.store(key, fetched.policy)
-    return inForce(fetched.policy)
-  }
-
-  private remember(domain: string, policy: StsPolicy, checkedAt: number): void {
+    // No record, or DNS failing: a known policy holds until it expires too (section 5.1).
     if (this.cache.size > 10_000) this.cache.clear()
-    this.cache.set(domain, { policy, checkedAt })
+    this.cache.set(key, { policy, checkedAt: now })
+    return inForce(policy)
   }
 
   private redisKey(domain: string): string {
@@ -170,7 +159,7 @@ export class MtaSts {
           path: '/.well-known/mta-sts.txt',
           method: 'GET',
           servername: host,
-          ca: this.opts.ca,
+          ...(this.opts.ca ? { ca: this.opts.ca } : {}),
           rejectUnauthorized: true,
           lookup,
           headers: { 'user-agent': 'atmos-relay' },
@@ -207,8 +196,8 @@ export class MtaSts {
   }
 }
 
-function inForce(policy: StsPolicy): StsPolicy | undefined {
-  return policy.mode === 'none' ? undefined : policy
+function inForce(policy: StsPolicy | undefined): StsPolicy | undefined {
+  return policy?.mode === 'none' ? undefined : policy
 }
 
 /** RFC 8461 section 3.2: `key: value` lines; version, mode and max_age required, mx for enforce and testing. */

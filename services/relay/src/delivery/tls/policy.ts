@@ -12,6 +12,8 @@ export type TlsRecord = {
   mode?: 'enforce' | 'testing'
   /** The message asked for REQUIRETLS (RFC 8689). */
   requireTls?: true
+  /** The message carried `TLS-Required: No` (RFC 8689 section 5): the policy was not enforced. */
+  tlsRequiredNo?: true
   /** Absent when the session stayed in plain text (or never opened). */
   version?: string
   cipher?: string
@@ -35,8 +37,18 @@ export type HostTls = {
   /** A shortfall known before connecting, recorded (testing: MX not in the policy). */
   failure?: string
   requireTls: boolean
+  /** The policy is recorded but not enforced: the message carried `TLS-Required: No`. */
+  tlsRequiredNo?: boolean
   /** Sessions are reused only for hosts with the same requirement. */
   key: string
+}
+
+/** What a message asks of the transport. */
+export type MessageTls = {
+  /** REQUIRETLS on MAIL FROM (RFC 8689 section 4). */
+  requireTls: boolean
+  /** `TLS-Required: No` in its header (section 5); ignored when requireTls is set. */
+  tlsRequiredNo: boolean
 }
 
 /** The TLS requirements of one recipient domain's hosts. */
@@ -52,6 +64,8 @@ export type TlsPoliciesOptions = {
   /** Absent: the resolver does not validate DNSSEC, so DANE is off. */
   secureDns?: SecureDnsResolver
   logger: Logger
+  /** How long a domain's DANE lookups are reused in this process; 0 asks every time. */
+  cacheTtlMs?: number
 }
 
 /**
@@ -63,14 +77,23 @@ export type TlsPoliciesOptions = {
  */
 export class TlsPolicies {
   private readonly opts: TlsPoliciesOptions
+  private readonly daneCache = new Map<string, { found: Map<string, DaneLookup>; until: number }>()
 
   constructor(opts: TlsPoliciesOptions) {
     this.opts = opts
   }
 
-  async forDomain(domain: string, hosts: MxHost[], requireTls: boolean): Promise<DomainTls> {
-    const [dane, sts] = await Promise.all([this.dane(domain, hosts), this.opts.mtaSts?.policy(domain)])
-    const decide = (h: MxHost): HostTls => decideHost(domain, h, dane.get(h.name), sts, requireTls)
+  async forDomain(domain: string, hosts: MxHost[], message: MessageTls): Promise<DomainTls> {
+    const { requireTls } = message
+    const [dane, sts] = await Promise.all([this.daneCached(domain, hosts), this.opts.mtaSts?.policy(domain)])
+    const relaxed = message.tlsRequiredNo && !requireTls
+    const decide = (h: MxHost): HostTls => {
+      const d = decideHost(domain, h, dane.get(h.name), sts, requireTls)
+      if (!relaxed || d.policy === 'opportunistic') return d
+      // RFC 8689 section 5: the sender waived the domain's policy; it is only recorded.
+      const { refused: _refused, records: _records, ...rest } = d
+      return { ...rest, verify: 'none', tlsRequiredNo: true, key: 'none' }
+    }
     const decided = hosts.map(decide)
     const usable = decided.some((d) => !d.refused)
     if (requireTls && !usable && decided.every((d) => d.requireTls && d.refused?.startsWith('REQUIRETLS'))) {
@@ -86,9 +109,24 @@ export class TlsPolicies {
     return { host: decide }
   }
 
+  private async daneCached(domain: string, hosts: MxHost[]): Promise<Map<string, DaneLookup>> {
+    const ttl = this.opts.cacheTtlMs ?? 0
+    if (!this.opts.secureDns) return new Map()
+    const key = `${domain} ${hosts.map((h) => h.name).join(' ')}`
+    const cached = this.daneCache.get(key)
+    if (cached && cached.until > Date.now()) return cached.found
+    const found = await this.dane(domain, hosts)
+    // A failed TLSA lookup is not kept: the next attempt asks again.
+    if (ttl > 0 && ![...found.values()].some((v) => 'error' in v)) {
+      if (this.daneCache.size > 10_000) this.daneCache.clear()
+      this.daneCache.set(key, { found, until: Date.now() + ttl })
+    }
+    return found
+  }
+
   /** Usable TLSA records per host, or why a host's lookup failed; empty when the MX answer is not authenticated. */
-  private async dane(domain: string, hosts: MxHost[]): Promise<Map<string, TlsaRecord[] | { error: string }>> {
-    const found = new Map<string, TlsaRecord[] | { error: string }>()
+  private async dane(domain: string, hosts: MxHost[]): Promise<Map<string, DaneLookup>> {
+    const found = new Map<string, DaneLookup>()
     const dns = this.opts.secureDns
     if (!dns) return found
     try {
@@ -115,10 +153,12 @@ export class TlsPolicies {
   }
 }
 
+type DaneLookup = TlsaRecord[] | { error: string }
+
 function decideHost(
   domain: string,
   h: MxHost,
-  dane: TlsaRecord[] | { error: string } | undefined,
+  dane: DaneLookup | undefined,
   sts: StsPolicy | undefined,
   requireTls: boolean,
 ): HostTls {
