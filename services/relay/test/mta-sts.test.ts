@@ -19,7 +19,9 @@ import { hasTlsRequiredNo } from '../src/delivery/tls/tls-required.ts'
 // with a certificate from a test CA, and the real Redis.
 
 const ca = testCertificateAuthority()
-const DOMAINS = ['a', 'restart', 'redirect', 'html', 'big', 'bad', 'slow', 'rotate', 'none'].map((d) => `${d}.example`)
+const DOMAINS = ['a', 'restart', 'redirect', 'html', 'big', 'bad', 'slow', 'rotate', 'none', 'busy'].map(
+  (d) => `${d}.example`,
+)
 
 let dns: TestDnsServer
 let server: MtaStsServer
@@ -121,6 +123,14 @@ describe('MTA-STS policies', () => {
   it('ignores an invalid policy', async () => {
     publish('bad.example', '1', 'version: STSv1\r\nmode: enforce\r\nmax_age: 86400\r\n')
     assert.equal(await sts().policy('bad.example'), undefined)
+  })
+
+  it('concurrent deliveries to one domain share one fetch', async () => {
+    publish('busy.example', '1', ENFORCE)
+    const cache = sts()
+    const got = await Promise.all(Array.from({ length: 10 }, () => cache.policy('busy.example')))
+    assert.ok(got.every((p) => p?.mode === 'enforce'))
+    assert.equal(server.requests.filter((r) => r.host === 'mta-sts.busy.example').length, 1)
   })
 
   it('asks nothing between TXT checks, for a domain without a policy too', async () => {

@@ -198,6 +198,7 @@ export class RecipientDelivery {
       state: finish.state,
       mx: attempt?.mxHost,
       reply: attempt?.reply,
+      tls: attempt?.tls,
     }
     if (!done.applied) {
       if (finish.state === 'delivered') metrics.lapsedClaims.inc()

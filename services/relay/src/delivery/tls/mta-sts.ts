@@ -50,14 +50,24 @@ export class MtaSts {
   private readonly opts: MtaStsOptions
   /** Per domain: its policy (none when it has none), and when its TXT record was last asked. */
   private readonly cache = new Map<string, { policy: StsPolicy | undefined; checkedAt: number }>()
+  /** Lookups under way: concurrent deliveries to one domain share one TXT query and one fetch. */
+  private readonly inflight = new Map<string, Promise<StsPolicy | undefined>>()
 
   constructor(opts: MtaStsOptions) {
     this.opts = opts
   }
 
   /** The domain's policy in force, or undefined when it has none (or mode none). */
-  async policy(domain: string): Promise<StsPolicy | undefined> {
+  policy(domain: string): Promise<StsPolicy | undefined> {
     const key = domain.toLowerCase()
+    const running = this.inflight.get(key)
+    if (running) return running
+    const lookup = this.lookup(key).finally(() => this.inflight.delete(key))
+    this.inflight.set(key, lookup)
+    return lookup
+  }
+
+  private async lookup(key: string): Promise<StsPolicy | undefined> {
     const now = Date.now()
     const cached = this.cache.get(key)
     // Between TXT checks the answer stands, a domain without a policy included: most have none.
@@ -142,14 +152,18 @@ export class MtaSts {
     const { dns } = this.opts
     // The policy host resolves through the relay's own resolvers, as MX hosts do.
     const lookup: LookupFunction = (hostname, options, callback) => {
-      dns.resolve4(hostname).then(
-        (addresses) => {
-          const all = addresses.map((address) => ({ address, family: 4 }))
-          if ((options as { all?: boolean }).all) (callback as (e: null, a: typeof all) => void)(null, all)
-          else callback(null, addresses[0] ?? '', 4)
-        },
-        (err: Error) => callback(err as NodeJS.ErrnoException, '', 4),
-      )
+      void Promise.allSettled([dns.resolve4(hostname), dns.resolve6(hostname)]).then(([v4, v6]) => {
+        const all = [
+          ...(v4.status === 'fulfilled' ? v4.value.map((address) => ({ address, family: 4 })) : []),
+          ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
+        ]
+        const first = all[0]
+        if (!first) {
+          const reason = v4.status === 'rejected' ? v4.reason : new Error(`${hostname} has no address`)
+          callback(reason as NodeJS.ErrnoException, '', 4)
+        } else if ((options as { all?: boolean }).all) (callback as (e: null, a: typeof all) => void)(null, all)
+        else callback(null, first.address, first.family)
+      })
     }
     return new Promise((resolve, reject) => {
       const req = request(
