@@ -14,12 +14,13 @@ import { createDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import { MtaSts, mxMatches, parsePolicy } from '../src/delivery/tls/mta-sts.ts'
 import { hasTlsRequiredNo } from '../src/delivery/tls/tls-required.ts'
+import { eventually } from './delivery-helpers.ts'
 
 // MTA-STS discovery, fetch and cache against a loopback DNS server, an HTTPS policy server
 // with a certificate from a test CA, and the real Redis.
 
 const ca = testCertificateAuthority()
-const DOMAINS = ['a', 'restart', 'redirect', 'html', 'big', 'bad', 'slow', 'rotate', 'none', 'busy'].map(
+const DOMAINS = ['a', 'restart', 'redirect', 'html', 'big', 'bad', 'slow', 'rotate', 'none', 'busy', 'refresh'].map(
   (d) => `${d}.example`,
 )
 
@@ -123,6 +124,19 @@ describe('MTA-STS policies', () => {
   it('ignores an invalid policy', async () => {
     publish('bad.example', '1', 'version: STSv1\r\nmode: enforce\r\nmax_age: 86400\r\n')
     assert.equal(await sts().policy('bad.example'), undefined)
+  })
+
+  it('refreshes a policy past half its max_age, under the same id', async () => {
+    publish('refresh.example', '1', ENFORCE.replace('max_age: 604800', 'max_age: 1'))
+    const cache = sts()
+    assert.equal((await cache.policy('refresh.example'))?.mode, 'enforce')
+    const fetches = () => server.requests.filter((r) => r.host === 'mta-sts.refresh.example').length
+    assert.equal(fetches(), 1)
+    // Within a second the policy is past half its life: the next look fetches it again.
+    await eventually(async () => {
+      await cache.policy('refresh.example')
+      return fetches() >= 2 ? true : undefined
+    })
   })
 
   it('concurrent deliveries to one domain share one fetch', async () => {

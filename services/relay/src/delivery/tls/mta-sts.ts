@@ -3,6 +3,7 @@ import type { LookupFunction } from 'node:net'
 import type { Logger } from '@atmos/runtime'
 import { type DnsResolver, describeDnsError, isAbsence } from '@atmos/verify'
 import type { Redis } from 'ioredis'
+import { z } from 'zod'
 
 /** A domain's MTA-STS policy (RFC 8461 section 3.2), as fetched. */
 export type StsPolicy = {
@@ -15,6 +16,15 @@ export type StsPolicy = {
   /** Epoch milliseconds after which the policy no longer holds. */
   expiresAt: number
 }
+
+/** A policy as kept in Redis: read back only when it has this shape. */
+const storedPolicy = z.object({
+  id: z.string(),
+  mode: z.enum(['enforce', 'testing', 'none']),
+  mx: z.array(z.string()),
+  maxAgeS: z.number().int().nonnegative(),
+  expiresAt: z.number(),
+})
 
 /** RFC 8461 section 3.2: max_age is at most a year. */
 const MAX_AGE_S = 31_557_600
@@ -79,7 +89,10 @@ export class MtaSts {
 
     const txt = await this.txtId(key)
     let policy = known
-    if (txt.status === 'found' && txt.id !== known?.id) {
+    // Section 5.1: refreshed before it lapses (past half its max_age), so that an attacker
+    // who blocks the policy host at the moment of expiry cannot drop it.
+    const stale = known !== undefined && known.expiresAt - now < (known.maxAgeS * 1000) / 2
+    if (txt.status === 'found' && (txt.id !== known?.id || stale)) {
       const fetched = await this.fetch(key, txt.id)
       if (fetched.ok) {
         policy = fetched.policy
@@ -102,7 +115,8 @@ export class MtaSts {
   private async load(domain: string): Promise<StsPolicy | undefined> {
     try {
       const raw = await this.opts.redis.get(this.redisKey(domain))
-      return raw ? (JSON.parse(raw) as StsPolicy) : undefined
+      const parsed = raw ? storedPolicy.safeParse(JSON.parse(raw)) : undefined
+      return parsed?.success ? parsed.data : undefined
     } catch {
       return undefined
     }
