@@ -9,7 +9,7 @@ import { createTCPServer, createUDPServer, Packet, type Resource, type TCPServer
  * truncated UDP answer over TCP on the server's one port.
  */
 
-export type DnsRecordType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'CNAME'
+export type DnsRecordType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'CNAME' | 'TLSA'
 
 /**
  * How a name misbehaves instead of answering: an error rcode, silence, or a response
@@ -26,6 +26,14 @@ export type DnsRecords = {
   TXT?: (string | string[])[]
   /** Followed within the zone: the answer carries the CNAME and then the target's records. */
   CNAME?: string
+  /** DANE records (RFC 6698), at names such as `_25._tcp.mx.example`; `data` is the association, hex. */
+  TLSA?: { usage: number; selector: number; matchingType: number; data: string }[]
+  /**
+   * Answers about this name carry the AD bit, as a validating resolver sets it for data
+   * it authenticated with DNSSEC. (This server signs nothing: it plays the validating
+   * resolver the relay trusts, not an authoritative server.)
+   */
+  secure?: boolean
   /** For every query of this name, or only for the listed types. */
   behaviour?: DnsBehaviour | Partial<Record<DnsRecordType, DnsBehaviour>>
 }
@@ -41,6 +49,7 @@ const TYPE_CODES: Record<DnsRecordType, number> = {
   MX: Packet.TYPE.MX,
   TXT: Packet.TYPE.TXT,
   CNAME: Packet.TYPE.CNAME,
+  TLSA: 52,
 }
 const TYPE_NAMES = new Map(Object.entries(TYPE_CODES).map(([name, code]) => [code, name as DnsRecordType]))
 // Long enough for any delegation a test builds, short enough to stop a CNAME loop.
@@ -170,6 +179,7 @@ export class TestDnsServer {
       response.header.rcode = Packet.RCODE.NXDOMAIN
     } else {
       response.answers = this.resolve(question.name, records, type)
+      if (records.secure) (response.header as { ad?: number }).ad = 1
     }
     reply(send, response)
   }
@@ -226,6 +236,13 @@ function recordsOf(name: string, records: DnsRecords, type: DnsRecordType): Reso
       )
     case 'CNAME':
       return records.CNAME ? [resource(name, 'CNAME', { domain: records.CNAME })] : []
+    case 'TLSA':
+      // dns2 has no TLSA codec: it writes the raw RDATA it finds in `data`.
+      return (records.TLSA ?? []).map((t) =>
+        resource(name, 'TLSA', {
+          data: Buffer.concat([Buffer.from([t.usage, t.selector, t.matchingType]), Buffer.from(t.data, 'hex')]),
+        }),
+      )
   }
 }
 

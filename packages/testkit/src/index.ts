@@ -4,9 +4,15 @@ export { type DnsBehaviour, type DnsRecords, type DnsZone, TestDnsServer } from 
 export { type JetstreamCommit, type JetstreamEvent, JetstreamServer } from './jetstream-server.ts'
 export { describeServiceLifecycle } from './lifecycle.ts'
 export { dkimPublicKey, goodMailZone, withNames } from './mail-zone.ts'
+export { MtaStsServer, type PolicyResponse } from './mta-sts-server.ts'
 export { MxSink, type MxSinkOptions, type SinkMessage, type SinkReply } from './mx-sink.ts'
 export { closedPort } from './net.ts'
 export { PlcDirectoryServer } from './plc-server.ts'
 export { type CliResult, type Exit, type LogLine, runCli, ServiceProcess } from './process.ts'
 export { deletePrefix, TEST_REDIS_URL, testRedis, testRedisPrefix } from './redis.ts'
-export { testCertificate } from './tls.ts'
+export {
+  type IssuedCertificate,
+  type TestCertificateAuthority,
+  testCertificate,
+  testCertificateAuthority,
+} from './tls.ts'

@@ -15,6 +15,8 @@ export type SinkMessage = {
   sink: string
   /** Whether the session had gone through STARTTLS. */
   secure: boolean
+  /** Whether MAIL FROM carried REQUIRETLS (RFC 8689). */
+  requireTls: boolean
   sessionId: string
 }
 
@@ -26,11 +28,18 @@ export type MxSinkOptions = {
   size?: number
   /** False keeps only the count, for runs too long to hold every message. */
   keep?: boolean
+  /**
+   * STARTTLS certificate and key (PEM); smtp-server's built-in self-signed pair by default.
+   * `false` does not offer STARTTLS at all.
+   */
+  tls?: { cert: string; key: string } | false
+  /** Advertise REQUIRETLS (RFC 8689) after STARTTLS; off by default, as on most MX hosts. */
+  requireTls?: boolean
 }
 
 /**
  * A recipient's MX on loopback, built on smtp-server. STARTTLS is offered with smtp-server's
- * built-in self-signed test certificate, so a sending MTA must not insist on a valid one.
+ * built-in self-signed test certificate unless the test gives one (or none: `tls: false`).
  * It keeps what it accepted, counts sessions (open, most open at once, per-session messages)
  * and answers as the test scripts it: per recipient, per message, after an optional delay.
  */
@@ -53,6 +62,8 @@ export class MxSink {
   dataDelayMs = 0
   private readonly size: number | undefined
   private readonly keep: boolean
+  private readonly tls: MxSinkOptions['tls']
+  private readonly requireTls: boolean
   private server: SMTPServer | undefined
   private boundPort = 0
   private waiters: Array<{ n: number; resolve: () => void }> = []
@@ -62,6 +73,8 @@ export class MxSink {
     this.host = opts.host ?? '127.0.0.1'
     this.size = opts.size
     this.keep = opts.keep ?? true
+    this.tls = opts.tls
+    this.requireTls = opts.requireTls ?? false
   }
 
   get port(): number {
@@ -76,6 +89,8 @@ export class MxSink {
       disabledCommands: ['AUTH'],
       logger: false,
       ...(this.size === undefined ? {} : { size: this.size }),
+      ...(this.tls === false ? { hideSTARTTLS: true } : this.tls ? { cert: this.tls.cert, key: this.tls.key } : {}),
+      hideREQUIRETLS: !this.requireTls,
       onConnect: (_session, cb) => {
         this.open++
         this.sessions++
@@ -111,6 +126,7 @@ export class MxSink {
               raw: Buffer.concat(chunks).toString('utf8'),
               sink: this.name,
               secure: session.secure,
+              requireTls: session.envelope.requireTLS === true,
               sessionId: session.id,
             })
           }

@@ -13,6 +13,13 @@ export {
   type MxRecord,
 } from './dns/resolver.ts'
 export {
+  createSecureDnsResolver,
+  type SecureAnswer,
+  type SecureDnsResolver,
+  type SecureDnsResolverOptions,
+  type TlsaRecord,
+} from './dns/secure-query.ts'
+export {
   createIdentityResolver,
   type DidDocument,
   type IdentityResolver,

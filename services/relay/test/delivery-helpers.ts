@@ -7,6 +7,7 @@ import {
   type DnsZone,
   deletePrefix,
   MxSink,
+  type MxSinkOptions,
   ServiceProcess,
   TEST_REDIS_URL,
   type TestDatabase,
@@ -20,12 +21,15 @@ import { relayContext } from './helpers.ts'
 
 const RELAY_ENTRY = new URL('../src/index.ts', import.meta.url)
 
+/** A sink's loopback address, or its options (address in `host`). */
+export type SinkSpec = string | (MxSinkOptions & { host: string })
+
 /** Sinks on several loopback addresses sharing one port (the relay's mxPort is one port for every MX). */
-async function startSinks(hosts: Record<string, string>): Promise<{ port: number; sinks: Record<string, MxSink> }> {
+async function startSinks(hosts: Record<string, SinkSpec>): Promise<{ port: number; sinks: Record<string, MxSink> }> {
   const sinks: Record<string, MxSink> = {}
   let port = 0
-  for (const [name, host] of Object.entries(hosts)) {
-    const sink = new MxSink({ name, host })
+  for (const [name, spec] of Object.entries(hosts)) {
+    const sink = new MxSink(typeof spec === 'string' ? { name, host: spec } : { name, ...spec })
     port = await sink.start(port)
     sinks[name] = sink
   }
@@ -52,7 +56,7 @@ export type DeliveryWorld = {
 
 export async function startDeliveryWorld(
   name: string,
-  sinkHosts: Record<string, string>,
+  sinkHosts: Record<string, SinkSpec>,
   zone: DnsZone,
 ): Promise<DeliveryWorld> {
   const prefix = testRedisPrefix(name)
@@ -160,7 +164,16 @@ export async function seedMember(sql: Pool, domain: string): Promise<number> {
 /** A message spooled the way submission spools it: one recipient, signed body, VERP return path. */
 export async function spoolMessage(
   sql: Pool,
-  opts: { memberId: number; to: string; from?: string; expiresInMs?: number; subject?: string },
+  opts: {
+    memberId: number
+    to: string
+    from?: string
+    expiresInMs?: number
+    subject?: string
+    requireTls?: boolean
+    /** Extra header lines. */
+    headers?: string[]
+  },
 ): Promise<{ messageId: string; recipientId: number }> {
   const from = opts.from ?? 'sender@member.example'
   const body = Buffer.from(
@@ -170,6 +183,7 @@ export async function spoolMessage(
       `Subject: ${opts.subject ?? 'test'}`,
       `Date: ${new Date().toUTCString()}`,
       `Message-ID: <${Math.random().toString(36).slice(2)}@member.example>`,
+      ...(opts.headers ?? []),
       '',
       'Hello.',
       '',
@@ -177,9 +191,10 @@ export async function spoolMessage(
   )
   return sql.begin(async (tx) => {
     const [m] = await tx<{ id: string }[]>`
-      insert into messages (member_id, envelope_from, return_path, size, body, expires_at)
+      insert into messages (member_id, envelope_from, return_path, size, body, expires_at, require_tls)
       values (${opts.memberId}, ${from}, ${`b+${Math.random().toString(36).slice(2)}@bounces.atmos.localhost`},
-              ${body.length}, ${body}, now() + make_interval(secs => ${(opts.expiresInMs ?? 3_600_000) / 1000}))
+              ${body.length}, ${body}, now() + make_interval(secs => ${(opts.expiresInMs ?? 3_600_000) / 1000}),
+              ${opts.requireTls ?? false})
       returning id`
     const [r] = await tx<{ id: string }[]>`
       insert into message_recipients (message_id, address, domain)

@@ -107,8 +107,11 @@ export const deliveryAttempts = pgTable(
     outcome: text({ enum: ATTEMPT_OUTCOMES }).notNull(),
     /**
      * The TLS the attempt used, null when it never reached the point of deciding:
-     * `{ policy: 'opportunistic' | 'mta-sts' | 'dane' | 'requiretls', version?: 'TLSv1.3', cipher?,
-     * verified: boolean }`, version absent when the session stayed in plain text.
+     * `{ policy: 'opportunistic' | 'mta-sts' | 'dane', mode?: 'enforce' | 'testing' (MTA-STS),
+     * requireTls?: true (the message asked for REQUIRETLS), tlsRequiredNo?: true (its
+     * `TLS-Required: No` waived the policy), version?: 'TLSv1.3', cipher?, verified: boolean,
+     * failure?: what fell short of the policy }`, version absent when the session stayed in
+     * plain text or never opened (the policy refused every host).
      */
     tls: jsonb(),
   },

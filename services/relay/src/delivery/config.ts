@@ -80,6 +80,22 @@ export const deliverySection = section({
   /** How long a resolved route is reused in this process; 0 asks DNS every time. */
   dnsCacheTtl: field.duration('60s'),
 
+  /**
+   * The resolvers in dnsServers validate DNSSEC and the path to them is trusted (loopback
+   * or a link the operator controls): their AD bit is believed, and DANE TLSA records
+   * (RFC 7672) are honoured for MX hosts whose MX and TLSA answers it authenticates.
+   * Off: DANE is never used, as Postfix without `smtp_dns_support_level = dnssec`.
+   */
+  dnssec: field.bool(false),
+  /** PEM file of CA certificates trusted besides the system's when verifying MX and MTA-STS hosts; empty: none. */
+  tlsCaFile: z.string().default(''),
+  /** Honour MTA-STS (RFC 8461) policies recipient domains publish. */
+  mtaSts: field.bool(true),
+  /** Port MTA-STS policies are fetched from: 443, except in tests. */
+  mtaStsPort: field.port(443),
+  /** Whole fetch of one MTA-STS policy (connect, TLS, response). */
+  mtaStsTimeout: field.duration('10s'),
+
   /** TCP connect, greeting and STARTTLS, and idle time on a command: each bounds one attempt. */
   connectTimeout: field.duration('30s'),
   greetingTimeout: field.duration('30s'),

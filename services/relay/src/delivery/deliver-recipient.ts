@@ -9,6 +9,8 @@ import { retryDelay } from './retry-schedule.ts'
 import type { Attempt, SiteConnections } from './site-connections.ts'
 import { siteOf } from './sites.ts'
 import type { AttemptRecord, ClaimedRecipient, DeliverySpool, Finish, SpooledMessage } from './spool.ts'
+import type { TlsPolicies, TlsRecord } from './tls/policy.ts'
+import { hasTlsRequiredNo } from './tls/tls-required.ts'
 
 export type DeliverRecipientDeps = {
   spool: DeliverySpool
@@ -21,12 +23,20 @@ export type DeliverRecipientDeps = {
   siteDefaults: { maxConnections: number; messagesPerConnection: number }
   retrySchedule: number[]
   claimLeaseMs: number
+  tls: TlsPolicies
 }
 
 /** What one attempt came to, before it is recorded. */
 type Outcome =
-  | { kind: 'reply'; reply: SmtpReply; mxHost?: string | undefined; mxAddress?: string | undefined }
-  | { kind: 'temporary'; cause: 'dns' | 'unreachable'; reason: string; mxHost?: string; mxAddress?: string }
+  | { kind: 'reply'; reply: SmtpReply; mxHost?: string | undefined; mxAddress?: string | undefined; tls?: TlsRecord }
+  | {
+      kind: 'temporary'
+      cause: 'dns' | 'unreachable' | 'tls'
+      reason: string
+      mxHost?: string
+      mxAddress?: string
+      tls?: TlsRecord
+    }
   | { kind: 'no-slot' }
 
 /**
@@ -89,22 +99,36 @@ export class RecipientDelivery {
     if (route.status === 'temporary') return { kind: 'temporary', cause: 'dns', reason: route.reason }
     if (route.status === 'permanent') return { kind: 'reply', reply: route.reply }
     const site = siteOf(route.hosts, this.d.siteRules, this.d.siteDefaults)
+    const tls = await this.d.tls.forDomain(r.domain, route.hosts, {
+      requireTls: message.requireTls,
+      tlsRequiredNo: hasTlsRequiredNo(message.body),
+    })
+    if (tls.permanent) {
+      const failure = tls.permanent.text
+      return {
+        kind: 'reply',
+        reply: tls.permanent,
+        tls: { policy: 'opportunistic', requireTls: true, verified: false, failure },
+      }
+    }
     const sent: Attempt = await this.d.connections.deliver(
       site,
       route.hosts,
       message.returnPath,
       r.address,
       message.body,
+      { host: tls.host, requireTls: message.requireTls },
     )
     if (sent.kind === 'no-slot') return sent
     if (sent.kind === 'reply')
-      return { kind: 'reply', reply: sent.reply, mxHost: sent.mxHost, mxAddress: sent.mxAddress }
+      return { kind: 'reply', reply: sent.reply, mxHost: sent.mxHost, mxAddress: sent.mxAddress, tls: sent.tls }
     return {
       kind: 'temporary',
-      cause: 'unreachable',
+      cause: sent.tls ? 'tls' : 'unreachable',
       reason: sent.reason,
       ...(sent.mxHost ? { mxHost: sent.mxHost } : {}),
       ...(sent.mxAddress ? { mxAddress: sent.mxAddress } : {}),
+      ...(sent.tls ? { tls: sent.tls } : {}),
     }
   }
 
@@ -127,6 +151,7 @@ export class RecipientDelivery {
       enhancedStatus: reply?.enhanced,
       reply: reply ? formatReply(reply) : outcome.kind === 'temporary' ? outcome.reason : '',
       outcome: cls.outcome,
+      tls: outcome.tls,
     }
     let finish: Finish
     if (cls.outcome === 'delivered') {
@@ -173,6 +198,7 @@ export class RecipientDelivery {
       state: finish.state,
       mx: attempt?.mxHost,
       reply: attempt?.reply,
+      tls: attempt?.tls,
     }
     if (!done.applied) {
       if (finish.state === 'delivered') metrics.lapsedClaims.inc()

@@ -1,7 +1,9 @@
 import { getServers } from 'node:dns'
+import { readFileSync } from 'node:fs'
+import { createSecureContext, rootCertificates } from 'node:tls'
 import { createRedis, createWorker, deliverMessage, TypedQueue, type Worker } from '@atmos/queues'
 import type { BaseContext, Logger } from '@atmos/runtime'
-import { createDnsResolver } from '@atmos/verify'
+import { createDnsResolver, createSecureDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import type { RelayConfig } from '../config.ts'
 import { RecipientDelivery } from './deliver-recipient.ts'
@@ -12,6 +14,8 @@ import { isReputationDeferral } from './reputation.ts'
 import { SiteConnections } from './site-connections.ts'
 import { SiteLimiter } from './site-limiter.ts'
 import { DeliverySpool } from './spool.ts'
+import { MtaSts } from './tls/mta-sts.ts'
+import { TlsPolicies } from './tls/policy.ts'
 
 /** Delivery workers: spooled messages to recipients' MX hosts, shaped per MX site, retried. */
 export class Delivery {
@@ -51,11 +55,33 @@ export class Delivery {
   async start(): Promise<void> {
     const { config } = this.ctx
     const cfg = config.relay.delivery
-    const dns = createDnsResolver({
+    const resolverOptions = {
       servers: cfg.dnsServers.length ? cfg.dnsServers : getServers().length ? getServers() : ['127.0.0.1'],
       port: cfg.dnsPort || undefined,
       timeoutMs: cfg.dnsTimeout,
       tries: cfg.dnsTries,
+    }
+    const dns = createDnsResolver(resolverOptions)
+    // Verified TLS trusts Node's CAs, plus the configured ones (never instead of them).
+    const ca = cfg.tlsCaFile ? [...rootCertificates, readFileSync(cfg.tlsCaFile, 'utf8')] : undefined
+    const tls = new TlsPolicies({
+      logger: this.logger,
+      cacheTtlMs: cfg.dnsCacheTtl,
+      ...(cfg.dnssec ? { secureDns: createSecureDnsResolver(resolverOptions) } : {}),
+      ...(cfg.mtaSts
+        ? {
+            mtaSts: new MtaSts({
+              dns,
+              redis: this.ctx.redis,
+              prefix: config.redis.prefix,
+              port: cfg.mtaStsPort,
+              timeoutMs: cfg.mtaStsTimeout,
+              ca,
+              logger: this.logger,
+              recheckMs: Math.min(cfg.dnsCacheTtl, 5 * 60_000),
+            }),
+          }
+        : {}),
     })
     const queue = new TypedQueue(deliverMessage, this.ctx.redis, config.redis.prefix)
     this.queue = queue
@@ -68,6 +94,7 @@ export class Delivery {
         connectTimeoutMs: cfg.connectTimeout,
         greetingTimeoutMs: cfg.greetingTimeout,
         socketTimeoutMs: cfg.socketTimeout,
+        secureContext: ca ? createSecureContext({ ca }) : undefined,
       },
       idleTimeoutMs: cfg.shaping.idleTimeout,
       slotWaitMs: cfg.shaping.slotWait,
@@ -90,6 +117,7 @@ export class Delivery {
       },
       retrySchedule: cfg.retrySchedule,
       claimLeaseMs: cfg.claimLease,
+      tls,
     })
 
     // A worker blocks on its connection: it gets one of its own.

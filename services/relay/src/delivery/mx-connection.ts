@@ -1,6 +1,9 @@
 import { isIP } from 'node:net'
+import type { SecureContext, TLSSocket } from 'node:tls'
 import type { SmtpReply } from '@atmos/mail-feedback'
 import SMTPConnection from 'nodemailer/lib/smtp-connection'
+import { daneVerify, presentedChain } from './tls/dane.ts'
+import type { HostTls, TlsRecord } from './tls/policy.ts'
 
 export type MxConnectionOptions = {
   port: number
@@ -8,6 +11,30 @@ export type MxConnectionOptions = {
   connectTimeoutMs: number
   greetingTimeoutMs: number
   socketTimeoutMs: number
+  /**
+   * Built once with the CA certificates MX certificates are verified against (Node's own
+   * plus any configured); absent: Node's own. One context for every session, not one each.
+   */
+  secureContext?: SecureContext | undefined
+}
+
+/** The opportunistic requirement: what a host with no policy gets. */
+export const OPPORTUNISTIC: HostTls = {
+  policy: 'opportunistic',
+  verify: 'none',
+  names: [],
+  requireTls: false,
+  key: 'none',
+}
+
+/** A session that opened but fell short of its host's TLS policy; it was closed before MAIL FROM. */
+export class TlsPolicyError extends Error {
+  readonly code = 'ETLSPOLICY'
+  readonly tls: TlsRecord
+  constructor(message: string, tls: TlsRecord) {
+    super(message)
+    this.tls = tls
+  }
 }
 
 /** What one message's transaction came to: a reply from the MX, or no reply at all. */
@@ -34,13 +61,19 @@ export function parseReply(response: string): SmtpReply {
  * client its SMTP transport uses): the relay pools sessions itself, because each must hold
  * a site slot in Redis for exactly as long as its socket is open. STARTTLS is used when
  * offered, without requiring a valid certificate (opportunistic TLS, RFC 7435); a failed
- * handshake is retried in plain text.
+ * handshake is retried in plain text. A host under a policy (MTA-STS enforce, DANE) must
+ * offer STARTTLS and a certificate that passes it, or the session is closed before any
+ * message goes out, and never retried in plain text.
  */
 export class MxConnection {
   readonly hostName: string
   readonly address: string
   /** Resolves once the socket is closed, whoever closed it. */
   readonly ended: Promise<void>
+  /** The TLS the session runs under, as attempts over it record it. */
+  tls: TlsRecord = { policy: 'opportunistic', verified: false }
+  /** The requirement it was opened for: reused only for hosts with the same one. */
+  tlsKey = 'none'
   messages = 0
   private readonly connection: SMTPConnection
   private closed = false
@@ -63,30 +96,82 @@ export class MxConnection {
     return !this.closed
   }
 
-  static async open(hostName: string, address: string, opts: MxConnectionOptions): Promise<MxConnection> {
+  static async open(
+    hostName: string,
+    address: string,
+    opts: MxConnectionOptions,
+    policy: HostTls = OPPORTUNISTIC,
+  ): Promise<MxConnection> {
+    let mx: MxConnection
+    let retried = false
     try {
-      return await MxConnection.connect(hostName, address, opts, false)
+      mx = await MxConnection.connect(hostName, address, opts, policy, false)
     } catch (err) {
-      if ((err as NodemailerError).code !== 'ETLS') throw err
-      return MxConnection.connect(hostName, address, opts, true)
+      const e = err as NodemailerError
+      if (e.code !== 'ETLS') throw err
+      if (policy.verify !== 'none') {
+        throw new TlsPolicyError(`TLS required by ${policy.policy}: ${e.message}`, {
+          ...recordBase(policy),
+          verified: false,
+          failure: e.message,
+        })
+      }
+      mx = await MxConnection.connect(hostName, address, opts, policy, true)
+      retried = true
     }
+    mx.tlsKey = policy.key
+    mx.tls = mx.judge(policy, retried)
+    if (policy.verify !== 'none' && !mx.tls.verified) {
+      await mx.quit(500)
+      throw new TlsPolicyError(`TLS required by ${policy.policy}: ${mx.tls.failure}`, mx.tls)
+    }
+    return mx
+  }
+
+  /** What the session's TLS came to under the host's policy. */
+  private judge(policy: HostTls, retriedPlain: boolean): TlsRecord {
+    const base = recordBase(policy)
+    const socket = this.connection._socket as TLSSocket | false | null
+    if (!this.connection.secure || !socket || typeof socket.getProtocol !== 'function') {
+      const plain = retriedPlain ? 'the TLS handshake failed; sent in plain text' : 'STARTTLS not offered; plain text'
+      return { ...base, verified: false, failure: policy.failure ?? plain }
+    }
+    const version = socket.getProtocol() ?? undefined
+    const cipher = socket.getCipher()?.name
+    const session = { ...base, ...(version ? { version } : {}), ...(cipher ? { cipher } : {}) }
+    if (policy.verify === 'dane') {
+      const names = policy.names.length ? policy.names : [this.hostName]
+      const result = daneVerify(presentedChain(socket.getPeerCertificate(true)), policy.records ?? [], names)
+      return result.ok ? { ...session, verified: true } : { ...session, verified: false, failure: result.reason }
+    }
+    // Node verified the chain against `ca` and the name against the MX host, even when told not to insist.
+    if (socket.authorized) return { ...session, verified: true, ...(policy.failure ? { failure: policy.failure } : {}) }
+    const failure = policy.failure ?? `certificate not valid for ${this.hostName}: ${socket.authorizationError}`
+    return { ...session, verified: false, ...(policy.policy === 'opportunistic' ? {} : { failure }) }
   }
 
   private static connect(
     hostName: string,
     address: string,
     opts: MxConnectionOptions,
+    policy: HostTls,
     plain: boolean,
   ): Promise<MxConnection> {
     const servername = isIP(hostName) ? undefined : hostName
+    const required = policy.verify !== 'none'
     const connection = new SMTPConnection({
       host: address,
       port: opts.port,
       servername,
       name: opts.heloName,
       ignoreTLS: plain,
-      opportunisticTLS: true,
-      tls: { rejectUnauthorized: false, servername },
+      ...(required ? { requireTLS: true } : { opportunisticTLS: true }),
+      // Never refused during the handshake: judge() decides once it is done, before MAIL FROM.
+      tls: {
+        rejectUnauthorized: false,
+        servername,
+        ...(opts.secureContext ? { secureContext: opts.secureContext } : {}),
+      },
       connectionTimeout: opts.connectTimeoutMs,
       greetingTimeout: opts.greetingTimeoutMs,
       socketTimeout: opts.socketTimeoutMs,
@@ -117,17 +202,24 @@ export class MxConnection {
     })
   }
 
-  /** Sends one message to one recipient; never throws. */
-  send(from: string, to: string, body: Buffer): Promise<SendResult> {
+  /** Sends one message to one recipient; never throws. `requireTls` passes REQUIRETLS on MAIL FROM. */
+  send(from: string, to: string, body: Buffer, requireTls = false): Promise<SendResult> {
     const reused = this.messages > 0
     this.messages++
+    const envelope = { from, to: [to], size: body.length, use8BitMime: true, requireTLSExtensionEnabled: requireTls }
     return new Promise((resolve) => {
-      this.connection.send({ from, to: [to], size: body.length, use8BitMime: true }, body, (err, info) => {
+      this.connection.send(envelope, body, (err, info) => {
         if (!err) {
           resolve({ kind: 'reply', reply: parseReply(info?.response ?? '250'), response: info?.response ?? '' })
           return
         }
         const e = err as NodemailerError
+        if (e.code === 'EREQUIRETLS') {
+          // RFC 8689 section 5: the next hop cannot carry the message on under REQUIRETLS.
+          const text = `REQUIRETLS: ${this.hostName} does not support REQUIRETLS`
+          resolve({ kind: 'reply', reply: { code: 550, enhanced: '5.7.30', text }, response: `550 5.7.30 ${text}` })
+          return
+        }
         const rejected = (info as { rejectedErrors?: NodemailerError[] } | undefined)?.rejectedErrors?.[0]
         const response = e.response ?? rejected?.response
         if (response && /^\d{3}/.test(response)) {
@@ -165,5 +257,14 @@ export class MxConnection {
       this.connection.close()
       await this.ended
     }
+  }
+}
+
+function recordBase(policy: HostTls): Pick<TlsRecord, 'policy' | 'mode' | 'requireTls' | 'tlsRequiredNo'> {
+  return {
+    policy: policy.policy,
+    ...(policy.mode ? { mode: policy.mode } : {}),
+    ...(policy.requireTls ? { requireTls: true as const } : {}),
+    ...(policy.tlsRequiredNo ? { tlsRequiredNo: true as const } : {}),
   }
 }

@@ -1,10 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '@atmos/runtime'
-import { MxConnection, type MxConnectionOptions, type SendResult } from './mx-connection.ts'
+import {
+  MxConnection,
+  type MxConnectionOptions,
+  OPPORTUNISTIC,
+  type SendResult,
+  TlsPolicyError,
+} from './mx-connection.ts'
 import type { MxHost } from './mx-routes.ts'
 import type { SiteLimiter } from './site-limiter.ts'
 import type { Site } from './sites.ts'
+import type { HostTls, TlsRecord } from './tls/policy.ts'
 
 /** How long a host that refused a connection is tried after the others. */
 const HOST_DOWN_MS = 60_000
@@ -14,9 +21,14 @@ const SLOT_POLL_MS = 50
 
 /** The result of one attempt at one recipient, with the host and address it reached. */
 export type Attempt =
-  | (SendResult & { mxHost: string; mxAddress: string })
-  | { kind: 'unreachable'; reason: string; mxHost?: string; mxAddress?: string }
+  | (SendResult & { mxHost: string; mxAddress: string; tls: TlsRecord })
+  | { kind: 'unreachable'; reason: string; mxHost?: string; mxAddress?: string; tls?: TlsRecord }
   | { kind: 'no-slot' }
+
+/** The TLS each host must offer, and whether the message asked for REQUIRETLS. */
+export type DeliveryTls = { host: (h: MxHost) => HostTls; requireTls: boolean }
+
+const NO_POLICY: DeliveryTls = { host: () => OPPORTUNISTIC, requireTls: false }
 
 /** A session holding one of its site's slots, for exactly as long as its socket is open. */
 type Held = {
@@ -73,14 +85,40 @@ export class SiteConnections {
     return s
   }
 
-  /** Sends one message over a session to the site, opening one when a slot is free; waits up to slotWait. */
-  async deliver(site: Site, hosts: MxHost[], from: string, to: string, body: Buffer): Promise<Attempt> {
+  /**
+   * Sends one message over a session to the site, opening one when a slot is free; waits up
+   * to slotWait. Hosts the TLS policy refuses are skipped; a session is reused only for a
+   * host with the same TLS requirement it was opened under.
+   */
+  async deliver(
+    site: Site,
+    hosts: MxHost[],
+    from: string,
+    to: string,
+    body: Buffer,
+    tls: DeliveryTls = NO_POLICY,
+  ): Promise<Attempt> {
     const deadline = Date.now() + this.opts.slotWaitMs
-    const ordered = this.byReachability(hosts)
+    const policies = new Map(hosts.map((h) => [h.name, tls.host(h)]))
+    const refused = hosts.flatMap((h) => {
+      const p = policies.get(h.name)
+      return p?.refused ? [{ h, p }] : []
+    })
+    const ordered = this.byReachability(hosts.filter((h) => !policies.get(h.name)?.refused))
+    if (ordered.length === 0) {
+      const first = refused[0]
+      return {
+        kind: 'unreachable',
+        reason: refused.map((r) => r.p.refused).join('; ') || 'no MX host to try',
+        ...(first ? { mxHost: first.h.name, tls: refusal(first.p) } : {}),
+      }
+    }
     // Reuse a session only to a host as preferred as the best one now reachable: MX
     // preference is the domain's choice, not ours.
     const top = ordered[0]?.preference
-    const names = new Set(ordered.filter((h) => h.preference === top).map((h) => h.name))
+    const names = new Set(
+      ordered.filter((h) => h.preference === top).map((h) => `${h.name} ${policies.get(h.name)?.key ?? 'none'}`),
+    )
     let freshOnly = false
     for (;;) {
       if (this.stopped) return { kind: 'no-slot' }
@@ -92,7 +130,7 @@ export class SiteConnections {
         if (stranger) await this.retire(stranger)
         const token = randomUUID()
         if (await this.opts.limiter.tryAcquire(site.key, token, site.maxConnections)) {
-          const opened = await this.open(site, token, ordered)
+          const opened = await this.open(site, token, ordered, policies)
           if ('kind' in opened) return opened
           held = opened
         } else {
@@ -106,18 +144,18 @@ export class SiteConnections {
         await sleep(wait)
         wait = await this.opts.limiter.messageDelay(site.key)
       }
-      const result = await held.mx.send(from, to, body)
+      const result = await held.mx.send(from, to, body, tls.requireTls)
       await this.afterSend(site, held, result)
       if (result.kind === 'transport' && result.retryable && !freshOnly) {
         freshOnly = true
         continue
       }
-      return { ...result, mxHost: held.mx.hostName, mxAddress: held.mx.address }
+      return { ...result, mxHost: held.mx.hostName, mxAddress: held.mx.address, tls: held.mx.tls }
     }
   }
 
   private takeIdle(state: SiteState, names: Set<string>): Held | undefined {
-    const i = state.idle.findIndex((h) => names.has(h.mx.hostName) && h.mx.isOpen && !h.retiring)
+    const i = state.idle.findIndex((h) => names.has(`${h.mx.hostName} ${h.mx.tlsKey}`) && h.mx.isOpen && !h.retiring)
     if (i < 0) return undefined
     const [held] = state.idle.splice(i, 1)
     clearTimeout(held?.idleTimer)
@@ -132,12 +170,17 @@ export class SiteConnections {
   }
 
   /** Tries each host in turn and each of its addresses until one session opens. */
-  private async open(site: Site, token: string, hosts: MxHost[]): Promise<Held | Attempt> {
+  private async open(
+    site: Site,
+    token: string,
+    hosts: MxHost[],
+    policies: Map<string, HostTls>,
+  ): Promise<Held | Attempt> {
     let failure: Attempt = { kind: 'unreachable', reason: 'no MX host to try' }
     for (const host of hosts) {
       for (const address of host.addresses) {
         try {
-          const mx = await MxConnection.open(host.name, address, this.opts.connection)
+          const mx = await MxConnection.open(host.name, address, this.opts.connection, policies.get(host.name))
           this.down.delete(host.name)
           const held: Held = { site: site.key, limit: site.maxConnections, token, mx, retiring: false }
           this.state(site.key).open.add(held)
@@ -149,6 +192,11 @@ export class SiteConnections {
           const e = err as Error & { code?: string; response?: string }
           const reason = e.response ? `${e.message}: ${e.response}` : `${e.message} (${e.code ?? 'EUNKNOWN'})`
           failure = { kind: 'unreachable', reason, mxHost: host.name, mxAddress: address }
+          if (err instanceof TlsPolicyError) {
+            // It answered: not down, only not good enough for this domain's policy.
+            failure = { ...failure, reason: `4.7.5 ${err.message}`, tls: err.tls }
+            continue
+          }
           this.down.set(host.name, Date.now() + HOST_DOWN_MS)
           if (this.down.size > 10_000) this.down.clear()
           this.opts.logger.debug({ mx: host.name, address, err: reason }, 'MX host not reachable; trying the next')
@@ -269,5 +317,15 @@ export class SiteConnections {
       for (const w of [...state.waiters]) w()
     }
     await Promise.allSettled([...this.closing])
+  }
+}
+
+function refusal(p: HostTls): TlsRecord {
+  return {
+    policy: p.policy,
+    ...(p.mode ? { mode: p.mode } : {}),
+    ...(p.requireTls ? { requireTls: true as const } : {}),
+    verified: false,
+    failure: p.refused ?? '',
   }
 }

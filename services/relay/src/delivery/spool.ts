@@ -2,6 +2,7 @@ import type { Db, Pool } from '@atmos/db'
 import { Batcher } from '@atmos/runtime'
 import { sql } from 'drizzle-orm'
 import { type BounceEvent, type RecordedBounce, recordBounce } from './bounce-events.ts'
+import type { TlsRecord } from './tls/policy.ts'
 
 // The delivery side of the spool. A recipient is claimed for one attempt by a single
 // conditional UPDATE: `attempts` goes up by one (it is the claim's fencing token) and
@@ -30,6 +31,8 @@ export type SpooledMessage = {
   receivedAt: Date
   /** The earlier of messages.expires_at and received_at + maxAge. */
   expiresAt: Date
+  /** The sender asked for REQUIRETLS (RFC 8689). */
+  requireTls: boolean
 }
 
 export type AttemptRecord = {
@@ -41,6 +44,8 @@ export type AttemptRecord = {
   enhancedStatus?: string | undefined
   reply: string
   outcome: 'delivered' | 'deferred' | 'failed'
+  /** The TLS the attempt used (delivery_attempts.tls); absent when it never got that far. */
+  tls?: TlsRecord | undefined
 }
 
 export type Finish =
@@ -110,6 +115,7 @@ export class DeliverySpool {
         body: Buffer | null
         receivedAt: number
         expiresAt: number
+        requireTls: boolean
       }[]
     >`
       with want as (
@@ -136,7 +142,8 @@ export class DeliverySpool {
         case when row_number() over (partition by c.req order by c.id) = 1 then m.body end as body,
         (extract(epoch from m.received_at) * 1000)::float8 as "receivedAt",
         (extract(epoch from least(m.expires_at, m.received_at + make_interval(secs => ${this.maxAgeMs / 1000})))
-          * 1000)::float8 as "expiresAt"
+          * 1000)::float8 as "expiresAt",
+        m.require_tls as "requireTls"
       from claimed c join messages m on m.id = c.message_id
       order by c.req, c.id`
     return requests.map((q, req) => {
@@ -153,6 +160,7 @@ export class DeliverySpool {
           body: first.body,
           receivedAt: new Date(first.receivedAt),
           expiresAt: new Date(first.expiresAt),
+          requireTls: first.requireTls === true,
         },
         recipients: mine.map((r) => ({
           id: Number(r.id),
@@ -257,12 +265,13 @@ export class DeliverySpool {
           ${col((i) => i.attempt.startedAt.toISOString())}::text[]::timestamptz[], ${col((i) => i.attempt.durationMs)}::int[],
           ${col((i) => i.attempt.mxHost ?? null)}::text[], ${col((i) => i.attempt.mxAddress ?? null)}::text[],
           ${col((i) => i.attempt.replyCode ?? null)}::int[], ${col((i) => i.attempt.enhancedStatus ?? null)}::text[],
-          ${col((i) => i.attempt.reply.slice(0, 2000))}::text[], ${col((i) => i.attempt.outcome)}::text[]
-        ) as i(rid, fence, mid, state, retry, started, duration, mx_host, mx_address, code, enhanced, reply, outcome)
+          ${col((i) => i.attempt.reply.slice(0, 2000))}::text[], ${col((i) => i.attempt.outcome)}::text[],
+          ${col((i) => (i.attempt.tls ? JSON.stringify(i.attempt.tls) : null))}::text[]::jsonb[]
+        ) as i(rid, fence, mid, state, retry, started, duration, mx_host, mx_address, code, enhanced, reply, outcome, tls)
       ), attempt as (
         insert into delivery_attempts
-          (recipient_id, message_id, started_at, duration_ms, mx_host, mx_address, reply_code, enhanced_status, reply, outcome)
-        select rid, mid, started, duration, mx_host, mx_address, code, enhanced, reply, outcome from input
+          (recipient_id, message_id, started_at, duration_ms, mx_host, mx_address, reply_code, enhanced_status, reply, outcome, tls)
+        select rid, mid, started, duration, mx_host, mx_address, code, enhanced, reply, outcome, tls from input
       ), updated as (
         update message_recipients r
         set state = i.state,
@@ -300,11 +309,11 @@ export class DeliverySpool {
       if (attempt) {
         await tx.execute(sql`
           insert into delivery_attempts
-            (recipient_id, message_id, started_at, duration_ms, mx_host, mx_address, reply_code, enhanced_status, reply, outcome)
+            (recipient_id, message_id, started_at, duration_ms, mx_host, mx_address, reply_code, enhanced_status, reply, outcome, tls)
           values
             (${r.id}, ${r.messageId}, ${attempt.startedAt.toISOString()}::timestamptz, ${attempt.durationMs}, ${attempt.mxHost ?? null},
              ${attempt.mxAddress ?? null}, ${attempt.replyCode ?? null}, ${attempt.enhancedStatus ?? null},
-             ${attempt.reply.slice(0, 2000)}, ${attempt.outcome})`)
+             ${attempt.reply.slice(0, 2000)}, ${attempt.outcome}, ${attempt.tls ? JSON.stringify(attempt.tls) : null}::jsonb)`)
       }
       const retrySecs = finish.state === 'deferred' ? finish.retryInMs / 1000 : null
       const updated = await tx.execute(sql`

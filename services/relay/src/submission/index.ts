@@ -69,6 +69,8 @@ export class Submission {
       allowInsecureAuth: true,
       authRequiredMessage: '5.7.0 Authentication required',
       disableReverseLookup: true,
+      // REQUIRETLS (RFC 8689) is honoured: the message is flagged and delivery insists on it.
+      hideREQUIRETLS: false,
       maxClients: sub.maxClients,
       socketTimeout: sub.socketTimeout,
       closeTimeout: 5000,

@@ -43,8 +43,8 @@ export type SessionUser = { memberId: number; did: string; domain: string; crede
 
 type Credential = { id: number; memberId: number; did: string; domain: string }
 
-/** What a member's message needs beyond the session: its cap, read at MAIL FROM. */
-type Transaction = { cap: number; day: string; resetsAt: Date; sentToday: number }
+/** What a member's message needs beyond the session: its cap, read at MAIL FROM, and REQUIRETLS. */
+type Transaction = { cap: number; day: string; resetsAt: Date; sentToday: number; requireTls: boolean }
 
 export type SubmissionDeps = {
   config: SubmissionConfig
@@ -232,7 +232,9 @@ export class SubmissionHandlers {
       )
     }
     const { cap } = dailyCapFor(standing.activatedAt, now, config.warmingTiers, config.dailyCap)
-    const tx = { cap, day, resetsAt, sentToday: standing.sentToday }
+    // RFC 8689: smtp-server accepts REQUIRETLS only over TLS; delivery then insists on verified TLS.
+    const requireTls = session.envelope.requireTLS === true
+    const tx = { cap, day, resetsAt, sentToday: standing.sentToday, requireTls }
     if (tx.sentToday >= cap) throw this.refuse(overCap(user.domain, tx))
     this.state(session).tx = tx
   }
@@ -352,6 +354,7 @@ export class SubmissionHandlers {
         expiresAt: new Date(now.getTime() + config.messageLifetime),
         day: tx.day,
         cap: tx.cap,
+        requireTls: tx.requireTls,
       })
     } catch (err) {
       if (err instanceof OverCapError) throw this.refuse(overCap(user.domain, tx))

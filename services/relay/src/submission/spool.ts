@@ -20,6 +20,8 @@ export type SpoolRequest = {
   /** Warming: the day counted on and the cap it must stay within. */
   day: string
   cap: number
+  /** The sender asked for REQUIRETLS (RFC 8689): messages.require_tls. */
+  requireTls?: boolean
 }
 
 export class OverCapError extends Error {
@@ -79,8 +81,9 @@ async function spoolBatch(sql: Pool, reqs: SpoolRequest[]): Promise<Array<string
       select * from unnest(${reqs.map((r) => r.memberId)}::bigint[], ${reqs.map((r) => r.day)}::text[]::date[],
                            ${reqs.map((r) => r.copies.length)}::int[], ${reqs.map((r) => r.cap)}::int[],
                            ${reqs.map((r) => r.envelopeFrom)}::text[], ${reqs.map((r) => r.messageIdHeader)}::text[],
-                           ${reqs.map((r) => r.expiresAt.toISOString())}::text[]::timestamptz[])
-        with ordinality as r(member_id, day, n, cap, envelope_from, message_id_header, expires_at, i)
+                           ${reqs.map((r) => r.expiresAt.toISOString())}::text[]::timestamptz[],
+                           ${reqs.map((r) => (r.requireTls ? 'true' : 'false'))}::text[]::boolean[])
+        with ordinality as r(member_id, day, n, cap, envelope_from, message_id_header, expires_at, require_tls, i)
     ), tally as (
       select member_id, day, sum(n)::int as n, count(*)::int as messages, min(cap) as cap
       from req group by member_id, day
@@ -93,7 +96,7 @@ async function spoolBatch(sql: Pool, reqs: SpoolRequest[]): Promise<Array<string
               <= (select t.cap from tally t where t.member_id = v.member_id and t.day = v.day)
       returning member_id, day
     ), accepted as (
-      select c.*, r.member_id, r.envelope_from, r.message_id_header, r.expires_at
+      select c.*, r.member_id, r.envelope_from, r.message_id_header, r.expires_at, r.require_tls
       from unnest(${col((x) => x.i)}::int[], ${col((x) => x.c.id)}::text[]::uuid[], ${col((x) => x.c.returnPath)}::text[],
                   ${col((x) => x.c.body.toString('hex'))}::text[], ${col((x) => x.c.recipient)}::text[],
                   ${col((x) => x.c.domain)}::text[])
@@ -101,9 +104,9 @@ async function spoolBatch(sql: Pool, reqs: SpoolRequest[]): Promise<Array<string
       join req r on r.i = c.i
       join counted k on k.member_id = r.member_id and k.day = r.day
     ), spooled as (
-      insert into messages (id, member_id, envelope_from, return_path, message_id_header, size, body, expires_at)
+      insert into messages (id, member_id, envelope_from, return_path, message_id_header, size, body, expires_at, require_tls)
       select a.id, a.member_id, a.envelope_from, a.return_path, a.message_id_header, length(a.body_hex) / 2,
-             decode(a.body_hex, 'hex'), a.expires_at
+             decode(a.body_hex, 'hex'), a.expires_at, a.require_tls
       from accepted a
       returning id
     )
