@@ -16,6 +16,7 @@ import {
 
 const GONE = 'did:plc:gone77nxzyoun6zhxrhs64oiz'
 const AWAY = 'did:plc:away77nxzyoun6zhxrhs64oiz'
+const MOVED = 'did:plc:moved7nxzyoun6zhxrhs64oiz'
 
 /**
  * Holds the verify worker's DNS question for one name until the test releases it, so a
@@ -66,7 +67,11 @@ describe('withdrawn labels stay withdrawn', () => {
 
   before(async () => {
     h = await startLabeler(
-      { ...goodMailZone('gone.example', GONE), ...goodMailZone('away.example', AWAY) },
+      {
+        ...goodMailZone('gone.example', GONE),
+        ...goodMailZone('away.example', AWAY),
+        ...goodMailZone('moved.example', MOVED),
+      },
       {},
       { wrapVerifyDeps: hold.wrap },
     )
@@ -123,6 +128,26 @@ describe('withdrawn labels stay withdrawn', () => {
     const labels = await queryLabels(h.xrpc, GONE)
     assert.deepEqual(
       labels.map((l) => [l.val, l.neg]),
+      [['verified-mail-operator', true]],
+    )
+  })
+
+  it('a verification of a record replaced meanwhile leaves the labels to the new one', async () => {
+    await attest(MOVED, 'moved.example', 1)
+    const inFlight = await verificationInFlight(MOVED, 'moved.example')
+    // The new version names a domain nobody set up: its own verification fails and withdraws.
+    h.jetstream.commit(MOVED, {
+      operation: 'update',
+      collection: ATTESTATION,
+      rkey: 'self',
+      cid: 'bafymoved2',
+      record: attestationRecord('unset.example'),
+    })
+    await allNegated(MOVED, 'the new version to fail')
+    inFlight.release()
+    await eventually(async () => ((await runCount(MOVED)) > inFlight.runs + 1 ? true : undefined), 20_000, 'the run')
+    assert.deepEqual(
+      (await queryLabels(h.xrpc, MOVED)).map((l) => [l.val, l.neg]),
       [['verified-mail-operator', true]],
     )
   })
