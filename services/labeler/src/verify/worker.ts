@@ -22,7 +22,7 @@ type Payload = PayloadOf<typeof verifyQueue>
 /**
  * Consumes verify-attestation jobs: runs every check for the attestation, then records
  * the run, its checks, the standing status, the answered request and any label change in
- * one transaction.
+ * one transaction; if the attestation changed while the checks ran, only the run.
  */
 export class VerifyWorker {
   private readonly db: Db
