@@ -21,13 +21,21 @@ describe('domain control check', () => {
     '_atproto.wrong.test': { TXT: [`did=${OTHER_DID}`] },
     '_atproto.twice.test': { TXT: [`did=${DID}`, `did=${OTHER_DID}`] },
     '_atproto.servfail.test': { behaviour: 'servfail' },
+    '_atproto.contested.test': { TXT: [`did=${OTHER_DID}`] },
     'nothing.test': { A: ['198.51.100.1'] },
   })
   let plc: PlcDirectoryServer
   let dns: DnsResolver
   let identity: IdentityResolver
   // The HTTPS well-known of a handle, as the injected fetch serves it (the PLC URL passes through).
-  const wellKnown: Record<string, string> = { 'wellknown.test': DID }
+  // Both contested names serve DID at their web root, though DNS says otherwise.
+  const wellKnown: Record<string, string> = {
+    'wellknown.test': DID,
+    'contested.test': DID,
+    'servfail.test': DID,
+    'twice.test': DID,
+  }
+  const wellKnownAsked: string[] = []
 
   before(async () => {
     await dnsServer.start()
@@ -43,6 +51,7 @@ describe('domain control check', () => {
       fetch: async (input, init) => {
         const url = new URL(input instanceof Request ? input.url : input)
         if (url.origin === plc.url) return globalThis.fetch(input, init)
+        if (url.pathname === '/.well-known/atproto-did') wellKnownAsked.push(url.hostname)
         const did = url.pathname === '/.well-known/atproto-did' ? wellKnown[url.hostname] : undefined
         return did ? new Response(`${did}\n`) : new Response('not found', { status: 404 })
       },
@@ -82,6 +91,38 @@ describe('domain control check', () => {
       { ...identity, resolveDid: async (did) => ({ id: did, alsoKnownAs: ['at://wellknown.test'] }) },
     )
     assert.equal(r.details.method, 'handle')
+  })
+
+  /** The identity resolver, with DID's document claiming `handle` as its handle. */
+  const claiming = (handle: string): IdentityResolver => ({
+    ...identity,
+    resolveDid: async (did) => ({ id: did, alsoKnownAs: did === DID ? [`at://${handle}`] : [] }),
+  })
+
+  it('lets a did= record decide over the HTTPS well-known: one domain, one DID', async () => {
+    await expect(
+      DID,
+      'contested.test',
+      'fail',
+      new RegExp(`_atproto\\.contested\\.test names "${OTHER_DID}", not ${DID}`),
+      claiming('contested.test'),
+    )
+    const owner = await expect(OTHER_DID, 'contested.test', 'pass', /_atproto\.contested\.test names/)
+    assert.equal(owner.details.method, 'dns-txt')
+    await expect(DID, 'twice.test', 'fail', /holds 2 did= records/, claiming('twice.test'))
+    assert.ok(!wellKnownAsked.includes('contested.test'), 'the web root was not asked')
+    assert.ok(!wellKnownAsked.includes('twice.test'), 'the web root was not asked')
+  })
+
+  it('never falls back to the HTTPS well-known when the TXT lookup failed', async () => {
+    await expect(
+      DID,
+      'servfail.test',
+      'temperror',
+      /Could not read _atproto\.servfail\.test: .*SERVFAIL/,
+      claiming('servfail.test'),
+    )
+    assert.ok(!wellKnownAsked.includes('servfail.test'), 'the web root was not asked')
   })
 
   it('passes on the _atproto TXT record alone', async () => {

@@ -1,5 +1,6 @@
 import { loadSigningKeyFile } from '@atmos/labels'
 import { type BaseContext, type Clock, createBaseContext, systemClock } from '@atmos/runtime'
+import type { VerifyDeps } from '@atmos/verify'
 import { Counter, Gauge, Histogram } from 'prom-client'
 import type { LabelerConfig } from './config.ts'
 import { Ingester } from './ingest/ingester.ts'
@@ -63,6 +64,11 @@ function createMetrics(ctx: BaseContext<LabelerConfig>) {
 export type ContextOptions = {
   /** Time for labels, expiry and grace periods; tests move it by days. */
   clock?: Clock
+  /**
+   * Wraps the resolvers the verify worker uses: a test holds a verification at a known
+   * point (a DNS answer it releases) to race it deterministically against an event.
+   */
+  wrapVerifyDeps?: (deps: VerifyDeps) => VerifyDeps
 }
 
 /** The lifetime of positive labels and when they are renewed, from config. */
@@ -118,7 +124,7 @@ export async function createContext(config: LabelerConfig, opts: ContextOptions 
   const v = config.labeler.verify
   const verifyWorker = new VerifyWorker({
     db: base.db,
-    deps: createVerifyDeps(config),
+    deps: (opts.wrapVerifyDeps ?? ((d) => d))(createVerifyDeps(config)),
     manager: labelManager,
     logger: base.logger,
     registry: base.metrics,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { QueryCache } from '../src/api/query-cache.ts'
-import { decodeCursor, encodeCursor, parsePattern } from '../src/api/query-labels.ts'
+import { coveringPatterns, decodeCursor, encodeCursor, parsePattern } from '../src/api/query-labels.ts'
 
 describe('queryLabels page cache', () => {
   it('serves a stored page until labels change', () => {
@@ -35,11 +35,26 @@ describe('queryLabels page cache', () => {
 })
 
 describe('queryLabels patterns and cursors', () => {
-  it('turns a trailing * into a byte-order range and anything else into an exact match', () => {
+  it('turns a trailing * into a byte-order range, refuses a * elsewhere, and matches the rest exactly', () => {
     assert.deepEqual(parsePattern('did:plc:abc*'), { kind: 'prefix', from: 'did:plc:abc', to: 'did:plc:abd' })
-    assert.deepEqual(parsePattern('at://did:plc:x/*/y'), { kind: 'exact', uri: 'at://did:plc:x/*/y' })
+    assert.deepEqual(parsePattern('*'), { kind: 'prefix', from: '', to: null })
+    assert.deepEqual(parsePattern('at://did:plc:x/app.bsky.feed.post/y'), {
+      kind: 'exact',
+      uri: 'at://did:plc:x/app.bsky.feed.post/y',
+    })
+    assert.throws(() => parsePattern('at://did:plc:x/*/y'), /"\*" only as the last character/)
+    assert.throws(() => parsePattern('**'), /"\*" only as the last character/)
     assert.deepEqual(parsePattern('a%_*'), { kind: 'prefix', from: 'a%_', to: 'a%`' })
     assert.deepEqual(parsePattern('did:é*'), { kind: 'prefix', from: 'did:é', to: 'did:ê' })
+  })
+
+  it('keeps only the patterns no other one covers', () => {
+    const kept = (...patterns: string[]) =>
+      coveringPatterns(patterns.map(parsePattern)).map((p) => (p.kind === 'exact' ? p.uri : `${p.from}*`))
+    assert.deepEqual(kept('did:plc:a', '*', 'did:*'), ['*'])
+    assert.deepEqual(kept('did:plc:a*', 'did:plc:*', 'did:plc:ab', 'did:web:x'), ['did:plc:*', 'did:web:x'])
+    assert.deepEqual(kept('did:plc:a', 'did:plc:a', 'did:plc:*', 'did:plc:*'), ['did:plc:*'])
+    assert.deepEqual(kept('did:plc:a', 'did:plc:b'), ['did:plc:a', 'did:plc:b'])
   })
 
   it('round-trips cursors and refuses forged ones', () => {

@@ -86,12 +86,64 @@ describe('label XRPC endpoints', () => {
       'uriPatterns=did:*&limit=0',
       'uriPatterns=did:*&limit=251',
       'uriPatterns=did:*&cursor=abc',
-      'uriPatterns=*',
+      'uriPatterns=did:*:member0',
+      'uriPatterns=**',
+      'uriPatterns=*did:plc:member0',
     ]) {
       const res = await query(qs)
       assert.equal(res.status, 400, qs)
       assert.equal(((await res.json()) as { error: string }).error, 'InvalidRequest')
     }
+    const star = (await (await query('uriPatterns=did:*:member0')).json()) as { message: string }
+    assert.match(star.message, /"\*" only as the last character/)
+  })
+
+  it('queryLabels: "*" matches every label, paged and bounded like any pattern', async () => {
+    const seen: string[] = []
+    let cursor: string | undefined
+    for (let page = 0; page < 10; page++) {
+      const res = await query(`uriPatterns=*&limit=4${cursor ? `&cursor=${cursor}` : ''}`)
+      assert.equal(res.status, 200)
+      const body = (await res.json()) as { labels: Array<{ uri: string; val: string }>; cursor?: string }
+      assert.ok(body.labels.length <= 4)
+      seen.push(...body.labels.map((l) => `${l.uri} ${l.val}`))
+      cursor = body.cursor
+      if (!cursor) break
+    }
+    const all = [
+      ...[0, 1, 2, 3, 4].map((i) => `did:plc:member${i} verified-mail-operator`),
+      'did:web:other.example relay-member',
+    ]
+    assert.deepEqual(seen, all)
+    // Patterns that overlap `*` (or each other) add nothing, and nothing twice.
+    const overlapping = (await (
+      await query(
+        'uriPatterns=did:plc:*&uriPatterns=*&uriPatterns=did:web:other.example&uriPatterns=did:plc:member1&limit=250',
+      )
+    ).json()) as { labels: Array<{ uri: string; val: string }> }
+    assert.deepEqual(
+      overlapping.labels.map((l) => `${l.uri} ${l.val}`),
+      all,
+    )
+    const nested = (await (
+      await query(
+        'uriPatterns=did:plc:member*&uriPatterns=did:plc:*&uriPatterns=did:plc:member1&uriPatterns=did:plc:member1',
+      )
+    ).json()) as { labels: unknown[] }
+    assert.equal(nested.labels.length, 5)
+  })
+
+  it('queryLabels: a query too long for the HTTP parser gets an XRPC error body', async () => {
+    // After an ordinary request, so that the long one may arrive on a kept-alive connection.
+    assert.equal((await query('uriPatterns=did:plc:member0')).status, 200)
+    const res = await query(`uriPatterns=did:plc:${'a'.repeat(20_000)}`)
+    assert.equal(res.status, 431)
+    assert.match(res.headers.get('content-type') ?? '', /application\/json/)
+    const body = (await res.json()) as { error: string; message: string }
+    assert.equal(body.error, 'InvalidRequest')
+    assert.match(body.message, /exceed 16384 bytes: ask for fewer uriPatterns/)
+    // The endpoint still serves.
+    assert.equal((await query('uriPatterns=*')).status, 200)
   })
 
   function collect(url: string, until: (frames: ReturnType<typeof decodeFrame>[]) => boolean) {

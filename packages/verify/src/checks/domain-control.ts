@@ -15,6 +15,11 @@ type DidLookup =
  *    handle resolves back to the DID (`_atproto.<domain>` TXT, or the HTTPS well-known), or
  *  - `_atproto.<domain>` holds `did=<the DID>`, as a handle would, without being the handle.
  * The TXT record is checked the way atproto resolves handles: exactly one did= record.
+ *
+ * When `_atproto.<domain>` holds a did= record it decides alone: the HTTPS well-known is
+ * asked only when DNS says there is none. Otherwise whoever controls just the web root
+ * would outrank the DNS owner, and two DIDs could verify one domain. A DNS lookup that
+ * failed (SERVFAIL, timeout) says nothing about the record, so it never lets HTTPS decide.
  */
 export async function checkDomainControl(
   did: string,
@@ -37,12 +42,23 @@ export async function checkDomainControl(
   c.details.handles = handles.slice(0, 10).map((h) => clip(h, 260))
   const handleIsDomain = handles.some((h) => h.slice(5).toLowerCase() === domain)
 
-  if (handleIsDomain && txtMatches) {
-    c.details.method = 'handle'
-    return c.pass(`${domain} is the handle of ${did} and resolves back to it through ${name}.`)
+  if (txtMatches) {
+    c.details.method = handleIsDomain ? 'handle' : 'dns-txt'
+    return c.pass(
+      handleIsDomain
+        ? `${domain} is the handle of ${did} and resolves back to it through ${name}.`
+        : `${name} names ${did}.`,
+    )
   }
-  if (handleIsDomain && !txtMatches) {
-    // Only the handle path has a second way back to the DID.
+  if (claims.length > 1) {
+    return c.fail(`${name} holds ${claims.length} did= records, so it names no account: keep only "did=${did}".`)
+  }
+  if (claims.length === 1) {
+    return c.fail(`${name} names ${quote(clip(claims[0] as string, 100))}, not ${did}: ${publish}.`)
+  }
+  if (txt.status === 'temperror') return c.temperror(`Could not read ${name}: ${txt.error}.`)
+  if (handleIsDomain) {
+    // DNS says there is no did= record: the handle's second way back to the DID decides.
     const viaHttps = await deps.identity.resolveHandleHttps(domain).catch(() => undefined)
     if (viaHttps === did) {
       c.details.method = 'handle'
@@ -52,19 +68,7 @@ export async function checkDomainControl(
       )
     }
   }
-  if (txtMatches) {
-    c.details.method = 'dns-txt'
-    return c.pass(`${name} names ${did}.`)
-  }
-
-  if (claims.length > 1) {
-    return c.fail(`${name} holds ${claims.length} did= records, so it names no account: keep only "did=${did}".`)
-  }
-  if (claims.length === 1) {
-    return c.fail(`${name} names ${quote(clip(claims[0] as string, 100))}, not ${did}: ${publish}.`)
-  }
-  // Nothing proves control yet; if a source could not answer, the answer may still come.
-  if (txt.status === 'temperror') return c.temperror(`Could not read ${name}: ${txt.error}.`)
+  // Nothing proves control yet; if the directory could not answer, the answer may still come.
   if (doc.status === 'temperror') {
     return c.temperror(`Could not resolve ${did} to check whether ${domain} is its handle: ${doc.why}.`)
   }

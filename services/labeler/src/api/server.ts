@@ -1,6 +1,7 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { schemas } from '@atproto/api'
 import { createServer, type Server } from '@atproto/xrpc-server'
+import { answerClientErrors } from './client-error.ts'
 import type { SubscribeLabelsServer } from './subscribe-labels.ts'
 
 /** The com.atproto.label lexicons the endpoint serves, from @atproto/api's copy of the schemas. */
@@ -20,6 +21,7 @@ export async function listen(
   port: number,
 ): Promise<HttpServer> {
   const http = createHttpServer(server.router)
+  answerClientErrors(http)
   subscriptions.attach(http)
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject)

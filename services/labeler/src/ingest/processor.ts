@@ -4,6 +4,7 @@ import type { Logger } from '@atmos/runtime'
 import { and, eq, sql } from 'drizzle-orm'
 import type { LabelManager } from '../labels/manager.ts'
 import type { StoredLabel } from '../labels/writer.ts'
+import { accountInactiveReason, heldForInactiveAccount, watchedAttestation } from './account-status.ts'
 import type { IngestEvent } from './events.ts'
 import type { MemberFilter } from './member-filter.ts'
 
@@ -77,9 +78,8 @@ export class IngestProcessor {
       case 'identity':
         return this.requestVerification(tx, event.did, 'identity')
       case 'account': {
-        if (event.active) return this.requestVerification(tx, event.did, 'identity')
-        const labels = await this.labels.withdrawAll(event.did, `account ${event.status ?? 'inactive'}`, tx)
-        return { outcome: 'revoked', labels }
+        if (event.active) return this.reactivate(tx, event.did)
+        return this.deactivate(tx, event.did, event.status)
       }
     }
   }
@@ -164,6 +164,29 @@ export class IngestProcessor {
       .returning({ rkey: attestations.rkey })
     if (!row) return { outcome: 'unchanged' }
     return { outcome: 'reverify', verify: { did, rkey: row.rkey, trigger, requestedAt: now } }
+  }
+
+  /**
+   * The account went inactive: its labels are withdrawn and its attestation held back in
+   * the same transaction, so that no sweep or verification in flight issues them again.
+   */
+  private async deactivate(tx: Tx, did: string, status: string | undefined): Promise<ApplyResult> {
+    const reason = accountInactiveReason(status)
+    await tx
+      .update(attestations)
+      .set({ state: 'rejected', rejectionReason: reason, verifyRequestedAt: null, updatedAt: new Date() })
+      .where(and(eq(attestations.did, did), watchedAttestation))
+    const labels = await this.labels.withdrawAll(did, reason, tx)
+    return { outcome: 'revoked', labels }
+  }
+
+  /** The account is back: what its inactivity held back is live again, and verified afresh. */
+  private async reactivate(tx: Tx, did: string): Promise<ApplyResult> {
+    await tx
+      .update(attestations)
+      .set({ state: 'valid', rejectionReason: null, updatedAt: new Date() })
+      .where(and(eq(attestations.did, did), eq(attestations.deleted, false), heldForInactiveAccount))
+    return this.requestVerification(tx, did, 'identity')
   }
 
   async saveCursor(tx: Tx | Db, cursor: number): Promise<void> {

@@ -22,7 +22,7 @@ type Payload = PayloadOf<typeof verifyQueue>
 /**
  * Consumes verify-attestation jobs: runs every check for the attestation, then records
  * the run, its checks, the standing status, the answered request and any label change in
- * one transaction.
+ * one transaction; if the attestation changed while the checks ran, only the run.
  */
 export class VerifyWorker {
   private readonly db: Db
@@ -113,16 +113,22 @@ export class VerifyWorker {
       await this.clearRequest(this.db, payload.did, rkey, requestedAt)
       return { outcome: 'skipped' }
     }
+    const domain = att.domain
     const started = this.clock.now()
-    const result = await verifyAttestation(
-      { did: att.did, domain: att.domain, dkimSelectors: att.dkimSelectors },
-      this.deps,
-    )
+    const result = await verifyAttestation({ did: att.did, domain, dkimSelectors: att.dkimSelectors }, this.deps)
     const outage: { since: Date | null } = { since: null }
-    const emitted = await this.db.transaction(async (tx) => {
-      const temperrorSince = await this.record(tx, att.id, payload, att.domain!, result, started)
-      outage.since = temperrorSince
+    const applied = await this.db.transaction(async (tx) => {
+      // The checks take seconds, and meanwhile the record may have been deleted or replaced,
+      // or its account gone inactive, withdrawing the labels. The row is read again, locked:
+      // such a change either committed before (and is seen here) or waits for this commit
+      // (and withdraws after it), so a result about what no longer stands issues nothing.
+      const [current] = await tx.select().from(attestations).where(eq(attestations.id, att.id)).for('update')
+      const runId = await this.recordRun(tx, att.id, payload, domain, result, started)
       await this.clearRequest(tx, payload.did, rkey, requestedAt)
+      const outdated = outdatedBy(att, current)
+      if (outdated) return { outdated, emitted: [] as StoredLabel[] }
+      const temperrorSince = await this.recordStatus(tx, runId, payload.did, domain, result)
+      outage.since = temperrorSince
       // A temporary error never negates, until it has lasted the whole grace period: then
       // the domain counts as lost, as if the check had failed.
       const lost =
@@ -131,28 +137,35 @@ export class VerifyWorker {
       const reason = lost
         ? `No check could be completed since ${temperrorSince.toISOString()} (grace period ${Math.round(this.gracePeriodMs / 3_600_000)} h): ${result.reason}`
         : result.reason
-      return this.manager.applyVerification(tx, att.did, outcome, reason)
+      return { outdated: null, emitted: await this.manager.applyVerification(tx, att.did, outcome, reason) }
     })
+    const { emitted, outdated } = applied
     if (emitted.length) this.onLabels(emitted)
-    if (result.outcome === 'temperror' && outage.since) await this.retryLater(att.did, att.rkey, outage.since)
     for (const c of result.checks) this.verifications.inc({ check: c.check, outcome: c.outcome })
     this.verifications.inc({ check: 'all', outcome: result.outcome })
+    if (outdated) {
+      this.logger.info(
+        { did: att.did, domain, outcome: result.outcome, outdated },
+        'verification outdated while it ran: run recorded, labels left alone',
+      )
+      return { outcome: 'skipped' }
+    }
+    if (result.outcome === 'temperror' && outage.since) await this.retryLater(att.did, att.rkey, outage.since)
     this.logger.info(
-      { did: att.did, domain: att.domain, outcome: result.outcome, reason: result.reason, labels: emitted.length },
+      { did: att.did, domain, outcome: result.outcome, reason: result.reason, labels: emitted.length },
       'attestation verified',
     )
     return { outcome: result.outcome }
   }
 
-  private async record(
+  private async recordRun(
     tx: Tx,
     attestationId: number,
     payload: Payload,
     domain: string,
     result: AttestationVerification,
     started: Date,
-  ): Promise<Date | null> {
-    const finished = this.clock.now()
+  ): Promise<number> {
     const [run] = await tx
       .insert(verificationRuns)
       .values({
@@ -162,7 +175,7 @@ export class VerifyWorker {
         trigger: payload.trigger,
         outcome: result.outcome,
         startedAt: started,
-        finishedAt: finished,
+        finishedAt: this.clock.now(),
       })
       .returning({ id: verificationRuns.id })
     if (result.checks.length) {
@@ -177,13 +190,25 @@ export class VerifyWorker {
         })),
       )
     }
+    return run!.id
+  }
+
+  /** The DID's standing state after this run; returns since when temporary errors have lasted. */
+  private async recordStatus(
+    tx: Tx,
+    runId: number,
+    did: string,
+    domain: string,
+    result: AttestationVerification,
+  ): Promise<Date | null> {
+    const finished = this.clock.now()
     const pass = result.outcome === 'pass'
     const [status] = await tx
       .insert(verificationStatus)
       .values({
-        did: payload.did,
+        did,
         domain,
-        lastRunId: run!.id,
+        lastRunId: runId,
         lastOutcome: result.outcome,
         lastRunAt: finished,
         lastPassAt: pass ? finished : null,
@@ -193,7 +218,7 @@ export class VerifyWorker {
         target: verificationStatus.did,
         set: {
           domain,
-          lastRunId: run!.id,
+          lastRunId: runId,
           lastOutcome: result.outcome,
           lastRunAt: finished,
           lastPassAt: pass ? finished : sql`${verificationStatus.lastPassAt}`,
@@ -239,4 +264,17 @@ export class VerifyWorker {
         and(eq(attestations.did, did), eq(attestations.rkey, rkey), lte(attestations.verifyRequestedAt, requestedAt)),
       )
   }
+}
+
+type Attestation = typeof attestations.$inferSelect
+
+/** Why a verification of `checked` no longer speaks for the attestation as it is now, or null. */
+export function outdatedBy(checked: Attestation, now: Attestation | undefined): string | null {
+  if (!now || now.deleted) return 'the attestation record was deleted'
+  if (now.state !== 'valid') return `the attestation was rejected: ${now.rejectionReason ?? 'no reason recorded'}`
+  const same =
+    now.cid === checked.cid &&
+    now.domain === checked.domain &&
+    now.dkimSelectors.join('\n') === checked.dkimSelectors.join('\n')
+  return same ? null : 'a newer version of the attestation arrived (it is verified on its own)'
 }
