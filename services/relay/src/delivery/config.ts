@@ -1,5 +1,6 @@
 import { field, parseDuration, section } from '@atmos/config'
 import { z } from 'zod'
+import { parseCidr } from './address-policy.ts'
 
 /** Limits for one MX site: every process delivering to it shares them through Redis. */
 const siteLimits = z
@@ -79,6 +80,15 @@ export const deliverySection = section({
   dnsTries: field.int(2, { min: 1, max: 5 }),
   /** How long a resolved route is reused in this process; 0 asks DNS every time. */
   dnsCacheTtl: field.duration('60s'),
+
+  /**
+   * Internal networks (CIDR) the relay may still deliver to. MX and A answers in loopback,
+   * private, link-local, CGNAT, multicast or reserved ranges are refused otherwise; tests
+   * and the local stack list their loopback sinks here.
+   */
+  allowedPrivateNetworks: field
+    .list([])
+    .refine((list) => list.every((n) => parseCidr(n)), 'expected networks in CIDR notation, such as 127.0.0.0/8'),
 
   /** TCP connect, greeting and STARTTLS, and idle time on a command: each bounds one attempt. */
   connectTimeout: field.duration('30s'),

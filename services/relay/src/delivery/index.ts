@@ -4,6 +4,7 @@ import type { BaseContext, Logger } from '@atmos/runtime'
 import { createDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import type { RelayConfig } from '../config.ts'
+import { AddressPolicy } from './address-policy.ts'
 import { RecipientDelivery } from './deliver-recipient.ts'
 import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts'
 import { MxRouter } from './mx-routes.ts'
@@ -78,7 +79,11 @@ export class Delivery {
     this.connections = connections
     const recipients = new RecipientDelivery({
       spool: this.spool,
-      router: new MxRouter({ dns, cacheTtlMs: cfg.dnsCacheTtl }),
+      router: new MxRouter({
+        dns,
+        cacheTtlMs: cfg.dnsCacheTtl,
+        policy: new AddressPolicy(cfg.allowedPrivateNetworks),
+      }),
       connections,
       queue,
       metrics: this.metrics,
