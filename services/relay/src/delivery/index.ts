@@ -107,6 +107,13 @@ export class Delivery {
       async (payload) => {
         const claim = await this.spool.claim(payload.messageId, payload.recipientIds, cfg.claimLease)
         if (!claim) return { claimed: 0 }
+        for (const r of claim.stopped) {
+          this.metrics.stopped.inc()
+          this.logger.info(
+            { messageId: r.messageId, recipientId: r.id, state: 'failed', reason: r.reason },
+            'not delivered: stopped by the relay',
+          )
+        }
         await Promise.all(claim.recipients.map((r) => recipients.deliver(claim.message, r, claim.now)))
         return { claimed: claim.recipients.length }
       },
