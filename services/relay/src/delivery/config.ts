@@ -104,6 +104,11 @@ export const deliverySection = section({
     .default([120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000]),
   /** Undelivered this long after it was received, a message bounces as expired (also capped by messages.expires_at). */
   maxAge: field.duration('3d'),
+  /**
+   * When a member's recipient bounces (a 5xx or expiry), send the message's envelope sender
+   * an RFC 3464 bounce notice, signed with the pool's DKIM key (at most one a message).
+   */
+  bounceNotices: field.bool(true),
   /** How long a hard bounce keeps the address on the member's suppression list. */
   bounceSuppression: field.duration('30d'),
 

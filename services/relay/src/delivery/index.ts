@@ -1,10 +1,13 @@
 import { getServers } from 'node:dns'
+import { SigningKeys } from '@atmos/dkim'
 import { createRedis, createWorker, deliverMessage, TypedQueue, type Worker } from '@atmos/queues'
 import type { BaseContext, Logger } from '@atmos/runtime'
+import { loadKeyring } from '@atmos/secrets'
 import { createDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import type { RelayConfig } from '../config.ts'
 import { AddressPolicy } from './address-policy.ts'
+import { BounceNotices } from './bounce-notice.ts'
 import { RecipientDelivery } from './deliver-recipient.ts'
 import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts'
 import { MxRouter } from './mx-routes.ts'
@@ -26,6 +29,7 @@ export class Delivery {
   private reconciler: Reconciler | undefined
   private worker: Worker | undefined
   private workerRedis: Redis | undefined
+  private keys: SigningKeys | undefined
 
   constructor(ctx: BaseContext<RelayConfig>) {
     this.ctx = ctx
@@ -95,6 +99,17 @@ export class Delivery {
       },
       retrySchedule: cfg.retrySchedule,
       claimLeaseMs: cfg.claimLease,
+      notices: cfg.bounceNotices
+        ? new BounceNotices({
+            // The KEK is read at the first notice (and again until it can be): a missing file
+            // costs the notices, never the deliveries.
+            keys: () => {
+              this.keys ??= new SigningKeys(this.ctx.db.$client, loadKeyring(config.relay.kekFile))
+              return this.keys
+            },
+            identity: { poolDomain: config.relay.pool.domain, reportingMta: cfg.heloName || config.relay.pool.domain },
+          })
+        : undefined,
     })
 
     // A worker blocks on its connection: it gets one of its own.

@@ -1,4 +1,4 @@
-import type { Db, Pool } from '@atmos/db'
+import { type Db, type Pool, type PoolMessage, spoolPoolMessage } from '@atmos/db'
 import { Batcher } from '@atmos/runtime'
 import { sql } from 'drizzle-orm'
 import { type BounceEvent, type RecordedBounce, recordBounce } from './bounce-events.ts'
@@ -25,6 +25,8 @@ export type SpooledMessage = {
   id: string
   /** Null for the pool's own mail (fbl-ingest's forwards to the operator inbox). */
   memberId: number | null
+  /** The sender as the member gave it in MAIL FROM (empty for a null sender): where a bounce notice goes. */
+  envelopeFrom: string
   returnPath: string
   body: Buffer
   receivedAt: Date
@@ -46,13 +48,20 @@ export type AttemptRecord = {
 export type Finish =
   | { state: 'delivered' }
   | { state: 'deferred'; retryInMs: number }
-  | { state: 'bounced' | 'expired'; bounce: BounceEvent }
+  | {
+      state: 'bounced' | 'expired'
+      bounce: BounceEvent
+      /** The bounce notice to the sender, spooled with the bounce unless the message already has one. */
+      notice?: PoolMessage | undefined
+    }
 
 export type Finished = {
   /** False when the claim had lapsed and another worker holds the recipient now. */
   applied: boolean
   messageDone: boolean
   bounce?: RecordedBounce
+  /** The bounce notice spooled with it (its messages.id), to be enqueued for delivery. */
+  noticeId?: string
 }
 
 /**
@@ -121,6 +130,7 @@ export class DeliverySpool {
         recorded: string
         now: number
         memberId: string | null
+        envelopeFrom: string
         returnPath: string
         body: Buffer | null
         receivedAt: number
@@ -182,7 +192,7 @@ export class DeliverySpool {
       select c.req, c.id::text, c.address, c.domain, c.attempts, c.stopped,
         (select count(*) from delivery_attempts a where a.recipient_id = c.id)::text as recorded,
         (extract(epoch from now()) * 1000)::float8 as now,
-        m.member_id::text as "memberId", m.return_path as "returnPath",
+        m.member_id::text as "memberId", m.envelope_from as "envelopeFrom", m.return_path as "returnPath",
         -- The body once a request, however many of its recipients share it; none for stopped ones.
         case when c.stopped is null
                and row_number() over (partition by c.req, c.stopped is null order by c.id) = 1 then m.body end as body,
@@ -205,6 +215,7 @@ export class DeliverySpool {
         message: {
           id: q.messageId,
           memberId: first.memberId === null ? null : Number(first.memberId),
+          envelopeFrom: first.envelopeFrom,
           returnPath: first.returnPath,
           body: going[0]?.body ?? Buffer.alloc(0),
           receivedAt: new Date(first.receivedAt),
@@ -379,13 +390,27 @@ export class DeliverySpool {
         finish.state === 'bounced' || finish.state === 'expired'
           ? await recordBounce(tx, finish.bounce, { suppressForMs: this.suppressForMs })
           : undefined
+      // At most one notice a message: the first bounce to claim the message's slot spools it.
+      let noticeId: string | undefined
+      if ((finish.state === 'bounced' || finish.state === 'expired') && finish.notice) {
+        const slot = await tx.execute(sql`
+          update messages set bounce_notice_id = ${finish.notice.id}
+          where id = ${r.messageId} and bounce_notice_id is null and member_id is not null
+          returning id`)
+        if (slot.length) noticeId = await spoolPoolMessage(tx, finish.notice)
+      }
       const done = await tx.execute(sql`
         update messages set state = 'done', done_at = now()
         where id = ${r.messageId} and state = 'queued'
           and not exists (select 1 from message_recipients
                           where message_id = ${r.messageId} and state in ('queued', 'deferred'))
         returning id`)
-      return { applied: true, messageDone: done.length > 0, ...(bounce ? { bounce } : {}) }
+      return {
+        applied: true,
+        messageDone: done.length > 0,
+        ...(bounce ? { bounce } : {}),
+        ...(noticeId ? { noticeId } : {}),
+      }
     })
   }
 
