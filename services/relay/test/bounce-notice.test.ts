@@ -220,4 +220,23 @@ describe('bounce notices', () => {
     assert.equal(await noticesTo('dave@member.example'), 0)
     assert.equal(await noticesTo('erin@member.example'), 0)
   })
+
+  it('records the bounce all the same when the notice cannot be signed (no KEK), and counts it', async () => {
+    // Last: the workers are replaced by ones whose KEK file is missing.
+    await stopDelivery()
+    const running = await startDelivery(
+      world.env({ ATMOS_RELAY_KEK_FILE: '/nonexistent/kek', ATMOS_RELAY_POOL_DOMAIN: POOL_DOMAIN }),
+    )
+    stopDelivery = running.stop
+    const { messageId, recipientId } = await send('fay@member.example', 'nobody4@bounces.test')
+    await enqueueDelivery(world.prefix, [messageId])
+    assert.equal((await final(sql, recipientId)).state, 'bounced')
+    const [events] = await sql<{ n: number }[]>`
+      select count(*)::int as n from feedback_events where message_id = ${messageId}`
+    assert.equal(events?.n, 1)
+    assert.equal(await noticeOf(messageId), null)
+    assert.equal(await noticesTo('fay@member.example'), 0)
+    const failed = (await running.delivery.metrics.bounceNotices.get()).values.find((v) => v.labels.result === 'failed')
+    assert.equal(failed?.value, 1)
+  })
 })
