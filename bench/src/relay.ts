@@ -165,6 +165,8 @@ export async function benchRelay(
         ATMOS_RELAY_SUBMISSION_MAX_MESSAGES_PER_CONNECTION: String(10 * messages),
         ATMOS_RELAY_SUBMISSION_AUTH_CONCURRENCY_PER_IP: String(connections),
         ATMOS_RELAY_DELIVERY_MX_PORT: String(mxPort),
+        // The sink is on loopback, which the relay refuses unless allowed.
+        ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS: '127.0.0.0/8',
         ATMOS_RELAY_DELIVERY_DNS_SERVERS: '127.0.0.1',
         ATMOS_RELAY_DELIVERY_DNS_PORT: String(dns.port),
         // Every recipient domain shares the sink's one MX site: its limit would be the

@@ -80,6 +80,8 @@ before(async () => {
       // Only this labeler's labels count.
       ATMOS_RELAY_SUBMISSION_LABELER_DID: labeler.didKey,
       ATMOS_RELAY_DELIVERY_MX_PORT: String(mxPort),
+      // The sinks and fbl-ingest are on loopback, which the relay refuses unless allowed.
+      ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS: '127.0.0.0/8',
       ATMOS_RELAY_DELIVERY_DNS_SERVERS: '127.0.0.1',
       ATMOS_RELAY_DELIVERY_DNS_PORT: String(dns.port),
       ATMOS_RELAY_DELIVERY_DNS_TIMEOUT: '500ms',

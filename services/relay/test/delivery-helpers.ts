@@ -112,6 +112,8 @@ function deliveryEnv(opts: {
     ATMOS_LOG_LEVEL: 'info',
     ATMOS_RELAY_ROLES: 'delivery',
     ATMOS_RELAY_DELIVERY_MX_PORT: String(opts.mxPort),
+    // The sinks are on loopback, which the relay refuses unless allowed.
+    ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS: '127.0.0.0/8',
     ATMOS_RELAY_DELIVERY_DNS_SERVERS: '127.0.0.1',
     ATMOS_RELAY_DELIVERY_DNS_PORT: String(opts.dnsPort),
     ATMOS_RELAY_DELIVERY_DNS_TIMEOUT: '500ms',

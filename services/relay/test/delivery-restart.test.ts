@@ -94,7 +94,15 @@ it('loses no spooled message when a delivery process is killed mid-delivery and 
   // Duplicates are possible only for messages in flight at the kill; each is counted and logged.
   const duplicates = sink.received.length - count
   const lapsed = await metric(second, 'atmos_relay_delivery_lapsed_claims_total')
-  const warned = second.logs.filter((l) => String(l.msg).startsWith('took over a recipient')).length
+  // Each takeover is counted and then logged; the log line reaches this process after the
+  // counter can be read, so wait for the lines to account for the count.
+  const takeovers = () => second.logs.filter((l) => String(l.msg).startsWith('took over a recipient'))
+  await eventually(
+    async () => (takeovers().reduce((n, l) => n + Number(l.lapsed ?? 0), 0) >= lapsed ? true : undefined),
+    15_000,
+    'a takeover warning for every lapsed claim counted',
+  ).catch(() => {})
+  const warned = takeovers().length
   t.diagnostic(
     `delivered before the kill: ${deliveredBeforeKill}; duplicates at the sink: ${duplicates}; lapsed claims taken over: ${lapsed}`,
   )

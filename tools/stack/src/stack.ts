@@ -81,6 +81,9 @@ const running: Running[] = SERVICES.map((service) => {
       ATMOS_RELAY_SUBMISSION_PORT: process.env.ATMOS_RELAY_SUBMISSION_PORT ?? String(2587 + portOffset),
       ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE: certFile,
       ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE: keyFile,
+      // The local network's MX hosts are on loopback, which the relay refuses unless allowed.
+      ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS:
+        process.env.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS ?? '127.0.0.0/8,::1/128',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
     // A group of its own: Ctrl-C in the terminal reaches only the stack, which then stops

@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import { messageRecipients, messages, type Tx } from '@atmos/db'
-import { type SigningKeys, signMessage } from '@atmos/dkim'
+import { spoolPoolMessage, type Tx } from '@atmos/db'
+import { type SigningKeys, signAsPool } from '@atmos/dkim'
 import { verpAddress } from '@atmos/mail-feedback'
 import type { PoolIdentity } from '../pool.ts'
 
@@ -28,9 +28,7 @@ export type ForwardInput = {
 /** A forward built and signed before its transaction (signing is CPU, not database work). */
 export type PreparedForward = { id: string; from: string; inbox: string; body: Buffer }
 
-export class NoPoolKeyError extends Error {
-  override name = 'NoPoolKeyError'
-}
+export { NoPoolKeyError } from '@atmos/dkim'
 
 /**
  * Wraps operator mail for the inbox and signs the wrapper with the pool's DKIM key (d= the
@@ -44,11 +42,14 @@ export async function prepareForward(
   inbox: string,
   input: ForwardInput,
 ): Promise<PreparedForward> {
-  const poolKey = await keys.pool(pool.domain)
-  if (!poolKey) throw new NoPoolKeyError(`no active DKIM key for ${pool.domain} to sign forwards: run relay keys init`)
   const id = randomUUID()
   const from = `fbl-ingest@${pool.domain}`
-  const body = await signMessage(wrap({ ...input, id, from, to: inbox, poolDomain: pool.domain }), [poolKey])
+  const body = await signAsPool(
+    keys,
+    pool.domain,
+    wrap({ ...input, id, from, to: inbox, poolDomain: pool.domain }),
+    'forwards',
+  )
   return { id, from, inbox, body }
 }
 
@@ -58,20 +59,16 @@ export async function prepareForward(
  * reputation, and a bounce of it suppresses nothing.
  */
 export async function spoolForward(tx: Tx, pool: PoolIdentity, f: PreparedForward): Promise<string> {
-  await tx.insert(messages).values({
+  return spoolPoolMessage(tx, {
     id: f.id,
-    memberId: null,
     envelopeFrom: f.from,
     // A bounce of the forward comes back as a DSN, which is recorded, never forwarded: no loop.
     returnPath: verpAddress(pool.verp, f.id),
     messageIdHeader: `<${f.id}@${pool.domain}>`,
-    size: f.body.length,
     body: f.body,
-    expiresAt: new Date(Date.now() + FORWARD_LIFETIME_MS),
+    to: f.inbox,
+    lifetimeMs: FORWARD_LIFETIME_MS,
   })
-  const domain = f.inbox.slice(f.inbox.lastIndexOf('@') + 1).toLowerCase()
-  await tx.insert(messageRecipients).values({ messageId: f.id, address: f.inbox, domain })
-  return f.id
 }
 
 function headerText(value: string): string {

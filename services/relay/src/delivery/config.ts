@@ -1,5 +1,6 @@
 import { field, parseDuration, section } from '@atmos/config'
 import { z } from 'zod'
+import { parseCidr } from './address-policy.ts'
 
 /** Limits for one MX site: every process delivering to it shares them through Redis. */
 const siteLimits = z
@@ -96,6 +97,15 @@ export const deliverySection = section({
   /** Whole fetch of one MTA-STS policy (connect, TLS, response). */
   mtaStsTimeout: field.duration('10s'),
 
+  /**
+   * Internal networks (CIDR) the relay may still deliver to. MX and A answers in loopback,
+   * private, link-local, CGNAT, multicast or reserved ranges are refused otherwise; tests
+   * and the local stack list their loopback sinks here.
+   */
+  allowedPrivateNetworks: field
+    .list([])
+    .refine((list) => list.every((n) => parseCidr(n)), 'expected networks in CIDR notation, such as 127.0.0.0/8'),
+
   /** TCP connect, greeting and STARTTLS, and idle time on a command: each bounds one attempt. */
   connectTimeout: field.duration('30s'),
   greetingTimeout: field.duration('30s'),
@@ -110,6 +120,11 @@ export const deliverySection = section({
     .default([120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000]),
   /** Undelivered this long after it was received, a message bounces as expired (also capped by messages.expires_at). */
   maxAge: field.duration('3d'),
+  /**
+   * When a member's recipient bounces (a 5xx or expiry), send the message's envelope sender
+   * an RFC 3464 bounce notice, signed with the pool's DKIM key (at most one a message).
+   */
+  bounceNotices: field.bool(true),
   /** How long a hard bounce keeps the address on the member's suppression list. */
   bounceSuppression: field.duration('30d'),
 

@@ -1,6 +1,8 @@
+import type { PoolMessage } from '@atmos/db'
 import { classifyReply, type SmtpReply } from '@atmos/mail-feedback'
 import type { Logger } from '@atmos/runtime'
 import type { BounceEvent } from './bounce-events.ts'
+import type { BounceNotices } from './bounce-notice.ts'
 import type { SiteRule } from './config.ts'
 import { type DeliveryQueue, enqueueRecipient } from './jobs.ts'
 import type { DeliveryMetrics } from './metrics.ts'
@@ -24,6 +26,8 @@ export type DeliverRecipientDeps = {
   retrySchedule: number[]
   claimLeaseMs: number
   tls: TlsPolicies
+  /** Off: no bounce notices to senders. */
+  notices?: BounceNotices | undefined
 }
 
 /** What one attempt came to, before it is recorded. */
@@ -64,7 +68,14 @@ export class RecipientDelivery {
       // Expired before this attempt began (a retry due after the deadline): the bounce
       // reports the last reply an earlier attempt got, as a DSN's diagnostic would.
       const last = await spool.lastAttempt(r.id)
-      await this.record(message, r, undefined, { state: 'expired', bounce: this.expiry(message, r, last) })
+      await this.record(
+        message,
+        r,
+        undefined,
+        { state: 'expired', bounce: this.expiry(message, r, last) },
+        'reply',
+        last,
+      )
       return
     }
 
@@ -188,8 +199,13 @@ export class RecipientDelivery {
     attempt: AttemptRecord | undefined,
     finish: Finish,
     deferCause: string = 'reply',
+    /** The attempt a bounce notice reports: this one, or the last one before an expiry. */
+    reported: AttemptRecord | undefined = attempt,
   ): Promise<void> {
     const { metrics, logger } = this.d
+    if (finish.state === 'bounced' || finish.state === 'expired') {
+      finish.notice = await this.notice(message, r, finish.state === 'expired', reported)
+    }
     const done = await this.d.spool.finish(r, attempt, finish)
     const log = {
       messageId: r.messageId,
@@ -218,8 +234,53 @@ export class RecipientDelivery {
         break
       default:
         metrics.bounced.inc({ type: finish.state === 'expired' ? 'expired' : finish.bounce.type })
-        logger.info({ ...log, suppressed: done.bounce?.suppressed }, finish.state)
+        logger.info({ ...log, suppressed: done.bounce?.suppressed, bounceNotice: done.noticeId }, finish.state)
+        if (done.noticeId) {
+          metrics.bounceNotices.inc({ result: 'spooled' })
+          await this.enqueueNotice(done.noticeId)
+        }
     }
+  }
+
+  /**
+   * The notice to the member that a recipient bounced, built and signed before the
+   * transaction that records the bounce. None for the pool's own mail or a null sender; a
+   * notice that cannot be signed (no pool key) is logged, and the bounce recorded without it.
+   */
+  private async notice(
+    message: SpooledMessage,
+    r: ClaimedRecipient,
+    expired: boolean,
+    reported: AttemptRecord | undefined,
+  ): Promise<PoolMessage | undefined> {
+    if (!this.d.notices || message.memberId === null) return undefined
+    try {
+      return await this.d.notices.prepare({
+        message,
+        recipient: r.address,
+        status: expired ? '5.4.7' : (reported?.enhancedStatus ?? '5.0.0'),
+        diagnostic: reported?.reply || (expired ? 'delivery time expired' : 'refused'),
+        remoteMta: reported?.mxHost,
+        lastAttemptAt: reported?.startedAt ?? new Date(),
+        expired,
+      })
+    } catch (err) {
+      this.d.metrics.bounceNotices.inc({ result: 'failed' })
+      this.d.logger.error(
+        { messageId: r.messageId, recipientId: r.id, err: (err as Error).message },
+        'bounce notice not sent: it could not be built or signed',
+      )
+      return undefined
+    }
+  }
+
+  /** The notice's delivery job; if Redis cannot take it now, the reconciler will make it. */
+  private async enqueueNotice(messageId: string): Promise<void> {
+    await this.d.queue
+      .enqueue({ messageId }, { jobId: messageId, removeOnComplete: true, removeOnFail: true })
+      .catch((err: Error) =>
+        this.d.logger.warn({ messageId, err: err.message }, 'could not enqueue the bounce notice; the reconciler will'),
+      )
   }
 
   /** The retry's job; if Redis cannot take it now, the reconciler will make it. */

@@ -1,11 +1,15 @@
 import { getServers } from 'node:dns'
 import { readFileSync } from 'node:fs'
 import { createSecureContext, rootCertificates } from 'node:tls'
+import { SigningKeys } from '@atmos/dkim'
 import { createRedis, createWorker, deliverMessage, TypedQueue, type Worker } from '@atmos/queues'
 import type { BaseContext, Logger } from '@atmos/runtime'
+import { loadKeyring } from '@atmos/secrets'
 import { createDnsResolver, createSecureDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import type { RelayConfig } from '../config.ts'
+import { AddressPolicy } from './address-policy.ts'
+import { BounceNotices } from './bounce-notice.ts'
 import { RecipientDelivery } from './deliver-recipient.ts'
 import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts'
 import { MxRouter } from './mx-routes.ts'
@@ -29,6 +33,7 @@ export class Delivery {
   private reconciler: Reconciler | undefined
   private worker: Worker | undefined
   private workerRedis: Redis | undefined
+  private keys: SigningKeys | undefined
 
   constructor(ctx: BaseContext<RelayConfig>) {
     this.ctx = ctx
@@ -105,7 +110,11 @@ export class Delivery {
     this.connections = connections
     const recipients = new RecipientDelivery({
       spool: this.spool,
-      router: new MxRouter({ dns, cacheTtlMs: cfg.dnsCacheTtl }),
+      router: new MxRouter({
+        dns,
+        cacheTtlMs: cfg.dnsCacheTtl,
+        policy: new AddressPolicy(cfg.allowedPrivateNetworks),
+      }),
       connections,
       queue,
       metrics: this.metrics,
@@ -118,6 +127,17 @@ export class Delivery {
       retrySchedule: cfg.retrySchedule,
       claimLeaseMs: cfg.claimLease,
       tls,
+      notices: cfg.bounceNotices
+        ? new BounceNotices({
+            // The KEK is read at the first notice (and again until it can be): a missing file
+            // costs the notices, never the deliveries.
+            keys: () => {
+              this.keys ??= new SigningKeys(this.ctx.db.$client, loadKeyring(config.relay.kekFile))
+              return this.keys
+            },
+            identity: { poolDomain: config.relay.pool.domain, reportingMta: cfg.heloName || config.relay.pool.domain },
+          })
+        : undefined,
     })
 
     // A worker blocks on its connection: it gets one of its own.
@@ -130,6 +150,13 @@ export class Delivery {
       async (payload) => {
         const claim = await this.spool.claim(payload.messageId, payload.recipientIds, cfg.claimLease)
         if (!claim) return { claimed: 0 }
+        for (const r of claim.stopped) {
+          this.metrics.stopped.inc()
+          this.logger.info(
+            { messageId: r.messageId, recipientId: r.id, state: 'failed', reason: r.reason },
+            'not delivered: stopped by the relay',
+          )
+        }
         await Promise.all(claim.recipients.map((r) => recipients.deliver(claim.message, r, claim.now)))
         return { claimed: claim.recipients.length }
       },

@@ -25,6 +25,17 @@ export function createDeliveryMetrics(registry: Registry) {
       labelNames: ['type'],
       registers,
     }),
+    bounceNotices: new prom.Counter({
+      name: 'atmos_relay_bounce_notices_total',
+      help: 'Bounce notices to members, by result (spooled; failed: could not be built or signed, e.g. no pool key)',
+      labelNames: ['result'],
+      registers,
+    }),
+    stopped: new prom.Counter({
+      name: 'atmos_relay_delivery_stopped_total',
+      help: 'Queued recipients ended as failed without an attempt: the member was suspended or the address suppressed meanwhile',
+      registers,
+    }),
     queueDepth: new prom.Gauge({
       name: 'atmos_relay_queue_depth',
       help: 'Spooled recipients not yet final, by state (queued: never tried; deferred: waiting to retry)',

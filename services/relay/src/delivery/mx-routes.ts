@@ -1,5 +1,6 @@
 import type { SmtpReply } from '@atmos/mail-feedback'
 import { type DnsResolver, describeDnsError, errorCode, isAbsence } from '@atmos/verify'
+import type { AddressPolicy } from './address-policy.ts'
 
 /** One host to try, with its addresses (IPv4 first: providers judge IPv6 senders more strictly). */
 export type MxHost = { name: string; preference: number; addresses: string[] }
@@ -25,15 +26,20 @@ async function ask<T>(query: () => Promise<T>): Promise<Answer<T>> {
   }
 }
 
-/** Resolves routes per RFC 5321 section 5.1 and RFC 7505 (null MX), with a short per-process cache. */
+/**
+ * Resolves routes per RFC 5321 section 5.1 and RFC 7505 (null MX), with a short per-process
+ * cache. Addresses the policy refuses (internal networks) are left out of every route.
+ */
 export class MxRouter {
   private readonly dns: DnsResolver
   private readonly cacheTtlMs: number
+  private readonly policy: AddressPolicy
   private readonly cache = new Map<string, { route: Route; until: number }>()
 
-  constructor(opts: { dns: DnsResolver; cacheTtlMs: number }) {
+  constructor(opts: { dns: DnsResolver; cacheTtlMs: number; policy: AddressPolicy }) {
     this.dns = opts.dns
     this.cacheTtlMs = opts.cacheTtlMs
+    this.policy = opts.policy
   }
 
   async route(domain: string): Promise<Route> {
@@ -71,11 +77,31 @@ export class MxRouter {
   }
 
   private usable(domain: string, hosts: Answer<MxHost>[]): Route {
-    const found = hosts.flatMap((h) => (h.ok ? [h.value] : []))
+    const resolved = hosts.flatMap((h) => (h.ok ? [h.value] : []))
+    const refused: string[] = []
+    const found = resolved.flatMap((h) => {
+      const addresses = h.addresses.filter((a) => {
+        const why = this.policy.refusal(a)
+        if (why) refused.push(`${h.name} ${a} (${why})`)
+        return !why
+      })
+      return addresses.length ? [{ ...h, addresses }] : []
+    })
     if (found.length) return { status: 'hosts', hosts: found }
     const failure = hosts.find((h) => !h.ok && !h.absent)
     if (failure && !failure.ok)
       return { status: 'temporary', reason: `address lookup for ${domain}: ${failure.reason}` }
+    if (refused.length) {
+      const shown = refused.slice(0, 3).join(', ') + (refused.length > 3 ? ` and ${refused.length - 3} more` : '')
+      return {
+        status: 'permanent',
+        reply: {
+          code: 550,
+          enhanced: '5.4.4',
+          text: `every mail host of ${domain} is on an internal or reserved network, refused: ${shown}`,
+        },
+      }
+    }
     return {
       status: 'permanent',
       reply: { code: 550, enhanced: '5.1.2', text: `no mail host of ${domain} has an address` },

@@ -1,4 +1,4 @@
-import type { Db, Pool } from '@atmos/db'
+import { type Db, type Pool, type PoolMessage, spoolPoolMessage } from '@atmos/db'
 import { Batcher } from '@atmos/runtime'
 import { sql } from 'drizzle-orm'
 import { type BounceEvent, type RecordedBounce, recordBounce } from './bounce-events.ts'
@@ -26,6 +26,8 @@ export type SpooledMessage = {
   id: string
   /** Null for the pool's own mail (fbl-ingest's forwards to the operator inbox). */
   memberId: number | null
+  /** The sender as the member gave it in MAIL FROM (empty for a null sender): where a bounce notice goes. */
+  envelopeFrom: string
   returnPath: string
   body: Buffer
   receivedAt: Date
@@ -51,17 +53,38 @@ export type AttemptRecord = {
 export type Finish =
   | { state: 'delivered' }
   | { state: 'deferred'; retryInMs: number }
-  | { state: 'bounced' | 'expired'; bounce: BounceEvent }
+  | {
+      state: 'bounced' | 'expired'
+      bounce: BounceEvent
+      /** The bounce notice to the sender, spooled with the bounce unless the message already has one. */
+      notice?: PoolMessage | undefined
+    }
 
 export type Finished = {
   /** False when the claim had lapsed and another worker holds the recipient now. */
   applied: boolean
   messageDone: boolean
   bounce?: RecordedBounce
+  /** The bounce notice spooled with it (its messages.id), to be enqueued for delivery. */
+  noticeId?: string
 }
 
-/** What one claim took: the due recipients, their message, and the database's time. */
-export type Claim = { message: SpooledMessage; recipients: ClaimedRecipient[]; now: Date }
+/**
+ * A due recipient the claim ended as `failed` instead of handing it out: its member was
+ * suspended, or the address suppressed, after the message was queued.
+ */
+export type StoppedRecipient = { id: number; messageId: string; address: string; reason: string }
+
+/**
+ * What one claim took: the due recipients (none when every due one was stopped), their
+ * message, the recipients it stopped, and the database's time.
+ */
+export type Claim = {
+  message: SpooledMessage
+  recipients: ClaimedRecipient[]
+  stopped: StoppedRecipient[]
+  now: Date
+}
 
 type ClaimRequest = { messageId: string; ids: number[] | undefined; leaseMs: number }
 type FinishRequest = {
@@ -108,9 +131,11 @@ export class DeliverySpool {
         address: string
         domain: string
         attempts: number
+        stopped: string | null
         recorded: string
         now: number
         memberId: string | null
+        envelopeFrom: string
         returnPath: string
         body: Buffer | null
         receivedAt: number
@@ -122,24 +147,61 @@ export class DeliverySpool {
         select * from unnest(${want.map((w) => w.mid)}::text[]::uuid[], ${want.map((w) => w.rid)}::bigint[],
                              ${want.map((w) => w.lease)}::float8[], ${want.map((w) => w.req)}::int[])
           as w(mid, rid, lease, req)
-      ), claimed as (
-        -- A recipient two requests want is claimed once, for one of them.
-        update message_recipients r
-        set attempts = r.attempts + 1,
-            next_attempt_at = now() + make_interval(secs => w.lease),
-            updated_at = now()
+      ), due as (
+        -- Why a due recipient must not be tried any more: its member was suspended, or the
+        -- address suppressed (not removed, not expired: an index probe), since it was queued.
+        select distinct on (r.id) r.id, w.lease, w.req,
+          case when mb.status = 'suspended'
+                 then 'not delivered: the sending member is suspended'
+                      || coalesce(' (' || left(mb.status_reason, 200) || ')', '')
+               when s.reason is not null
+                 then 'not delivered: the recipient is on the member''s suppression list ('
+                      || s.reason || ' since ' || to_char(s.created_at at time zone 'UTC', 'YYYY-MM-DD') || ')'
+          end as stopped
         from want w
-        where r.message_id = w.mid and (w.rid is null or r.id = w.rid)
+        join message_recipients r on r.message_id = w.mid and (w.rid is null or r.id = w.rid)
+        join messages m on m.id = r.message_id
+        left join members mb on mb.id = m.member_id
+        left join lateral (
+          select x.reason, x.created_at from suppressions x
+          where x.member_id = m.member_id and x.address = lower(r.address)
+            and x.removed_at is null and (x.expires_at is null or x.expires_at > now())
+          limit 1) s on true
+        where r.state in ('queued', 'deferred')
+          and (r.next_attempt_at is null or r.next_attempt_at <= now())
+        -- A recipient two requests want is claimed once, for the first of them.
+        order by r.id, w.req
+      ), claimed as (
+        -- A stopped recipient ends as failed here, its attempts unchanged: no attempt was made.
+        update message_recipients r
+        set attempts = r.attempts + case when d.stopped is null then 1 else 0 end,
+            state = case when d.stopped is null then r.state else 'failed' end,
+            next_attempt_at = case when d.stopped is null then now() + make_interval(secs => d.lease) end,
+            last_reply = coalesce(d.stopped, r.last_reply),
+            updated_at = now()
+        from due d
+        where r.id = d.id
           and r.state in ('queued', 'deferred')
           and (r.next_attempt_at is null or r.next_attempt_at <= now())
-        returning r.id, r.message_id, r.address, r.domain, r.attempts, w.req
+        returning r.id, r.message_id, r.address, r.domain, r.attempts, d.req, d.stopped
+      ), done as (
+        -- Stopping the last recipient left to try finishes the message. This statement's
+        -- snapshot still sees the stopped recipients as they were, hence the exclusion.
+        update messages m set state = 'done', done_at = now()
+        where m.state = 'queued'
+          and m.id in (select c.message_id from claimed c where c.stopped is not null)
+          and not exists (select 1 from message_recipients o
+                          where o.message_id = m.id and o.state in ('queued', 'deferred')
+                            and o.id not in (select c.id from claimed c where c.stopped is not null))
+        returning m.id
       )
-      select c.req, c.id::text, c.address, c.domain, c.attempts,
+      select c.req, c.id::text, c.address, c.domain, c.attempts, c.stopped,
         (select count(*) from delivery_attempts a where a.recipient_id = c.id)::text as recorded,
         (extract(epoch from now()) * 1000)::float8 as now,
-        m.member_id::text as "memberId", m.return_path as "returnPath",
-        -- The body once a request, however many of its recipients share it.
-        case when row_number() over (partition by c.req order by c.id) = 1 then m.body end as body,
+        m.member_id::text as "memberId", m.envelope_from as "envelopeFrom", m.return_path as "returnPath",
+        -- The body once a request, however many of its recipients share it; none for stopped ones.
+        case when c.stopped is null
+               and row_number() over (partition by c.req, c.stopped is null order by c.id) = 1 then m.body end as body,
         (extract(epoch from m.received_at) * 1000)::float8 as "receivedAt",
         (extract(epoch from least(m.expires_at, m.received_at + make_interval(secs => ${this.maxAgeMs / 1000})))
           * 1000)::float8 as "expiresAt",
@@ -148,21 +210,26 @@ export class DeliverySpool {
       order by c.req, c.id`
     return requests.map((q, req) => {
       const mine = rows.filter((r) => r.req === req)
-      const first = mine[0]
-      if (!first?.body) return undefined
+      const going = mine.filter((r) => r.stopped === null)
+      const stopped = mine.flatMap((r) =>
+        r.stopped === null ? [] : [{ id: Number(r.id), messageId: q.messageId, address: r.address, reason: r.stopped }],
+      )
+      const first = going[0] ?? mine[0]
+      if (!first || (going.length && !going[0]?.body)) return undefined
       // Epoch milliseconds: drizzle's wrapping of the pool turns timestamps into bare text.
       return {
         now: new Date(first.now),
         message: {
           id: q.messageId,
           memberId: first.memberId === null ? null : Number(first.memberId),
+          envelopeFrom: first.envelopeFrom,
           returnPath: first.returnPath,
-          body: first.body,
+          body: going[0]?.body ?? Buffer.alloc(0),
           receivedAt: new Date(first.receivedAt),
           expiresAt: new Date(first.expiresAt),
           requireTls: first.requireTls === true,
         },
-        recipients: mine.map((r) => ({
+        recipients: going.map((r) => ({
           id: Number(r.id),
           messageId: q.messageId,
           address: r.address,
@@ -170,6 +237,7 @@ export class DeliverySpool {
           attempt: r.attempts,
           lapsed: Math.max(0, r.attempts - 1 - Number(r.recorded)),
         })),
+        stopped,
       }
     })
   }
@@ -331,13 +399,27 @@ export class DeliverySpool {
         finish.state === 'bounced' || finish.state === 'expired'
           ? await recordBounce(tx, finish.bounce, { suppressForMs: this.suppressForMs })
           : undefined
+      // At most one notice a message: the first bounce to claim the message's slot spools it.
+      let noticeId: string | undefined
+      if ((finish.state === 'bounced' || finish.state === 'expired') && finish.notice) {
+        const slot = await tx.execute(sql`
+          update messages set bounce_notice_id = ${finish.notice.id}
+          where id = ${r.messageId} and bounce_notice_id is null and member_id is not null
+          returning id`)
+        if (slot.length) noticeId = await spoolPoolMessage(tx, finish.notice)
+      }
       const done = await tx.execute(sql`
         update messages set state = 'done', done_at = now()
         where id = ${r.messageId} and state = 'queued'
           and not exists (select 1 from message_recipients
                           where message_id = ${r.messageId} and state in ('queued', 'deferred'))
         returning id`)
-      return { applied: true, messageDone: done.length > 0, ...(bounce ? { bounce } : {}) }
+      return {
+        applied: true,
+        messageDone: done.length > 0,
+        ...(bounce ? { bounce } : {}),
+        ...(noticeId ? { noticeId } : {}),
+      }
     })
   }
 
