@@ -164,6 +164,7 @@ export async function benchRelay(
         ATMOS_RELAY_SUBMISSION_MAX_CONNECTIONS_PER_MEMBER: String(connections),
         ATMOS_RELAY_SUBMISSION_MAX_MESSAGES_PER_CONNECTION: String(10 * messages),
         ATMOS_RELAY_SUBMISSION_AUTH_CONCURRENCY_PER_IP: String(connections),
+        ATMOS_RELAY_SUBMISSION_MAX_CONNECTIONS_PER_ADDRESS: String(connections),
         ATMOS_RELAY_DELIVERY_MX_PORT: String(mxPort),
         ATMOS_RELAY_DELIVERY_DNS_SERVERS: '127.0.0.1',
         ATMOS_RELAY_DELIVERY_DNS_PORT: String(dns.port),

@@ -260,7 +260,11 @@ class ConnectionGuard {
   dataStarted(stream: SMTPServerDataStream): void {
     const { minDataRate, dataRateWindow } = this.server.limitOptions.limits
     const socket = this.connection?._socket
-    this.awaitingReply = true
+    // The whole message is in: from here on the client waits for us.
+    stream.once('end', () => {
+      this.awaitingReply = true
+      this.stopData?.()
+    })
     if (!socket || minDataRate <= 0) return
     let bytes = 0
     let measured = 0
@@ -282,8 +286,6 @@ class ConnectionGuard {
       socket.off('data', count)
       this.stopData = undefined
     }
-    // The whole message is in: from here on the client waits for us.
-    stream.once('end', () => this.stopData?.())
   }
 
   replied(): void {

@@ -162,6 +162,8 @@ export class Submission {
 /** A refusal goes to the client as is; anything else is logged and answered 451 without details. */
 function asReply(err: unknown, logger: BaseContext['logger']): Error {
   if (err instanceof Reply) return err
+  // The client went away in the middle of its message (or a limit closed the connection).
+  if ((err as { code?: unknown })?.code === 'ECONNECTION') return new Reply(421, '4.4.2 Connection closed', 'internal')
   logger.error({ err }, 'submission failed')
   return new Reply(451, '4.3.0 Temporary failure; try again later', 'internal')
 }
