@@ -110,83 +110,87 @@ describe('inbound SMTP, default limits', () => {
 
 describe('inbound SMTP, deadlines', () => {
   let h: Harness
-  let service: FblIngestService
-  let port: number
 
   before(async () => {
     h = await harness('fbl-deadlines')
-    service = await startService({
-      ...h.env,
-      ATMOS_FBL_INGEST_ROLES: 'smtp',
-      ATMOS_FBL_INGEST_SMTP_RECIPIENT_TIMEOUT: '1s',
-      ATMOS_FBL_INGEST_SMTP_MAX_SESSION_LENGTH: '3s',
-      ATMOS_FBL_INGEST_SMTP_MIN_DATA_RATE: '2000',
-      ATMOS_FBL_INGEST_SMTP_DATA_RATE_WINDOW: '500ms',
-    })
-    port = service.ctx.listener!.address!.port
   })
   after(async () => {
-    await service?.destroy()
     await h?.close()
   })
 
-  it('closes a connection that names none of our mailboxes by the deadline, however it trickles', async () => {
-    const peer = new Peer(port)
+  /** A listener with one limit made short, so that no other step of a test races it. */
+  async function withListener(extra: Record<string, string>, fn: (port: number) => Promise<void>): Promise<void> {
+    const service = await startService({ ...h.env, ATMOS_FBL_INGEST_ROLES: 'smtp', ...extra })
     try {
-      assert.match(await peer.reply(), /^220 /)
-      assert.match(await peer.send('EHLO c.example'), /^250 /)
-      assert.match(await peer.send('MAIL FROM:<>'), /^250 /)
-      assert.match(await peer.send('RCPT TO:<someone@elsewhere.example>'), /^550 5\.7\.1 /)
-      const trickle = setInterval(() => peer.socket.write('N'), 100)
-      try {
-        assert.equal(await peer.reply(), '421 4.7.0 No accepted recipient within 1 second; closing')
-        await peer.closed
-      } finally {
-        clearInterval(trickle)
-      }
+      await fn(service.ctx.listener!.address!.port)
     } finally {
-      peer.socket.destroy()
+      await service.destroy()
     }
-  })
+  }
 
-  it('closes a message trickled slower than the minimum data rate, and stores nothing', async () => {
-    const stored = async () => (await h.db.select().from(inboundMessages)).length
-    const before = await stored()
-    const peer = new Peer(port)
-    try {
-      await peer.reply()
-      await peer.send('EHLO c.example')
-      await peer.send('MAIL FROM:<>')
-      assert.match(await peer.send(`RCPT TO:<postmaster@${POOL_DOMAIN}>`), /^250 /)
-      assert.match(await peer.send('DATA'), /^354 /)
-      const trickle = setInterval(() => peer.socket.write('x\r\n'), 100)
+  it('closes a connection that names none of our mailboxes by the deadline, however it trickles', () =>
+    withListener({ ATMOS_FBL_INGEST_SMTP_RECIPIENT_TIMEOUT: '1s' }, async (port) => {
+      const peer = new Peer(port)
       try {
-        assert.equal(await peer.reply(), '421 4.7.0 Message data slower than 2000 bytes a second; closing')
+        assert.match(await peer.reply(), /^220 /)
+        assert.match(await peer.send('EHLO c.example'), /^250 /)
+        assert.match(await peer.send('MAIL FROM:<>'), /^250 /)
+        assert.match(await peer.send('RCPT TO:<someone@elsewhere.example>'), /^550 5\.7\.1 /)
+        const trickle = setInterval(() => peer.socket.write('N'), 100)
+        try {
+          assert.equal(await peer.reply(), '421 4.7.0 No accepted recipient within 1 second; closing')
+          await peer.closed
+        } finally {
+          clearInterval(trickle)
+        }
       } finally {
-        clearInterval(trickle)
+        peer.socket.destroy()
       }
-    } finally {
-      peer.socket.destroy()
-    }
-    assert.equal(await stored(), before)
-    // A sender that keeps up is not touched.
-    assert.match(await sendRaw(port, '', [`postmaster@${POOL_DOMAIN}`], bounce), /^250 /)
-  })
+    }))
 
-  it('ends a session at its maximum length, however busy', async () => {
-    const peer = new Peer(port)
-    try {
-      await peer.reply()
-      await peer.send('EHLO c.example')
-      await peer.send('MAIL FROM:<>')
-      assert.match(await peer.send(`RCPT TO:<postmaster@${POOL_DOMAIN}>`), /^250 /)
-      const last = await until(async () => {
-        const r = await peer.send('NOOP')
-        return r.startsWith('421') ? r : undefined
-      }, 'the end of the session')
-      assert.equal(last, '421 4.7.0 Session longer than 3 seconds; reconnect to continue')
-    } finally {
-      peer.socket.destroy()
-    }
-  })
+  it('closes a message trickled slower than the minimum data rate, and stores nothing', () =>
+    withListener(
+      { ATMOS_FBL_INGEST_SMTP_MIN_DATA_RATE: '2000', ATMOS_FBL_INGEST_SMTP_DATA_RATE_WINDOW: '500ms' },
+      async (port) => {
+        const stored = async () => (await h.db.select().from(inboundMessages)).length
+        const before = await stored()
+        const peer = new Peer(port)
+        try {
+          await peer.reply()
+          await peer.send('EHLO c.example')
+          await peer.send('MAIL FROM:<>')
+          assert.match(await peer.send(`RCPT TO:<postmaster@${POOL_DOMAIN}>`), /^250 /)
+          assert.match(await peer.send('DATA'), /^354 /)
+          const trickle = setInterval(() => peer.socket.write('x\r\n'), 100)
+          try {
+            assert.equal(await peer.reply(), '421 4.7.0 Message data slower than 2000 bytes a second; closing')
+          } finally {
+            clearInterval(trickle)
+          }
+        } finally {
+          peer.socket.destroy()
+        }
+        assert.equal(await stored(), before)
+        // A sender that keeps up is not touched.
+        assert.match(await sendRaw(port, '', [`postmaster@${POOL_DOMAIN}`], bounce), /^250 /)
+      },
+    ))
+
+  it('ends a session at its maximum length, however busy', () =>
+    withListener({ ATMOS_FBL_INGEST_SMTP_MAX_SESSION_LENGTH: '3s' }, async (port) => {
+      const peer = new Peer(port)
+      try {
+        await peer.reply()
+        await peer.send('EHLO c.example')
+        await peer.send('MAIL FROM:<>')
+        assert.match(await peer.send(`RCPT TO:<postmaster@${POOL_DOMAIN}>`), /^250 /)
+        const last = await until(async () => {
+          const r = await peer.send('NOOP')
+          return r.startsWith('421') ? r : undefined
+        }, 'the end of the session')
+        assert.equal(last, '421 4.7.0 Session longer than 3 seconds; reconnect to continue')
+      } finally {
+        peer.socket.destroy()
+      }
+    }))
 })

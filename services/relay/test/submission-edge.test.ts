@@ -1,9 +1,20 @@
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
+import { closeBaseContext } from '@atmos/runtime'
 import type { AddedMember } from '../src/members/store.ts'
+import { Submission } from '../src/submission/index.ts'
 import { eventually } from './delivery-helpers.ts'
-import { createMember, type Harness, rfc822, SmtpDialog, spooled, startSubmission, submitRaw } from './helpers.ts'
+import {
+  createMember,
+  type Harness,
+  relayContext,
+  rfc822,
+  SmtpDialog,
+  spooled,
+  startSubmission,
+  submitRaw,
+} from './helpers.ts'
 
 // The submission edge against hostile peers: AUTH only inside TLS, and no address can
 // hold the listener with connections it trickles bytes into.
@@ -153,75 +164,95 @@ describe('submission edge, deadlines', () => {
   let member: AddedMember
 
   before(async () => {
-    h = await startSubmission({
-      ATMOS_RELAY_SUBMISSION_LOGIN_TIMEOUT: '1s',
-      ATMOS_RELAY_SUBMISSION_MAX_SESSION_LENGTH: '3s',
-      ATMOS_RELAY_SUBMISSION_MIN_DATA_RATE: '2000',
-      ATMOS_RELAY_SUBMISSION_DATA_RATE_WINDOW: '500ms',
-    })
+    h = await startSubmission()
     member = await createMember(h, 'deadline.example')
   })
   after(async () => {
     await h?.close()
   })
 
-  it('closes a connection that has not logged in by the deadline, however it trickles', {
-    timeout: 15_000,
-  }, async () => {
-    const client = rawClient(h.port, '127.0.0.1')
-    // One byte a tenth of a second: the idle timeout never fires, and no command is ever complete.
-    const trickle = setInterval(() => client.socket.write('N'), 100)
+  /**
+   * Another submission server on the same database and Redis with one deadline made short,
+   * so that no other step of a test (a TLS handshake, a scrypt on a busy machine) races it.
+   */
+  async function withServer(extra: Record<string, string>, fn: (s: Submission) => Promise<void>): Promise<void> {
+    const ctx = relayContext({ ...h.env, ...extra, ATMOS_RELAY_SUBMISSION_PORT: '0' })
+    const server = new Submission(ctx)
+    await server.start()
     try {
-      await client.closed
-      assert.equal(client.text().split('\r\n')[1], '421 4.7.0 No successful login within 1 second; closing')
+      await fn(server)
     } finally {
-      clearInterval(trickle)
-      client.socket.destroy()
+      await server.stop()
+      await closeBaseContext(ctx)
     }
-    assert.ok(h.submission.metrics.refused.value({ reason: 'establish_timeout' }) >= 1)
-  })
+  }
 
-  it('closes a message trickled slower than the minimum data rate, and spools nothing', async () => {
-    const before = (await spooled(h.sql)).length
-    const { dialog, auth } = await loggedIn(h.port, member)
-    try {
-      assert.match(auth, /^235 /)
-      assert.match(await dialog.send('MAIL FROM:<a@deadline.example>'), /^250 /)
-      assert.match(await dialog.send('RCPT TO:<x@dest.example>'), /^250 /)
-      assert.match(await dialog.send('DATA'), /^354 /)
-      const reply = dialog.send('From: a@deadline.example')
-      const trickle = setInterval(() => dialog.write('x\r\n'), 100)
+  it('closes a connection that has not logged in by the deadline, however it trickles', { timeout: 15_000 }, () =>
+    withServer({ ATMOS_RELAY_SUBMISSION_LOGIN_TIMEOUT: '1s' }, async (server) => {
+      const client = rawClient(server.addresses.starttls!.port, '127.0.0.1')
+      // One byte a tenth of a second: the idle timeout never fires, and no command is ever complete.
+      const trickle = setInterval(() => client.socket.write('N'), 100)
       try {
-        assert.equal(await reply, '421 4.7.0 Message data slower than 2000 bytes a second; closing')
+        await client.closed
+        assert.equal(client.text().split('\r\n')[1], '421 4.7.0 No successful login within 1 second; closing')
       } finally {
         clearInterval(trickle)
+        client.socket.destroy()
       }
-    } finally {
-      dialog.close()
-    }
-    assert.equal((await spooled(h.sql)).length, before)
-    // A client that keeps up is not touched.
-    const info = await submitRaw(
-      h.port,
-      member,
-      { from: 'a@deadline.example', to: ['x@dest.example'] },
-      message('deadline.example'),
-    )
-    assert.match(info.response, /^250 /)
-  })
+      assert.equal(server.metrics.refused.value({ reason: 'establish_timeout' }), 1)
+    }),
+  )
 
-  it('ends a session at its maximum length, however busy', async () => {
-    const { dialog, auth } = await loggedIn(h.port, member)
-    try {
-      assert.match(auth, /^235 /)
-      let last = ''
-      await eventually(async () => {
-        last = await dialog.send('NOOP')
-        return last.startsWith('421') ? true : undefined
-      })
-      assert.equal(last, '421 4.7.0 Session longer than 3 seconds; reconnect to continue')
-    } finally {
-      dialog.close()
-    }
-  })
+  it('closes a message trickled slower than the minimum data rate, and spools nothing', { timeout: 15_000 }, () =>
+    withServer(
+      { ATMOS_RELAY_SUBMISSION_MIN_DATA_RATE: '2000', ATMOS_RELAY_SUBMISSION_DATA_RATE_WINDOW: '500ms' },
+      async (server) => {
+        const port = server.addresses.starttls!.port
+        const before = (await spooled(h.sql)).length
+        const { dialog, auth } = await loggedIn(port, member)
+        try {
+          assert.match(auth, /^235 /)
+          assert.match(await dialog.send('MAIL FROM:<a@deadline.example>'), /^250 /)
+          assert.match(await dialog.send('RCPT TO:<x@dest.example>'), /^250 /)
+          assert.match(await dialog.send('DATA'), /^354 /)
+          const reply = dialog.send('From: a@deadline.example')
+          const trickle = setInterval(() => dialog.write('x\r\n'), 100)
+          try {
+            assert.equal(await reply, '421 4.7.0 Message data slower than 2000 bytes a second; closing')
+          } finally {
+            clearInterval(trickle)
+          }
+        } finally {
+          dialog.close()
+        }
+        assert.equal((await spooled(h.sql)).length, before)
+        // A client that keeps up is not touched.
+        const info = await submitRaw(
+          port,
+          member,
+          { from: 'a@deadline.example', to: ['x@dest.example'] },
+          message('deadline.example'),
+        )
+        assert.match(info.response, /^250 /)
+      },
+    ),
+  )
+
+  it('ends a session at its maximum length, however busy', { timeout: 15_000 }, () =>
+    withServer({ ATMOS_RELAY_SUBMISSION_MAX_SESSION_LENGTH: '3s' }, async (server) => {
+      const { dialog, auth } = await loggedIn(server.addresses.starttls!.port, member)
+      try {
+        // Busy from the login on: commands until the server ends the session.
+        const last = auth.startsWith('421')
+          ? auth
+          : await eventually(async () => {
+              const r = await dialog.send('NOOP')
+              return r.startsWith('421') ? r : undefined
+            })
+        assert.equal(last, '421 4.7.0 Session longer than 3 seconds; reconnect to continue')
+      } finally {
+        dialog.close()
+      }
+    }),
+  )
 })
