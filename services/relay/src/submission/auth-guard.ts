@@ -6,7 +6,8 @@ import type { Redis } from 'ioredis'
 // Checks the lockout and takes a place among the logins being checked in one step, so that
 // neither parallel guesses nor parallel relay replicas can slip past either limit together.
 // A place is a lease (a sorted set of tokens scored by expiry, on Redis' clock): a process
-// killed in the middle of a check never gives its place back, and the lease lapses instead.
+// killed in the middle of a check never gives its place back nor renews it, and the lease
+// lapses instead.
 // KEYS: failures, checks. ARGV: limit, concurrency, leaseMs, token.
 const BEGIN = `
 local failures = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -19,13 +20,22 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return {1, 0}`
 
+// KEYS: checks. ARGV: token, leaseMs. Extends a place still held.
+const RENEW = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`
+
 export type AuthGate =
   | { allowed: true; ticket: AuthTicket }
   | { allowed: false; why: 'locked'; retryInMs: number }
   | { allowed: false; why: 'busy' }
 
 /** A login allowed to be checked; hand it back to `finish`. */
-export type AuthTicket = { key: string; token: string; shared: boolean }
+export type AuthTicket = { key: string; token: string; shared: boolean; renewal?: NodeJS.Timeout }
 
 /** What the check found: a right or wrong password, or nothing (it could not be checked). */
 export type AuthOutcome = 'ok' | 'failed' | 'unchecked'
@@ -88,7 +98,13 @@ export class AuthGuard {
         if (status === -1) return { allowed: false, why: 'locked', retryInMs: Math.max(ttl, 1000) }
         if (status === -2) return { allowed: false, why: 'busy' }
         this.local.begin(key, token, Number.POSITIVE_INFINITY)
-        return { allowed: true, ticket: { key, token, shared: true } }
+        // Renewed while the check runs (a slow database must not free its place); only a dead process stops.
+        const renewal = setInterval(
+          () => void this.redis.eval(RENEW, 1, checks, token, this.leaseMs).catch(() => {}),
+          Math.max(100, Math.floor(this.leaseMs / 3)),
+        )
+        renewal.unref()
+        return { allowed: true, ticket: { key, token, shared: true, renewal } }
       } catch (err) {
         this.onRedisError(err as Error)
       }
@@ -102,6 +118,7 @@ export class AuthGuard {
 
   /** After the check: frees the place and counts a failure. */
   async finish(ticket: AuthTicket, outcome: AuthOutcome): Promise<void> {
+    clearInterval(ticket.renewal)
     this.local.finish(ticket.key, ticket.token, outcome === 'failed', this.windowMs)
     if (!ticket.shared) return
     const [failures, checks] = this.keys(ticket.key)
