@@ -164,6 +164,7 @@ export async function benchRelay(
         ATMOS_RELAY_SUBMISSION_MAX_CONNECTIONS_PER_MEMBER: String(connections),
         ATMOS_RELAY_SUBMISSION_MAX_MESSAGES_PER_CONNECTION: String(10 * messages),
         ATMOS_RELAY_SUBMISSION_AUTH_CONCURRENCY_PER_IP: String(connections),
+        ATMOS_RELAY_SUBMISSION_MAX_CONNECTIONS_PER_ADDRESS: String(connections),
         ATMOS_RELAY_DELIVERY_MX_PORT: String(mxPort),
         // The sink is on loopback, which the relay refuses unless allowed.
         ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS: '127.0.0.0/8',

@@ -35,6 +35,15 @@ export const fblIngestSection = section({
     maxRecipients: field.int(50, { min: 1, max: 1000 }),
     maxClients: field.int(200, { min: 1 }),
     socketTimeout: field.duration('60s'),
+    /** Connections one address (an IPv6 /64) may hold at once on one process; more get 421 4.7.0 at connect. */
+    maxConnectionsPerAddress: field.int(10, { min: 1 }),
+    /** From connect to a first accepted recipient, however busy the client keeps the connection. */
+    recipientTimeout: field.duration('30s'),
+    /** A whole connection, however busy; a message being answered is answered first. */
+    maxSessionLength: field.duration('10m'),
+    /** Bytes a second a client must keep up during DATA, over each `dataRateWindow` (the first is its grace); 0: off. */
+    minDataRate: field.int(1024, { min: 0 }),
+    dataRateWindow: field.duration('10s'),
   }),
   /** Mailboxes at the pool and bounce domains read by people: their mail is forwarded to `operatorInbox`. */
   operatorMailboxes: mailboxes(['postmaster', 'abuse', 'dmarc', 'hostmaster']),

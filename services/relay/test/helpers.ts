@@ -262,6 +262,11 @@ export class SmtpDialog {
     return this.next()
   }
 
+  /** Bytes without waiting for a reply (a message trickled into DATA). */
+  write(text: string): void {
+    this.socket.write(text)
+  }
+
   async starttls(): Promise<string> {
     const reply = await this.send('STARTTLS')
     if (!reply.startsWith('220')) return reply

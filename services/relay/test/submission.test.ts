@@ -266,7 +266,7 @@ describe('relay submission', () => {
 
   it('backs off an address that keeps guessing, parallel guesses included; right passwords never count', async () => {
     const redis = testRedis()
-    const keys = [`${h.prefix}:relay:auth-failures:127.0.0.1`, `${h.prefix}:relay:auth-inflight:127.0.0.1`]
+    const keys = [`${h.prefix}:relay:auth-failures:127.0.0.1`, `${h.prefix}:relay:auth-checks:127.0.0.1`]
     await redis.del(...keys)
     try {
       const attempt = async (password: string) => {

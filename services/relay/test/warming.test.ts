@@ -35,6 +35,7 @@ describe('warming caps under parallel submission', () => {
     h = await startSubmission({
       ATMOS_RELAY_SUBMISSION_WARMING_TIERS: '0:5,3:200,7:1000',
       ATMOS_RELAY_SUBMISSION_MAX_CONNECTIONS_PER_MEMBER: '50',
+      ATMOS_RELAY_SUBMISSION_MAX_CONNECTIONS_PER_ADDRESS: '50',
     })
     m = await createMember(h, 'warm.example')
   })

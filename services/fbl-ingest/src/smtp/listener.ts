@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs'
 import { processInbound, TypedQueue } from '@atmos/queues'
 import type { BaseContext, Logger } from '@atmos/runtime'
 import { withTimeout } from '@atmos/runtime'
-import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions, type SMTPServerSession } from 'smtp-server'
+import { LimitedSMTPServer } from '@atmos/smtp-limits'
+import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server'
 import type { FblIngestConfig } from '../config.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
@@ -29,7 +30,7 @@ export class InboundListener {
   private readonly ctx: BaseContext<FblIngestConfig>
   private readonly metrics: FblMetrics
   private readonly logger: Logger
-  private server: SMTPServer | undefined
+  private server: LimitedSMTPServer | undefined
   private queue: TypedQueue<typeof processInbound> | undefined
   address: { host: string; port: number } | undefined
 
@@ -85,7 +86,25 @@ export class InboundListener {
           },
         ),
     }
-    const server = new SMTPServer(options)
+    // No address holds more than its share of connections, and every connection must name
+    // one of our mailboxes soon, finish in time and send its message at a minimum rate.
+    const server = new LimitedSMTPServer(options, {
+      limits: {
+        maxConnectionsPerAddress: s.maxConnectionsPerAddress,
+        establishTimeout: s.recipientTimeout,
+        maxSessionLength: s.maxSessionLength,
+        minDataRate: s.minDataRate,
+        dataRateWindow: s.dataRateWindow,
+      },
+      establishedBy: 'rcpt',
+      authAfterTls: false,
+      onLimit: (event) => {
+        this.metrics.refused.inc({ reason: event.reason })
+        // A flood from one address is logged once, when it reaches its limit.
+        if (event.first)
+          this.logger.info({ ip: event.address, key: event.key, reason: event.reason }, 'inbound connection limit')
+      },
+    })
     server.on('error', (err) => this.logger.debug({ err: err.message }, 'inbound connection error'))
     await new Promise<void>((resolve, reject) => {
       server.server.once('error', reject)
@@ -132,6 +151,11 @@ export class InboundListener {
       (err: Error) => this.logger.warn({ err: err.message, inboundId: id }, 'not enqueued; the reconciler will'),
     )
     return `2.0.0 Ok: stored as ${id}`
+  }
+
+  /** Connections open now from an address (its /64 for IPv6). */
+  connectionsFrom(address: string): number {
+    return this.server?.connectionsFrom(address) ?? 0
   }
 
   async stop(): Promise<void> {

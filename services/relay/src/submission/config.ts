@@ -51,6 +51,15 @@ export const submissionSection = section({
   /** Connections of every kind on one relay process. */
   maxClients: field.int(1000, { min: 1 }),
   socketTimeout: field.duration('60s'),
+  /** Connections one address (an IPv6 /64) may hold at once on one relay process; more get 421 4.7.0 at connect. */
+  maxConnectionsPerAddress: field.int(10, { min: 1 }),
+  /** From connect to a successful AUTH, however busy the client keeps the connection (a trickle resets the idle timeout). */
+  loginTimeout: field.duration('30s'),
+  /** A whole connection, however busy; a message being answered is answered first. */
+  maxSessionLength: field.duration('10m'),
+  /** Bytes a second a client must keep up during DATA, over each `dataRateWindow` (the first is its grace); 0: off. */
+  minDataRate: field.int(1024, { min: 0 }),
+  dataRateWindow: field.duration('10s'),
   warmingTiers,
   /** Recipients a day once warming is over. */
   dailyCap: field.int(10_000, { min: 0 }),
@@ -61,6 +70,8 @@ export const submissionSection = section({
   authFailureWindow: field.duration('15m'),
   /** Logins being checked at once from one IP (each costs a scrypt); more wait with 454 4.7.0. */
   authConcurrencyPerIp: field.int(20, { min: 1 }),
+  /** How long a login being checked holds its place in that count when its process dies mid-check. */
+  authCheckLease: field.duration('10s'),
   /** A label this labeler (`src`) issued; empty: any src in our labels table. */
   labelerDid: z.string().default(''),
   /** Whether the Received field the relay adds names the member's client (HELO name and IP address). */

@@ -3,7 +3,8 @@ import { SigningKeys } from '@atmos/dkim'
 import { deliverMessage, TypedQueue } from '@atmos/queues'
 import { type BaseContext, withTimeout } from '@atmos/runtime'
 import { loadKeyring, readSecretFile } from '@atmos/secrets'
-import { SMTPServer, type SMTPServerOptions } from 'smtp-server'
+import { type LimitEvent, LimitedSMTPServer } from '@atmos/smtp-limits'
+import type { SMTPServerOptions } from 'smtp-server'
 import type { RelayConfig } from '../config.ts'
 import { AuthGuard } from './auth-guard.ts'
 import { MemberConnections } from './member-connections.ts'
@@ -14,7 +15,7 @@ import { Reply, SubmissionHandlers } from './session.ts'
 export class Submission {
   readonly ctx: BaseContext<RelayConfig>
   readonly metrics: SubmissionMetrics
-  private servers: SMTPServer[] = []
+  private servers: LimitedSMTPServer[] = []
   private deliveries: TypedQueue<typeof deliverMessage> | undefined
   /** Where each server listens, once started (port 0 in tests picks a free one). */
   readonly addresses: { starttls?: { host: string; port: number }; implicitTls?: { host: string; port: number } } = {}
@@ -42,6 +43,7 @@ export class Submission {
         limit: sub.authFailureLimit,
         concurrency: sub.authConcurrencyPerIp,
         windowMs: sub.authFailureWindow,
+        leaseMs: sub.authCheckLease,
         onRedisError: (err) => logger.warn({ err: err.message }, 'auth back-off unavailable (redis)'),
       }),
       memberConnections: new MemberConnections({
@@ -64,9 +66,6 @@ export class Submission {
       name: sub.hostname,
       size: sub.maxSize,
       authMethods: ['PLAIN', 'LOGIN'],
-      // smtp-server would answer AUTH before STARTTLS with a non-standard 538; onAuth
-      // answers RFC 3207's 530 5.7.0 instead, before any password is looked at.
-      allowInsecureAuth: true,
       authRequiredMessage: '5.7.0 Authentication required',
       disableReverseLookup: true,
       // REQUIRETLS (RFC 8689) is honoured: the message is flagged and delivery insists on it.
@@ -98,8 +97,27 @@ export class Submission {
       onClose: (session) => handlers.onClose(session),
     })
 
+    const limits = {
+      maxConnectionsPerAddress: sub.maxConnectionsPerAddress,
+      establishTimeout: sub.loginTimeout,
+      maxSessionLength: sub.maxSessionLength,
+      minDataRate: sub.minDataRate,
+      dataRateWindow: sub.dataRateWindow,
+    }
+    const onLimit = (event: LimitEvent) => {
+      this.metrics.refused.inc({ reason: event.reason === 'auth_before_tls' ? 'no_tls' : event.reason })
+      // A flood from one address is logged once, when it reaches its limit.
+      if (event.first)
+        logger.info({ ip: event.address, key: event.key, reason: event.reason }, 'submission connection limit')
+    }
     const listen = async (secure: boolean, port: number) => {
-      const server = new SMTPServer(options(secure))
+      // AUTH is neither advertised nor accepted before TLS: 530 5.7.0, no password prompt.
+      const server = new LimitedSMTPServer(options(secure), {
+        limits,
+        establishedBy: 'auth',
+        authAfterTls: true,
+        onLimit,
+      })
       server.on('error', (err) => logger.warn({ err: err.message }, 'submission connection error'))
       await new Promise<void>((resolve, reject) => {
         server.server.once('error', reject)
@@ -126,6 +144,11 @@ export class Submission {
     }
   }
 
+  /** Connections open now from an address (its /64 for IPv6), on every port. */
+  connectionsFrom(address: string): number {
+    return this.servers.reduce((n, s) => n + s.connectionsFrom(address), 0)
+  }
+
   async stop(): Promise<void> {
     const servers = this.servers
     this.servers = []
@@ -141,6 +164,8 @@ export class Submission {
 /** A refusal goes to the client as is; anything else is logged and answered 451 without details. */
 function asReply(err: unknown, logger: BaseContext['logger']): Error {
   if (err instanceof Reply) return err
+  // The client went away in the middle of its message (or a limit closed the connection).
+  if ((err as { code?: unknown })?.code === 'ECONNECTION') return new Reply(421, '4.4.2 Connection closed', 'internal')
   logger.error({ err }, 'submission failed')
   return new Reply(451, '4.3.0 Temporary failure; try again later', 'internal')
 }

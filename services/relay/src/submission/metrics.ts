@@ -46,6 +46,11 @@ export type RefusalReason =
   | 'oversize'
   | 'no_signing_key'
   | 'internal'
+  | 'auth_unavailable'
+  | 'address_connections'
+  | 'establish_timeout'
+  | 'session_length'
+  | 'data_rate'
 
 export type SubmissionMetrics = {
   accepted: LabelledCounter

@@ -66,7 +66,7 @@ export type SubmissionDeps = {
 export class SubmissionHandlers {
   private readonly deps: SubmissionDeps
   private readonly instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
-  private readonly sessions = new Map<string, { user?: SessionUser; tx?: Transaction }>()
+  private readonly sessions = new Map<string, { user?: SessionUser; tx?: Transaction; closed?: boolean }>()
   private readonly standing: StandingReader
   private readonly suppressions: SuppressionLookup
   private readonly spool: SubmissionSpool
@@ -106,6 +106,8 @@ export class SubmissionHandlers {
       // Never check a password that crossed the network in clear.
       throw this.refuse(new Reply(530, '5.7.0 Must issue a STARTTLS command first', 'no_tls'))
     }
+    // Taken before anything is awaited, so that onClose finds it if the client leaves mid-login.
+    const state = this.state(session)
     const gate = await this.deps.guard.begin(session.remoteAddress)
     if (!gate.allowed) {
       throw this.refuse(
@@ -122,18 +124,23 @@ export class SubmissionHandlers {
             ),
       )
     }
-    let cred: Credential | null = null
+    let cred: Credential | null
     try {
       cred = await this.checkPassword(auth)
-    } finally {
-      await this.deps.guard.finish(session.remoteAddress, cred !== null)
+    } catch (err) {
+      // Not the client's fault: nothing counts against its address, and it may retry at once.
+      await this.deps.guard.finish(gate.ticket, 'unchecked')
+      this.deps.logger.error({ err, ip: session.remoteAddress }, 'submission login not checked')
+      throw this.refuse(new Reply(454, '4.7.0 Temporary authentication failure; try again later', 'auth_unavailable'))
     }
+    await this.deps.guard.finish(gate.ticket, cred ? 'ok' : 'failed')
     if (!cred) {
       this.deps.logger.info({ ip: session.remoteAddress, username: auth.username }, 'submission login failed')
       throw this.refuse(new Reply(535, '5.7.8 Authentication credentials invalid', 'bad_credentials'))
     }
     const limit = this.deps.config.maxConnectionsPerMember
-    if (!(await this.deps.memberConnections.acquire(cred.memberId, this.token(session), limit))) {
+    const token = this.token(session)
+    if (!(await this.deps.memberConnections.acquire(cred.memberId, token, limit))) {
       throw this.refuse(
         new Reply(
           454,
@@ -142,8 +149,13 @@ export class SubmissionHandlers {
         ),
       )
     }
+    if (state.closed) {
+      // The client left while its login was checked: onClose has run and will not release the slot.
+      this.deps.memberConnections.release(token)
+      throw new Reply(421, '4.4.2 Connection closed during login', 'internal')
+    }
     const user: SessionUser = { memberId: cred.memberId, did: cred.did, domain: cred.domain, credentialId: cred.id }
-    this.state(session).user = user
+    state.user = user
     void this.deps.sql`update smtp_credentials set last_used_at = now() where id = ${cred.id}`.catch(() => {})
     return { user }
   }
@@ -165,6 +177,7 @@ export class SubmissionHandlers {
   onClose(session: SMTPServerSession): void {
     const s = this.sessions.get(session.id)
     this.sessions.delete(session.id)
+    if (s) s.closed = true
     if (!s?.user) return
     this.deps.memberConnections.release(this.token(session))
   }

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict'
+import { connect as netConnect } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { connect as tlsConnect } from 'node:tls'
+import { addressKey, type LimitEvent, LimitedSMTPServer } from '../src/index.ts'
+
+describe('addressKey', () => {
+  it('counts IPv4 addresses one by one, IPv4-mapped ones as IPv4', () => {
+    assert.equal(addressKey('192.0.2.7'), '192.0.2.7')
+    assert.equal(addressKey('::ffff:192.0.2.7'), '192.0.2.7')
+    assert.equal(addressKey('::FFFF:192.0.2.7'), '192.0.2.7')
+  })
+
+  it('counts IPv6 addresses by their /64, however they are written', () => {
+    const key = '2001:db8:1:2::/64'
+    assert.equal(addressKey('2001:db8:1:2::1'), key)
+    assert.equal(addressKey('2001:0db8:0001:0002:ffff:ffff:ffff:ffff'), key)
+    assert.equal(addressKey('2001:DB8:1:2:a:b:c:d'), key)
+    assert.equal(addressKey('2001:db8:1:2:0:0:1.2.3.4'), key)
+    assert.equal(addressKey('fe80::1%eth0'), 'fe80:0:0:0::/64')
+    assert.equal(addressKey('::1'), '0:0:0:0::/64')
+    assert.notEqual(addressKey('2001:db8:1:3::1'), key)
+  })
+})
+
+describe('LimitedSMTPServer on implicit TLS', () => {
+  let server: LimitedSMTPServer
+  let port: number
+  const events: LimitEvent[] = []
+
+  before(async () => {
+    server = new LimitedSMTPServer(
+      { secure: true, logger: false, authOptional: true, disableReverseLookup: true },
+      {
+        limits: {
+          maxConnectionsPerAddress: 1,
+          establishTimeout: 60_000,
+          maxSessionLength: 60_000,
+          minDataRate: 0,
+          dataRateWindow: 1000,
+        },
+        establishedBy: 'rcpt',
+        authAfterTls: true,
+        onLimit: (e) => events.push(e),
+      },
+    )
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    port = (server.server.address() as { port: number }).port
+  })
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+
+  it('drops a connection over the limit before its handshake, without a byte written', async () => {
+    const first = tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false })
+    first.on('error', () => {})
+    const greeting = await new Promise<string>((resolve) => first.once('data', (d) => resolve(String(d))))
+    assert.match(greeting, /^220 /)
+    try {
+      const second = netConnect({ port, host: '127.0.0.1' })
+      let received = 0
+      second.on('data', (d) => {
+        received += d.length
+      })
+      second.on('error', () => {})
+      await new Promise((resolve) => second.once('close', resolve))
+      assert.equal(received, 0)
+      assert.deepEqual(events, [{ reason: 'address_connections', address: '127.0.0.1', key: '127.0.0.1', first: true }])
+    } finally {
+      first.destroy()
+    }
+  })
+})
