@@ -18,10 +18,20 @@ export type BaseContext<C extends BaseConfig = BaseConfig> = {
   ops: OpsServer
 }
 
+export type BaseContextOptions = {
+  logger?: Logger
+  /**
+   * Whether this process can do the work it is sent without Redis (see each service's
+   * context.ts for its rule). When it can, a Redis outage shows on /readyz as "degraded"
+   * without taking the process out of service. Default: Redis is required.
+   */
+  redisRequired?: boolean
+}
+
 export function createBaseContext<C extends BaseConfig>(
   service: string,
   config: C,
-  opts: { logger?: Logger } = {},
+  opts: BaseContextOptions = {},
 ): BaseContext<C> {
   const logger = opts.logger ?? createLogger(service, config.log.level)
   const metrics = createMetricsRegistry(service)
@@ -41,7 +51,7 @@ export function createBaseContext<C extends BaseConfig>(
     port: config.http.port,
     logger,
     metrics,
-    checks: [postgresCheck(db), redisCheck(redis)],
+    checks: [postgresCheck(db), { ...redisCheck(redis), required: opts.redisRequired ?? true }],
   })
   return { service, config, logger, metrics, db, redis, ops }
 }

@@ -3,7 +3,14 @@ import { Writable } from 'node:stream'
 import { describe, it } from 'node:test'
 import { closedPort } from '@atmos/testkit'
 import { Redis } from 'ioredis'
-import { createLogger, createMetricsRegistry, OpsServer, redisCheck, withTimeout } from '../src/index.ts'
+import {
+  CHECK_TIMEOUT_MS,
+  createLogger,
+  createMetricsRegistry,
+  OpsServer,
+  redisCheck,
+  withTimeout,
+} from '../src/index.ts'
 
 function capture() {
   const lines: string[] = []
@@ -75,6 +82,42 @@ describe('ops server', () => {
         assert.equal((await fetch(`${base}/healthz`)).status, 200)
       },
     )
+  })
+
+  it('stays ready when only a check it does not require fails, and says it is degraded', async () => {
+    await withServer(
+      [
+        { name: 'postgres', check: async () => {} },
+        {
+          name: 'redis',
+          required: false,
+          check: async () => {
+            throw new Error('connection refused')
+          },
+        },
+      ],
+      async (base) => {
+        const res = await fetch(`${base}/readyz`)
+        assert.equal(res.status, 200)
+        assert.deepEqual(await res.json(), {
+          status: 'degraded',
+          checks: { postgres: 'ok', redis: 'connection refused' },
+        })
+        const metrics = await (await fetch(`${base}/metrics`)).text()
+        assert.match(metrics, /^atmos_readiness_check\{check="redis",required="false",service="test"\} 0$/m)
+        assert.match(metrics, /^atmos_readiness_check\{check="postgres",required="true",service="test"\} 1$/m)
+      },
+    )
+  })
+
+  it('cuts a hanging check off within its timeout, so that probes with a longer one get an answer', async () => {
+    await withServer([{ name: 'redis', check: () => new Promise<void>(() => {}) }], async (base) => {
+      const started = Date.now()
+      const res = await fetch(`${base}/readyz`)
+      assert.equal(res.status, 503)
+      assert.match(JSON.stringify(await res.json()), /redis did not answer within/)
+      assert.ok(Date.now() - started < CHECK_TIMEOUT_MS + 1000)
+    })
   })
 
   it('answers even when a dependency hangs', async () => {
