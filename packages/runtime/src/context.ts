@@ -3,6 +3,7 @@ import type { Db } from '@atmos/db'
 import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import { connectDb, connectRedis, postgresCheck, redisCheck } from './connections.ts'
+import { logQueueErrors } from './json-output.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetricsRegistry } from './metrics.ts'
 import { OpsServer } from './ops-server.ts'
@@ -34,6 +35,7 @@ export function createBaseContext<C extends BaseConfig>(
   opts: BaseContextOptions = {},
 ): BaseContext<C> {
   const logger = opts.logger ?? createLogger(service, config.log.level)
+  logQueueErrors(logger)
   const metrics = createMetricsRegistry(service)
   const db = connectDb(service, config)
   const redis = connectRedis(config)

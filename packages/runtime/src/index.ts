@@ -10,6 +10,7 @@ export {
   withTimeout,
 } from './connections.ts'
 export { type BaseContext, type BaseContextOptions, closeBaseContext, createBaseContext } from './context.ts'
+export { logQueueErrors, routeProcessOutput } from './json-output.ts'
 export { createLogger, type Logger, REDACTED_KEYS } from './logger.ts'
 export { type MainOptions, runMain, type Service } from './main.ts'
 export { createMetricsRegistry } from './metrics.ts'
