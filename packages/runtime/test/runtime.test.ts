@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { describe, it } from 'node:test'
-import { closedPort } from '@atmos/testkit'
+import { closedPort, runCli } from '@atmos/testkit'
 import { Redis } from 'ioredis'
 import {
   CHECK_TIMEOUT_MS,
@@ -152,5 +152,25 @@ describe('redis readiness', () => {
     } finally {
       redis.disconnect()
     }
+  })
+})
+
+describe('process output', () => {
+  it('console output, process warnings and an uncaught exception all become JSON log lines', async () => {
+    const result = await runCli(new URL('./fixtures/noisy-process.ts', import.meta.url), [], {})
+    assert.equal(result.code, 1)
+    assert.equal(result.err, '', 'nothing on stderr')
+    const lines = result.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    const byMsg = (re: RegExp) => lines.find((l) => re.test(String(l.msg)))
+    assert.equal(byMsg(/^plain log$/)?.level, 'info')
+    assert.equal(byMsg(/minimum Redis version/)?.level, 'warn')
+    assert.equal(byMsg(/^could not renew lock for job 7$/)?.level, 'error')
+    assert.match(String((byMsg(/could not renew lock/)?.err as { stack?: string })?.stack), /could not renew lock/)
+    assert.equal(byMsg(/Unhandled error event/)?.level, 'error')
+    assert.equal(byMsg(/something deprecated/)?.level, 'warn')
+    assert.equal(byMsg(/uncaught exception/)?.level, 'fatal')
   })
 })
