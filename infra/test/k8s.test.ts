@@ -57,6 +57,14 @@ function kustomize(dir: string): { objects: Obj[]; patches: Obj[] } {
 }
 
 const base = kustomize(join(k8s, 'base'))
+
+/** How long /readyz waits for one check (packages/runtime's CHECK_TIMEOUT_MS), read from the code that uses it. */
+const CHECK_TIMEOUT_MS = (() => {
+  const source = readFileSync(new URL('../../packages/runtime/src/connections.ts', import.meta.url), 'utf8')
+  const m = /export const CHECK_TIMEOUT_MS = ([\d_]+)/.exec(source)
+  assert.ok(m, 'CHECK_TIMEOUT_MS not found in packages/runtime/src/connections.ts')
+  return Number(m[1]!.replaceAll('_', ''))
+})()
 const deployments = base.objects.filter((o) => o.kind === 'Deployment')
 
 describe('kubernetes manifests', () => {
@@ -131,6 +139,27 @@ describe('kubernetes manifests', () => {
         assert.ok(containerPorts.includes(p.targetPort), `${name}: targetPort ${p.targetPort}`)
     })
   }
+
+  it("give every probe a timeout longer than the ops endpoint's own check timeout", () => {
+    const probes = [...base.objects, ...kustomize(join(k8s, 'overlays', 'production')).patches]
+      .filter((o) => o.kind === 'Deployment')
+      .flatMap((d) =>
+        (d.spec?.template?.spec?.containers ?? []).flatMap((c: Record<string, { timeoutSeconds?: number }>) =>
+          ['livenessProbe', 'readinessProbe', 'startupProbe']
+            .filter((kind) => c[kind])
+            .map((kind) => ({ where: `${d.metadata.name} ${kind}`, timeoutSeconds: c[kind]!.timeoutSeconds })),
+        ),
+      )
+    assert.ok(probes.length >= 18, `only ${probes.length} probes found`)
+    for (const p of probes) {
+      // Kubernetes' default is 1 s: a /readyz waiting on a slow Redis would count as failed.
+      assert.ok(p.timeoutSeconds !== undefined, `${p.where}: no timeoutSeconds`)
+      assert.ok(
+        p.timeoutSeconds * 1000 > CHECK_TIMEOUT_MS,
+        `${p.where}: ${p.timeoutSeconds} s <= ${CHECK_TIMEOUT_MS} ms`,
+      )
+    }
+  })
 
   it('expose SMTP as TCP: relay on 587 and fbl-ingest on 25', () => {
     const port = (svc: string, name: string) =>

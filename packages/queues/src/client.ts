@@ -1,6 +1,7 @@
 import { type Job, type JobsOptions, Queue, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq'
 import { Redis, type RedisOptions } from 'ioredis'
 import { InvalidPayloadError, type PayloadInputOf, type PayloadOf, parsePayload, type QueueDef } from './define.ts'
+import { reportErrors } from './errors.ts'
 
 export type RedisConnectionOptions = {
   url: string
@@ -24,6 +25,7 @@ export class TypedQueue<D extends QueueDef> {
   constructor(def: D, connection: Redis, prefix: string) {
     this.def = def
     this.queue = new Queue(def.name, { connection, prefix, defaultJobOptions: def.defaultJobOptions })
+    reportErrors(this.queue, { queue: def.name, role: 'queue' })
   }
 
   /** Throws InvalidPayloadError, and enqueues nothing, when the payload is off-contract. */
@@ -56,7 +58,7 @@ export function createWorker<D extends QueueDef, R>(
   processor: Processor<D, R>,
   opts: Omit<WorkerOptions, 'connection' | 'prefix'> = {},
 ): Worker {
-  return new Worker(
+  const worker = new Worker(
     def.name,
     async (job: Job) => {
       let payload: PayloadOf<D>
@@ -70,4 +72,6 @@ export function createWorker<D extends QueueDef, R>(
     },
     { connection, prefix, ...opts },
   )
+  reportErrors(worker, { queue: def.name, role: 'worker' })
+  return worker
 }

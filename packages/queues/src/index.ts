@@ -9,3 +9,4 @@ export {
   parsePayload,
   type QueueDef,
 } from './define.ts'
+export { type QueueErrorHandler, reportErrors, setQueueErrorHandler } from './errors.ts'

@@ -29,13 +29,28 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-export type DependencyCheck = { name: string; check: () => Promise<void> }
+/**
+ * How long /readyz waits for any one check. Every orchestrator probe's own timeout must be
+ * longer (infra/test/k8s.test.ts reads this figure), or a slow answer counts as a failure.
+ */
+export const CHECK_TIMEOUT_MS = 2000
 
-export function postgresCheck(db: Db, timeoutMs = 2000): DependencyCheck {
+export type DependencyCheck = {
+  name: string
+  check: () => Promise<void>
+  /**
+   * false: what this process serves does not need it. Its failure shows (/readyz answers
+   * 200 with status "degraded" and names it; atmos_readiness_check is 0) but does not take
+   * the process out of service. Required unless said otherwise.
+   */
+  required?: boolean
+}
+
+export function postgresCheck(db: Db, timeoutMs = CHECK_TIMEOUT_MS): DependencyCheck {
   return { name: 'postgres', check: () => withTimeout(pingDb(db), timeoutMs, 'postgres') }
 }
 
-export function redisCheck(redis: Redis, timeoutMs = 2000): DependencyCheck {
+export function redisCheck(redis: Redis, timeoutMs = CHECK_TIMEOUT_MS): DependencyCheck {
   return {
     name: 'redis',
     check: async () => {

@@ -3,6 +3,7 @@ import type { Db } from '@atmos/db'
 import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import { connectDb, connectRedis, postgresCheck, redisCheck } from './connections.ts'
+import { logQueueErrors } from './json-output.ts'
 import { createLogger, type Logger } from './logger.ts'
 import { createMetricsRegistry } from './metrics.ts'
 import { OpsServer } from './ops-server.ts'
@@ -18,12 +19,23 @@ export type BaseContext<C extends BaseConfig = BaseConfig> = {
   ops: OpsServer
 }
 
+export type BaseContextOptions = {
+  logger?: Logger
+  /**
+   * Whether this process can do the work it is sent without Redis (see each service's
+   * context.ts for its rule). When it can, a Redis outage shows on /readyz as "degraded"
+   * without taking the process out of service. Default: Redis is required.
+   */
+  redisRequired?: boolean
+}
+
 export function createBaseContext<C extends BaseConfig>(
   service: string,
   config: C,
-  opts: { logger?: Logger } = {},
+  opts: BaseContextOptions = {},
 ): BaseContext<C> {
   const logger = opts.logger ?? createLogger(service, config.log.level)
+  logQueueErrors(logger)
   const metrics = createMetricsRegistry(service)
   const db = connectDb(service, config)
   const redis = connectRedis(config)
@@ -41,7 +53,7 @@ export function createBaseContext<C extends BaseConfig>(
     port: config.http.port,
     logger,
     metrics,
-    checks: [postgresCheck(db), redisCheck(redis)],
+    checks: [postgresCheck(db), { ...redisCheck(redis), required: opts.redisRequired ?? true }],
   })
   return { service, config, logger, metrics, db, redis, ops }
 }

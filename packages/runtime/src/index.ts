@@ -1,6 +1,7 @@
 export { Batcher } from './batch.ts'
 export { type Clock, systemClock } from './clock.ts'
 export {
+  CHECK_TIMEOUT_MS,
   connectDb,
   connectRedis,
   type DependencyCheck,
@@ -8,7 +9,8 @@ export {
   redisCheck,
   withTimeout,
 } from './connections.ts'
-export { type BaseContext, closeBaseContext, createBaseContext } from './context.ts'
+export { type BaseContext, type BaseContextOptions, closeBaseContext, createBaseContext } from './context.ts'
+export { logQueueErrors, routeProcessOutput } from './json-output.ts'
 export { createLogger, type Logger, REDACTED_KEYS } from './logger.ts'
 export { type MainOptions, runMain, type Service } from './main.ts'
 export { createMetricsRegistry } from './metrics.ts'

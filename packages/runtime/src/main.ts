@@ -1,5 +1,6 @@
 import { type BaseConfig, ConfigError, loadConfig } from '@atmos/config'
 import type { z } from 'zod'
+import { routeProcessOutput } from './json-output.ts'
 import { createLogger, type Logger } from './logger.ts'
 
 export interface Service {
@@ -31,6 +32,8 @@ export async function runMain<S extends z.ZodType<BaseConfig>>(opts: MainOptions
     }
     throw err
   }
+
+  routeProcessOutput(createLogger(opts.name, config.log.level))
 
   let service: Service
   try {

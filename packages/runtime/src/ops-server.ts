@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net'
 import { type ServerType, serve } from '@hono/node-server'
 import { Hono } from 'hono'
-import type { Registry } from 'prom-client'
-import type { DependencyCheck } from './connections.ts'
+import { Gauge, type Registry } from 'prom-client'
+import { CHECK_TIMEOUT_MS, type DependencyCheck, withTimeout } from './connections.ts'
 import type { Logger } from './logger.ts'
 
 export type OpsServerOptions = {
@@ -15,37 +15,65 @@ export type OpsServerOptions = {
 
 /**
  * The operational HTTP endpoint every service has: liveness (the process answers),
- * readiness (Postgres and Redis answer, and the service is not draining) and Prometheus
- * metrics. Orchestrators route traffic and restart pods by it.
+ * readiness and Prometheus metrics. Orchestrators route traffic and restart pods by it.
+ *
+ * Readiness means "can do the work this process is sent": it fails (503) while a required
+ * check fails or the service drains. A check the process's work does not need (Redis for a
+ * process that spools to Postgres) still runs and is named in the body, which then says
+ * "degraded", and in atmos_readiness_check, but the answer stays 200. Each check is cut
+ * off after CHECK_TIMEOUT_MS, so /readyz answers within it even when a peer hangs.
  */
 export class OpsServer {
   readonly app = new Hono()
   private server: ServerType | undefined
   private draining = false
   private readonly opts: OpsServerOptions
+  private readonly gauge: Gauge
 
   constructor(opts: OpsServerOptions) {
     this.opts = opts
+    const self = this
+    this.gauge = new Gauge({
+      name: 'atmos_readiness_check',
+      help: 'Whether each readiness check passes (1) or fails (0), and whether readiness requires it',
+      labelNames: ['check', 'required'],
+      registers: [opts.metrics],
+      async collect() {
+        await self.evaluate()
+      },
+    })
     this.app.get('/healthz', (c) => c.json({ status: 'ok' }))
     this.app.get('/readyz', async (c) => {
       if (this.draining) return c.json({ status: 'draining' }, 503)
-      const results = await Promise.all(
-        opts.checks.map(async ({ name, check }) => {
-          try {
-            await check()
-            return [name, 'ok'] as const
-          } catch (err) {
-            return [name, (err as Error).message] as const
-          }
-        }),
-      )
-      const ready = results.every(([, r]) => r === 'ok')
-      return c.json({ status: ready ? 'ready' : 'unavailable', checks: Object.fromEntries(results) }, ready ? 200 : 503)
+      const { ready, degraded, checks } = await this.evaluate()
+      const status = !ready ? 'unavailable' : degraded ? 'degraded' : 'ready'
+      return c.json({ status, checks }, ready ? 200 : 503)
     })
     this.app.get('/metrics', async (c) => {
       c.header('content-type', opts.metrics.contentType)
       return c.body(await opts.metrics.metrics())
     })
+  }
+
+  /** Runs every check at once, each bounded by CHECK_TIMEOUT_MS, and records them in the gauge. */
+  private async evaluate(): Promise<{ ready: boolean; degraded: boolean; checks: Record<string, string> }> {
+    const results = await Promise.all(
+      this.opts.checks.map(async ({ name, check, required = true }) => {
+        let result = 'ok'
+        try {
+          await withTimeout(check(), CHECK_TIMEOUT_MS, name)
+        } catch (err) {
+          result = (err as Error).message
+        }
+        this.gauge.set({ check: name, required: String(required) }, result === 'ok' ? 1 : 0)
+        return { name, required, result }
+      }),
+    )
+    return {
+      ready: results.every((r) => r.result === 'ok' || !r.required),
+      degraded: results.some((r) => r.result !== 'ok' && !r.required),
+      checks: Object.fromEntries(results.map((r) => [r.name, r.result])),
+    }
   }
 
   async start(): Promise<AddressInfo> {

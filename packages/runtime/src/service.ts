@@ -58,6 +58,11 @@ export abstract class BaseService<Ctx extends BaseContext<BaseConfig>> implement
     while (!this.stopping) {
       try {
         await this.startWork()
+        if (this.stopping) {
+          // destroy() stopped waiting for this start-up: undo it here.
+          await this.stopWork().catch(() => {})
+          return
+        }
         this.started = true
         this.logger.info('started')
         return
@@ -77,10 +82,22 @@ export abstract class BaseService<Ctx extends BaseContext<BaseConfig>> implement
     this.stopSignal.abort()
     this.ctx.ops.startDraining()
     try {
-      await this.starting
+      // A start-up that waits on a dependency that is down (commands queue while Redis
+      // reconnects) would hold the shutdown past its timeout: wait for it only half of it.
+      await settlesWithin(this.starting, this.ctx.config.shutdownTimeout / 2)
       if (this.started) await this.stopWork()
     } finally {
       await closeBaseContext(this.ctx)
     }
   }
+}
+
+async function settlesWithin(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([
+    promise?.catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms)
+    }),
+  ]).finally(() => clearTimeout(timer))
 }

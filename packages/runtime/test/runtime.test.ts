@@ -1,9 +1,16 @@
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { describe, it } from 'node:test'
-import { closedPort } from '@atmos/testkit'
+import { closedPort, runCli } from '@atmos/testkit'
 import { Redis } from 'ioredis'
-import { createLogger, createMetricsRegistry, OpsServer, redisCheck, withTimeout } from '../src/index.ts'
+import {
+  CHECK_TIMEOUT_MS,
+  createLogger,
+  createMetricsRegistry,
+  OpsServer,
+  redisCheck,
+  withTimeout,
+} from '../src/index.ts'
 
 function capture() {
   const lines: string[] = []
@@ -77,6 +84,42 @@ describe('ops server', () => {
     )
   })
 
+  it('stays ready when only a check it does not require fails, and says it is degraded', async () => {
+    await withServer(
+      [
+        { name: 'postgres', check: async () => {} },
+        {
+          name: 'redis',
+          required: false,
+          check: async () => {
+            throw new Error('connection refused')
+          },
+        },
+      ],
+      async (base) => {
+        const res = await fetch(`${base}/readyz`)
+        assert.equal(res.status, 200)
+        assert.deepEqual(await res.json(), {
+          status: 'degraded',
+          checks: { postgres: 'ok', redis: 'connection refused' },
+        })
+        const metrics = await (await fetch(`${base}/metrics`)).text()
+        assert.match(metrics, /^atmos_readiness_check\{check="redis",required="false",service="test"\} 0$/m)
+        assert.match(metrics, /^atmos_readiness_check\{check="postgres",required="true",service="test"\} 1$/m)
+      },
+    )
+  })
+
+  it('cuts a hanging check off within its timeout, so that probes with a longer one get an answer', async () => {
+    await withServer([{ name: 'redis', check: () => new Promise<void>(() => {}) }], async (base) => {
+      const started = Date.now()
+      const res = await fetch(`${base}/readyz`)
+      assert.equal(res.status, 503)
+      assert.match(JSON.stringify(await res.json()), /redis did not answer within/)
+      assert.ok(Date.now() - started < CHECK_TIMEOUT_MS + 1000)
+    })
+  })
+
   it('answers even when a dependency hangs', async () => {
     const hang = () => withTimeout(new Promise<void>(() => {}), 200, 'postgres')
     await withServer([{ name: 'postgres', check: hang }], async (base) => {
@@ -109,5 +152,25 @@ describe('redis readiness', () => {
     } finally {
       redis.disconnect()
     }
+  })
+})
+
+describe('process output', () => {
+  it('console output, process warnings and an uncaught exception all become JSON log lines', async () => {
+    const result = await runCli(new URL('./fixtures/noisy-process.ts', import.meta.url), [], {})
+    assert.equal(result.code, 1)
+    assert.equal(result.err, '', 'nothing on stderr')
+    const lines = result.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    const byMsg = (re: RegExp) => lines.find((l) => re.test(String(l.msg)))
+    assert.equal(byMsg(/^plain log$/)?.level, 'info')
+    assert.equal(byMsg(/minimum Redis version/)?.level, 'warn')
+    assert.equal(byMsg(/^could not renew lock for job 7$/)?.level, 'error')
+    assert.match(String((byMsg(/could not renew lock/)?.err as { stack?: string })?.stack), /could not renew lock/)
+    assert.equal(byMsg(/Unhandled error event/)?.level, 'error')
+    assert.equal(byMsg(/something deprecated/)?.level, 'warn')
+    assert.equal(byMsg(/uncaught exception/)?.level, 'fatal')
   })
 })

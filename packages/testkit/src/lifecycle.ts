@@ -13,7 +13,14 @@ import { TEST_REDIS_URL, testRedisPrefix } from './redis.ts'
 export function describeServiceLifecycle(
   service: string,
   entry: URL,
-  opts: { env?: () => Promise<Record<string, string>> | Record<string, string> } = {},
+  opts: {
+    env?: () => Promise<Record<string, string>> | Record<string, string>
+    /**
+     * What a Redis outage does to readiness, as the service declares it (its context.ts):
+     * 'required' takes it out of service (503), 'degraded' keeps it ready (200) and says so.
+     */
+    redis: 'required' | 'degraded'
+  },
 ) {
   describe(`${service} process lifecycle`, () => {
     let db: TestDatabase
@@ -79,6 +86,31 @@ export function describeServiceLifecycle(
         assert.equal((await fetch(`${base}/healthz`)).status, 200)
         const exit = await proc.stop('SIGINT')
         assert.equal(exit.code, 0, proc.dump())
+      } finally {
+        await proc.stop('SIGKILL')
+      }
+    })
+
+    it(`while Redis is unreachable: ${opts.redis === 'required' ? 'not ready' : 'ready, and says it is degraded'}; every line it writes is JSON`, async () => {
+      const port = await closedPort()
+      const proc = new ServiceProcess(entry, { ...baseEnv(), ATMOS_REDIS_URL: `redis://127.0.0.1:${port}/0` })
+      try {
+        const base = await proc.opsUrl()
+        const expected = opts.redis === 'required' ? 503 : 200
+        const ready = (await fetchReady(base, expected)) as { status: string; checks: Record<string, string> }
+        assert.equal(ready.status, opts.redis === 'required' ? 'unavailable' : 'degraded')
+        assert.match(ready.checks.redis ?? '', /redis/)
+        assert.equal(ready.checks.postgres, 'ok')
+        if (opts.redis === 'degraded') assert.equal(ready.checks.service, 'ok', 'its work started without Redis')
+        const metrics = await (await fetch(`${base}/metrics`)).text()
+        assert.match(
+          metrics,
+          new RegExp(`^atmos_readiness_check\\{check="redis",required="${opts.redis === 'required'}"[^}]*\\} 0$`, 'm'),
+        )
+        const exit = await proc.stop('SIGTERM')
+        assert.equal(exit.code, 0, proc.dump())
+        for (const line of proc.logs) assert.equal(line.unparsed, undefined, `not JSON: ${line.msg}`)
+        assert.equal(proc.stderr, '', 'nothing but JSON log lines on stdout')
       } finally {
         await proc.stop('SIGKILL')
       }

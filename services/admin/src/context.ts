@@ -5,5 +5,7 @@ import type { AdminConfig } from './config.ts'
 export type AppContext = BaseContext<AdminConfig>
 
 export function createContext(config: AdminConfig): AppContext {
-  return createBaseContext('admin', config)
+  // Readiness is "can serve its web endpoint", which reads and writes Postgres alone;
+  // a Redis outage shows as degraded.
+  return createBaseContext('admin', config, { redisRequired: false })
 }

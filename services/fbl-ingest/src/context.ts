@@ -12,8 +12,12 @@ export type AppContext = BaseContext<FblIngestConfig> & {
 }
 
 export function createContext(config: FblIngestConfig, opts: { logger?: Logger } = {}): AppContext {
-  const base = createBaseContext('fbl-ingest', config, opts)
   const roles = new Set(config.fblIngest.roles)
+  // Readiness is "can accept mail" where the process accepts it: the SMTP listener stores
+  // each message in Postgres before its 250 and the reconciler enqueues it later, so a
+  // process with the smtp role needs Postgres alone (a Redis outage shows as degraded and
+  // keeps port 25 answering). A worker-only process needs Postgres and Redis.
+  const base = createBaseContext('fbl-ingest', config, { ...opts, redisRequired: !roles.has('smtp') })
   const fblMetrics = createFblMetrics(base.metrics)
   registerPoolGauges(base.metrics, base.db, base.logger)
   return {

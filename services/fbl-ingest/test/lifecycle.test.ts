@@ -9,4 +9,6 @@ describeServiceLifecycle('fbl-ingest', new URL('../src/index.ts', import.meta.ur
     ATMOS_FBL_INGEST_SMTP_PORT: '0',
     ATMOS_FBL_INGEST_POOL_TOKEN_SECRET_FILE: tokenSecretFile().path,
   }),
+  // Readiness without Redis: see src/context.ts.
+  redis: 'degraded',
 })

@@ -82,7 +82,11 @@ export function expiryPolicy(config: LabelerConfig): ExpiryPolicy {
 
 export async function createContext(config: LabelerConfig, opts: ContextOptions = {}): Promise<AppContext> {
   const clock = opts.clock ?? systemClock
-  const base = createBaseContext('labeler', config)
+  // Readiness is "can serve labels": queryLabels and subscribeLabels read Postgres alone.
+  // Ingest and verification need Redis too, but they wait out an outage and catch up
+  // (cursors, the reconciler), so a Redis outage shows as degraded without taking the
+  // XRPC endpoint out of service.
+  const base = createBaseContext('labeler', config, { redisRequired: false })
   const keypair = await loadSigningKeyFile(config.labeler.signingKeyFile).catch((err: Error) => {
     throw new Error(`${err.message} (create one with: labeler init)`)
   })

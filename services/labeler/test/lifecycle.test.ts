@@ -10,4 +10,6 @@ describeServiceLifecycle('labeler', new URL('../src/index.ts', import.meta.url),
     await createSigningKeyFile(keyFile)
     return { ATMOS_LABELER_SIGNING_KEY_FILE: keyFile, ATMOS_LABELER_XRPC_PORT: '0' }
   },
+  // Readiness without Redis: see src/context.ts.
+  redis: 'degraded',
 })

@@ -10,8 +10,14 @@ export type AppContext = BaseContext<RelayConfig> & {
 }
 
 export function createContext(config: RelayConfig): AppContext {
-  const base = createBaseContext('relay', config)
   const roles = new Set(config.relay.roles)
+  // Readiness is "can accept mail" where the process accepts it: submission spools to
+  // Postgres before its 250 and the reconciler enqueues later, so a process that takes
+  // submissions needs Postgres alone (a Redis outage shows as degraded, and must not pull
+  // every submission pod out of the Service). Delivery-only processes need Postgres and
+  // Redis (their jobs and site limits live there); they take no traffic, so their
+  // readiness only paces rollouts.
+  const base = createBaseContext('relay', config, { redisRequired: !roles.has('submission') })
   return {
     ...base,
     submission: roles.has('submission') ? new Submission(base) : undefined,

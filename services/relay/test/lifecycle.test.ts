@@ -14,4 +14,6 @@ describeServiceLifecycle('relay', new URL('../src/index.ts', import.meta.url), {
       ATMOS_RELAY_POOL_TOKEN_SECRET_FILE: files.tokenSecretFile,
     }
   },
+  // Readiness without Redis: see src/context.ts.
+  redis: 'degraded',
 })

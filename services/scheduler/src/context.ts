@@ -6,7 +6,9 @@ import { Sweeper } from './sweep.ts'
 export type AppContext = BaseContext<SchedulerConfig> & { sweeper: Sweeper }
 
 export function createContext(config: SchedulerConfig): AppContext {
-  const base = createBaseContext('scheduler', config)
+  // Readiness: the scheduler serves nothing; its one job (ticking the re-verification
+  // sweep, enqueueing verify jobs) needs Postgres and Redis, so both are required.
+  const base = createBaseContext('scheduler', config, { redisRequired: true })
   const sweeper = new Sweeper({
     db: base.db,
     logger: base.logger,

@@ -8,7 +8,7 @@ import {
   verifyAttestation,
   type Worker,
 } from '@atmos/queues'
-import { type Clock, type Logger, systemClock } from '@atmos/runtime'
+import { type Clock, type Logger, systemClock, withTimeout } from '@atmos/runtime'
 import { and, asc, eq, gt } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -129,8 +129,9 @@ export class Sweeper {
         labelNames: ['state'],
         registers,
         collect: async function (this: Gauge) {
-          const counts = await sweeper.verifyQueueFor().queue.getJobCounts(...JOB_STATES)
-          for (const state of JOB_STATES) this.set({ state }, counts[state] ?? 0)
+          // While Redis is down the count would wait for it, and the whole scrape with it.
+          const counts = await bounded(sweeper.verifyQueueFor().queue.getJobCounts(...JOB_STATES))
+          if (counts) for (const state of JOB_STATES) this.set({ state }, counts[state] ?? 0)
         },
       }),
       behind: new Gauge({
@@ -138,7 +139,9 @@ export class Sweeper {
         help: 'How long the oldest waiting verify job has been past its scheduled time (0: workers keep up)',
         registers,
         collect: async function (this: Gauge) {
-          const [oldest] = await sweeper.verifyQueueFor().queue.getJobs(['waiting'], -1, -1, true)
+          const waiting = await bounded(sweeper.verifyQueueFor().queue.getJobs(['waiting'], -1, -1, true))
+          if (!waiting) return
+          const [oldest] = waiting
           const due = oldest ? oldest.timestamp + (oldest.opts.delay ?? 0) : undefined
           this.set(due === undefined ? 0 : Math.max(0, (sweeper.clock.now().getTime() - due) / 1000))
         },
@@ -218,4 +221,9 @@ export class Sweeper {
     this.logger.info({ intervalStart: requestedAt, attestations: index }, 'sweep enqueued')
     return { intervalStart, enqueued: index }
   }
+}
+
+/** The value, or undefined when Redis does not answer within a scrape's patience (the gauge keeps its last value). */
+function bounded<T>(promise: Promise<T>): Promise<T | undefined> {
+  return withTimeout(promise, 1000, 'redis').catch(() => undefined)
 }

@@ -1,21 +1,47 @@
 import { createHash } from 'node:crypto'
 import type { Redis } from 'ioredis'
+import { SlotOwner } from './slot-owner.ts'
 
 // Per-site shaping shared by every delivery process, kept in Redis and changed only by
 // these scripts, each atomic. bullmq's free edition has no group rate limits, so the
 // connection count is a counting semaphore whose slots are leases (a sorted set scored
 // by expiry): a process killed while holding slots stops renewing them and they free
-// themselves. Time is Redis' own clock, so workers' clocks need not agree.
+// themselves. Each slot also names its owner process (SlotOwner), so that a full limit
+// whose holders include a dead process frees that process's slots at once instead of a
+// lease later. Time is Redis' own clock, so workers' clocks need not agree.
 
 const NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
 
-/** KEYS: slots, slow. ARGV: token, limit, leaseMs, slowLimit. 1 when the slot is taken. */
+/**
+ * KEYS: slots, slow. ARGV: token (`<owner>/<token>`), limit, leaseMs, slowLimit, then the
+ * owners found dead, whose slots are dropped first. 1 when the slot is taken; when the
+ * limit is full, the distinct owners of the slots held, for the caller to ask which of
+ * them are alive (their liveness keys are not declared here: they may be in other hash slots).
+ */
 const ACQUIRE = `${NOW}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if #ARGV > 4 then
+  local dead = {}
+  for i = 5, #ARGV do dead[ARGV[i]] = true end
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local owner = string.match(m, '^([^/]+)/')
+    if owner and dead[owner] then redis.call('ZREM', KEYS[1], m) end
+  end
+end
 local limit = tonumber(ARGV[2])
 if redis.call('EXISTS', KEYS[2]) == 1 then limit = math.min(limit, tonumber(ARGV[4])) end
-if redis.call('ZCARD', KEYS[1]) >= limit then return 0 end
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local owners, seen = {}, {}
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local owner = string.match(m, '^([^/]+)/')
+    if owner and not seen[owner] then
+      seen[owner] = true
+      owners[#owners + 1] = owner
+    end
+  end
+  return owners
+end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1`
@@ -58,11 +84,15 @@ class Script {
   }
 
   async run(redis: Redis, keys: string[], args: Array<string | number>): Promise<number> {
+    return (await this.reply(redis, keys, args)) as number
+  }
+
+  async reply(redis: Redis, keys: string[], args: Array<string | number>): Promise<unknown> {
     try {
-      return (await redis.evalsha(this.sha, keys.length, ...keys, ...args)) as number
+      return await redis.evalsha(this.sha, keys.length, ...keys, ...args)
     } catch (err) {
       if (!String((err as Error).message).includes('NOSCRIPT')) throw err
-      return (await redis.eval(this.source, keys.length, ...keys, ...args)) as number
+      return await redis.eval(this.source, keys.length, ...keys, ...args)
     }
   }
 }
@@ -72,21 +102,61 @@ const renew = new Script(RENEW)
 const takeToken = new Script(TAKE_TOKEN)
 
 /**
+ * Takes a slot of `keys[0]` for `owner`, dropping the slots of dead owners when the limit
+ * is full. Two round trips (and an EXISTS per unknown holder) only when the limit is full.
+ */
+async function acquireSlot(
+  redis: Redis,
+  owner: SlotOwner,
+  keys: [slots: string, slow: string],
+  token: string,
+  args: { limit: number; leaseMs: number; slowLimit: number },
+): Promise<boolean> {
+  const slot = `${keys[0]}\n${token}`
+  await owner.holding(slot)
+  try {
+    const argv = [owner.token(token), args.limit, args.leaseMs, args.slowLimit]
+    let reply = await acquire.reply(redis, keys, argv)
+    if (Array.isArray(reply)) {
+      const dead = await owner.deadAmong(reply as string[])
+      if (dead.length) reply = await acquire.reply(redis, keys, [...argv, ...dead])
+    }
+    if (reply === 1) return true
+  } catch (err) {
+    owner.released(slot)
+    throw err
+  }
+  owner.released(slot)
+  return false
+}
+
+/**
  * A counting semaphore whose slots are leases, for other limits shared across processes
  * (a member's submission connections): the same scripts as the sites', without slow-down.
  */
-export const leasedSlots = {
+export class LeasedSlots {
+  private readonly redis: Redis
+  private readonly owner: SlotOwner
+
+  constructor(opts: { redis: Redis; prefix: string }) {
+    this.redis = opts.redis
+    this.owner = new SlotOwner(opts)
+  }
+
   /** Takes a slot of `key` when fewer than `limit` are held. */
-  async acquire(redis: Redis, key: string, token: string, limit: number, leaseMs: number): Promise<boolean> {
+  acquire(key: string, token: string, limit: number, leaseMs: number): Promise<boolean> {
     // The slow-down key of a site; here one that never exists.
-    return (await acquire.run(redis, [key, `${key}:never`], [token, limit, leaseMs, limit])) === 1
-  },
-  async renew(redis: Redis, key: string, token: string, leaseMs: number): Promise<boolean> {
-    return (await renew.run(redis, [key], [token, leaseMs])) === 1
-  },
-  async release(redis: Redis, key: string, token: string): Promise<void> {
-    await redis.zrem(key, token)
-  },
+    return acquireSlot(this.redis, this.owner, [key, `${key}:never`], token, { limit, leaseMs, slowLimit: limit })
+  }
+
+  async renew(key: string, token: string, leaseMs: number): Promise<boolean> {
+    return (await renew.run(this.redis, [key], [this.owner.token(token), leaseMs])) === 1
+  }
+
+  async release(key: string, token: string): Promise<void> {
+    this.owner.released(`${key}\n${token}`)
+    await this.redis.zrem(key, this.owner.token(token))
+  }
 }
 
 export type SlowDown = { forMs: number; connections: number; ratePerSecond: number }
@@ -103,6 +173,7 @@ export class SiteLimiter {
   private readonly prefix: string
   private readonly leaseMs: number
   private readonly slow: SlowDown
+  private readonly owner: SlotOwner
   /** Sites seen not slowed down, until when that is trusted (see SLOW_DOWN_RECHECK_MS). */
   private readonly notSlowUntil = new Map<string, number>()
 
@@ -111,25 +182,31 @@ export class SiteLimiter {
     this.prefix = `${opts.prefix}:delivery:site`
     this.leaseMs = opts.leaseMs
     this.slow = opts.slowDown
+    this.owner = new SlotOwner({ redis: opts.redis, prefix: opts.prefix })
   }
 
   private key(site: string, what: string): string {
     return `${this.prefix}:{${site}}:${what}`
   }
 
-  /** Takes one connection slot of the site if fewer than `limit` are held. */
+  /** Takes one connection slot of the site if fewer than `limit` are held (or held by dead processes). */
   async tryAcquire(site: string, token: string, limit: number): Promise<boolean> {
-    const keys = [this.key(site, 'slots'), this.key(site, 'slow')]
-    return (await acquire.run(this.redis, keys, [token, limit, this.leaseMs, this.slow.connections])) === 1
+    const keys: [string, string] = [this.key(site, 'slots'), this.key(site, 'slow')]
+    return acquireSlot(this.redis, this.owner, keys, token, {
+      limit,
+      leaseMs: this.leaseMs,
+      slowLimit: this.slow.connections,
+    })
   }
 
   /** Extends a held slot's lease; false when it had already expired (and may be someone else's now). */
   async renew(site: string, token: string): Promise<boolean> {
-    return (await renew.run(this.redis, [this.key(site, 'slots')], [token, this.leaseMs])) === 1
+    return (await renew.run(this.redis, [this.key(site, 'slots')], [this.owner.token(token), this.leaseMs])) === 1
   }
 
   async release(site: string, token: string): Promise<void> {
-    await this.redis.zrem(this.key(site, 'slots'), token)
+    this.owner.released(`${this.key(site, 'slots')}\n${token}`)
+    await this.redis.zrem(this.key(site, 'slots'), this.owner.token(token))
   }
 
   /** The site deferred for reputation: fewer connections and a message rate for a while. */
