@@ -50,8 +50,8 @@ export type LimitOptions = {
  * timeout cannot do this: one byte now and then resets it, so a trickle holds a connection
  * for as long as it likes, and enough of them hold every slot of `maxClients`.
  *
- * Replies carry their own enhanced status codes (the server is expected to leave
- * `hideENHANCEDSTATUSCODES` at its default).
+ * Every reply carries an enhanced status code: ours write theirs in the text, smtp-server
+ * adds its own to the replies it writes itself.
  */
 export class LimitedSMTPServer extends SMTPServer {
   readonly limitOptions: LimitOptions
@@ -64,7 +64,9 @@ export class LimitedSMTPServer extends SMTPServer {
   private readonly sessions = new Map<string, ConnectionGuard>()
 
   constructor(options: SMTPServerOptions, limitOptions: LimitOptions) {
-    super(options)
+    // Every reply carries an enhanced status code (RFC 3463), smtp-server's own ones too
+    // (501 syntax errors, 503 bad sequence …), and EHLO says so (RFC 2034).
+    super({ hideENHANCEDSTATUSCODES: false, ...options })
     this.limitOptions = limitOptions
     // smtp-server's accept handler runs only for the connections this admits.
     const accept = this.server.listeners('connection') as Array<(socket: Socket) => void>
@@ -169,11 +171,22 @@ export class LimitedSMTPServer extends SMTPServer {
   }
 }
 
+const ENHANCED_STATUS = /^[245]\.\d{1,3}\.\d{1,3}(?: |$)/
+
 class LimitedConnection extends SMTPConnection {
   guard: ConnectionGuard | undefined
 
   private authAfterTls(): boolean {
     return !this.secure && (this._server as LimitedSMTPServer).limitOptions.authAfterTls
+  }
+
+  /**
+   * Our own replies carry their enhanced status code in the text already (`5.7.1 …`), chosen
+   * for the case; smtp-server would put its generic one in front of it.
+   */
+  override send(code: number, data?: string | string[], context?: string | false): void {
+    if (typeof data === 'string' && ENHANCED_STATUS.test(data)) super.send(code, data, false)
+    else super.send(code, data, context)
   }
 
   override handler_EHLO(command: Buffer, callback: () => void): void {

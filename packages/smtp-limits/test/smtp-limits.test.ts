@@ -71,3 +71,69 @@ describe('LimitedSMTPServer on implicit TLS', () => {
     }
   })
 })
+
+describe('LimitedSMTPServer replies', () => {
+  let server: LimitedSMTPServer
+  let port: number
+
+  before(async () => {
+    server = new LimitedSMTPServer(
+      {
+        logger: false,
+        authOptional: true,
+        disableReverseLookup: true,
+        onMailFrom: (_address, _session, cb) =>
+          cb(Object.assign(new Error('5.7.1 Not from here'), { responseCode: 550 })),
+      },
+      {
+        limits: {
+          maxConnectionsPerAddress: 5,
+          establishTimeout: 60_000,
+          maxSessionLength: 60_000,
+          minDataRate: 0,
+          dataRateWindow: 1000,
+        },
+        establishedBy: 'rcpt',
+        authAfterTls: true,
+      },
+    )
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    port = (server.server.address() as { port: number }).port
+  })
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+
+  it("carry an enhanced status code, smtp-server's own ones too, and EHLO says so; ours keep theirs", async () => {
+    const socket = netConnect({ port, host: '127.0.0.1' })
+    socket.setEncoding('utf8')
+    let buffer = ''
+    const waiting: Array<(reply: string) => void> = []
+    socket.on('data', (chunk: string) => {
+      buffer += chunk
+      // A reply ends with a line whose code is followed by a space.
+      for (let m = /(?:^|\r\n)\d{3} [^\r\n]*\r\n/.exec(buffer); m; m = /(?:^|\r\n)\d{3} [^\r\n]*\r\n/.exec(buffer)) {
+        const reply = buffer.slice(0, m.index + m[0].length)
+        buffer = buffer.slice(reply.length)
+        waiting.shift()?.(reply.trim())
+      }
+    })
+    const next = () => new Promise<string>((resolve) => waiting.push(resolve))
+    const send = (line: string) => {
+      const reply = next()
+      socket.write(`${line}\r\n`)
+      return reply
+    }
+    try {
+      assert.match(await next(), /^220 /)
+      assert.match(await send('EHLO client.example'), /^250[ -]ENHANCEDSTATUSCODES$/m)
+      // smtp-server's own syntax error, with the code RFC 3463 gives a bad sender address.
+      assert.match(await send('MAIL FROM:<a@b.example.>'), /^501 5\.1\.7 /)
+      // An application's reply goes out as written: one enhanced code, not two.
+      assert.equal(await send('MAIL FROM:<a@b.example>'), '550 5.7.1 Not from here')
+      assert.match(await send('DATA'), /^503 5\.5\.1 /)
+    } finally {
+      socket.destroy()
+    }
+  })
+})

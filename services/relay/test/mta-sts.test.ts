@@ -12,6 +12,7 @@ import {
 } from '@atmos/testkit'
 import { createDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
+import { AddressPolicy } from '../src/delivery/address-policy.ts'
 import { MtaSts, mxMatches, parsePolicy } from '../src/delivery/tls/mta-sts.ts'
 import { hasTlsRequiredNo } from '../src/delivery/tls/tls-required.ts'
 import { eventually } from './delivery-helpers.ts'
@@ -20,9 +21,20 @@ import { eventually } from './delivery-helpers.ts'
 // with a certificate from a test CA, and the real Redis.
 
 const ca = testCertificateAuthority()
-const DOMAINS = ['a', 'restart', 'redirect', 'html', 'big', 'bad', 'slow', 'rotate', 'none', 'busy', 'refresh'].map(
-  (d) => `${d}.example`,
-)
+const DOMAINS = [
+  'a',
+  'internal',
+  'restart',
+  'redirect',
+  'html',
+  'big',
+  'bad',
+  'slow',
+  'rotate',
+  'none',
+  'busy',
+  'refresh',
+].map((d) => `${d}.example`)
 
 let dns: TestDnsServer
 let server: MtaStsServer
@@ -46,7 +58,7 @@ after(async () => {
   await server.close()
 })
 
-function sts(opts: { recheckMs?: number } = {}): MtaSts {
+function sts(opts: { recheckMs?: number; allowLoopback?: boolean } = {}): MtaSts {
   return new MtaSts({
     dns: createDnsResolver({ servers: [dns.address], timeoutMs: 500, tries: 1 }),
     redis,
@@ -56,6 +68,7 @@ function sts(opts: { recheckMs?: number } = {}): MtaSts {
     ca: [...rootCertificates, ca.cert],
     logger: createLogger('test', 'silent'),
     recheckMs: opts.recheckMs ?? 0,
+    addressPolicy: new AddressPolicy(opts.allowLoopback === false ? [] : ['127.0.0.0/8']),
   })
 }
 
@@ -113,6 +126,14 @@ describe('MTA-STS policies', () => {
     for (const d of ['redirect.example', 'html.example', 'big.example', 'slow.example']) {
       assert.equal(await cache.policy(d), undefined, d)
     }
+  })
+
+  it('never fetches a policy from an internal address the delivery policy refuses', async () => {
+    publish('internal.example', '1', ENFORCE)
+    assert.equal(await sts({ allowLoopback: false }).policy('internal.example'), undefined)
+    assert.ok(!server.requests.some((r) => r.host === 'mta-sts.internal.example'), 'no request reached the server')
+    // The same host with loopback allowed (as tests and the local stack do) is fetched.
+    assert.equal((await sts().policy('internal.example'))?.mode, 'enforce')
   })
 
   it('refuses a policy host whose certificate does not name it', async () => {

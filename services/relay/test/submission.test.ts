@@ -382,6 +382,12 @@ describe('relay submission', () => {
       await dialog.send('EHLO c.example')
       assert.match(await dialog.login(alice.username, alice.password), /^235 /)
       assert.match(await dialog.send('MAIL FROM:<>'), /^550 5\.7\.1 /)
+      // Forms that read as the member's domain only to a lenient parser: an absolute name, a
+      // quoted or routed local part, an address after a path.
+      for (const from of ['alice@member.example.', '"a@b"@member.example', 'a%other.example@member.example']) {
+        assert.match(await dialog.send(`MAIL FROM:<${from}>`), /^5\d\d 5\.\d\.\d /, from)
+      }
+      assert.match(await dialog.send('MAIL FROM:<alice@member.example>'), /^250 /)
     } finally {
       dialog.close()
     }

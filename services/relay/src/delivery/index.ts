@@ -67,6 +67,7 @@ export class Delivery {
       tries: cfg.dnsTries,
     }
     const dns = createDnsResolver(resolverOptions)
+    const addressPolicy = new AddressPolicy(cfg.allowedPrivateNetworks)
     // Verified TLS trusts Node's CAs, plus the configured ones (never instead of them).
     const ca = cfg.tlsCaFile ? [...rootCertificates, readFileSync(cfg.tlsCaFile, 'utf8')] : undefined
     const tls = new TlsPolicies({
@@ -84,6 +85,7 @@ export class Delivery {
               ca,
               logger: this.logger,
               recheckMs: Math.min(cfg.dnsCacheTtl, 5 * 60_000),
+              addressPolicy,
             }),
           }
         : {}),
@@ -113,7 +115,7 @@ export class Delivery {
       router: new MxRouter({
         dns,
         cacheTtlMs: cfg.dnsCacheTtl,
-        policy: new AddressPolicy(cfg.allowedPrivateNetworks),
+        policy: addressPolicy,
       }),
       connections,
       queue,

@@ -13,7 +13,7 @@ import type {
   SMTPServerDataStream,
   SMTPServerSession,
 } from 'smtp-server'
-import { addressDomain, checkRecipient, isSameOrSubdomain } from '../message/addresses.ts'
+import { checkRecipient, isSameOrSubdomain } from '../message/addresses.ts'
 import { MessageFormatError, parseMessage } from '../message/headers.ts'
 import { LineCheck } from '../message/lines.ts'
 import { type ReceivedTrace, receivedProtocol } from '../message/received.ts'
@@ -234,8 +234,10 @@ export class SubmissionHandlers {
         ),
       )
     }
-    const domain = addressDomain(address.address)
-    if (!address.address || !isSameOrSubdomain(domain, user.domain)) {
+    // The envelope sender is held to the recipients' plain form (no quoted or routed local
+    // parts, a host name) and may not end in a dot: the same absolute name From refuses.
+    const sender = checkRecipient(address.address)
+    if (!sender.ok || address.address.endsWith('.') || !isSameOrSubdomain(sender.domain, user.domain)) {
       throw this.refuse(
         new Reply(
           550,

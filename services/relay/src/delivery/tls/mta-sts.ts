@@ -45,6 +45,11 @@ export type MtaStsOptions = {
   logger: Logger
   /** How long a TXT answer is reused; 0 asks every time. */
   recheckMs?: number
+  /**
+   * Which addresses the fetch may connect to: the policy host is named by a stranger's DNS,
+   * so, like an MX host, it must not point the relay at its own internal network.
+   */
+  addressPolicy: { refusal(address: string): string | undefined }
 }
 
 /**
@@ -167,13 +172,19 @@ export class MtaSts {
     // The policy host resolves through the relay's own resolvers, as MX hosts do.
     const lookup: LookupFunction = (hostname, options, callback) => {
       void Promise.allSettled([dns.resolve4(hostname), dns.resolve6(hostname)]).then(([v4, v6]) => {
-        const all = [
+        const found = [
           ...(v4.status === 'fulfilled' ? v4.value.map((address) => ({ address, family: 4 })) : []),
           ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
         ]
+        const all = found.filter((a) => this.opts.addressPolicy.refusal(a.address) === undefined)
         const first = all[0]
         if (!first) {
-          const reason = v4.status === 'rejected' ? v4.reason : new Error(`${hostname} has no address`)
+          const reason =
+            found.length > 0
+              ? new Error(`${hostname} has only internal addresses (${found.map((a) => a.address).join(', ')})`)
+              : v4.status === 'rejected'
+                ? v4.reason
+                : new Error(`${hostname} has no address`)
           callback(reason as NodeJS.ErrnoException, '', 4)
         } else if ((options as { all?: boolean }).all) (callback as (e: null, a: typeof all) => void)(null, all)
         else callback(null, first.address, first.family)
