@@ -1,3 +1,4 @@
+import { mailbox } from './address/mailbox.ts'
 import { looksLikeFeedbackReport, parseFeedbackReport } from './arf/fields.ts'
 import { attributionHints } from './attribution/hints.ts'
 import { signals } from './autoreply/detect.ts'
@@ -15,6 +16,8 @@ import type { Classification, ClassifyOptions, FeedbackReport, RecipientReport }
 
 const DELIVERY_STATUS_TYPES = new Set(['message/delivery-status', 'message/global-delivery-status'])
 const MAX_TEXT = 200_000
+/** Recipients reported at most, whatever kind of report names them (a DSN keeps 500 of its own). */
+const MAX_RECIPIENTS = 500
 const INLINE_DSN_START =
   /^(reporting-mta|received-from-mta|original-envelope-id|final-recipient|original-recipient)[ \t]*:/im
 const OUR_HEADER_LINE = /^(x-atmos-ref|x-atmos-member-did|feedback-id|dkim-signature)[ \t]*:.*(\n[ \t].*)*/gim
@@ -54,17 +57,41 @@ function looseHeaders(msg: ParsedMessage): HeaderMap {
   return parseHeaderLines(lines.join('\n'))
 }
 
+/** The address the report names, when the value is one; '' (not named) for anything else. */
+function reported(value: string): string {
+  return mailbox(addressOf(value))
+}
+
+/**
+ * Where the first paragraph break in `text` starts: a run of white space holding three line
+ * breaks, or two with text right after the second. Read run by run, in one pass (as a
+ * regular expression, `\n\s*\n(?=\S)` rescans a long run from each of its line breaks).
+ */
+function paragraphBreak(text: string): number {
+  for (const run of text.matchAll(/\s+/g)) {
+    const gap = run[0]
+    const first = gap.indexOf('\n')
+    if (first < 0) continue
+    const breaks = gap.split('\n').length - 1
+    const textAfter = gap.endsWith('\n') && run.index + gap.length < text.length
+    if (breaks >= 3 || (breaks === 2 && textAfter)) return run.index + first
+  }
+  return -1
+}
+
 /** The words in the human-readable text about one address: from where it is named to the next blank-line gap. */
-function contextFor(human: string, address: string): string {
+function contextFor(human: string, humanLower: string, address: string): string {
   if (!address) return ''
-  const i = human.toLowerCase().indexOf(address.toLowerCase())
+  const i = humanLower.indexOf(address.toLowerCase())
   if (i < 0) return ''
   const rest = human.slice(i, i + 2000)
-  const para = /\n\s*\n\s*\n|\n\s*\n(?=\S)/.exec(rest.slice(address.length + 1))
-  const end = para ? address.length + 1 + para.index + 1 : rest.length
+  const para = paragraphBreak(rest.slice(address.length + 1))
+  const end = para >= 0 ? address.length + 1 + para + 1 : rest.length
   // A paragraph that only names the address says nothing; give it the next one too.
   return rest.slice(0, Math.max(end, Math.min(rest.length, 600)))
 }
+
+const REPLY_LINE = /^\s*(?:<<<\s*)?([45]\d\d)([- ])(?:\d\.\d{1,3}\.\d{1,3}\s)?(.*)$/
 
 /**
  * Sendmail writes only the first line of a multi-line reply (`552-5.7.0 … a potential`) into
@@ -79,10 +106,10 @@ function completeReply(diagnostic: string, human: string): string {
   if (at < 0) return diagnostic
   const more: string[] = []
   for (const line of lines.slice(at + 1)) {
-    const m = new RegExp(`^\\s*(?:<<<\\s*)?${code}([- ])(?:\\d\\.\\d{1,3}\\.\\d{1,3}\\s)?(.*)$`).exec(line)
-    if (!m) break
-    more.push(m[2]!.trim())
-    if (m[1] === ' ') break
+    const m = REPLY_LINE.exec(line)
+    if (!m || m[1] !== code) break
+    more.push(m[3]!.trim())
+    if (m[2] === ' ') break
   }
   return more.length ? `${diagnostic.trim()} ${more.join(' ')}` : diagnostic
 }
@@ -93,6 +120,16 @@ function isBinaryGarbage(raw: Buffer): boolean {
   let control = 0
   for (const b of sample) if (b === 0 || (b < 32 && b !== 9 && b !== 10 && b !== 13 && b !== 27) || b === 127) control++
   return sample.length > 0 && control / sample.length > 0.05
+}
+
+/**
+ * `{ truncated }` when the report named more recipients than are kept, with a note saying
+ * so; nothing otherwise.
+ */
+function cut(seen: number, kept: number, notes: string[]): { truncated?: { kept: number; seen: number } } {
+  if (seen <= kept) return {}
+  notes.push(`the report names ${seen} recipients; only the first ${kept} are reported`)
+  return { truncated: { kept, seen } }
 }
 
 async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Classification> {
@@ -109,6 +146,7 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
   const inlineDsn = inlineAt >= 0 && looksLikeDeliveryStatus(msg.text.slice(inlineAt)) ? inlineAt : -1
   const cuts = [returned.textCut, inlineDsn].filter((i) => i >= 0)
   const human = (cuts.length ? msg.text.slice(0, Math.min(...cuts)) : msg.text).slice(0, MAX_TEXT)
+  const humanLower = human.toLowerCase()
   const base = {
     notes,
     returnedHeaders: returned.headers.size ? headerRecord(returned.headers) : undefined,
@@ -135,7 +173,7 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
     const feedback = parseFeedbackReport(arfPart.text)
     if (!feedback.feedbackType) notes.push('feedback report has no Feedback-Type; read as abuse')
     feedback.feedbackType ||= 'abuse'
-    let addresses = feedback.originalRcptTo
+    let addresses = feedback.originalRcptTo.map(mailbox).filter(Boolean)
     if (!addresses.length)
       addresses = (
         returned.headers.get('x-hmxmroriginalrecipient') ??
@@ -143,8 +181,10 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
         returned.headers.get('to') ??
         []
       )
-        .map(addressOf)
+        .map(reported)
         .filter(Boolean)
+    const truncated = cut(addresses.length, MAX_RECIPIENTS, notes)
+    addresses = addresses.slice(0, MAX_RECIPIENTS)
     if (!addresses.length) addresses = ['']
     const recipients = addresses.map(
       (address): RecipientReport => ({
@@ -158,13 +198,13 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
         hard: false,
       }),
     )
-    return { kind: 'arf', ...base, recipients, feedback, attribution: hints(feedback.originalMailFrom) }
+    return { kind: 'arf', ...base, recipients, feedback, attribution: hints(feedback.originalMailFrom), ...truncated }
   }
 
   // Apple Mail's one-click unsubscribe: a mail to the List-Unsubscribe address, not RFC 5965,
   // but an opt-out all the same.
   if (firstHeader(msg.headers, 'x-apple-unsubscribe').toLowerCase() === 'true') {
-    const address = addressOf(firstHeader(msg.headers, 'from'))
+    const address = reported(firstHeader(msg.headers, 'from'))
     return {
       kind: 'arf',
       ...base,
@@ -182,8 +222,9 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
   const dsnText = dsnPart?.text ?? (inlineDsn >= 0 ? msg.text.slice(inlineDsn, inlineDsn + MAX_TEXT) : undefined)
   const dsn = dsnText ? parseDeliveryStatus(dsnText) : undefined
   if (dsn?.recipients.length) {
+    const truncated = cut(dsn.seen, dsn.recipients.length, notes)
     const recipients = dsn.recipients.map((r): RecipientReport => {
-      const context = contextFor(human, r.address)
+      const context = contextFor(human, humanLower, r.address || r.written)
       const diagnostic = completeReply(r.diagnostic, human)
       const d = diagnose({
         statusField: r.status,
@@ -203,7 +244,7 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
         hard: d.hard,
       }
     })
-    return { kind: 'dsn', ...base, recipients, attribution: hints() }
+    return { kind: 'dsn', ...base, recipients, attribution: hints(), ...truncated }
   }
   if (msg.reportType === 'delivery-status')
     notes.push('delivery report without a readable message/delivery-status part; read as text')
@@ -211,7 +252,7 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
   const sig = signals(msg.headers, msg.subject, human, opts.envelope?.mailFrom)
   if (!sig.bounce && !dsnPart && msg.reportType !== 'delivery-status') {
     if (sig.autoReply) {
-      const address = addressOf(firstHeader(msg.headers, 'from'))
+      const address = reported(firstHeader(msg.headers, 'from'))
       return {
         kind: 'auto_reply',
         ...base,
@@ -246,24 +287,31 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
   }
   for (const v of returned.headers.get('from') ?? []) exclude.add(addressOf(v))
   for (const a of opts.envelope?.rcptTo ?? []) exclude.add(addressOf(a))
-  const failed = (msg.headers.get('x-failed-recipients') ?? [])
-    .flatMap((v) => v.split(','))
-    .map(addressOf)
-    .filter(Boolean)
-  let found = plainRecipients(human, exclude)
+  const failed = [
+    ...new Set(
+      (msg.headers.get('x-failed-recipients') ?? [])
+        .flatMap((v) => v.split(','))
+        .map(reported)
+        .filter(Boolean),
+    ),
+  ]
+  const plain = plainRecipients(human, exclude)
+  let found = plain.recipients
+  const truncated = failed.length ? cut(failed.length, MAX_RECIPIENTS, notes) : cut(plain.seen, found.length, notes)
   if (failed.length) {
-    found = failed.map((address) => {
-      const seen = found.find((f) => f.address === address)
+    const byAddress = new Map(found.map((f) => [f.address, f]))
+    found = failed.slice(0, MAX_RECIPIENTS).map((address) => {
+      const seen = byAddress.get(address)
       return {
         address,
-        snippet: seen?.snippet ?? contextFor(human, address),
+        snippet: seen?.snippet ?? contextFor(human, humanLower, address),
         lead: seen?.lead ?? '',
         session: seen?.session ?? '',
       }
     })
   }
   if (!found.length) {
-    const to = (returned.headers.get('to') ?? []).map(addressOf).filter(Boolean)
+    const to = (returned.headers.get('to') ?? []).map(reported).filter(Boolean).slice(0, MAX_RECIPIENTS)
     found = (to.length ? to : ['']).map((address) => ({ address, snippet: '', lead: '', session: '' }))
   }
   const recipients = found.map((r): RecipientReport => {
@@ -285,7 +333,7 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
       hard: d.hard,
     }
   })
-  return { kind: 'plain_bounce', ...base, recipients, attribution: hints() }
+  return { kind: 'plain_bounce', ...base, recipients, attribution: hints(), ...truncated }
 }
 
 function unparseable(reason: string, opts: ClassifyOptions, notes: string[] = []): Classification {

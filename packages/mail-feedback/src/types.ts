@@ -36,7 +36,10 @@ export type AttributionHint =
   | { kind: 'verp'; messageId: string; source: HintSource; verified: true }
 
 export interface RecipientReport {
-  /** The failed (or complained-about) address, lower-cased; '' when the report does not name it. */
+  /**
+   * The failed (or complained-about) address, lower-cased: always a syntactically valid
+   * address the report names; '' when it names none (or only something that is not one).
+   */
   address: string
   /** DSN Action (failed, delayed, delivered, relayed, expanded); '' when unknown. */
   action: string
@@ -78,6 +81,12 @@ export interface Classification {
   returnedHeaders?: Record<string, string[]>
   /** Every attribution hint found, in priority order; the caller decides which to trust. */
   attribution: AttributionHint[]
+  /**
+   * Set only when the report named more recipients than the classifier reports: the first
+   * `kept` are in `recipients`, `seen` were named (as far as the bounded input was read).
+   * The rest got no verdict: neither bounced nor suppressed.
+   */
+  truncated?: { kept: number; seen: number }
 }
 
 export interface ClassifyOptions {

@@ -269,7 +269,7 @@ describe('plain-text recipients', () => {
       '554 <kim@example.edu>... Remote protocol error',
       '421 example.edu (smtp)... Deferred: Connection timed out',
     ].join('\n')
-    const [r] = plainRecipients(text, new Set(['sender@example.org']))
+    const [r] = plainRecipients(text, new Set(['sender@example.org'])).recipients
     assert.equal(r?.address, 'kim@example.edu')
     assert.match(r?.session ?? '', /<<< 550 Insecure Mail Relay/)
     const d = diagnose({ texts: [r!.session, r!.snippet], lead: `${r!.session}\n${r!.lead}` })
@@ -286,7 +286,7 @@ describe('plain-text recipients', () => {
       '<kim@example.com>: host mx.example.com said: 550 5.1.1 <kim@example.com>: User unknown',
     ].join('\n')
     assert.deepEqual(
-      plainRecipients(text, new Set()).map((r) => r.address),
+      plainRecipients(text, new Set()).recipients.map((r) => r.address),
       ['kim@example.com'],
     )
   })

@@ -25,7 +25,7 @@ export function signals(headers: HeaderMap, subject: string, text: string, envel
   const from = firstHeader(headers, 'from')
   const fromLocal = (addressOf(from).split('@')[0] ?? '').replace(/[_.]/g, '')
   const fromName = from
-    .replace(/<[^>]*>/, '')
+    .replace(/<[^<>]*>/, '')
     .replace(/"/g, '')
     .trim()
   const returnPath = firstHeader(headers, 'return-path').replace(/\s/g, '')

@@ -62,10 +62,25 @@ export function stripTypePrefix(value: string): string {
   return value.replace(/^\s*[a-z0-9-]+\s*;\s*/i, '').trim()
 }
 
-/** The address in `Name <a@b>`, `<a@b>` or `a@b`, lower-cased; '' if there is none. */
+/** `text` without the given character at its end (a loop: `/\.+$/` is quadratic on a run of dots). */
+export function trimEnd(text: string, char: string): string {
+  let end = text.length
+  while (end > 0 && text[end - 1] === char) end--
+  return text.slice(0, end)
+}
+
+/**
+ * The address in `Name <a@b>`, `<a@b>` or `a@b`, lower-cased; '' if there is none. Linear
+ * in the value: a local part without `@` lets each `<` be tried once, up to the next one,
+ * and a bare address is looked for in each run of address characters once.
+ */
 export function addressOf(value: string): string {
-  const angled = /<([^<>\s]*@[^<>\s]*)>/.exec(value)
+  const angled = /<([^<>\s@]*@[^<>\s]*)>/.exec(value)
   if (angled) return angled[1]!.toLowerCase()
-  const bare = /[^\s<>"'(),;:[\]]+@[^\s<>"'(),;:[\]]+/.exec(value)
-  return bare ? bare[0].replace(/\.+$/, '').toLowerCase() : ''
+  for (const run of value.matchAll(/[^\s<>"'(),;:[\]]+/g)) {
+    const token = run[0]
+    const at = token.indexOf('@', 1)
+    if (at > 0 && at < token.length - 1) return trimEnd(token, '.').toLowerCase()
+  }
+  return ''
 }

@@ -48,11 +48,36 @@ export function normalizeLineEndings(raw: Buffer): Buffer {
   return out.subarray(0, n)
 }
 
+/**
+ * `html` without its script and style elements. In one pass: `<(script|style)[\s\S]*?<\/\1>`
+ * scans to the end from every unclosed opening tag, quadratic in a page of them.
+ */
+function withoutScripts(html: string): string {
+  // ASCII only, so that indexes in `lower` are indexes in `html`.
+  const lower = html.replace(/[A-Z]+/g, (s) => s.toLowerCase())
+  const unclosed = new Set<string>()
+  let out = ''
+  let from = 0
+  for (const open of lower.matchAll(/<(script|style)/g)) {
+    if (open.index < from) continue
+    const name = open[1]!
+    if (unclosed.has(name)) continue
+    const close = lower.indexOf(`</${name}>`, open.index + name.length + 1)
+    // No closing tag after this one: none after any later one either.
+    if (close < 0) {
+      unclosed.add(name)
+      continue
+    }
+    out += `${html.slice(from, open.index)} `
+    from = close + name.length + 3
+  }
+  return out + html.slice(from)
+}
+
 function htmlToText(html: string): string {
-  return html
-    .replace(/<(script|style)[\s\S]*?<\/\1>/gi, ' ')
+  return withoutScripts(html)
     .replace(/<br\s*\/?>|<\/(p|div|tr|li|h\d)>/gi, '\n')
-    .replace(/<[^>]+>/g, ' ')
+    .replace(/<[^<>]+>/g, ' ')
     .replace(/&nbsp;/gi, ' ')
     .replace(/&lt;/gi, '<')
     .replace(/&gt;/gi, '>')

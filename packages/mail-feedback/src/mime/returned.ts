@@ -16,7 +16,7 @@ const RETURNED_TYPES = new Set([
 /** Lines that introduce a copy of the original message in plain-text bounces. */
 const SEPARATOR = new RegExp(
   [
-    String.raw`^[ \t]*[-=*_]{2,}.*(original message|copy of (the |your )?(original )?message|returned message|undelivered message|message headers? follow|headers of (the |your )?(original )?message|header of the original).*$`,
+    String.raw`^[ \t]*[-=*_]{2}.*(original message|copy of (the |your )?(original )?message|returned message|undelivered message|message headers? follow|headers of (the |your )?(original )?message|header of the original).*$`,
     String.raw`^.*(this is a copy of the message|below this line is a copy|original (message|mail) (follows|headers? follow|as follows)|unsent message below|message text follows|the headers? of (the |your )?(original )?message (is |are )?(following|below|follows)|content-type: message\/rfc822).*$`,
   ].join('|'),
   'im',
@@ -43,7 +43,13 @@ export function findReturned(msg: ParsedMessage): Returned {
   }
   if (cut) {
     const after = msg.text.slice(cut.index + cut[0].length).replace(/^[\s-]*\n/, '')
-    const headers = parseHeaders(after.replace(/^[ \t]+(?=[\w-]+:)/gm, ''))
+    // Indented header lines (`  From: …`), line by line: a lookahead from every line start
+    // rescans what follows it.
+    const unindented = after
+      .split('\n')
+      .map((line) => (/^[ \t]+[\w-]+:/.test(line) ? line.replace(/^[ \t]+/, '') : line))
+      .join('\n')
+    const headers = parseHeaders(unindented)
     if (hasMessageHeaders(headers)) return { headers, textCut }
   }
   return { headers: new Map(), textCut }

@@ -44,12 +44,26 @@ function phaseOf(text: string, status: string): Phase {
   // "550 <a@b>... User unknown", "550: <a@b>: User unknown": the reply echoes the address it
   // judged, the way MTAs answer RCPT TO. Only when no specific code says otherwise
   // (`5.2.1 <a@b>... User unknown` is a disabled mailbox).
-  if (
-    specificity(status) <= 0 &&
-    /\b[45]\d\d[ :-]+(\d\.\d{1,3}\.\d{1,3} )?<?[^\s<>@]+@[^\s<>]+?>?(:|\.\.\.) /.test(text)
-  )
-    return 'rcpt'
+  if (specificity(status) <= 0 && echoesAddress(text)) return 'rcpt'
   return ''
+}
+
+const REPLY_START = /\b[45]\d\d[ :-]+(\d\.\d{1,3}\.\d{1,3} )?<?/g
+const ECHOED_ADDRESS = /^[^\s<>@:-][^\s<>@:]*@[^\s<>@]+?>?(:|\.\.\.) /
+/** An address is at most 254 characters; with its brackets and the `...` after it, this many. */
+const MAX_ECHO = 264
+
+/**
+ * A reply code followed by an address and `:` or `...`. The address is read from each
+ * code only as far as an address can reach: as one expression, the address after every
+ * code would be scanned to the end of a long run of address characters.
+ */
+function echoesAddress(text: string): boolean {
+  for (const m of text.matchAll(REPLY_START)) {
+    const at = m.index + m[0].length
+    if (ECHOED_ADDRESS.test(text.slice(at, at + MAX_ECHO))) return true
+  }
+  return false
 }
 
 /** Codes that by themselves say the mailbox does not exist. */

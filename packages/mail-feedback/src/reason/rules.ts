@@ -2,8 +2,41 @@
 // remote said. The order matters: phrases that only one class uses come first, then the
 // classes that speak of the sender (block lists, spam, policy), and the loose "mailbox
 // unavailable" style phrases last, because a policy rejection often borrows them.
+//
+// Every pattern here reads what strangers wrote, so each must cost time linear in the text
+// (test/redos.test.ts checks them all). "A, and later B" is never written `A.*B`: from
+// every A the engine would scan to the end, quadratic in a text that repeats A. `after`
+// looks for the first A once, then for B once behind it.
 
-type Rule = readonly [reason: string, pattern: RegExp]
+interface Matcher {
+  test(text: string): boolean
+}
+
+type Rule = readonly [reason: string, pattern: Matcher]
+
+/** A, and somewhere behind the first A, B: what `A.*B` says, in two linear searches. */
+function after(first: RegExp, then: RegExp): Matcher {
+  return {
+    test(text) {
+      const m = first.exec(text)
+      return !!m && then.test(text.slice(m.index + m[0].length))
+    },
+  }
+}
+
+/** Some A with no `word` after a later space: what `A(?! .*word)` says, in linear searches. */
+function unlessLater(first: RegExp, word: string): Matcher {
+  return {
+    test(text) {
+      // When some A is not followed by the word, the last A is not either.
+      const last = [...text.matchAll(first)].at(-1)
+      if (!last) return false
+      const rest = text.slice(last.index + last[0].length)
+      const space = rest.indexOf(' ')
+      return space < 0 || rest.lastIndexOf(word) <= space
+    },
+  }
+}
 
 const STRONG: Rule[] = [
   // Yahoo's deferral for the sending IP's record, whatever summary the relaying MTA put
@@ -18,22 +51,23 @@ const STRONG: Rule[] = [
     'rejected',
     /\b(domain of )?sender('s)? (address|domain) .{0,80}(does not exist|not found|rejected|refused|invalid|unknown|unverified)|\bdomain of sender address\b|\bsender (address )?(rejected|denied|verify failed|unknown)\b|\bsender address must exist\b/,
   ],
-  [
-    'networkerror',
-    /\bname service error\b.*\btry again\b|\bhost not found, try again\b|\btemporary (dns|lookup|name (server|service)) (failure|error)/,
-  ],
+  ['networkerror', /\bhost not found, try again\b|\btemporary (dns|lookup|name (server|service)) (failure|error)/],
+  ['networkerror', after(/\bname service error\b/, /\btry again\b/)],
   ['expired', /\bdid not accept our requests? to connect\b/],
   ['onhold', /\bon hold\b/],
   // 551 is "user not local": the mailbox is elsewhere now (RFC 5321 3.4), whatever the wording.
-  ['hasmoved', /\buser not local\b|\b551[ -]+(\d\.\d{1,3}\.\d{1,3} )?[^.]{0,40}\bnot (our|a local) user\b/],
+  ['hasmoved', /\buser not local\b/],
+  ['hasmoved', after(/\b551[ -]/, /\bnot (our|a local) user\b/)],
   [
     'userunknown',
-    /\b(user|recipient|addressee|mailbox|account|local[- ]?part)s? (name )?(is )?unknown\b|\bunknown (user|recipient|addressee|mailbox|local[- ]?part|e-?mail address)|\bno such (user|mailbox|recipient|account|address|person|local user)|\b(user|recipient|mailbox|account|address|addressee|e-?mail address|email account)( that you tried to reach)? (does not|doesn't|did not|do not) exist|\b(invalid|non-?existent|inexistent) (user|recipient|mailbox|account|address|e-?mail)|\brecipnotfound\b|\bresolver\.adr\.(recipnotfound|recipientnotfound|exrecipnotfound)|\b(user|recipient|mailbox) not (found|exist)|\bno (mailbox|account) (here|by that name|for)|\bnot (a )?(valid|known) (user|recipient|mailbox|address)|\bis not a valid mailbox\b|\bmailbox (does not exist|not found|unknown|name not allowed|is invalid)|\baddress (is )?(unknown|not found)\b|\bunrouteable address\b(?=.*(user|local))|\bno longer (active|valid|in use|exists)\b|\bdisabled or discontinued\b|\bbad destination mailbox\b|\bnot our customer\b|\bthis account (has been|is) (closed|deleted)\b|\b(user|recipient) (is )?not (listed|local|here)\b|\bunknown or illegal alias\b|\binvalid address\b|\brecipient address rejected: (user unknown|undeliverable address|unknown user|access denied|recipient not found)|\baddress rejected\W+(user unknown|unknown)|\bmailbox unavailable\b.*\b(invalid|unknown|not exist)|\bdoesn'?t have an? \S+ account\b|\brecipient (is )?invalid\b|\bunknown address\b|\bnot listed in (the )?(domino |public |global )?(directory|address book)|\brecipient name is not recognized\b|\bunknown recipient\b|\binvalid user address\b|\b\S+@\S+ (does not exist|not found|is unknown)|\bnot our user\b|\bcheck if (the )?address is correct\b/,
+    /\b(user|recipient|addressee|mailbox|account|local[- ]?part)s? (name )?(is )?unknown\b|\bunknown (user|recipient|addressee|mailbox|local[- ]?part|e-?mail address)|\bno such (user|mailbox|recipient|account|address|person|local user)|\b(user|recipient|mailbox|account|address|addressee|e-?mail address|email account)( that you tried to reach)? (does not|doesn't|did not|do not) exist|\b(invalid|non-?existent|inexistent) (user|recipient|mailbox|account|address|e-?mail)|\brecipnotfound\b|\bresolver\.adr\.(recipnotfound|recipientnotfound|exrecipnotfound)|\b(user|recipient|mailbox) not (found|exist)|\bno (mailbox|account) (here|by that name|for)|\bnot (a )?(valid|known) (user|recipient|mailbox|address)|\bis not a valid mailbox\b|\bmailbox (does not exist|not found|unknown|name not allowed|is invalid)|\baddress (is )?(unknown|not found)\b|\bno longer (active|valid|in use|exists)\b|\bdisabled or discontinued\b|\bbad destination mailbox\b|\bnot our customer\b|\bthis account (has been|is) (closed|deleted)\b|\b(user|recipient) (is )?not (listed|local|here)\b|\bunknown or illegal alias\b|\binvalid address\b|\brecipient address rejected: (user unknown|undeliverable address|unknown user|access denied|recipient not found)|\baddress rejected\W+(user unknown|unknown)|\bdoesn'?t have an? \S+ account\b|\brecipient (is )?invalid\b|\bunknown address\b|\bnot listed in (the )?(domino |public |global )?(directory|address book)|\brecipient name is not recognized\b|\bunknown recipient\b|\binvalid user address\b|\S@[^\s@]+ (does not exist|not found|is unknown)|\bnot our user\b|\bcheck if (the )?address is correct\b/,
   ],
+  ['userunknown', after(/\bunrouteable address\b/, /user|local/)],
+  ['userunknown', after(/\bmailbox unavailable\b/, /\b(invalid|unknown|not exist)/)],
   ['hasmoved', /\b(has|have) (been )?moved\b|\baddress (has )?changed\b|\bno longer (at|with) this address\b/],
   [
     'hostunknown',
-    /\bhost (or domain name )?(not found|unknown)\b|\bunknown (host|domain)\b|\bno such (host|domain)\b|\bdomain (name )?(not found|does not exist|doesn't exist|unknown|is not (valid|registered))|\bnxdomain\b|\bname or service not known\b|\bunrouteable (mail )?domain\b|\ball relevant mx records point to non-existent hosts\b|\bhost not found\b|\bno (mx|a) records? (for|found)|\bnon-existent (host|domain)\b|\bunroutable address\b|\bunrouteable address\b|\bdomain .{0,60} (does not exist|not found)|\brecipient domain (is )?(invalid|unknown)\b|\bnot a valid domain\b|\billegal host\/domain name\b|\bno route to domain\b|\bhost \S+ not found\b|\b([a-z0-9-]+\.)+[a-z]{2,} does not exist\b/,
+    /\bhost (or domain name )?(not found|unknown)\b|\bunknown (host|domain)\b|\bno such (host|domain)\b|\bdomain (name )?(not found|does not exist|doesn't exist|unknown|is not (valid|registered))|\bnxdomain\b|\bname or service not known\b|\bunrouteable (mail )?domain\b|\ball relevant mx records point to non-existent hosts\b|\bhost not found\b|\bno (mx|a) records? (for|found)|\bnon-existent (host|domain)\b|\bunroutable address\b|\bunrouteable address\b|\bdomain .{0,60} (does not exist|not found)|\brecipient domain (is )?(invalid|unknown)\b|\bnot a valid domain\b|\billegal host\/domain name\b|\bno route to domain\b|\bhost \S+ not found\b|[a-z0-9-]\.[a-z]{2,} does not exist\b/,
   ],
   [
     'notaccept',
@@ -41,8 +75,9 @@ const STRONG: Rule[] = [
   ],
   [
     'mailboxfull',
-    /\bmailbox (is |was )?full\b|\bmail ?box (is )?(over|exceeded)|\bover ?quota\b|\bquota (is )?(exceeded|exceed|full|violation)|\bexceeded (the |his |her |its )?(storage|quota|mailbox)|\binsufficient (disk )?(space|storage)(?! .*system)|\bdisk quota\b|\bnot enough (storage|space)\b|\bmailbox size limit\b|\b(user|recipient|account|mailbox) (is )?over (the |their |its )?(quota|limit|storage)|\bfull mailbox\b|\b(account|inbox|mailbox) (is )?full\b|\bstorage (space )?(is )?(full|exceeded)|\bout of storage\b|\bmailfolder is full\b|\btoo much mail\b|\bexceeds (the )?(storage|mailbox) (size|quota)|\bmailbox has exceeded\b|\bmailbox exceeds (the )?(allowed|maximum|permitted) size\b|\bdisk full\b|\buser'?s? (disk|mailbox) (quota|is full)|メールボックスが一杯|容量(を)?(超|オーバー)/,
+    /\bmailbox (is |was )?full\b|\bmail ?box (is )?(over|exceeded)|\bover ?quota\b|\bquota (is )?(exceeded|exceed|full|violation)|\bexceeded (the |his |her |its )?(storage|quota|mailbox)|\bdisk quota\b|\bnot enough (storage|space)\b|\bmailbox size limit\b|\b(user|recipient|account|mailbox) (is )?over (the |their |its )?(quota|limit|storage)|\bfull mailbox\b|\b(account|inbox|mailbox) (is )?full\b|\bstorage (space )?(is )?(full|exceeded)|\bout of storage\b|\bmailfolder is full\b|\btoo much mail\b|\bexceeds (the )?(storage|mailbox) (size|quota)|\bmailbox has exceeded\b|\bmailbox exceeds (the )?(allowed|maximum|permitted) size\b|\bdisk full\b|\buser'?s? (disk|mailbox) (quota|is full)|メールボックスが一杯|容量(を)?(超|オーバー)/,
   ],
+  ['mailboxfull', unlessLater(/\binsufficient (disk )?(space|storage)/g, 'system')],
   [
     'systemfull',
     /\binsufficient system (storage|resources)\b|\bsystem (disk )?(is )?full\b|\bout of disk\b|\bno space left\b/,
@@ -66,8 +101,9 @@ const STRONG: Rule[] = [
   ],
   [
     'authfailure',
-    /\bspf\b|\bdkim\b|\bdmarc\b|\bsender policy framework\b|\bunauthenticated (e-?)?mail\b|\bauthentication (check )?failed\b|\bsender authentication\b|\bnot authenticated\b.*(domain|sender)|\b5\.7\.2[36]\b/,
+    /\bspf\b|\bdkim\b|\bdmarc\b|\bsender policy framework\b|\bunauthenticated (e-?)?mail\b|\bauthentication (check )?failed\b|\bsender authentication\b|\b5\.7\.2[36]\b/,
   ],
+  ['authfailure', after(/\bnot authenticated\b/, /domain|sender/)],
   [
     'securityerror',
     /\bauthentication (is )?required\b|\bmust (be )?authenticat|\b(tls|encryption|starttls) (is )?required\b|\bmust issue a starttls\b|\bsecure connection\b|\bsubmission (port )?requires? auth/,
@@ -75,8 +111,9 @@ const STRONG: Rule[] = [
   ['badreputation', /\b(poor|bad|low) (ip |sender )?reputation\b|\breputation (of|is too)\b/],
   [
     'blocked',
-    /\bblack ?list|\bblock ?list|\bdnsbl\b|\b(rbl|spamhaus|spamcop|sorbs|barracuda|cbl|abuseat|uceprotect|invaluement)\b|\blisted (at|in|on|by)\b|\bclient host .{0,80}(rejected|blocked|refused)|\b(your |sending |client |the )?(ip|host|server|network|domain)( address)? .{0,60}(is |has been )?(blocked|banned|denied|rejected|not allowed)|\bblocked (using|by|for)\b|\bconnection (refused|rejected)\b.*\b(policy|blocked)|\baccess denied\b|\brefused to talk\b|\bnot allowed to send\b|\bhas been blocked\b|\bblocked\b|\bmessages from \S+ (weren'?t|were not) sent\b|\btoo many unwanted messages\b|\bno access from mail server\b/,
+    /\bblack ?list|\bblock ?list|\bdnsbl\b|\b(rbl|spamhaus|spamcop|sorbs|barracuda|cbl|abuseat|uceprotect|invaluement)\b|\blisted (at|in|on|by)\b|\bclient host .{0,80}(rejected|blocked|refused)|\b(ip|host|server|network|domain) .{0,80}(blocked|banned|denied|rejected|not allowed)|\bblocked (using|by|for)\b|\baccess denied\b|\brefused to talk\b|\bnot allowed to send\b|\bhas been blocked\b|\bblocked\b|\bmessages from \S+ (weren'?t|were not) sent\b|\btoo many unwanted messages\b|\bno access from mail server\b/,
   ],
+  ['blocked', after(/\bconnection (refused|rejected)\b/, /\b(policy|blocked)/)],
   [
     'spamdetected',
     /\bspam\b|\bspam (content|message)|\bjunk (e-?)?mail\b|\bunsolicited\b|\bbulk (e-?)?mail\b|\buce\b|\blooks? like spam\b|\bscored? (too )?high|\bspam ?score\b|\bcontent (was )?rejected\b/,
