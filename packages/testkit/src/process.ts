@@ -52,8 +52,12 @@ export class ServiceProcess {
     })
   }
 
-  /** Resolves with the first log line (seen or to come) that matches; rejects on exit or timeout. */
-  waitForLog(match: (line: LogLine) => boolean, timeoutMs = 15_000): Promise<LogLine> {
+  /**
+   * Resolves with the first log line (seen or to come) that matches; rejects on exit or timeout.
+   * The deadline is a backstop, not a measure: a process started while the machine runs every
+   * other test file can take many seconds to load, so the default is generous.
+   */
+  waitForLog(match: (line: LogLine) => boolean, timeoutMs = 60_000): Promise<LogLine> {
     const seen = this.logs.find(match)
     if (seen) return Promise.resolve(seen)
     return new Promise((resolve, reject) => {
