@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { attestations, verificationRuns } from '@atmos/db'
-import { TypedQueue, verifyAttestation } from '@atmos/queues'
+import { type Job, TypedQueue, verifyAttestation } from '@atmos/queues'
 import { goodMailZone, ManualClock } from '@atmos/testkit'
 import { and, asc, eq } from 'drizzle-orm'
 import { verifyJobId } from '../src/ingest/ingester.ts'
@@ -239,5 +239,21 @@ describe('labeler: strangers cannot grow its tables', () => {
       .where(and(eq(attestations.did, LOOPER), eq(attestations.rkey, 'self')))
     assert.equal(latest?.state, 'valid')
     assert.equal(latest?.cid, `bafyloop${last + 1}`)
+  })
+
+  it('a retry of a temporary error is answered by any later run: chains of retries never multiply', async () => {
+    const [run] = await runs(NULLER)
+    assert.ok(run, 'NULLER was verified above')
+    const asked = new Date(run.startedAt.getTime() - 1000).toISOString()
+    const payload = { did: NULLER, rkey: 'self', trigger: 'schedule' as const, requestedAt: asked }
+    const before = (await runs(NULLER)).length
+    // The worker's own follow-up, asked before that run started: nothing left to do.
+    const retry = { id: 'retry_nuller_1' } as Job
+    assert.equal((await h.service.ctx.verifyWorker.process(payload, retry)).outcome, 'superseded')
+    assert.equal((await runs(NULLER)).length, before)
+    // The scheduler's sweep, asked at the same time, still runs.
+    const sweep = { id: 'sched_nuller_1' } as Job
+    assert.equal((await h.service.ctx.verifyWorker.process(payload, sweep)).outcome, 'pass')
+    assert.equal((await runs(NULLER)).length, before + 1)
   })
 })

@@ -83,7 +83,7 @@ export class Ingester {
     this.metrics = {
       events: new Counter({
         name: 'atmos_labeler_ingest_events_total',
-        help: 'Events from the source, by kind and outcome (dropped: not ours, cheaply)',
+        help: 'Events from the source, by kind and outcome (dropped: not ours, cheaply; refused: an impossible key, or past the DID row limit)',
         labelNames: ['kind', 'outcome'],
         registers,
       }),
