@@ -1,4 +1,5 @@
 export type { Job, Worker } from 'bullmq'
+export { DelayedError } from 'bullmq'
 export { createRedis, createWorker, type Processor, type RedisConnectionOptions, TypedQueue } from './client.ts'
 export * from './contracts.ts'
 export {

@@ -37,6 +37,12 @@ export const labelerSection = section({
     cursorFlushInterval: field.duration('1s'),
     /** How often verification requests that never reached the queue are re-enqueued. */
     reconcileInterval: field.duration('60s'),
+    /**
+     * Attestation rows one DID may hold, counting rejected and deleted ones: any account can
+     * write records of our collection, so its rows are bounded. A record under a new key
+     * past the limit is refused (logged, counted); one under a key it holds still applies.
+     */
+    maxRecordsPerDid: field.int(10, { min: 1, max: 1000 }),
   }),
   verify: section({
     /** DNS servers the checks ask; empty: the machine's resolvers (/etc/resolv.conf). */
@@ -54,6 +60,16 @@ export const labelerSection = section({
     retryMax: field.duration('4h'),
     /** Verification jobs run at once in this process. */
     concurrency: field.int(8, { min: 1, max: 256 }),
+    /**
+     * Verification runs one DID may cause per window, by who asked. `network` counts what
+     * any account can cause by writing to its repo (record writes, identity and account
+     * events); `admin` counts a signed-in member's "check now". The scheduler's sweep, the
+     * operator's run-once and the retries of temporary errors are bounded by construction
+     * and not counted. A run past the budget waits for the next window; none is dropped.
+     */
+    budgetWindow: field.duration('1h'),
+    networkRunsPerWindow: field.int(6, { min: 1, max: 100_000 }),
+    adminRunsPerWindow: field.int(30, { min: 1, max: 100_000 }),
   }),
   labels: section({
     /**

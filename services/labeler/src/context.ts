@@ -9,6 +9,7 @@ import { LabelQueueWorkers } from './labels/queue-workers.ts'
 import { LabelStream } from './labels/stream.ts'
 import { type LabelSigner, LabelWriter, type StoredLabel } from './labels/writer.ts'
 import { createVerifyDeps } from './verify/deps.ts'
+import { DidBudget } from './verify/did-budget.ts'
 import { VerifyWorker } from './verify/worker.ts'
 
 export type LabelerMetrics = ReturnType<typeof createMetrics>
@@ -123,6 +124,7 @@ export async function createContext(config: LabelerConfig, opts: ContextOptions 
             reconnectMaxMs: ingest.reconnectMax,
             cursorFlushMs: ingest.cursorFlushInterval,
             reconcileMs: ingest.reconcileInterval,
+            maxRecordsPerDid: ingest.maxRecordsPerDid,
           },
         })
   const v = config.labeler.verify
@@ -139,6 +141,13 @@ export async function createContext(config: LabelerConfig, opts: ContextOptions 
     retry: { minMs: v.retryMin, maxMs: v.retryMax },
     clock,
     onLabels,
+    budget: new DidBudget({
+      redis: base.redis,
+      prefix: config.redis.prefix,
+      windowMs: v.budgetWindow,
+      limits: { network: v.networkRunsPerWindow, admin: v.adminRunsPerWindow },
+      clock,
+    }),
   })
   const labelQueueWorkers = new LabelQueueWorkers({
     redisUrl: config.redis.url,

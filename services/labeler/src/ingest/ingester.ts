@@ -26,6 +26,7 @@ export type IngesterOptions = {
   reconnectMaxMs: number
   cursorFlushMs: number
   reconcileMs: number
+  maxRecordsPerDid: number
 }
 
 /** A verify job's id: one per request, so a re-enqueue of the same request is a no-op. */
@@ -73,6 +74,7 @@ export class Ingester {
       labels: opts.labels,
       members: this.members,
       logger: this.logger,
+      maxRecordsPerDid: opts.options.maxRecordsPerDid,
       // Each source has a cursor of its own: Jetstream's time_us, a firehose host's seq.
       source: opts.options.source === 'jetstream' ? 'jetstream' : `firehose:${new URL(opts.options.firehoseUrl).host}`,
     })
@@ -81,7 +83,7 @@ export class Ingester {
     this.metrics = {
       events: new Counter({
         name: 'atmos_labeler_ingest_events_total',
-        help: 'Events from the source, by kind and outcome (dropped: not ours, cheaply)',
+        help: 'Events from the source, by kind and outcome (dropped: not ours, cheaply; refused: an impossible key, or past the DID row limit)',
         labelNames: ['kind', 'outcome'],
         registers,
       }),

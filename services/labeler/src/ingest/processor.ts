@@ -7,12 +7,18 @@ import type { StoredLabel } from '../labels/writer.ts'
 import { accountInactiveReason, heldForInactiveAccount, watchedAttestation } from './account-status.ts'
 import type { IngestEvent } from './events.ts'
 import type { MemberFilter } from './member-filter.ts'
+import { boundedReason, knownFields, rejectedRecordPrefix } from './stored-record.ts'
 
 export type VerifyRequest = { did: string; rkey: string; trigger: 'ingest' | 'identity'; requestedAt: Date }
 
 export type ApplyResult = { outcome: Outcome; verify?: VerifyRequest; labels?: StoredLabel[] }
 
-export type Outcome = 'stored' | 'rejected' | 'deleted' | 'reverify' | 'revoked' | 'dropped' | 'unchanged'
+export type Outcome = 'stored' | 'rejected' | 'refused' | 'deleted' | 'reverify' | 'revoked' | 'dropped' | 'unchanged'
+
+/** The atproto record-key syntax; anything else (a NUL, a newline) never reaches a row. */
+const RECORD_KEY = /^(?!\.{1,2}$)[A-Za-z0-9._~:-]{1,512}$/
+/** A CID's multibase text, as far as we store it. */
+const CID_TEXT = /^[A-Za-z0-9]{1,200}$/
 
 /**
  * Applies one event to Postgres in a single transaction together with the source's
@@ -25,9 +31,19 @@ export class IngestProcessor {
   private readonly labels: LabelManager
   private readonly members: MemberFilter
   private readonly logger: Logger
+  private readonly maxRecordsPerDid: number
   readonly source: string
 
-  constructor(opts: { db: Db; labels: LabelManager; members: MemberFilter; logger: Logger; source: string }) {
+  constructor(opts: {
+    db: Db
+    labels: LabelManager
+    members: MemberFilter
+    logger: Logger
+    source: string
+    /** Rows one DID may hold, whatever their state (labeler.ingest.maxRecordsPerDid). */
+    maxRecordsPerDid: number
+  }) {
+    this.maxRecordsPerDid = opts.maxRecordsPerDid
     this.db = opts.db
     this.labels = opts.labels
     this.members = opts.members
@@ -85,6 +101,17 @@ export class IngestProcessor {
   }
 
   private async applyRecord(tx: Tx, event: Extract<IngestEvent, { kind: 'record' }>): Promise<ApplyResult> {
+    if (!RECORD_KEY.test(event.rkey) || (event.cid !== undefined && !CID_TEXT.test(event.cid))) {
+      this.logger.info({ did: event.did }, 'record with an impossible key or CID refused')
+      return { outcome: 'refused' }
+    }
+    if (await this.atRecordLimit(tx, event.did, event.rkey)) {
+      this.logger.info(
+        { did: event.did, rkey: event.rkey, limit: this.maxRecordsPerDid },
+        'record refused: the account holds as many attestation rows as it may',
+      )
+      return { outcome: 'refused' }
+    }
     const validation =
       event.rkey === ATTESTATION_RKEY
         ? validateAttestation(event.record)
@@ -94,8 +121,9 @@ export class IngestProcessor {
           }
     const now = new Date()
     if (!validation.success) {
-      this.logger.info({ did: event.did, rkey: event.rkey, reason: validation.error }, 'attestation rejected')
-      const record = safeJson(event.record)
+      const reason = boundedReason(validation.error)
+      this.logger.info({ did: event.did, rkey: event.rkey, reason }, 'attestation rejected')
+      const record = rejectedRecordPrefix(event.record)
       await tx
         .insert(attestations)
         .values({
@@ -103,7 +131,7 @@ export class IngestProcessor {
           rkey: event.rkey,
           cid: event.cid,
           state: 'rejected',
-          rejectionReason: validation.error,
+          rejectionReason: reason,
           record,
         })
         .onConflictDoUpdate({
@@ -111,7 +139,7 @@ export class IngestProcessor {
           set: {
             cid: event.cid,
             state: 'rejected',
-            rejectionReason: validation.error,
+            rejectionReason: reason,
             record,
             deleted: false,
             verifyRequestedAt: null,
@@ -120,7 +148,7 @@ export class IngestProcessor {
         })
       // A record that turned invalid no longer supports the labels it earned.
       if (event.rkey === ATTESTATION_RKEY) {
-        const labels = await this.labels.withdrawAll(event.did, `attestation rejected: ${validation.error}`, tx)
+        const labels = await this.labels.withdrawAll(event.did, `attestation rejected: ${reason}`, tx)
         return { outcome: 'rejected', labels }
       }
       return { outcome: 'rejected' }
@@ -132,7 +160,7 @@ export class IngestProcessor {
       dkimSelectors: r.dkimSelectors,
       relayMember: r.relayMember === true,
       recordCreatedAt: r.createdAt,
-      record: safeJson(event.record),
+      record: knownFields(r),
       state: 'valid' as const,
       rejectionReason: null,
       deleted: false,
@@ -153,6 +181,25 @@ export class IngestProcessor {
       .returning({ id: attestations.id })
     if (!row) return { outcome: 'unchanged' }
     return { outcome: 'stored', verify: { did: event.did, rkey: event.rkey, trigger: 'ingest', requestedAt: now } }
+  }
+
+  /**
+   * Whether a record under a key the DID has no row for yet would pass the DID's limit.
+   * Every row counts, rejected and deleted ones too: otherwise writing and deleting records
+   * under fresh keys would grow the table without end. A key that already has a row is
+   * always applied (it changes that row). Ingest is one process, events one at a time, so
+   * counting then inserting in its transaction cannot race.
+   */
+  private async atRecordLimit(tx: Tx, did: string, rkey: string): Promise<boolean> {
+    const [row] = await tx
+      .select({
+        held: sql<number>`count(*)::int`,
+        known: sql<boolean>`bool_or(${attestations.rkey} = ${rkey})`,
+      })
+      .from(attestations)
+      .where(eq(attestations.did, did))
+    if (!row || row.known) return false
+    return row.held >= this.maxRecordsPerDid
   }
 
   private async requestVerification(tx: Tx, did: string, trigger: 'identity'): Promise<ApplyResult> {
@@ -204,15 +251,5 @@ export class IngestProcessor {
   async loadCursor(): Promise<number | undefined> {
     const [row] = await this.db.select().from(ingestCursors).where(eq(ingestCursors.source, this.source))
     return row?.cursor
-  }
-}
-
-/** Records are stored for operators to read; anything JSON cannot hold is dropped, not thrown. */
-function safeJson(value: unknown): unknown {
-  try {
-    const text = JSON.stringify(value)
-    return text === undefined || text.length > 65_536 ? null : JSON.parse(text)
-  } catch {
-    return null
   }
 }

@@ -1,9 +1,10 @@
 import { attestations, type Db, type Tx, verificationChecks, verificationRuns, verificationStatus } from '@atmos/db'
 import { ATTESTATION_RKEY } from '@atmos/lexicon'
-import type { Worker } from '@atmos/queues'
+import type { Job, Worker } from '@atmos/queues'
 import {
   createRedis,
   createWorker,
+  DelayedError,
   type PayloadOf,
   verifyAttestation as queueDef,
   TypedQueue,
@@ -11,13 +12,17 @@ import {
 } from '@atmos/queues'
 import { type Clock, type Logger, systemClock } from '@atmos/runtime'
 import { type AttestationVerification, type VerifyDeps, verifyAttestation } from '@atmos/verify'
-import { and, eq, lte, sql } from 'drizzle-orm'
+import { and, eq, gt, lte, sql } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, type Registry } from 'prom-client'
 import type { LabelManager } from '../labels/manager.ts'
 import type { StoredLabel } from '../labels/writer.ts'
+import { budgetKind, type DidBudget } from './did-budget.ts'
 
 type Payload = PayloadOf<typeof verifyQueue>
+
+/** The job id prefix of the worker's own follow-ups of a temporary error. */
+const RETRY_JOB_PREFIX = 'retry_'
 
 /**
  * Consumes verify-attestation jobs: runs every check for the attestation, then records
@@ -41,6 +46,8 @@ export class VerifyWorker {
   private readonly retry: { minMs: number; maxMs: number }
   private retryQueue: TypedQueue<typeof verifyQueue> | undefined
   private retryConnection: Redis | undefined
+  private readonly budget: DidBudget | undefined
+  private readonly deferred: Counter
 
   constructor(opts: {
     db: Db
@@ -57,7 +64,10 @@ export class VerifyWorker {
     /** Backoff bounds for re-checking a domain whose checks could not complete. */
     retry: { minMs: number; maxMs: number }
     onLabels?: (labels: StoredLabel[]) => void
+    /** Runs per DID and window; absent: unbounded. */
+    budget?: DidBudget
   }) {
+    this.budget = opts.budget
     this.gracePeriodMs = opts.gracePeriodMs
     this.clock = opts.clock ?? systemClock
     this.retry = opts.retry
@@ -75,13 +85,19 @@ export class VerifyWorker {
       labelNames: ['check', 'outcome'],
       registers: [opts.registry],
     })
+    this.deferred = new Counter({
+      name: 'atmos_labeler_verifications_deferred_total',
+      help: 'Verification jobs put off to the next window: the DID had used its budget (by kind of trigger)',
+      labelNames: ['kind'],
+      registers: [opts.registry],
+    })
   }
 
   start(): void {
     // A worker blocks on its connection: it gets one of its own.
     this.connection = createRedis(this.redisUrl)
     this.connection.on('error', () => {})
-    this.worker = createWorker(queueDef, this.connection, this.prefix, (payload) => this.process(payload), {
+    this.worker = createWorker(queueDef, this.connection, this.prefix, (payload, job) => this.process(payload, job), {
       concurrency: this.concurrency,
       // A job whose worker died (kill -9, lost node) is taken up again within ~15 s rather
       // than bullmq's default minute; the lock is renewed while a slow verification runs.
@@ -102,7 +118,8 @@ export class VerifyWorker {
     this.worker = undefined
   }
 
-  async process(payload: Payload): Promise<{ outcome: string }> {
+  /** `job` absent (a direct call): a run past the budget is not made and reported as deferred. */
+  async process(payload: Payload, job?: Job): Promise<{ outcome: string }> {
     const rkey = payload.rkey ?? ATTESTATION_RKEY
     const [att] = await this.db
       .select()
@@ -112,6 +129,28 @@ export class VerifyWorker {
     if (!att || att.deleted || att.state !== 'valid' || !att.domain) {
       await this.clearRequest(this.db, payload.did, rkey, requestedAt)
       return { outcome: 'skipped' }
+    }
+    const isRetry = job?.id?.startsWith(RETRY_JOB_PREFIX) ?? false
+    const answered = await this.answeredAlready(att, payload, requestedAt, isRetry)
+    if (answered) {
+      this.logger.debug({ did: att.did, trigger: payload.trigger, answered }, 'verify job needs no run')
+      return { outcome: 'superseded' }
+    }
+    const kind = this.budget ? budgetKind(payload.trigger, isRetry) : undefined
+    if (kind && this.budget) {
+      const decision = await this.budget.take(att.did, kind)
+      if (!decision.ok) {
+        this.deferred.inc({ kind })
+        this.logger.info(
+          { did: att.did, trigger: payload.trigger, until: decision.windowEndsAt.toISOString() },
+          'verification budget used up: deferred to the next window',
+        )
+        if (!job?.token) return { outcome: 'deferred' }
+        // Spread over the window's first minute, so a DID's deferred jobs do not wake as one.
+        const wait = decision.windowEndsAt.getTime() - this.clock.now().getTime() + Math.floor(Math.random() * 60_000)
+        await job.moveToDelayed(Date.now() + Math.max(1000, wait), job.token)
+        throw new DelayedError()
+      }
     }
     const domain = att.domain
     const started = this.clock.now()
@@ -250,9 +289,41 @@ export class VerifyWorker {
     await this.retryQueue
       .enqueue(
         { did, rkey, trigger: 'schedule', requestedAt: new Date(now).toISOString() },
-        { jobId: `retry_${did.replace(/[^a-zA-Z0-9]/g, '_')}_${now}`, delay },
+        { jobId: `${RETRY_JOB_PREFIX}${did.replace(/[^a-zA-Z0-9]/g, '_')}_${now}`, delay },
       )
       .catch((err: Error) => this.logger.warn({ did, err: err.message }, 'could not schedule a retry'))
+  }
+
+  /**
+   * Why this job needs no run, or null. A request from the repo (ingest, identity) is the
+   * one the row still holds, or was overtaken: a newer write asked again (and has a job of
+   * its own) or a run already answered it. A "check now" or a retry is answered by any run
+   * of the attestation that started after it was asked. So a stranger rewriting a record
+   * in a loop leaves one live job behind, and deferred jobs collapse into one run.
+   */
+  private async answeredAlready(
+    att: Attestation,
+    payload: Payload,
+    requestedAt: Date,
+    isRetry: boolean,
+  ): Promise<string | null> {
+    if (payload.trigger === 'ingest' || payload.trigger === 'identity') {
+      if (att.verifyRequestedAt?.getTime() === requestedAt.getTime()) return null
+      return att.verifyRequestedAt ? 'a newer request is pending' : 'the request was answered or withdrawn'
+    }
+    if (payload.trigger !== 'admin' && !isRetry) return null
+    const [later] = await this.db
+      .select({ id: verificationRuns.id })
+      .from(verificationRuns)
+      .where(
+        and(
+          eq(verificationRuns.did, att.did),
+          gt(verificationRuns.startedAt, requestedAt),
+          eq(verificationRuns.attestationId, att.id),
+        ),
+      )
+      .limit(1)
+    return later ? 'a run started after it was asked' : null
   }
 
   /** The request is answered: unless a newer one arrived meanwhile, it is cleared. */
