@@ -69,10 +69,11 @@ function embeddedV4(address: string): string | undefined {
 function expandV6(address: string): number[] | undefined {
   if (isIP(address) !== 6) return undefined
   let text = address.toLowerCase().split('%')[0] ?? ''
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
-  if (dotted?.[1]) {
-    const [a, b, c, d] = dotted[1].split('.').map(Number) as [number, number, number, number]
-    text = `${text.slice(0, -dotted[1].length)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  // A dotted IPv4 tail (`::ffff:1.2.3.4`) is whatever follows the last colon.
+  const v4 = text.slice(text.lastIndexOf(':') + 1)
+  if (isIP(v4) === 4) {
+    const [a, b, c, d] = v4.split('.').map(Number) as [number, number, number, number]
+    text = `${text.slice(0, -v4.length)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
   }
   const [head = '', tail] = text.split('::')
   const part = (s: string | undefined) => (s ? s.split(':').map((w) => Number.parseInt(w, 16)) : [])

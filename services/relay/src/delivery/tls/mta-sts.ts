@@ -245,10 +245,18 @@ export function parsePolicy(
 ): { ok: true; policy: Omit<StsPolicy, 'id' | 'expiresAt'> } | { ok: false; reason: string } {
   const fields = new Map<string, string[]>()
   for (const line of text.split(/\r?\n/)) {
-    const m = /^([A-Za-z0-9_]+):[ \t]*(.*?)[ \t]*$/.exec(line)
-    if (!m) continue
-    const key = (m[1] ?? '').toLowerCase()
-    fields.set(key, [...(fields.get(key) ?? []), m[2] ?? ''])
+    // Split at the colon rather than with one pattern: `(.*?)[ \t]*$` backtracks on long blank runs.
+    const colon = line.indexOf(':')
+    const name = line.slice(0, colon)
+    if (colon <= 0 || !/^[A-Za-z0-9_]+$/.test(name)) continue
+    const key = name.toLowerCase()
+    fields.set(key, [
+      ...(fields.get(key) ?? []),
+      line
+        .slice(colon + 1)
+        .replace(/^[ \t]+/, '')
+        .trimEnd(),
+    ])
   }
   if (fields.get('version')?.[0] !== 'STSv1') return { ok: false, reason: 'policy version is not STSv1' }
   const mode = fields.get('mode')?.[0]
