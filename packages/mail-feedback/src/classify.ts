@@ -6,6 +6,7 @@ import { looksLikeDeliveryStatus, parseDeliveryStatus } from './dsn/fields.ts'
 import { addressOf, firstHeader, type HeaderMap, headerRecord, parseHeaderLines } from './mime/headers.ts'
 import { type ParsedMessage, parseMessage } from './mime/parse.ts'
 import { findReturned } from './mime/returned.ts'
+import { rcptReplies } from './plain/dialogue.ts'
 import { plainRecipients } from './plain/recipients.ts'
 import { diagnose } from './reason/diagnose.ts'
 import { isHard } from './reason/rules.ts'
@@ -241,6 +242,8 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions, nested = false
     msg.parts.find((p) => p.contentType.startsWith('text/') && looksLikeDeliveryStatus(p.text))
   const dsnText = dsnPart?.text ?? (inlineDsn >= 0 ? msg.text.slice(inlineDsn, inlineDsn + MAX_TEXT) : undefined)
   const dsn = dsnText ? parseDeliveryStatus(dsnText) : undefined
+  // Each recipient's own refusal in a quoted SMTP dialogue, said by the remote itself.
+  const dialogue = rcptReplies(human)
   if (dsn?.recipients.length) {
     const truncated = cut(dsn.seen, dsn.recipients.length, notes)
     const recipients = dsn.recipients.map((r): RecipientReport => {
@@ -248,7 +251,7 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions, nested = false
       const diagnostic = completeReply(r.diagnostic, human)
       const d = diagnose({
         statusField: r.status,
-        texts: [diagnostic],
+        texts: [diagnostic, dialogue.get(r.address) ?? ''],
         context: [context, dsn.recipients.length === 1 ? human : ''],
         action: r.action,
         diagnosticType: r.diagnosticType,
@@ -373,10 +376,12 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions, nested = false
   const recipients = found.map((r): RecipientReport => {
     // The remote's answer in the dialogue above the address is more direct than the
     // reporting MTA's own line about it ("Remote protocol error").
+    const own = dialogue.get(r.address)
+    const session = own ? `RCPT TO:<${r.address}>\n${own}` : r.session
     const d = diagnose({
-      texts: [r.session, r.snippet],
+      texts: [session, r.snippet],
       context: [found.length === 1 ? human : ''],
-      lead: [r.session, r.lead].filter(Boolean).join('\n'),
+      lead: [session, r.lead].filter(Boolean).join('\n'),
     })
     return {
       address: r.address,
