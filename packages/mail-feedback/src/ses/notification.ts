@@ -111,7 +111,7 @@ export function parseSesNotification(text: string): SesNotification | undefined 
       ...recipientsOf(b.bouncedRecipients),
       bounceType: str(b.bounceType, 40),
       bounceSubType: str(b.bounceSubType, 40),
-      remoteMta: str(b.reportingMTA, 300).replace(/^\s*dns\s*;\s*/i, ''),
+      remoteMta: str(b.reportingMTA, 300).replace(/^[ \t]*[\w-]{1,20}[ \t]*;[ \t]*/, ''),
     }
   }
   if (kind === 'complaint' && isObject(obj.complaint)) {
@@ -132,7 +132,7 @@ export function parseSesNotification(text: string): SesNotification | undefined 
       ...common,
       type: 'delivery',
       ...recipientsOf(list.map((a: unknown) => ({ emailAddress: a, action: 'delivered', status: '2.0.0' }))),
-      remoteMta: str(d.reportingMTA, 300),
+      remoteMta: str(d.reportingMTA, 300).replace(/^[ \t]*[\w-]{1,20}[ \t]*;[ \t]*/, ''),
     }
   }
   return undefined
