@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
-import { classifyMessage, diagnose } from '../src/index.ts'
+import { classifyMessage, diagnose, messageToken, type VerpConfig, verpAddress } from '../src/index.ts'
 import { rcptReplies } from '../src/plain/dialogue.ts'
 import { reasonFromExchangeStatus } from '../src/reason/exchange.ts'
 import { parseSesNotification, reasonFromSubType } from '../src/ses/notification.ts'
@@ -52,6 +52,44 @@ describe('Amazon SES notifications', () => {
     assert.equal(c.feedback?.userAgent, 'ExampleFeedbackLoop/1.0')
     assert.equal(c.feedback?.originalMailFrom, 'bounces@pool.example.org')
     assert.deepEqual(c.returnedHeaders?.to, ['kim@dest.example'])
+  })
+
+  it("attributes a notification by its original's envelope sender (VERP) and reference header", async () => {
+    const verp: VerpConfig = { secret: 'test-secret-1', bounceDomain: 'bounces.pool.example.org', prefix: 'b' }
+    const id = '0192f1b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b'
+    const raw = fixture('ses-complaint.eml')
+      .toString('utf8')
+      .replace('"source": "bounces@pool.example.org"', `"source": "${verpAddress(verp, id)}"`)
+      .replace('"value": "not-a-valid-token"', `"value": "${messageToken(verp, id)}"`)
+    const c = await classifyMessage(raw, { verp })
+    assert.deepEqual(
+      c.attribution.filter((h) => h.verified).map((h) => [h.kind, h.source, h.verified && h.messageId]),
+      [
+        ['reference', 'returned-headers', id],
+        ['verp', 'original-mail-from', id],
+      ],
+    )
+  })
+
+  it('reads a delivery notification as no bounce', async () => {
+    // The delivery object of "Amazon SES notification contents".
+    const delivery = {
+      notificationType: 'Delivery',
+      mail: { source: 'bounces@pool.example.org', destination: ['lee@dest.example'] },
+      delivery: {
+        timestamp: '2026-12-06T10:00:00.000Z',
+        recipients: ['lee@dest.example'],
+        smtpResponse: '250 2.6.0 Message received',
+        reportingMTA: 'a1-1.smtp-out.example.amazonses.com',
+      },
+    }
+    const raw = `From: no-reply@sns.example.amazonaws.com\nSubject: Amazon SES Email Event Notification\n\n${JSON.stringify(delivery)}\n`
+    const c = await classifyMessage(raw)
+    assert.equal(c.kind, 'dsn')
+    assert.deepEqual(
+      c.recipients.map((r) => [r.address, r.action, r.reason, r.hard]),
+      [['lee@dest.example', 'delivered', 'delivered', false]],
+    )
   })
 
   it('takes only an object of the documented shape', () => {
@@ -168,6 +206,16 @@ describe('reports forwarded as message/rfc822', () => {
     assert.deepEqual([r.address, r.status, r.reason, r.hard], ['kim@dest.example', '5.1.1', 'userunknown', true])
     // The returned headers are the bounced message's, not the forwarded report's.
     assert.deepEqual(c.returnedHeaders?.['x-atmos-ref'], ['not-a-valid-token'])
+  })
+
+  it('reads a feedback report inside an attached message/rfc822', async () => {
+    const c = await classify('arf-forwarded.eml')
+    assert.equal(c.kind, 'arf')
+    assert.equal(c.feedback?.originalMailFrom, 'bounces@pool.example.org')
+    assert.deepEqual(
+      c.recipients.map((r) => [r.address, r.reason]),
+      [['kim@isp.example', 'feedback']],
+    )
   })
 
   it('reads them when the message/rfc822 part is inline too', async () => {
