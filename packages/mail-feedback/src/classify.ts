@@ -27,7 +27,7 @@ const INLINE_DSN_START =
 const FORWARDED_REPORT = /^(content-type:[ \t]*multipart\/report\b|final-recipient[ \t]*:|feedback-type[ \t]*:)/im
 /** Words of a complaint: an abuse or spam report, a message marked as spam. */
 const COMPLAINT =
-  /\b(abuse|spam|complaint|fbl|feedback[ -]loop) report\b|\bcomplaint\b|\breported as (spam|junk|abuse)\b|\bmarked (it |this |the )?(message |e-?mail |mail )?as (spam|junk)\b/i
+  /\b(abuse|spam|complaint|fbl|feedback[ -]loop) report\b|\bspam complaint\b|\breported as (spam|junk|abuse)\b|\bmarked (it |this |the )?(message |e-?mail |mail )?as (spam|junk)\b/i
 const OUR_HEADER_LINE = /^(x-atmos-ref|x-atmos-member-did|feedback-id|dkim-signature)[ \t]*:.*(\n[ \t].*)*/gim
 
 const EMPTY_FEEDBACK: FeedbackReport = {

@@ -239,6 +239,11 @@ describe('complaints as a plain multipart with only the original attached', () =
 
   it('leaves a forwarded message without words of a complaint to the operator', async () => {
     assert.equal((await classify('plain-forward.eml')).kind, 'other')
+    // A person's grievance is mail for the operator, not a feedback loop's report.
+    const grievance = fixture('plain-forward.eml')
+      .toString('utf8')
+      .replace('Have a look at the message below', 'I have a complaint about the message below')
+    assert.equal((await classifyMessage(grievance)).kind, 'other')
   })
 })
 
