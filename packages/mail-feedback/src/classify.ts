@@ -408,6 +408,13 @@ function fromSes(n: SesNotification, notes: string[], opts: ClassifyOptions): Cl
     attribution,
     ...truncated,
   }
+  if (n.type === 'complaint' && /^onaccountsuppressionlist$/i.test(n.complaintSubType)) {
+    // Not sent at all: the address complained before. Neither a new complaint nor a bounce of the address.
+    const recipients = n.recipients.map(
+      (r): RecipientReport => ({ ...NO_DETAIL, address: r.address, action: 'failed', reason: 'suppressed' }),
+    )
+    return { kind: 'dsn', ...base, notes: [...base.notes, 'not sent: on the SES account suppression list'], recipients }
+  }
   if (n.type === 'complaint') {
     const addresses = n.recipients.map((r) => r.address)
     const feedback: FeedbackReport = {

@@ -54,6 +54,18 @@ describe('Amazon SES notifications', () => {
     assert.deepEqual(c.returnedHeaders?.to, ['kim@dest.example'])
   })
 
+  it('reads a complaint notice for a send SES suppressed (complaintSubType) as no new complaint', async () => {
+    const raw = fixture('ses-complaint.eml')
+      .toString('utf8')
+      .replace('"complaintFeedbackType": "abuse",', '"complaintSubType": "OnAccountSuppressionList",')
+    const c = await classifyMessage(raw)
+    assert.equal(c.kind, 'dsn')
+    assert.deepEqual(
+      c.recipients.map((r) => [r.address, r.action, r.reason, r.hard]),
+      [['kim@dest.example', 'failed', 'suppressed', false]],
+    )
+  })
+
   it("attributes a notification by its original's envelope sender (VERP) and reference header", async () => {
     const verp: VerpConfig = { secret: 'test-secret-1', bounceDomain: 'bounces.pool.example.org', prefix: 'b' }
     const id = '0192f1b2-7c3d-7e4f-8a5b-6c7d8e9f0a1b'

@@ -30,6 +30,11 @@ export interface SesNotification {
   seen: number
   remoteMta: string
   complaintFeedbackType: string
+  /**
+   * `OnAccountSuppressionList` when SES did not send at all because the address is on the
+   * account's suppression list: no new complaint, only the old one's consequence.
+   */
+  complaintSubType: string
   userAgent: string
   arrivalDate: string
   /** The original message's envelope sender (`mail.source`). */
@@ -98,6 +103,7 @@ export function parseSesNotification(text: string): SesNotification | undefined 
     bounceSubType: '',
     remoteMta: '',
     complaintFeedbackType: '',
+    complaintSubType: '',
     userAgent: '',
     arrivalDate: '',
     source: mailbox(addressOf(str(mail.source, 1000))),
@@ -121,6 +127,7 @@ export function parseSesNotification(text: string): SesNotification | undefined 
       type: 'complaint',
       ...recipientsOf(c.complainedRecipients),
       complaintFeedbackType: str(c.complaintFeedbackType, 40).toLowerCase(),
+      complaintSubType: str(c.complaintSubType, 60),
       userAgent: str(c.userAgent, 300),
       arrivalDate: str(c.arrivalDate, 100),
     }
