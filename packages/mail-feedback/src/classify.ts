@@ -6,8 +6,11 @@ import { looksLikeDeliveryStatus, parseDeliveryStatus } from './dsn/fields.ts'
 import { addressOf, firstHeader, type HeaderMap, headerRecord, parseHeaderLines } from './mime/headers.ts'
 import { type ParsedMessage, parseMessage } from './mime/parse.ts'
 import { findReturned } from './mime/returned.ts'
+import { rcptReplies } from './plain/dialogue.ts'
 import { plainRecipients } from './plain/recipients.ts'
 import { diagnose } from './reason/diagnose.ts'
+import { isHard } from './reason/rules.ts'
+import { parseSesNotification, reasonFromSubType, type SesNotification } from './ses/notification.ts'
 import type { Classification, ClassifyOptions, FeedbackReport, RecipientReport } from './types.ts'
 
 // One inbound message → what it is (complaint, bounce, auto-reply, operator mail), per
@@ -20,6 +23,11 @@ const MAX_TEXT = 200_000
 const MAX_RECIPIENTS = 500
 const INLINE_DSN_START =
   /^(reporting-mta|received-from-mta|original-envelope-id|final-recipient|original-recipient)[ \t]*:/im
+/** An attached message that is itself a report (a forwarded DSN or ARF). */
+const FORWARDED_REPORT = /^(content-type:[ \t]*multipart\/report\b|final-recipient[ \t]*:|feedback-type[ \t]*:)/im
+/** Words of a complaint: an abuse or spam report, a message marked as spam. */
+const COMPLAINT =
+  /\b(abuse|spam|complaint|fbl|feedback[ -]loop) report\b|\bspam complaint\b|\breported as (spam|junk|abuse)\b|\bmarked (it |this |the )?(message |e-?mail |mail )?as (spam|junk)\b/i
 const OUR_HEADER_LINE = /^(x-atmos-ref|x-atmos-member-did|feedback-id|dkim-signature)[ \t]*:.*(\n[ \t].*)*/gim
 
 const EMPTY_FEEDBACK: FeedbackReport = {
@@ -60,6 +68,18 @@ function looseHeaders(msg: ParsedMessage): HeaderMap {
 /** The address the report names, when the value is one; '' (not named) for anything else. */
 function reported(value: string): string {
   return mailbox(addressOf(value))
+}
+
+/** Whom a complaint without Original-Rcpt-To concerns: Microsoft's header, else the original's To. */
+function complainedAddresses(returned: HeaderMap, report: HeaderMap): string[] {
+  return (
+    returned.get('x-hmxmroriginalrecipient') ??
+    report.get('x-hmxmroriginalrecipient') ??
+    returned.get('to') ??
+    []
+  )
+    .map(reported)
+    .filter(Boolean)
 }
 
 /**
@@ -132,7 +152,7 @@ function cut(seen: number, kept: number, notes: string[]): { truncated?: { kept:
   return { truncated: { kept, seen } }
 }
 
-async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Classification> {
+async function classifyParsed(raw: Buffer, opts: ClassifyOptions, nested = false): Promise<Classification> {
   if (raw.length === 0 || !raw.toString('latin1', 0, 65536).trim()) {
     return unparseable('empty message', opts)
   }
@@ -174,15 +194,7 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
     if (!feedback.feedbackType) notes.push('feedback report has no Feedback-Type; read as abuse')
     feedback.feedbackType ||= 'abuse'
     let addresses = feedback.originalRcptTo.map(mailbox).filter(Boolean)
-    if (!addresses.length)
-      addresses = (
-        returned.headers.get('x-hmxmroriginalrecipient') ??
-        msg.headers.get('x-hmxmroriginalrecipient') ??
-        returned.headers.get('to') ??
-        []
-      )
-        .map(reported)
-        .filter(Boolean)
+    if (!addresses.length) addresses = complainedAddresses(returned.headers, msg.headers)
     const truncated = cut(addresses.length, MAX_RECIPIENTS, notes)
     addresses = addresses.slice(0, MAX_RECIPIENTS)
     if (!addresses.length) addresses = ['']
@@ -215,12 +227,23 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
     }
   }
 
+  // Amazon SES: a JSON notification (bare or in SNS's envelope) as the body or a part.
+  const ses = [
+    msg.text,
+    ...msg.parts.filter((p) => /^(application\/json|text\/plain)$/.test(p.contentType)).map((p) => p.text),
+  ]
+    .map(parseSesNotification)
+    .find(Boolean)
+  if (ses) return fromSes(ses, notes, opts)
+
   // RFC 3464: a delivery-status part (or its fields sent as text/plain).
   const dsnPart =
     msg.parts.find((p) => DELIVERY_STATUS_TYPES.has(p.contentType)) ??
     msg.parts.find((p) => p.contentType.startsWith('text/') && looksLikeDeliveryStatus(p.text))
   const dsnText = dsnPart?.text ?? (inlineDsn >= 0 ? msg.text.slice(inlineDsn, inlineDsn + MAX_TEXT) : undefined)
   const dsn = dsnText ? parseDeliveryStatus(dsnText) : undefined
+  // Each recipient's own refusal in a quoted SMTP dialogue, said by the remote itself.
+  const dialogue = rcptReplies(human)
   if (dsn?.recipients.length) {
     const truncated = cut(dsn.seen, dsn.recipients.length, notes)
     const recipients = dsn.recipients.map((r): RecipientReport => {
@@ -228,7 +251,7 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
       const diagnostic = completeReply(r.diagnostic, human)
       const d = diagnose({
         statusField: r.status,
-        texts: [diagnostic],
+        texts: [diagnostic, dialogue.get(r.address) ?? ''],
         context: [context, dsn.recipients.length === 1 ? human : ''],
         action: r.action,
         diagnosticType: r.diagnosticType,
@@ -246,10 +269,46 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
     })
     return { kind: 'dsn', ...base, recipients, attribution: hints(), ...truncated }
   }
+  // A report forwarded as an attachment (one level deep): its fields sit in the message/rfc822 part.
+  const forwarded = nested
+    ? undefined
+    : msg.parts.find((p) => p.contentType === 'message/rfc822' && FORWARDED_REPORT.test(p.text.slice(0, 65536)))
+  if (forwarded) {
+    const inner = await classifyParsed(Buffer.from(forwarded.text, 'utf8'), opts, true)
+    if (inner.kind === 'dsn' || inner.kind === 'arf')
+      return { ...inner, notes: [...notes, 'report read from an attached message/rfc822 part', ...inner.notes] }
+  }
   if (msg.reportType === 'delivery-status')
     notes.push('delivery report without a readable message/delivery-status part; read as text')
 
   const sig = signals(msg.headers, msg.subject, human, opts.envelope?.mailFrom)
+  // A complaint as a plain multipart with only the original attached (feedback loops that
+  // predate RFC 5965): said in its subject or text, the complained-about message attached.
+  if (
+    !sig.bounce &&
+    !dsnPart &&
+    msg.contentType.startsWith('multipart/') &&
+    msg.parts.some((p) => p.contentType === 'message/rfc822') &&
+    returned.headers.size &&
+    (COMPLAINT.test(msg.subject) || COMPLAINT.test(human.slice(0, 4000)))
+  ) {
+    const found = complainedAddresses(returned.headers, msg.headers)
+    const truncated = cut(found.length, MAX_RECIPIENTS, notes)
+    const addresses = found.slice(0, MAX_RECIPIENTS)
+    return {
+      kind: 'arf',
+      ...base,
+      notes: [...notes, 'complaint without a message/feedback-report part (not RFC 5965); read as abuse'],
+      feedback: { ...EMPTY_FEEDBACK, feedbackType: 'abuse', originalRcptTo: addresses },
+      recipients: (addresses.length ? addresses : ['']).map((address) => ({
+        ...NO_DETAIL,
+        address,
+        reason: 'feedback',
+      })),
+      attribution: hints(),
+      ...truncated,
+    }
+  }
   if (!sig.bounce && !dsnPart && msg.reportType !== 'delivery-status') {
     if (sig.autoReply) {
       const address = reported(firstHeader(msg.headers, 'from'))
@@ -317,10 +376,12 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
   const recipients = found.map((r): RecipientReport => {
     // The remote's answer in the dialogue above the address is more direct than the
     // reporting MTA's own line about it ("Remote protocol error").
+    const own = dialogue.get(r.address)
+    const session = own ? `RCPT TO:<${r.address}>\n${own}` : r.session
     const d = diagnose({
-      texts: [r.session, r.snippet],
+      texts: [session, r.snippet],
       context: [found.length === 1 ? human : ''],
-      lead: [r.session, r.lead].filter(Boolean).join('\n'),
+      lead: [session, r.lead].filter(Boolean).join('\n'),
     })
     return {
       address: r.address,
@@ -334,6 +395,61 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions): Promise<Class
     }
   })
   return { kind: 'plain_bounce', ...base, recipients, attribution: hints(), ...truncated }
+}
+
+/** An SES notification as a DSN (bounces, deliveries) or an ARF report (complaints). */
+function fromSes(n: SesNotification, notes: string[], opts: ClassifyOptions): Classification {
+  const attribution = attributionHints({ returned: n.headers, report: new Map(), originalMailFrom: n.source }, opts)
+  const all = [...notes, `Amazon SES ${n.type} notification`]
+  const truncated = cut(n.seen, n.recipients.length, all)
+  const base = {
+    notes: all,
+    returnedHeaders: n.headers.size ? headerRecord(n.headers) : undefined,
+    attribution,
+    ...truncated,
+  }
+  if (n.type === 'complaint' && /^onaccountsuppressionlist$/i.test(n.complaintSubType)) {
+    // Not sent at all: the address complained before. Neither a new complaint nor a bounce of the address.
+    const recipients = n.recipients.map(
+      (r): RecipientReport => ({ ...NO_DETAIL, address: r.address, action: 'failed', reason: 'suppressed' }),
+    )
+    return { kind: 'dsn', ...base, notes: [...base.notes, 'not sent: on the SES account suppression list'], recipients }
+  }
+  if (n.type === 'complaint') {
+    const addresses = n.recipients.map((r) => r.address)
+    const feedback: FeedbackReport = {
+      ...EMPTY_FEEDBACK,
+      feedbackType: n.complaintFeedbackType || 'abuse',
+      userAgent: n.userAgent,
+      originalMailFrom: n.source,
+      originalRcptTo: addresses.filter(Boolean),
+      arrivalDate: n.arrivalDate,
+    }
+    const recipients = (addresses.length ? addresses : ['']).map(
+      (address): RecipientReport => ({ ...NO_DETAIL, address, reason: 'feedback' }),
+    )
+    return { kind: 'arf', ...base, recipients, feedback }
+  }
+  const transient = /^transient$/i.test(n.bounceType)
+  const recipients = n.recipients.map((r): RecipientReport => {
+    const action = r.action || (n.type === 'delivery' ? 'delivered' : 'failed')
+    const d = diagnose({ statusField: r.status, texts: [r.diagnosticCode], action })
+    // The remote's words and codes first; SES's own subtype only when they say nothing.
+    const bySubType = reasonFromSubType(n.bounceSubType)
+    const reason = d.reason === 'undefined' && bySubType ? bySubType : d.reason
+    return {
+      address: r.address,
+      action,
+      status: d.status,
+      replyCode: d.replyCode,
+      diagnostic: collapse(r.diagnosticCode),
+      remoteMta: n.remoteMta,
+      reason,
+      // A transient bounce never suppresses, whatever the words.
+      hard: !transient && isHard(reason, d.status, d.replyCode, action),
+    }
+  })
+  return { kind: 'dsn', ...base, recipients }
 }
 
 function unparseable(reason: string, opts: ClassifyOptions, notes: string[] = []): Classification {

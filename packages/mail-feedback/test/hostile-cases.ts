@@ -152,6 +152,25 @@ export const CASES: Record<string, () => unknown> = {
     await classifyHostile(shared)
   },
 
+  'classifies SES notifications of a MiB: recipients without end, nesting, an SNS Message of a MiB': async () => {
+    const head = 'From: no-reply@sns.example.amazonaws.com\nSubject: AWS Notification Message\n\n'
+    const many = `{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":[${'{"emailAddress":"a@dest.example"},'.repeat(30_000)}{}]}}`
+    const c = await classifyHostile(head + many)
+    assert.equal(c.kind, 'dsn')
+    assert.equal(c.recipients.length, 500)
+    assert.ok(c.truncated && c.truncated.seen > 500)
+    await classifyHostile(`${head}{"a":${fill('[', MIB)}`)
+    await classifyHostile(`${head}${JSON.stringify({ Type: 'Notification', Message: many })}`)
+  },
+
+  'classifies a transcript of 4 MiB: RCPT TO lines and replies without end': async () => {
+    await classifyHostile(BOUNCE_HEAD + fill('>>> RCPT To:<a@dest.example>\n<<< 550 5.1.1 no\n', 4 * MIB))
+    await classifyHostile(`${BOUNCE_HEAD}>>> RCPT To:<a@dest.example>\n${fill('<<< 550 5.1.1 no\n', 4 * MIB)}`)
+    await classifyHostile(
+      dsn('', `Final-Recipient: rfc822; a@dest.example\nAction: failed\n\n`) + fill('>>> RCPT To:<', 4 * MIB),
+    )
+  },
+
   'classifies header fields of megabytes without an address': async () => {
     await classifyHostile(`From: ${fill('a', 3 * MIB)}\nSubject: Mail delivery failed\n\nfailed\n`)
     await classifyHostile(

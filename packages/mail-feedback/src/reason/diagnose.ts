@@ -1,4 +1,5 @@
 import { bestStatus, replyCodeIn, specificity } from './codes.ts'
+import { reasonFromExchangeStatus } from './exchange.ts'
 import { isHard, reasonFromStatus, reasonFromText } from './rules.ts'
 
 export interface Diagnosis {
@@ -111,14 +112,20 @@ export function diagnose(input: DiagnosisInput): Diagnosis {
     replyCode = replyCodeIn(t, status[0])
     if (replyCode) break
   }
+  const action = (input.action ?? '').toLowerCase()
+  // A report of success (RFC 3464 delivered, relayed, expanded; a 2.x.x status): no bounce.
+  if (/^(delivered|relayed|expanded)$/.test(action) || status.startsWith('2')) {
+    return { status, replyCode: '', reason: 'delivered', hard: false }
+  }
   // The remote's own words first; a fully specific code before the reporting MTA's
   // surrounding prose; a vague code (5.0.0, 5.5.0) only when nothing else says more.
+  // A provider's own code (Microsoft's 5.4.310) yields to any words, the prose's too.
+  const provider = reasonFromExchangeStatus(status)
   let reason = firstReason(texts)
-  if (!reason && specificity(status) === 2) reason = reasonFromStatus(status)
+  if (!reason && specificity(status) === 2 && !provider) reason = reasonFromStatus(status)
   if (!reason) reason = firstReason(context)
   const worded = !!reason
-  if (!reason) reason = reasonFromStatus(status)
-  const action = (input.action ?? '').toLowerCase()
+  if (!reason) reason = provider || reasonFromStatus(status)
   const all = [input.lead ?? '', ...texts, ...context].join('\n').replace(/\s+/g, ' ')
   const phase = phaseOf(all, status)
   if (reason === 'userunknown') reason = confirmUnknown(status, all, phase)
