@@ -38,7 +38,8 @@ export class FeedbackProviders {
     const zone = Object.fromEntries(
       Object.entries(keys).flatMap(([domain, key]) => [
         [domain, { TXT: ['v=spf1 ip4:127.0.0.1 -all'] }],
-        [`${SELECTOR}._domainkey.${domain}`, { TXT: [`v=DKIM1; k=rsa; p=${key.publicKey}`] }],
+        // A TXT character-string holds 255 bytes at most: a 2048-bit key takes two.
+        [`${SELECTOR}._domainkey.${domain}`, { TXT: [`v=DKIM1; k=rsa; p=${key.publicKey}`.match(/.{1,255}/g)!] }],
       ]),
     )
     const dns = new TestDnsServer(zone)
@@ -61,12 +62,13 @@ export class FeedbackProviders {
   /** The message (CRLF) with a DKIM signature of `domain` on top. */
   async sign(message: string, domain: string = PROVIDER_DOMAIN): Promise<string> {
     const crlf = message.replace(/\r?\n/g, '\r\n')
-    const { signatures } = await dkimSign(crlf, {
-      signingDomain: domain,
-      selector: SELECTOR,
-      privateKey: this.keys[domain]!.privateKey,
+    const key = { signingDomain: domain, selector: SELECTOR, privateKey: this.keys[domain]!.privateKey }
+    const { signatures, errors } = await dkimSign(crlf, {
+      ...key,
       canonicalization: 'relaxed/relaxed',
+      signatureData: [key],
     })
+    if (!signatures) throw new Error(`not signed: ${JSON.stringify(errors)}`)
     return signatures + crlf
   }
 
