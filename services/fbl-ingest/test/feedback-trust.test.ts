@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { feedbackEvents, inboundMessages, members, suppressions } from '@atmos/db'
 import { computeReputation } from '@atmos/reputation'
 import { and, eq, isNull } from 'drizzle-orm'
+import { ReporterCheckUnavailable } from '../src/process/reporter.ts'
 import type { FblIngestService } from '../src/service.ts'
 import { FeedbackProviders, PROVIDER_DOMAIN, STRANGER_DOMAIN } from './feedback-provider.ts'
 import {
@@ -238,6 +239,33 @@ describe('complaints count only from a configured feedback-loop provider', () =>
     await waitFor('suspension', async () => (await statusOf(member)) === 'suspended')
     const queried = providers.dns.queries.map((q) => q.name.toLowerCase())
     assert.ok(queried.includes(`fbl1._domainkey.${PROVIDER_DOMAIN}`), 'the DKIM key came from the test zone')
+  })
+
+  it("a provider's DNS failing leaves the report waiting for a retry, not recorded as uncounted", async () => {
+    const member = await addMember(h.db)
+    const sent = await spool(h, member, 'later@remote.example')
+    const raw = Buffer.from(await providers.sign(complaint(sent)))
+    // Stored as the listener stores it, but with no job: this test runs the processor itself.
+    const [row] = await h.db
+      .insert(inboundMessages)
+      .values({ mailFrom: '', rcptTo: [FBL], size: raw.length, raw, remoteAddress: '127.0.0.1', heloName: 'mx.test' })
+      .returning({ id: inboundMessages.id })
+    const processor = service.ctx.workers!.processor!
+    const keyName = `fbl1._domainkey.${PROVIDER_DOMAIN}`
+    const key = providers.dns.zone[keyName]!
+    providers.dns.zone[keyName] = { ...key, behaviour: 'servfail' }
+    try {
+      await assert.rejects(processor.process(row!.id), ReporterCheckUnavailable)
+    } finally {
+      providers.dns.zone[keyName] = key
+    }
+    const [waiting] = await h.db.select().from(inboundMessages).where(eq(inboundMessages.id, row!.id))
+    assert.equal(waiting?.state, 'received', 'kept for the retry')
+    assert.equal((await eventsOfMember(member.id)).length, 0)
+
+    assert.equal((await processor.process(row!.id)).outcome, 'processed')
+    const [event] = await eventsOfMember(member.id)
+    assert.equal((event?.details as { reporter: string }).reporter, 'testfbl')
   })
 })
 

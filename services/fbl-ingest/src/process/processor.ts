@@ -68,8 +68,8 @@ const KIND: Record<Classification['kind'], InboundKind> = {
  * One stored inbound message → classified and acted on. Idempotent: the message's state
  * is checked and set in the same transaction as the events, suppressions, forward or
  * quarantine it causes, so a retried or duplicated job does nothing twice. Whatever the
- * bytes, it ends in processed, forwarded or quarantined; only a database failure throws
- * (and the job is retried).
+ * bytes, it ends in processed, forwarded or quarantined; only a database failure, or a
+ * feedback-loop provider's DNS failing while its report is checked, throws (and the job is retried).
  */
 export class InboundProcessor {
   private readonly deps: ProcessorDeps

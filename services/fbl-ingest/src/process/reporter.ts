@@ -18,6 +18,13 @@ export type Reporter =
   /** Anyone else: a stranger holding one message can write a well-formed report. */
   | { provider: null; why: string }
 
+/**
+ * The provider's DNS did not answer: whether the report is theirs is unknown for now. The
+ * job fails and is retried (the stored message waits), so a real complaint is not recorded
+ * as uncounted for a DNS hiccup. A stranger cannot cause this: it needs the provider's DNS.
+ */
+export class ReporterCheckUnavailable extends Error {}
+
 const within = (domain: string, listed: readonly string[]) =>
   listed.some((d) => domain === d || domain.endsWith(`.${d}`))
 
@@ -27,8 +34,8 @@ const within = (domain: string, listed: readonly string[]) =>
  * feedback part and the returned headers are the provider's), or else an envelope sender
  * in a provider's sending domains that SPF passes for the connecting address. A
  * signature with l= leaves bytes unsigned that anyone could append, so it proves nothing
- * here. The From header alone is never enough: it is whatever the sender typed. Never
- * throws: a DNS failure is "not authenticated" (the event is recorded, not counted).
+ * here. The From header alone is never enough: it is whatever the sender typed. Throws
+ * only ReporterCheckUnavailable, when a provider's own DNS failed temporarily.
  */
 export async function authenticateReporter(
   report: ArrivedReport,
@@ -43,6 +50,10 @@ export async function authenticateReporter(
       for (const r of results) {
         const d = r.signingDomain?.toLowerCase() ?? ''
         if (!d) continue
+        const p = providers.find((x) => within(d, x.dkimDomains))
+        if (p && r.status.result === 'temperror') {
+          throw new ReporterCheckUnavailable(`DKIM key of ${d} not retrieved: ${r.status.comment ?? 'temperror'}`)
+        }
         if (r.status.result !== 'pass') {
           notes.push(`DKIM d=${d} ${r.status.result}`)
           continue
@@ -51,11 +62,11 @@ export async function authenticateReporter(
           notes.push(`DKIM d=${d} leaves ${r.status.underSized} body bytes unsigned (l=)`)
           continue
         }
-        const p = providers.find((x) => within(d, x.dkimDomains))
         if (p) return { provider: p.name, via: 'dkim', domain: d }
         notes.push(`DKIM d=${d} is no configured provider's`)
       }
     } catch (err) {
+      if (err instanceof ReporterCheckUnavailable) throw err
       notes.push(`DKIM not checked: ${(err as Error).message}`)
     }
   }
@@ -73,8 +84,12 @@ export async function authenticateReporter(
         maxElapsedTime: opts.timeoutMs,
       })
       if (result.status.result === 'pass') return { provider: p.name, via: 'spf', domain: senderDomain }
+      if (result.status.result === 'temperror') {
+        throw new ReporterCheckUnavailable(`SPF of ${senderDomain} not retrieved: temperror`)
+      }
       notes.push(`SPF ${result.status.result} for MAIL FROM ${senderDomain} from ${report.remoteAddress}`)
     } catch (err) {
+      if (err instanceof ReporterCheckUnavailable) throw err
       notes.push(`SPF not checked: ${(err as Error).message}`)
     }
   } else if (senderDomain) {
