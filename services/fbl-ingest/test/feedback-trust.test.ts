@@ -265,7 +265,7 @@ describe('complaints count only from a configured feedback-loop provider', () =>
 
     assert.equal((await processor.process(row!.id)).outcome, 'processed')
     const [event] = await eventsOfMember(member.id)
-    assert.equal((event?.details as { reporter: string }).reporter, 'testfbl')
+    assert.equal((event!.details as { reporter: string }).reporter, 'testfbl')
   })
 })
 
