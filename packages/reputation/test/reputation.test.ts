@@ -84,7 +84,7 @@ describe('suppressions', () => {
 })
 
 describe('one message, one vote', () => {
-  it('records one event a message and type: a repeat is not recorded and names the standing event', async () => {
+  it('records one event a message, recipient and type: a repeat is not recorded and names the standing event', async () => {
     const m = await addMember(h.db)
     const messageId = randomUUID()
     const event = { type: 'complaint' as const, memberId: m.id, messageId, recipient: 'r@example.net', source: 'arf' }
@@ -95,12 +95,22 @@ describe('one message, one vote', () => {
     assert.equal(await recordFeedbackEvent(h.db, event), first.id)
     const bounce = await recordFeedbackEventOnce(h.db, { ...event, type: 'hard_bounce', source: 'dsn' })
     assert.equal(bounce.recorded, true, 'another type of the same message is its own vote')
+    // The relay's own bounces of a message spooled to several recipients: one each.
+    const other = await recordFeedbackEventOnce(h.db, { ...event, type: 'hard_bounce', recipient: 'R2@example.net' })
+    assert.equal(other.recorded, true, 'another recipient of the same message is its own vote')
+    assert.deepEqual(
+      await recordFeedbackEventOnce(h.db, { ...event, type: 'hard_bounce', recipient: 'r2@example.net' }),
+      {
+        id: other.id,
+        recorded: false,
+      },
+    )
     // Events without a message (the relay's own, unsigned reports) are not de-duplicated here.
     const loose = { type: 'complaint' as const, memberId: m.id, source: 'arf' }
     assert.equal((await recordFeedbackEventOnce(h.db, loose)).recorded, true)
     assert.equal((await recordFeedbackEventOnce(h.db, loose)).recorded, true)
     const rows = await h.db.select().from(feedbackEvents).where(eq(feedbackEvents.memberId, m.id))
-    assert.equal(rows.length, 4)
+    assert.equal(rows.length, 5)
   })
 
   it('complaints marked not counted (no configured provider) and unsubscribes never count', async () => {

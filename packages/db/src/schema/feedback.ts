@@ -76,9 +76,12 @@ export const feedbackEvents = pgTable(
   (t) => [
     index('feedback_events_member_idx').on(t.memberId, t.type, t.occurredAt),
     index('feedback_events_message_idx').on(t.messageId),
-    // One message, one vote: a spooled message has one recipient, so a report (or its
-    // replay, or a DSN listing the address 500 times) records at most one event a type.
-    uniqueIndex('feedback_events_message_type_key').on(t.messageId, t.type).where(sql`message_id IS NOT NULL`),
+    // One message, one vote: a report about a spooled recipient (or its replay, or a DSN
+    // listing the address 500 times) records at most one event a type. (Submission spools
+    // one copy a recipient, so this is one event a message and type.)
+    uniqueIndex('feedback_events_message_recipient_type_key')
+      .on(t.messageId, t.recipient, t.type)
+      .where(sql`message_id IS NOT NULL`),
     check('feedback_events_type_check', sql.raw(`type IN (${oneOf(FEEDBACK_TYPES)})`)),
   ],
 )
