@@ -1,4 +1,5 @@
 import { type FeedbackType, feedbackEvents } from '@atmos/db'
+import { and, eq, isNull, sql } from 'drizzle-orm'
 import type { Executor } from './executor.ts'
 
 export type FeedbackEventInput = {
@@ -21,6 +22,20 @@ export type FeedbackEventInput = {
 
 /** One complaint or bounce against a member (and message, where known); returns its id. */
 export async function recordFeedbackEvent(db: Executor, event: FeedbackEventInput): Promise<number> {
+  return (await recordFeedbackEventOnce(db, event)).id
+}
+
+/**
+ * Records an event unless its message already has one of that type for that recipient:
+ * one message, one vote, however often a report is replayed or a DSN repeats the address
+ * (the unique index on message, recipient and type decides, so two reports racing record
+ * one). `recorded` is false for such a duplicate, whose `id` is the standing event's: the
+ * caller acts (suppresses, enforces) only on what it recorded.
+ */
+export async function recordFeedbackEventOnce(
+  db: Executor,
+  event: FeedbackEventInput,
+): Promise<{ id: number; recorded: boolean }> {
   const [row] = await db
     .insert(feedbackEvents)
     .values({
@@ -37,6 +52,22 @@ export async function recordFeedbackEvent(db: Executor, event: FeedbackEventInpu
       details: event.details ?? null,
       ...(event.occurredAt ? { occurredAt: event.occurredAt } : {}),
     })
+    .onConflictDoNothing({
+      target: [feedbackEvents.messageId, feedbackEvents.recipient, feedbackEvents.type],
+      where: sql`message_id IS NOT NULL`,
+    })
     .returning({ id: feedbackEvents.id })
-  return row!.id
+  if (row) return { id: row.id, recorded: true }
+  const recipient = event.recipient ? event.recipient.toLowerCase() : null
+  const [standing] = await db
+    .select({ id: feedbackEvents.id })
+    .from(feedbackEvents)
+    .where(
+      and(
+        eq(feedbackEvents.messageId, event.messageId!),
+        recipient === null ? isNull(feedbackEvents.recipient) : eq(feedbackEvents.recipient, recipient),
+        eq(feedbackEvents.type, event.type),
+      ),
+    )
+  return { id: standing!.id, recorded: false }
 }

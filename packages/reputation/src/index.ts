@@ -1,6 +1,6 @@
 export { type AggregateInput, AggregateInputError, recordAggregateFeedback } from './aggregate.ts'
 export { type Enforcement, enforceReputation } from './enforce.ts'
-export { type FeedbackEventInput, recordFeedbackEvent } from './events.ts'
+export { type FeedbackEventInput, recordFeedbackEvent, recordFeedbackEventOnce } from './events.ts'
 export type { Executor } from './executor.ts'
 export {
   computeReputation,

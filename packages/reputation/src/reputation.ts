@@ -103,8 +103,11 @@ async function windowFigures(
     where ${member('member_id')} and member_id is not null
       and occurred_at > ${from}::timestamptz and occurred_at < ${to}::timestamptz
       -- Events attributed only by unsigned header claims are kept on record but never
-      -- count: anyone can write X-Atmos-Member-Did into a forged report.
-      and coalesce((details->>'verified')::boolean, true)`)
+      -- count: anyone can write X-Atmos-Member-Did into a forged report. Nor do complaints
+      -- from a reporter that did not authenticate as a configured feedback-loop provider
+      -- (details.counted false): anyone holding one message could send those.
+      and coalesce((details->>'verified')::boolean, true)
+      and coalesce((details->>'counted')::boolean, true)`)
   // An aggregate period counts in every window it overlaps: providers report by day.
   const [aggregate] = await db.execute<{ complaints: string | null; rate: string | null }>(sql`
     select sum(complaint_rate * volume) filter (where volume is not null) as complaints,

@@ -6,7 +6,8 @@ export const DAY_MS = 86_400_000
 /** How long a hard bounce keeps an address suppressed unless configured otherwise. */
 export const DEFAULT_BOUNCE_SUPPRESSION_MS = 30 * DAY_MS
 
-export type SuppressionReason = 'hard_bounce' | 'complaint' | 'manual'
+/** `unsubscribe`: the recipient opted out of this member's mail (ARF opt-out, Apple's one-click unsubscribe). */
+export type SuppressionReason = 'hard_bounce' | 'complaint' | 'unsubscribe' | 'manual'
 
 export type SuppressInput = {
   memberId: number
@@ -14,7 +15,7 @@ export type SuppressInput = {
   reason: SuppressionReason
   detail?: string | null | undefined
   eventId?: number | null | undefined
-  /** Hard bounces only: how long the entry stands (default 30 days). Complaints and manual entries never expire. */
+  /** Hard bounces only: how long the entry stands (default 30 days). Other entries never expire. */
   bounceForMs?: number | undefined
 }
 
@@ -31,24 +32,25 @@ export type Suppression = {
 /**
  * Puts an address on the member's suppression list, or strengthens the standing entry.
  * There is at most one standing entry per member and address (a partial unique index): a
- * complaint or manual entry turns a bounce entry into one that never expires, a new bounce
+ * complaint, unsubscribe or manual entry turns a bounce entry into one that never expires, a new bounce
  * extends a bounce entry's term, and nothing shortens a term that is already longer.
  */
 export async function suppress(db: Executor, input: SuppressInput): Promise<Suppression> {
   const address = input.address.trim().toLowerCase()
   const expires =
     input.reason === 'hard_bounce' ? new Date(Date.now() + (input.bounceForMs ?? DEFAULT_BOUNCE_SUPPRESSION_MS)) : null
+  // The standing reason stays when the new one is weaker: a bounce under anything else, an
+  // unsubscribe (which the member may lift) under a complaint or an operator's entry.
+  const weaker = sql`((excluded.reason = 'hard_bounce' and suppressions.reason <> 'hard_bounce')
+    or (excluded.reason = 'unsubscribe' and suppressions.reason in ('complaint', 'manual')))`
   const rows = await db.execute<Record<string, unknown>>(sql`
     insert into suppressions (member_id, address, reason, detail, event_id, expires_at)
     values (${input.memberId}, ${address}, ${input.reason}, ${input.detail ?? null}, ${input.eventId ?? null},
             ${expires ? expires.toISOString() : null}::timestamptz)
     on conflict (member_id, address) where removed_at is null do update set
-      reason = case when excluded.reason = 'hard_bounce' and suppressions.reason <> 'hard_bounce'
-                    then suppressions.reason else excluded.reason end,
-      detail = case when excluded.reason = 'hard_bounce' and suppressions.reason <> 'hard_bounce'
-                    then suppressions.detail else excluded.detail end,
-      event_id = case when excluded.reason = 'hard_bounce' and suppressions.reason <> 'hard_bounce'
-                      then suppressions.event_id else excluded.event_id end,
+      reason = case when ${weaker} then suppressions.reason else excluded.reason end,
+      detail = case when ${weaker} then suppressions.detail else excluded.detail end,
+      event_id = case when ${weaker} then suppressions.event_id else excluded.event_id end,
       -- An entry whose term ran out still holds the unique slot: a new bounce starts a new term.
       created_at = case when suppressions.expires_at is not null and suppressions.expires_at <= now()
                         then now() else suppressions.created_at end,

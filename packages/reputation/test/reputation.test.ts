@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { feedbackEvents, memberStatusChanges, members, suppressions } from '@atmos/db'
 import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
@@ -11,6 +12,7 @@ import {
   listSuppressions,
   recordAggregateFeedback,
   recordFeedbackEvent,
+  recordFeedbackEventOnce,
   removeSuppression,
   republishStatusChanges,
   setMemberStatus,
@@ -78,6 +80,65 @@ describe('suppressions', () => {
       (await listSuppressions(h.db, { memberId: m.id })).map((e) => [e.address, e.reason]),
       [['x@example.net', 'complaint']],
     )
+  })
+})
+
+describe('one message, one vote', () => {
+  it('records one event a message, recipient and type: a repeat is not recorded and names the standing event', async () => {
+    const m = await addMember(h.db)
+    const messageId = randomUUID()
+    const event = { type: 'complaint' as const, memberId: m.id, messageId, recipient: 'r@example.net', source: 'arf' }
+    const first = await recordFeedbackEventOnce(h.db, event)
+    const again = await recordFeedbackEventOnce(h.db, event)
+    assert.equal(first.recorded, true)
+    assert.deepEqual(again, { id: first.id, recorded: false })
+    assert.equal(await recordFeedbackEvent(h.db, event), first.id)
+    const bounce = await recordFeedbackEventOnce(h.db, { ...event, type: 'hard_bounce', source: 'dsn' })
+    assert.equal(bounce.recorded, true, 'another type of the same message is its own vote')
+    // The relay's own bounces of a message spooled to several recipients: one each.
+    const other = await recordFeedbackEventOnce(h.db, { ...event, type: 'hard_bounce', recipient: 'R2@example.net' })
+    assert.equal(other.recorded, true, 'another recipient of the same message is its own vote')
+    assert.deepEqual(
+      await recordFeedbackEventOnce(h.db, { ...event, type: 'hard_bounce', recipient: 'r2@example.net' }),
+      {
+        id: other.id,
+        recorded: false,
+      },
+    )
+    // Events without a message (the relay's own, unsigned reports) are not de-duplicated here.
+    const loose = { type: 'complaint' as const, memberId: m.id, source: 'arf' }
+    assert.equal((await recordFeedbackEventOnce(h.db, loose)).recorded, true)
+    assert.equal((await recordFeedbackEventOnce(h.db, loose)).recorded, true)
+    const rows = await h.db.select().from(feedbackEvents).where(eq(feedbackEvents.memberId, m.id))
+    assert.equal(rows.length, 5)
+  })
+
+  it('complaints marked not counted (no configured provider) and unsubscribes never count', async () => {
+    const m = await addMember(h.db)
+    await addOutcomes(h.db, m.id, 100, 'delivered', 3_600_000)
+    await recordFeedbackEvent(h.db, { type: 'complaint', memberId: m.id, source: 'arf', details: { counted: false } })
+    await recordFeedbackEvent(h.db, { type: 'unsubscribe', memberId: m.id, source: 'arf' })
+    await recordFeedbackEvent(h.db, {
+      type: 'complaint',
+      memberId: m.id,
+      source: 'arf',
+      details: { reporter: 'yahoo' },
+    })
+    const rep = await computeReputation(h.db, m.id, { thresholds: { minVolume: 1 } })
+    assert.equal(rep.windows['24h'].complaints, 1)
+  })
+
+  it('an unsubscribe entry never weakens a complaint or manual one; it strengthens a bounce entry', async () => {
+    const m = await addMember(h.db)
+    await suppress(h.db, { memberId: m.id, address: 'c@example.net', reason: 'complaint' })
+    const kept = await suppress(h.db, { memberId: m.id, address: 'c@example.net', reason: 'unsubscribe' })
+    assert.equal(kept.reason, 'complaint', 'a member may lift an unsubscribe, never a complaint')
+    await suppress(h.db, { memberId: m.id, address: 'b@example.net', reason: 'hard_bounce' })
+    const stronger = await suppress(h.db, { memberId: m.id, address: 'b@example.net', reason: 'unsubscribe' })
+    assert.equal(stronger.reason, 'unsubscribe')
+    assert.equal(stronger.expiresAt, null, 'an unsubscribe does not expire')
+    const bounced = await suppress(h.db, { memberId: m.id, address: 'b@example.net', reason: 'hard_bounce' })
+    assert.equal(bounced.reason, 'unsubscribe')
   })
 })
 
@@ -216,7 +277,8 @@ describe('reputation', () => {
   it('pool figures take every member together', async () => {
     const rep = await computeReputation(h.db, null)
     const [row] = await h.db.execute<{ n: string }>(
-      sql`select count(*) as n from feedback_events where type = 'complaint' and occurred_at > now() - interval '1 day'`,
+      sql`select count(*) as n from feedback_events where type = 'complaint' and occurred_at > now() - interval '1 day'
+          and coalesce((details->>'counted')::boolean, true)`,
     )
     assert.equal(rep.windows['24h'].complaints, Number(row!.n))
     const [d] = await h.db.execute<{ n: string }>(

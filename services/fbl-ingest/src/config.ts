@@ -9,6 +9,47 @@ const mailboxes = (fallback: string[]) =>
     .list(fallback)
     .pipe(z.array(z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a lower-case local part such as postmaster')))
 
+const domainName = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(
+    /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/,
+    'a domain name such as arf.mail.yahoo.com',
+  )
+
+/**
+ * A feedback-loop provider whose complaints count toward suspension. A report authenticates
+ * as it by a verified DKIM signature whose d= is one of `dkimDomains` (or below one), or by
+ * an envelope sender (MAIL FROM) in one of `sendingDomains` (or below) that SPF passes for
+ * the connecting address.
+ */
+export const feedbackProvider = z.object({
+  name: z.string().trim().min(1).max(64),
+  dkimDomains: z.array(domainName).default([]),
+  sendingDomains: z.array(domainName).default([]),
+})
+export type FeedbackProvider = z.output<typeof feedbackProvider>
+
+/** Where each identity comes from: docs/operations.md, "Feedback loops". */
+export const DEFAULT_FEEDBACK_PROVIDERS: FeedbackProvider[] = [
+  { name: 'yahoo', dkimDomains: ['yahoo.com'], sendingDomains: ['arf.mail.yahoo.com'] },
+  { name: 'microsoft', dkimDomains: ['hotmail.com', 'outlook.com'], sendingDomains: ['hotmail.com'] },
+  // Gmail sends senders no per-message reports (its figures come as aggregate_feedback):
+  // nothing authenticates as Gmail, so a report that claims to be one does not count.
+  { name: 'gmail', dkimDomains: [], sendingDomains: [] },
+]
+
+/** A JSON list in the environment (ATMOS_FBL_INGEST_FEEDBACK_PROVIDERS='[{"name":…}]'), a list in the file. */
+const providers = z.preprocess((v) => {
+  if (typeof v !== 'string') return v
+  try {
+    return JSON.parse(v)
+  } catch {
+    return v
+  }
+}, z.array(feedbackProvider).max(100))
+
 /** The fbl-ingest's own settings, under `fblIngest` in the config file and `ATMOS_FBL_INGEST_*` in the environment. */
 export const fblIngestSection = section({
   /**
@@ -56,6 +97,13 @@ export const fblIngestSection = section({
    * pool domain), which they seal. Read at start only when operatorInbox is set.
    */
   kekFile: field.string('.state/relay/kek'),
+  /** Feedback-loop providers whose complaints count; a complaint from anyone else is recorded, not counted. */
+  feedbackProviders: providers.default(DEFAULT_FEEDBACK_PROVIDERS),
+  /** DNS servers the reports' DKIM and SPF checks ask; empty: the machine's resolvers (/etc/resolv.conf). */
+  dnsServers: field.list([]),
+  /** Port for dnsServers entries that do not name one; 0: 53. */
+  dnsPort: field.port(0),
+  dnsTimeout: field.duration('5s'),
   worker: section({
     concurrency: field.int(4, { min: 1, max: 64 }),
     /** How often stored but unprocessed mail is re-enqueued (Redis keeps nothing on disk). */

@@ -39,6 +39,8 @@ const SINK_HOST = '127.0.0.2'
 const FBL_HOST = '127.0.0.3'
 const DID = randomPlcDid()
 const at = (local: string) => `${local}@${RECIPIENT_DOMAIN}`
+/** Complaints count only from a configured feedback-loop provider: this one, Yahoo-like. */
+const FBL_PROVIDER_DOMAIN = 'arf.mail.yahoo.example'
 
 let labeler: LabelerHarness
 let sql: Pool
@@ -68,6 +70,8 @@ before(async () => {
     dns.set(domain, { MX: [{ priority: 10, exchange: `inbound.${POOL_DOMAIN}` }] })
   }
   dns.set(`inbound.${POOL_DOMAIN}`, { A: [FBL_HOST] })
+  // The feedback-loop provider's envelope domain: SPF passes for loopback, where its reports come from.
+  dns.set(FBL_PROVIDER_DOMAIN, { TXT: ['v=spf1 ip4:127.0.0.0/8 -all'] })
 
   const files = relayFiles()
   const relayEnv = submissionEnv({
@@ -111,6 +115,10 @@ before(async () => {
       ATMOS_FBL_INGEST_THRESHOLDS_COMPLAINT_SUSPEND: '0.45',
       ATMOS_FBL_INGEST_THRESHOLDS_BOUNCE_WARN: '1',
       ATMOS_FBL_INGEST_THRESHOLDS_BOUNCE_SUSPEND: '1',
+      ATMOS_FBL_INGEST_FEEDBACK_PROVIDERS: JSON.stringify([
+        { name: 'yahoo', dkimDomains: [], sendingDomains: [FBL_PROVIDER_DOMAIN] },
+      ]),
+      ATMOS_FBL_INGEST_DNS_SERVERS: dns.address,
     },
   })
 
@@ -332,7 +340,7 @@ describe('end to end: relay → MX → DSN/ARF → fbl-ingest → suppression, s
       assert.ok(headerValue(copy.raw, 'X-Atmos-Ref'), 'the relay wrote a reference header')
       const reply = await sendToMx(
         { host: fblMx, port: mxPort },
-        { from: 'feedback@arf.mail.yahoo.example', to: [`fbl@${POOL_DOMAIN}`] },
+        { from: `feedback@${FBL_PROVIDER_DOMAIN}`, to: [`fbl@${POOL_DOMAIN}`] },
         arf({ to: `fbl@${POOL_DOMAIN}`, originalRcptTo: recipient, returnedHeaders: headerBlock(copy.raw) }),
       )
       assert.match(reply, /^250 /)

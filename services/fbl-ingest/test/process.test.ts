@@ -17,6 +17,7 @@ import { and, eq, isNull } from 'drizzle-orm'
 import { dkimVerify } from 'mailauth'
 import { NoPoolKeyError, prepareForward } from '../src/process/forward.ts'
 import type { FblIngestService } from '../src/service.ts'
+import { FeedbackProviders, PROVIDER_DOMAIN } from './feedback-provider.ts'
 import {
   addMember,
   deliveredVolume,
@@ -35,14 +36,19 @@ import { arf, dsn } from './reports.ts'
 let h: Harness
 let service: FblIngestService
 let port: number
+let providers: FeedbackProviders
+/** The envelope of a report from the configured feedback-loop provider (SPF passes for loopback). */
+const PROVIDER_SENDER = `feedback@${PROVIDER_DOMAIN}`
 
 before(async () => {
   h = await harness('fbl-process')
-  service = await startService(h.env)
+  providers = await FeedbackProviders.start()
+  service = await startService({ ...h.env, ...providers.env() })
   port = service.ctx.listener!.address!.port
 })
 after(async () => {
   await service?.destroy()
+  await providers?.close()
   await h?.close()
 })
 
@@ -144,6 +150,7 @@ describe('processing inbound reports', () => {
           `X-Atmos-Ref: ${sent.ref}`,
         ].join('\r\n'),
       }),
+      PROVIDER_SENDER,
     )
     assert.equal(row.kind, 'arf')
     assert.equal(row.state, 'processed')
@@ -209,6 +216,7 @@ describe('processing inbound reports', () => {
       await deliver(
         `fbl@${POOL_DOMAIN}`,
         arf({ to: `fbl@${POOL_DOMAIN}`, returnedHeaders: `X-Atmos-Ref: ${sent.ref}` }),
+        PROVIDER_SENDER,
       )
     }
     // Reputation is recomputed just after the events commit: wait for the job to get there.

@@ -53,7 +53,7 @@ export function arf(opts: {
   to: string
   returnedHeaders: string
   feedbackType?: string
-  originalRcptTo?: string
+  originalRcptTo?: string | string[]
   originalMailFrom?: string
 }): string {
   const b = 'arf-boundary-1'
@@ -77,7 +77,7 @@ export function arf(opts: {
     'User-Agent: Yahoo!-Mail-Feedback/2.0',
     'Version: 1',
     ...(opts.originalMailFrom ? [`Original-Mail-From: <${opts.originalMailFrom}>`] : []),
-    ...(opts.originalRcptTo ? [`Original-Rcpt-To: <${opts.originalRcptTo}>`] : []),
+    ...[opts.originalRcptTo ?? []].flat().map((a) => `Original-Rcpt-To: <${a}>`),
     'Arrival-Date: Mon, 1 Jan 2024 09:59:00 +0000',
     'Source-IP: 192.0.2.10',
     'Reported-Domain: pool.example',

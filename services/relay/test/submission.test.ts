@@ -471,6 +471,7 @@ describe('relay submission', () => {
       insert into suppressions (member_id, address, reason, expires_at, removed_at) values
         (${alice.id}, 'bounced@dest.example', 'hard_bounce', null, null),
         (${alice.id}, 'complainer@dest.example', 'complaint', now() + interval '1 day', null),
+        (${alice.id}, 'unsubscribed@dest.example', 'unsubscribe', null, null),
         (${alice.id}, 'lapsed@dest.example', 'hard_bounce', now() - interval '1 minute', null),
         (${alice.id}, 'lifted@dest.example', 'manual', null, now()),
         (${bob.id}, 'ok@dest.example', 'complaint', null, null)`
@@ -484,6 +485,8 @@ describe('relay submission', () => {
     )
     const complained = await refusal(send(['complainer@dest.example']))
     assert.match(complained.response ?? '', /^550 5\.1\.1 .*reported your mail as spam/)
+    const unsubscribed = await refusal(send(['unsubscribed@dest.example']))
+    assert.match(unsubscribed.response ?? '', /^550 5\.1\.1 .*: its owner unsubscribed$/)
     // Bob's suppression is Bob's: Alice may still write to that address.
     const info = await send(['lapsed@dest.example', 'lifted@dest.example', 'ok@dest.example'])
     assert.match(info.response, /^250 /)

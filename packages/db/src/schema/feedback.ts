@@ -47,7 +47,8 @@ export const quarantinedReports = pgTable(
   (t) => [index('quarantined_reports_open_idx').on(t.createdAt).where(sql`released_at IS NULL`)],
 )
 
-export const FEEDBACK_TYPES = ['complaint', 'hard_bounce', 'soft_bounce'] as const
+/** An unsubscribe (ARF opt-out, Apple's one-click mail) is the recipient's wish, not a complaint: it never counts. */
+export const FEEDBACK_TYPES = ['complaint', 'hard_bounce', 'soft_bounce', 'unsubscribe'] as const
 export type FeedbackType = (typeof FEEDBACK_TYPES)[number]
 
 /** A complaint or bounce, attributed to a member and, where known, a message. */
@@ -75,11 +76,17 @@ export const feedbackEvents = pgTable(
   (t) => [
     index('feedback_events_member_idx').on(t.memberId, t.type, t.occurredAt),
     index('feedback_events_message_idx').on(t.messageId),
+    // One message, one vote: a report about a spooled recipient (or its replay, or a DSN
+    // listing the address 500 times) records at most one event a type. (Submission spools
+    // one copy a recipient, so this is one event a message and type.)
+    uniqueIndex('feedback_events_message_recipient_type_key')
+      .on(t.messageId, t.recipient, t.type)
+      .where(sql`message_id IS NOT NULL`),
     check('feedback_events_type_check', sql.raw(`type IN (${oneOf(FEEDBACK_TYPES)})`)),
   ],
 )
 
-export const SUPPRESSION_REASONS = ['hard_bounce', 'complaint', 'manual'] as const
+export const SUPPRESSION_REASONS = ['hard_bounce', 'complaint', 'unsubscribe', 'manual'] as const
 
 /** Addresses a member may not send to, with why and since when; bounces expire, complaints do not. */
 export const suppressions = pgTable(

@@ -1,3 +1,4 @@
+import { getServers } from 'node:dns'
 import { SigningKeys } from '@atmos/dkim'
 import {
   createRedis,
@@ -11,6 +12,7 @@ import {
 import { republishStatusChanges } from '@atmos/reputation'
 import type { BaseContext, Logger } from '@atmos/runtime'
 import { loadKeyring } from '@atmos/secrets'
+import { createDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import type { FblIngestConfig } from '../config.ts'
 import type { FblMetrics } from '../metrics.ts'
@@ -56,6 +58,15 @@ export class InboundWorkers {
       keys: cfg.operatorInbox ? new SigningKeys(db.$client, loadKeyring(cfg.kekFile)) : undefined,
       bounceSuppressionMs: cfg.bounceSuppression,
       thresholds: cfg.thresholds,
+      providers: cfg.feedbackProviders,
+      // The reports' DKIM keys and SPF records: the only DNS this process asks.
+      reportResolver: createDnsResolver({
+        servers: cfg.dnsServers.length ? cfg.dnsServers : getServers().length ? getServers() : ['127.0.0.1'],
+        port: cfg.dnsPort || undefined,
+        timeoutMs: cfg.dnsTimeout,
+        tries: 2,
+      }).resolve,
+      dnsTimeoutMs: cfg.dnsTimeout,
     })
     this.processor = processor
     // A worker blocks on its connection: it gets one of its own.

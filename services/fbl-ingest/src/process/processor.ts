@@ -2,14 +2,22 @@ import { type Db, inboundMessages, quarantinedReports, type Tx } from '@atmos/db
 import type { SigningKeys } from '@atmos/dkim'
 import { type Classification, classifyMessage, type RecipientReport } from '@atmos/mail-feedback'
 import type { deliverMessage, TypedQueue } from '@atmos/queues'
-import { enforceReputation, recordFeedbackEvent, type StatusQueue, suppress, type Thresholds } from '@atmos/reputation'
+import {
+  enforceReputation,
+  recordFeedbackEventOnce,
+  type StatusQueue,
+  suppress,
+  type Thresholds,
+} from '@atmos/reputation'
 import type { Logger } from '@atmos/runtime'
 import { withTimeout } from '@atmos/runtime'
 import { eq, sql } from 'drizzle-orm'
+import type { FeedbackProvider } from '../config.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { type Attribution, attribute } from './attribute.ts'
 import { prepareForward, spoolForward } from './forward.ts'
+import { authenticateReporter, type Reporter, type ReportResolver } from './reporter.ts'
 
 type InboundKind = (typeof inboundMessages.$inferSelect)['kind']
 
@@ -26,6 +34,10 @@ export type ProcessorDeps = {
   keys?: SigningKeys | undefined
   bounceSuppressionMs: number
   thresholds: Thresholds
+  /** Feedback-loop providers whose complaints count, and the DNS their reports are checked over. */
+  providers: readonly FeedbackProvider[]
+  reportResolver: ReportResolver
+  dnsTimeoutMs: number
 }
 
 export type Outcome =
@@ -36,6 +48,10 @@ export type Outcome =
 
 /** ARF Feedback-Types that are not complaints about our mail. */
 const NOT_COMPLAINTS = new Set(['not-spam'])
+/** The recipient's wish to hear no more from the member (RFC 5965 opt-out; Apple Mail's unsubscribe reads as one). */
+const UNSUBSCRIBES = new Set(['opt-out', 'unsubscribe'])
+/** Other addresses a report lists are kept as evidence, this many at most. */
+const MAX_REPORTED = 20
 /** RFC 6591 authentication failure reports: for the operator, not a member's complaint. */
 const FOR_OPERATOR = new Set(['auth-failure'])
 
@@ -52,8 +68,8 @@ const KIND: Record<Classification['kind'], InboundKind> = {
  * One stored inbound message → classified and acted on. Idempotent: the message's state
  * is checked and set in the same transaction as the events, suppressions, forward or
  * quarantine it causes, so a retried or duplicated job does nothing twice. Whatever the
- * bytes, it ends in processed, forwarded or quarantined; only a database failure throws
- * (and the job is retried).
+ * bytes, it ends in processed, forwarded or quarantined; only a database failure, or a
+ * feedback-loop provider's DNS failing while its report is checked, throws (and the job is retried).
  */
 export class InboundProcessor {
   private readonly deps: ProcessorDeps
@@ -94,10 +110,24 @@ export class InboundProcessor {
     if (classification.kind === 'arf' && FOR_OPERATOR.has(feedbackType)) return forward()
     const attribution = await attribute(db, classification.attribution)
     if ('reason' in attribution) return toOperator ? forward() : quarantine(attribution.reason)
-    return this.finish(row.id, kind, this.eventsFor(classification, attribution, row.id), attribution)
+    // Only a complaint our token attributes could count: only then is it worth asking who sent it.
+    const reporter =
+      classification.kind === 'arf' && isComplaint(feedbackType || 'abuse') && attribution.verified
+        ? await authenticateReporter(row, this.deps.providers, {
+            resolver: this.deps.reportResolver,
+            mta: pool.domain,
+            timeoutMs: this.deps.dnsTimeoutMs,
+          })
+        : null
+    return this.finish(row.id, kind, this.eventsFor(classification, attribution, row.id, reporter), attribution)
   }
 
-  private eventsFor(c: Classification, a: Attribution, inboundId: number): PlannedEvent[] {
+  /**
+   * One event at most a report and type, about the one recipient a signed token names: a
+   * token holder (any recipient of the member's mail) may report that message once, but the
+   * addresses a report lists are its sender's words, kept in the details, never acted on.
+   */
+  private eventsFor(c: Classification, a: Attribution, inboundId: number, reporter: Reporter | null): PlannedEvent[] {
     const base = {
       memberId: a.memberId,
       inboundId,
@@ -109,43 +139,71 @@ export class InboundProcessor {
       },
     }
     // A signed token names one spooled message and so one recipient: that is the address
-    // the member sends to (and the relay checks), whatever alias the report shows.
-    const target = (reported: string, single: boolean) => {
-      if (a.spoolRecipient && (single || reported === a.spoolRecipient)) {
-        return { recipient: a.spoolRecipient, messageId: a.messageId, reported }
-      }
-      return {
-        recipient: reported || null,
-        messageId: reported && reported === a.spoolRecipient ? a.messageId : null,
-        reported,
-      }
-    }
+    // the member sends to (and the relay checks), whatever alias the report shows. Without
+    // one, the first address the report lists is kept (such events never count nor suppress).
+    const listed = [...new Set(c.recipients.map((r) => r.address).filter(Boolean))]
+    const recipient = a.verified ? a.spoolRecipient : (listed[0] ?? null)
+    const messageId = a.verified ? a.messageId : null
+    const others = listed.filter((x) => x !== recipient)
+    const reported = others.length
+      ? {
+          reported: others.slice(0, MAX_REPORTED),
+          ...(others.length > MAX_REPORTED ? { reportedCount: others.length } : {}),
+        }
+      : {}
     if (c.kind === 'arf') {
       const feedbackType = c.feedback?.feedbackType.toLowerCase() || 'abuse'
       if (NOT_COMPLAINTS.has(feedbackType)) return []
-      const reports = dedupe(c.recipients.map((r) => target(r.address, c.recipients.length === 1)))
-      return reports.map((t) => ({
-        ...base,
-        type: 'complaint' as const,
-        recipient: t.recipient,
-        messageId: t.messageId,
-        feedbackType,
-        source: 'arf',
-        reasonClass: 'feedback',
-        details: { ...base.details, ...(t.reported && t.reported !== t.recipient ? { reported: t.reported } : {}) },
-        // Only a signed token (ours, unforgeable) may suppress; unsigned claims are recorded only.
-        suppress: t.recipient && a.verified ? ('complaint' as const) : null,
-      }))
+      const common = { ...base, recipient, messageId, feedbackType, source: 'arf', reasonClass: 'feedback' }
+      if (UNSUBSCRIBES.has(feedbackType)) {
+        // Not a complaint: it never counts, and the entry it makes is one the member may lift.
+        return [
+          {
+            ...common,
+            type: 'unsubscribe' as const,
+            details: { ...base.details, ...reported },
+            suppress: recipient && a.verified ? ('unsubscribe' as const) : null,
+          },
+        ]
+      }
+      // A complaint counts (and suppresses for good) only from a configured feedback-loop
+      // provider that proved it sent the report; anyone else's is kept for the operator.
+      const counted = reporter !== null && reporter.provider !== null
+      const who = reporter
+        ? reporter.provider !== null
+          ? { reporter: reporter.provider, reporterAuth: `${reporter.via} ${reporter.domain}` }
+          : {
+              counted: false,
+              reporter: null,
+              notCounted: `the report is from no configured feedback-loop provider: ${reporter.why}`,
+            }
+        : {}
+      return [
+        {
+          ...common,
+          type: 'complaint' as const,
+          details: { ...base.details, ...who, ...reported },
+          // Only a signed token (ours, unforgeable) may suppress; unsigned claims are recorded only.
+          suppress: recipient && a.verified && counted ? ('complaint' as const) : null,
+        },
+      ]
     }
     // Only a failure is a bounce: a delayed DSN says the remote is still trying.
     const failed = c.recipients.filter((r) => r.action === 'failed')
-    return failed.map((r: RecipientReport) => {
-      const t = target(r.address, failed.length === 1)
-      return {
+    if (!failed.length) return []
+    // The entry about the token's recipient; a lone address is an alias of it. A report that
+    // lists several others says nothing sure about ours: recorded, as no hard bounce.
+    const distinct = new Set(failed.map((r) => r.address))
+    const own = a.verified ? failed.find((r) => r.address === recipient) : undefined
+    const r: RecipientReport = own ?? failed[0]!
+    const sure = !a.verified || own !== undefined || distinct.size === 1
+    const hard = r.hard && sure
+    return [
+      {
         ...base,
-        type: r.hard ? ('hard_bounce' as const) : ('soft_bounce' as const),
-        recipient: t.recipient,
-        messageId: t.messageId,
+        type: hard ? ('hard_bounce' as const) : ('soft_bounce' as const),
+        recipient,
+        messageId,
         status: r.status,
         replyCode: r.replyCode ? Number(r.replyCode) : null,
         reasonClass: r.reason,
@@ -155,13 +213,14 @@ export class InboundProcessor {
           action: r.action,
           diagnostic: r.diagnostic,
           ...(r.remoteMta ? { remoteMta: r.remoteMta } : {}),
-          ...(t.reported && t.reported !== t.recipient ? { reported: t.reported } : {}),
+          ...(sure ? {} : { ambiguous: 'the report names other addresses than the spooled recipient' }),
+          ...reported,
         },
         // A policy block or spam rejection speaks of the sender, not the address: no suppression;
         // nor does a report attributed only by unsigned headers.
-        suppress: r.hard && t.recipient && a.verified ? ('hard_bounce' as const) : null,
-      }
-    })
+        suppress: hard && recipient && a.verified ? ('hard_bounce' as const) : null,
+      },
+    ]
   }
 
   private async finish(
@@ -174,9 +233,13 @@ export class InboundProcessor {
     const done = await db.transaction(async (tx) => {
       if (!(await claim(tx, inboundId))) return null
       let suppressed = 0
+      const recorded: PlannedEvent[] = []
       for (const e of planned) {
         const { suppress: reason, ...event } = e
-        const eventId = await recordFeedbackEvent(tx, event)
+        // A replayed report, or a second DSN about the same message, finds its event standing: nothing more happens.
+        const { id: eventId, recorded: isNew } = await recordFeedbackEventOnce(tx, event)
+        if (!isNew) continue
+        recorded.push(e)
         if (reason && e.recipient) {
           await suppress(tx, {
             memberId: e.memberId,
@@ -193,20 +256,29 @@ export class InboundProcessor {
         .update(inboundMessages)
         .set({ kind, state: 'processed', processedAt: new Date() })
         .where(eq(inboundMessages.id, inboundId))
-      return { suppressed }
+      return { suppressed, recorded }
     })
     if (!done) return { outcome: 'skipped', reason: 'processed concurrently' }
-    for (const e of planned) metrics.events.inc({ type: e.type })
+    const { recorded } = done
+    for (const e of recorded) metrics.events.inc({ type: e.type })
     metrics.processed.inc({ kind, outcome: 'processed' })
-    if (attribution && planned.length) await this.enforce(attribution)
+    if (attribution && recorded.length) await this.enforce(attribution)
     this.deps.logger.info(
-      { inboundId, kind, events: planned.length, suppressed: done.suppressed, member: attribution?.did },
+      {
+        inboundId,
+        kind,
+        events: recorded.length,
+        ...(recorded.length < planned.length ? { duplicates: planned.length - recorded.length } : {}),
+        suppressed: done.suppressed,
+        member: attribution?.did,
+        ...notCounted(recorded),
+      },
       'inbound processed',
     )
     return {
       outcome: 'processed',
       kind,
-      events: planned.length,
+      events: recorded.length,
       suppressed: done.suppressed,
       ...(attribution ? { memberId: attribution.memberId } : {}),
     }
@@ -302,7 +374,7 @@ export class InboundProcessor {
 }
 
 type PlannedEvent = {
-  type: 'complaint' | 'hard_bounce' | 'soft_bounce'
+  type: 'complaint' | 'hard_bounce' | 'soft_bounce' | 'unsubscribe'
   memberId: number
   inboundId: number
   messageId: string | null
@@ -313,7 +385,17 @@ type PlannedEvent = {
   feedbackType?: string
   source: string
   details: Record<string, unknown>
-  suppress: 'complaint' | 'hard_bounce' | null
+  suppress: 'complaint' | 'hard_bounce' | 'unsubscribe' | null
+}
+
+function isComplaint(feedbackType: string): boolean {
+  return !NOT_COMPLAINTS.has(feedbackType) && !UNSUBSCRIBES.has(feedbackType) && !FOR_OPERATOR.has(feedbackType)
+}
+
+/** A complaint recorded but not counted is for the operator to see: the log line says why. */
+function notCounted(recorded: PlannedEvent[]): Record<string, unknown> {
+  const e = recorded.find((x) => x.type === 'complaint' && x.details.counted === false)
+  return e ? { complaintNotCounted: e.details.notCounted } : {}
 }
 
 /** Locks the row and checks nobody finished it meanwhile (two jobs for one message). */
@@ -324,16 +406,7 @@ async function claim(tx: Tx, inboundId: number): Promise<boolean> {
   return rows[0]?.state === 'received'
 }
 
-function dedupe<T extends { recipient: string | null }>(items: T[]): T[] {
-  const seen = new Set<string | null>()
-  return items.filter((i) => {
-    if (seen.has(i.recipient)) return false
-    seen.add(i.recipient)
-    return true
-  })
-}
-
 function describe(e: PlannedEvent): string {
   const code = [e.replyCode, e.status].filter(Boolean).join(' ')
-  return `${e.type === 'complaint' ? `complaint (${e.feedbackType})` : e.reasonClass}${code ? ` ${code}` : ''} via ${e.source}`
+  return `${e.type === 'complaint' || e.type === 'unsubscribe' ? `${e.type} (${e.feedbackType})` : e.reasonClass}${code ? ` ${code}` : ''} via ${e.source}`
 }

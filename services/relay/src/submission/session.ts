@@ -273,7 +273,9 @@ export class SubmissionHandlers {
           ? 'it bounced permanently'
           : suppressed.reason === 'complaint'
             ? 'its owner reported your mail as spam'
-            : 'an operator suppressed it'
+            : suppressed.reason === 'unsubscribe'
+              ? 'its owner unsubscribed'
+              : 'an operator suppressed it'
       throw this.refuse(
         new Reply(
           550,
