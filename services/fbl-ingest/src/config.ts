@@ -30,8 +30,8 @@ export const fblIngestSection = section({
     /** STARTTLS is offered only when both files are set. */
     tlsCertFile: z.string().default(''),
     tlsKeyFile: z.string().default(''),
-    /** Bytes; larger messages get 552 5.3.4. */
-    maxSize: field.int(25 * 1024 * 1024, { min: 1024 }),
+    /** Bytes; larger messages get 552 5.3.4. Reports and bounces are small; operator mail is read, not archived. */
+    maxSize: field.int(2 * 1024 * 1024, { min: 1024 }),
     maxRecipients: field.int(50, { min: 1, max: 1000 }),
     maxClients: field.int(200, { min: 1 }),
     socketTimeout: field.duration('60s'),
@@ -44,6 +44,13 @@ export const fblIngestSection = section({
     /** Bytes a second a client must keep up during DATA, over each `dataRateWindow` (the first is its grace); 0: off. */
     minDataRate: field.int(1024, { min: 0 }),
     dataRateWindow: field.duration('10s'),
+    /**
+     * Messages one address (an IPv6 /64) may begin within `messageRateWindow` on one process;
+     * more get 450 4.7.1 at MAIL FROM with the wait. 0: no limit. Per process, as the
+     * connection limit: port 25 keeps answering without Redis.
+     */
+    maxMessagesPerAddress: field.int(120, { min: 0 }),
+    messageRateWindow: field.duration('1m'),
   }),
   /** Mailboxes at the pool and bounce domains read by people: their mail is forwarded to `operatorInbox`. */
   operatorMailboxes: mailboxes(['postmaster', 'abuse', 'dmarc', 'hostmaster']),

@@ -95,6 +95,8 @@ export class InboundListener {
         maxSessionLength: s.maxSessionLength,
         minDataRate: s.minDataRate,
         dataRateWindow: s.dataRateWindow,
+        maxMessagesPerAddress: s.maxMessagesPerAddress,
+        messageRateWindow: s.messageRateWindow,
       },
       establishedBy: 'rcpt',
       authAfterTls: false,
