@@ -68,6 +68,11 @@ export const fblIngestSection = section({
     /** How often stored but unprocessed mail is re-enqueued (Redis keeps nothing on disk). */
     reconcileInterval: field.duration('60s'),
   }),
+  /**
+   * How long the raw bytes of a finished inbound message are kept (reports quote recipients'
+   * mail); then the reconciler empties them in batches. The row and its events stay. 0: forever.
+   */
+  rawRetention: field.duration('30d'),
   /** How long a hard bounce keeps an address on the member's suppression list. */
   bounceSuppression: field.duration('30d'),
   thresholds: section({

@@ -16,7 +16,7 @@ import type { FblIngestConfig } from '../config.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { InboundProcessor } from './processor.ts'
-import { InboundReconciler } from './reconciler.ts'
+import { InboundReconciler, purgeRawInbound } from './reconciler.ts'
 
 /** The process-inbound workers and their reconciler. */
 export class InboundWorkers {
@@ -81,6 +81,10 @@ export class InboundWorkers {
         { name: 'status events re-sent', run: () => republishStatusChanges(db, statusQueue) },
         // Members whose enforcement a crash may have skipped (two intervals of events, to overlap).
         { name: 'reputation re-checked', run: () => processor.recheckRecent(2 * cfg.worker.reconcileInterval) },
+        // Raw mail (reports quote recipients' messages) is kept only as long as it is useful.
+        ...(cfg.rawRetention > 0
+          ? [{ name: 'raw inbound purged', run: () => purgeRawInbound(db, cfg.rawRetention) }]
+          : []),
       ],
     })
     await this.reconciler.start()
