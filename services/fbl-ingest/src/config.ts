@@ -58,6 +58,15 @@ export const fblIngestSection = section({
   feedbackMailboxes: mailboxes(['fbl']),
   /** External address operator mail is forwarded to; empty keeps it in inbound_messages only. */
   operatorInbox: z.union([z.literal(''), z.email()]).default(''),
+  /** Forwards to operatorInbox at most this many an hour (all processes together); the rest is kept, quarantined. */
+  forwardsPerHour: field.int(30, { min: 0 }),
+  /**
+   * DNS servers (`host` or `host:port`) the listener asks to check DKIM, SPF and DMARC of mail to
+   * an operator mailbox at receipt; empty: the machine's resolvers.
+   */
+  dnsServers: field.list([]),
+  /** The whole receipt check; past it the message is stored unverified and not forwarded. */
+  authTimeout: field.duration('10s'),
   /**
    * The relay's key-encryption keys: forwards are DKIM-signed with the pool's key (d= the
    * pool domain), which they seal. Read at start only when operatorInbox is set.

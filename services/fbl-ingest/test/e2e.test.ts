@@ -101,6 +101,7 @@ before(async () => {
     prefix,
     secretFile: files.tokenSecretFile,
     kekFile: files.kekFile,
+    dnsServer: dns.address,
     extra: {
       ATMOS_FBL_INGEST_SMTP_HOST: FBL_HOST,
       ATMOS_FBL_INGEST_SMTP_PORT: String(mxPort),

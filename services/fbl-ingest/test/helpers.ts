@@ -14,6 +14,7 @@ import {
   deletePrefix,
   TEST_REDIS_URL,
   type TestDatabase,
+  TestDnsServer,
   testRedis,
   testRedisPrefix,
 } from '@atmos/testkit'
@@ -42,6 +43,8 @@ export function serviceEnv(opts: {
   secretFile: string
   /** The relay's key-encryption keys, which seal the pool's DKIM key that signs forwards. */
   kekFile: string
+  /** The loopback DNS the listener checks DKIM, SPF and DMARC with: never the internet. */
+  dnsServer: string
   extra?: Env
 }): Env {
   return {
@@ -57,6 +60,7 @@ export function serviceEnv(opts: {
     ATMOS_FBL_INGEST_SMTP_PORT: '0',
     ATMOS_FBL_INGEST_OPERATOR_INBOX: OPERATOR_INBOX,
     ATMOS_FBL_INGEST_KEK_FILE: opts.kekFile,
+    ATMOS_FBL_INGEST_DNS_SERVERS: opts.dnsServer,
     ...opts.extra,
   }
 }
@@ -81,6 +85,8 @@ export type Harness = {
   /** The pool's DKIM key (d=POOL_DOMAIN) that signs forwards, as its TXT record would publish it. */
   poolKey: { selector: string; txt: string }
   kekFile: string
+  /** Answers the receipt checks; empty unless a test adds records. */
+  dns: TestDnsServer
   close: () => Promise<void>
 }
 
@@ -98,17 +104,21 @@ export async function harness(label: string): Promise<Harness> {
     selector: 'atmos1',
   })
   const redis = testRedis()
+  const dns = new TestDnsServer()
+  await dns.start()
   return {
     database,
     db,
     prefix,
     secret,
     verp: { secret, bounceDomain: BOUNCE_DOMAIN, prefix: 'b' },
-    env: serviceEnv({ databaseUrl: database.url, prefix, secretFile: path, kekFile }),
+    env: serviceEnv({ databaseUrl: database.url, prefix, secretFile: path, kekFile, dnsServer: dns.address }),
     redis,
     poolKey: { selector: poolKey.selector, txt: poolKey.txt },
     kekFile,
+    dns,
     close: async () => {
+      await dns.close()
       await deletePrefix(redis, prefix)
       redis.disconnect()
       await db.$client.end({ timeout: 5 })

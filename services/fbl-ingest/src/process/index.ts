@@ -52,6 +52,7 @@ export class InboundWorkers {
       logger: this.logger,
       operatorMailboxes: cfg.operatorMailboxes,
       operatorInbox: cfg.operatorInbox,
+      forwardsPerHour: cfg.forwardsPerHour,
       // A missing KEK file fails start-up (retried, not ready) with its path named.
       keys: cfg.operatorInbox ? new SigningKeys(db.$client, loadKeyring(cfg.kekFile)) : undefined,
       bounceSuppressionMs: cfg.bounceSuppression,
