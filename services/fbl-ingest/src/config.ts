@@ -67,11 +67,6 @@ export const fblIngestSection = section({
   dnsServers: field.list([]),
   /** The whole receipt check; past it the message is stored unverified and not forwarded. */
   authTimeout: field.duration('10s'),
-  /**
-   * The relay's key-encryption keys: forwards are DKIM-signed with the pool's key (d= the
-   * pool domain), which they seal. Read at start only when operatorInbox is set.
-   */
-  kekFile: field.string('.state/relay/kek'),
   worker: section({
     concurrency: field.int(4, { min: 1, max: 64 }),
     /** How often stored but unprocessed mail is re-enqueued (Redis keeps nothing on disk). */

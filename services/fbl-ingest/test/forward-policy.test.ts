@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict'
+import { unlinkSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { inboundMessages, messages, quarantinedReports } from '@atmos/db'
 import { eq } from 'drizzle-orm'
+import { dkimVerify } from 'mailauth'
 import type { FblIngestService } from '../src/service.ts'
 import { type Harness, harness, POOL_DOMAIN, sendRaw, startService, waitFor } from './helpers.ts'
 
@@ -16,6 +18,9 @@ const FORWARDS_PER_HOUR = 2
 
 before(async () => {
   h = await harness('fbl-forward-policy')
+  // fbl-ingest is given the pool's KEK only: the relay's, which opens members' keys, is not even there.
+  unlinkSync(h.relayKekFile)
+  assert.ok(!Object.values(h.env).includes(h.relayKekFile))
   service = await startService({ ...h.env, ATMOS_FBL_INGEST_FORWARDS_PER_HOUR: String(FORWARDS_PER_HOUR) })
   port = service.ctx.listener!.address!.port
 })
@@ -81,7 +86,18 @@ describe('what fbl-ingest forwards', () => {
     )
     assert.equal(row.auth?.dmarc, 'pass')
     assert.equal(row.state, 'forwarded')
-    assert.ok(row.forwardedMessageId)
+    // Signed as the pool with the key the pool KEK opens, without the relay's KEK.
+    const [msg] = await h.db.select().from(messages).where(eq(messages.id, row.forwardedMessageId!))
+    const verified = await dkimVerify(msg!.body, {
+      resolver: async (name: string, type: string) => {
+        if (type === 'TXT' && name === `${h.poolKey.selector}._domainkey.${POOL_DOMAIN}`) return [[h.poolKey.txt]]
+        throw Object.assign(new Error(`no ${type} ${name}`), { code: 'ENOTFOUND' })
+      },
+    })
+    assert.deepEqual(
+      verified.results.map((r) => [r.signingDomain, r.status.result]),
+      [[POOL_DOMAIN, 'pass']],
+    )
   })
 
   it(`past ${FORWARDS_PER_HOUR} forwards an hour, operator mail is kept, not sent`, async () => {

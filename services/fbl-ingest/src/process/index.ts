@@ -53,8 +53,9 @@ export class InboundWorkers {
       operatorMailboxes: cfg.operatorMailboxes,
       operatorInbox: cfg.operatorInbox,
       forwardsPerHour: cfg.forwardsPerHour,
-      // A missing KEK file fails start-up (retried, not ready) with its path named.
-      keys: cfg.operatorInbox ? new SigningKeys(db.$client, loadKeyring(cfg.kekFile)) : undefined,
+      // Forwards are signed as the pool: only the pool's KEK, never the relay's (which opens
+      // every member's key). A missing file fails start-up (retried, not ready) with its path named.
+      keys: cfg.operatorInbox ? new SigningKeys(db.$client, { pool: loadKeyring(cfg.pool.kekFile) }) : undefined,
       bounceSuppressionMs: cfg.bounceSuppression,
       thresholds: cfg.thresholds,
     })
