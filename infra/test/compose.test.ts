@@ -73,6 +73,15 @@ describe('docker-compose.yml', () => {
       fbl.environment.ATMOS_FBL_INGEST_POOL_TOKEN_SECRET_FILE,
       relay.environment.ATMOS_RELAY_POOL_TOKEN_SECRET_FILE,
     )
+    // The relay's KEK, which opens every member's key, reaches relay-init and submission only.
+    const volumes = (svc: { volumes?: Array<string | { source: string }> }) =>
+      (svc.volumes ?? []).map((v) => (typeof v === 'string' ? v.split(':')[0] : v.source))
+    assert.ok(volumes(relay).includes('relay-state') && volumes(relay).includes('pool-state'))
+    for (const svc of [delivery, fbl]) {
+      assert.deepEqual(volumes(svc), ['pool-state'])
+    }
+    assert.ok(fbl.environment.ATMOS_FBL_INGEST_POOL_KEK_FILE.startsWith('/var/lib/atmos-pool/'))
+    assert.equal(fbl.environment.ATMOS_FBL_INGEST_POOL_KEK_FILE, delivery.environment.ATMOS_RELAY_POOL_KEK_FILE)
     // Their user cannot bind below 1024: 587 and 25 are published onto high container ports.
     const target = (
       svc: { ports: Array<{ published: number | string; target: number | string }> },

@@ -200,6 +200,32 @@ describe('kubernetes manifests', () => {
     )
   })
 
+  it('give the relay KEK (every member key) to submission only; fbl-ingest and delivery get the pool KEK', () => {
+    const spec = (d: string) => deployments.find((x) => x.metadata.name === d)!.spec.template.spec
+    const secrets = (d: string) =>
+      (spec(d).volumes ?? [])
+        .filter((v: { secret?: unknown }) => v.secret)
+        .map((v: { secret: { secretName: string } }) => v.secret.secretName)
+    const env = (d: string) =>
+      Object.fromEntries(spec(d).containers[0].env.map((e: { name: string; value: string }) => [e.name, e.value]))
+    const mounted = (d: string) => spec(d).containers[0].volumeMounts.map((m: { mountPath: string }) => m.mountPath)
+    assert.ok(secrets('relay').includes('atmos-relay-keys') && secrets('relay').includes('atmos-pool-keys'))
+    for (const d of ['relay-delivery', 'fbl-ingest']) {
+      assert.ok(!secrets(d).includes('atmos-relay-keys'), `${d} holds no relay KEK`)
+      assert.ok(secrets(d).includes('atmos-pool-keys'), `${d} holds the pool KEK`)
+    }
+    for (const [d, key] of [
+      ['relay', 'ATMOS_RELAY_POOL_KEK_FILE'],
+      ['relay-delivery', 'ATMOS_RELAY_POOL_KEK_FILE'],
+      ['fbl-ingest', 'ATMOS_FBL_INGEST_POOL_KEK_FILE'],
+    ] as const) {
+      assert.ok(
+        mounted(d).some((m: string) => String(env(d)[key]).startsWith(`${m}/`)),
+        `${d}: ${key} lies in a mounted Secret`,
+      )
+    }
+  })
+
   it('the production overlay builds on the base and patches only objects that exist', () => {
     const prod = kustomize(join(k8s, 'overlays/production'))
     assert.equal(prod.objects.length, base.objects.length)

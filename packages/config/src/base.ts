@@ -82,4 +82,9 @@ export const poolSection = section({
     .default('atmospool'),
   /** HMAC secret for VERP and reference tokens, in a file (mode 0600); the start command creates it. */
   tokenSecretFile: field.string('.state/pool/token.secret'),
+  /**
+   * Key-encryption keys that seal the pool's own DKIM key (same format as relay.kekFile). Only
+   * this, never the relay's KEK, is given to processes that sign as the pool alone.
+   */
+  kekFile: field.string('.state/pool/kek'),
 })

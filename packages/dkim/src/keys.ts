@@ -53,18 +53,31 @@ export async function activePoolKey(
 type KeyRow = { domain: string; selector: string; kekId: string; sealed: Buffer }
 
 /**
+ * The key-encryption keys a process holds. Members' DKIM keys are sealed under the relay's
+ * (`relay.kekFile`), the pool's under its own (`pool.kekFile`): a process that signs only as
+ * the pool (fbl-ingest, the relay's delivery role) is given only the pool's, and so cannot
+ * open any member's key.
+ */
+export type SigningKeyrings = { members?: Keyring | undefined; pool?: Keyring | undefined }
+
+/** A pool key that this process cannot open; the message names the command that fixes it. */
+export class PoolKeyUnavailableError extends Error {
+  override name = 'PoolKeyUnavailableError'
+}
+
+/**
  * Unsealed signing keys, cached for a short while: every message needs two, and a
  * rotation or retirement must take effect without a restart.
  */
 export class SigningKeys {
   private readonly sql: Pool
-  private readonly keyring: Keyring
+  private readonly keyrings: SigningKeyrings
   private readonly ttlMs: number
   private readonly cache = new Map<string, { at: number; key: Promise<SigningKey | null> }>()
 
-  constructor(sql: Pool, keyring: Keyring, ttlMs = 60_000) {
+  constructor(sql: Pool, keyrings: SigningKeyrings, ttlMs = 60_000) {
     this.sql = sql
-    this.keyring = keyring
+    this.keyrings = keyrings
     this.ttlMs = ttlMs
   }
 
@@ -75,26 +88,33 @@ export class SigningKeys {
         select domain, selector, kek_id as "kekId", private_key_sealed as sealed from dkim_keys
         where member_id = ${memberId} and status = 'active'
         order by activated_at desc nulls last, id desc limit 1`
-      return row ? this.open(row) : null
+      if (!row) return null
+      if (!this.keyrings.members) throw new Error("this process holds no members' key-encryption key")
+      return open(this.keyrings.members, row)
     })
   }
 
-  /** The pool's newest active key for its domain, or null before `relay keys init`. */
+  /**
+   * The pool's newest active key for its domain, or null before `relay keys init`. A key
+   * sealed under the relay's KEK (before the pool had a KEK of its own) opens only where
+   * that KEK is held, until `relay keys reseal-pool` moves it under the pool's.
+   */
   pool(domain: string): Promise<SigningKey | null> {
     return this.cached(`p:${domain}`, async () => {
       const [row] = await this.sql<KeyRow[]>`
         select domain, selector, kek_id as "kekId", private_key_sealed as sealed from dkim_keys
         where member_id is null and domain = ${domain} and status = 'active'
         order by activated_at desc nulls last, id desc limit 1`
-      return row ? this.open(row) : null
+      if (!row) return null
+      const { pool, members } = this.keyrings
+      if (pool?.has(row.kekId)) return open(pool, row)
+      if (members?.has(row.kekId)) return open(members, row)
+      throw new PoolKeyUnavailableError(
+        `the pool DKIM key ${row.selector}._domainkey.${row.domain} is sealed under key-encryption key ${row.kekId}, ` +
+          `which ${pool ? 'is not in the pool KEK file' : 'this process does not hold (no pool KEK file)'}: ` +
+          'run `relay keys reseal-pool` (or `relay keys init`) where the relay KEK is, then restart',
+      )
     })
-  }
-
-  private open(row: KeyRow): SigningKey {
-    const pem = this.keyring.unseal(row.kekId, row.sealed, dkimSealContext(row.domain, row.selector))
-    const privateKey = createPrivateKey({ key: pem, format: 'pem' })
-    pem.fill(0)
-    return { domain: row.domain, selector: row.selector, privateKey }
   }
 
   private cached(id: string, load: () => Promise<SigningKey | null>): Promise<SigningKey | null> {
@@ -109,4 +129,35 @@ export class SigningKeys {
     )
     return key
   }
+}
+
+function open(keyring: Keyring, row: KeyRow): SigningKey {
+  const pem = keyring.unseal(row.kekId, row.sealed, dkimSealContext(row.domain, row.selector))
+  const privateKey = createPrivateKey({ key: pem, format: 'pem' })
+  pem.fill(0)
+  return { domain: row.domain, selector: row.selector, privateKey }
+}
+
+/**
+ * Re-seals every pool key (member_id null, any status) that is not yet under the pool's
+ * KEK: opened with the relay's, sealed with the pool's current one, in one transaction.
+ * Returns how many it moved. Idempotent: a second run finds none.
+ */
+export async function resealPoolKeys(sql: Pool, keyrings: { members: Keyring; pool: Keyring }): Promise<number> {
+  return sql.begin(async (tx) => {
+    const rows = await tx<(KeyRow & { id: number })[]>`
+      select id::int as id, domain, selector, kek_id as "kekId", private_key_sealed as sealed
+      from dkim_keys where member_id is null for update`
+    let moved = 0
+    for (const row of rows) {
+      if (keyrings.pool.has(row.kekId)) continue
+      const context = dkimSealContext(row.domain, row.selector)
+      const pem = keyrings.members.unseal(row.kekId, row.sealed, context)
+      const { kekId, sealed } = keyrings.pool.seal(pem, context)
+      pem.fill(0)
+      await tx`update dkim_keys set private_key_sealed = ${sealed}, kek_id = ${kekId} where id = ${row.id}`
+      moved++
+    }
+    return moved
+  })
 }

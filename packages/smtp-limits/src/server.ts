@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls'
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerOptions } from 'smtp-server'
 import { SMTPConnection, type SMTPConnectionOptions } from 'smtp-server/lib/smtp-connection.js'
 import { addressKey } from './address.ts'
+import { MessageRate } from './rate.ts'
 
 /** What one peer may cost a listener. */
 export type SmtpLimits = {
@@ -16,6 +17,12 @@ export type SmtpLimits = {
   minDataRate: number
   /** The rate is measured over consecutive windows this long, the first starting at DATA. */
   dataRateWindow: number
+  /**
+   * Messages one address (an IPv6 /64) may begin within `messageRateWindow` on this process;
+   * past it MAIL FROM gets 450 4.7.1 with the wait. 0 or absent: no message rate.
+   */
+  maxMessagesPerAddress?: number
+  messageRateWindow?: number
 }
 
 export type LimitReason =
@@ -24,6 +31,7 @@ export type LimitReason =
   | 'session_length'
   | 'data_rate'
   | 'auth_before_tls'
+  | 'message_rate'
 
 /**
  * A connection refused or closed by a limit, or an AUTH refused before TLS. `first`: worth a
@@ -62,12 +70,18 @@ export class LimitedSMTPServer extends SMTPServer {
   /** Accepted sockets not yet handed to a connection, by peer (address and port). */
   private readonly accepted = new Map<string, ConnectionGuard>()
   private readonly sessions = new Map<string, ConnectionGuard>()
+  /** Messages begun by address key, when the limits set a message rate. */
+  readonly messageRate: MessageRate | undefined
+  /** Keys refused by the message rate since they last were under it: logged once. */
+  private readonly rateRefused = new Set<string>()
 
   constructor(options: SMTPServerOptions, limitOptions: LimitOptions) {
     // Every reply carries an enhanced status code (RFC 3463), smtp-server's own ones too
     // (501 syntax errors, 503 bad sequence …), and EHLO says so (RFC 2034).
     super({ hideENHANCEDSTATUSCODES: false, ...options })
     this.limitOptions = limitOptions
+    const { maxMessagesPerAddress: max = 0, messageRateWindow: window = 0 } = limitOptions.limits
+    this.messageRate = max > 0 && window > 0 ? new MessageRate(max, window) : undefined
     // smtp-server's accept handler runs only for the connections this admits.
     const accept = this.server.listeners('connection') as Array<(socket: Socket) => void>
     this.server.removeAllListeners('connection')
@@ -146,7 +160,32 @@ export class LimitedSMTPServer extends SMTPServer {
 
   /** What the establish deadline and the DATA rate need to see of the application's handlers. */
   private watchHandlers(): void {
-    const { onAuth, onRcptTo, onData } = this
+    const { onAuth, onMailFrom, onRcptTo, onData } = this
+    const rate = this.messageRate
+    if (rate) {
+      // Refused at MAIL FROM, before a recipient is checked or a byte of the message read.
+      this.onMailFrom = (address, session, callback) => {
+        const key = this.sessions.get(session.id)?.key ?? addressKey(session.remoteAddress)
+        const wait = rate.waitFor(key)
+        if (!wait) {
+          this.rateRefused.delete(key)
+          return onMailFrom.call(this, address, session, callback)
+        }
+        const first = !this.rateRefused.has(key)
+        // A key refused once and never back would stay: past a scan's worth, start over.
+        if (this.rateRefused.size >= 10_000) this.rateRefused.clear()
+        this.rateRefused.add(key)
+        this.report({ reason: 'message_rate', address: session.remoteAddress, key, first })
+        callback(
+          Object.assign(
+            new Error(
+              `4.7.1 Too many messages from ${key}: at most ${rate.max} in ${seconds(rate.windowMs)}; try again in ${seconds(Math.ceil(wait / 1000) * 1000)}`,
+            ),
+            { responseCode: 450 },
+          ),
+        )
+      }
+    }
     if (this.limitOptions.establishedBy === 'auth') {
       this.onAuth = (auth, session, callback) =>
         onAuth.call(this, auth, session, (err, response) => {
@@ -162,6 +201,7 @@ export class LimitedSMTPServer extends SMTPServer {
     }
     this.onData = (stream, session, callback) => {
       const guard = this.sessions.get(session.id)
+      rate?.hit(guard?.key ?? addressKey(session.remoteAddress))
       guard?.dataStarted(stream)
       onData.call(this, stream, session, (err, message) => {
         callback(err, message)

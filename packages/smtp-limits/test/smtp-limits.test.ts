@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { connect as netConnect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
-import { addressKey, type LimitEvent, LimitedSMTPServer } from '../src/index.ts'
+import { addressKey, type LimitEvent, LimitedSMTPServer, MessageRate } from '../src/index.ts'
 
 describe('addressKey', () => {
   it('counts IPv4 addresses one by one, IPv4-mapped ones as IPv4', () => {
@@ -135,5 +135,136 @@ describe('LimitedSMTPServer replies', () => {
     } finally {
       socket.destroy()
     }
+  })
+})
+
+/** A raw dialog on one connection from a loopback address of our choice: each command's final reply line. */
+async function dialog(port: number, localAddress: string, commands: string[]): Promise<string[]> {
+  const socket = netConnect({ port, host: '127.0.0.1', localAddress })
+  socket.setEncoding('utf8')
+  let buffer = ''
+  const lines: string[] = []
+  const waiting: Array<(reply: string) => void> = []
+  socket.on('data', (chunk: string) => {
+    buffer += chunk
+    for (let m = /^(\d{3}) ([^\r\n]*)\r\n/m.exec(buffer); m; m = /^(\d{3}) ([^\r\n]*)\r\n/m.exec(buffer)) {
+      buffer = buffer.slice(m.index + m[0].length)
+      const reply = `${m[1]} ${m[2]}`
+      const w = waiting.shift()
+      if (w) w(reply)
+      else lines.push(reply)
+    }
+  })
+  socket.on('error', () => {})
+  const next = () =>
+    new Promise<string>((resolve, reject) => {
+      const queued = lines.shift()
+      if (queued) return resolve(queued)
+      const timer = setTimeout(() => reject(new Error('no reply')), 10_000)
+      waiting.push((r) => {
+        clearTimeout(timer)
+        resolve(r)
+      })
+    })
+  const out: string[] = []
+  try {
+    await next()
+    for (const c of commands) {
+      socket.write(`${c}\r\n`)
+      out.push(await next())
+    }
+  } finally {
+    socket.destroy()
+  }
+  return out
+}
+
+describe('LimitedSMTPServer message rate', () => {
+  let server: LimitedSMTPServer
+  let port: number
+  const events: LimitEvent[] = []
+  const stored: string[] = []
+
+  before(async () => {
+    server = new LimitedSMTPServer(
+      {
+        logger: false,
+        authOptional: true,
+        disableReverseLookup: true,
+        onData: (stream, session, cb) => {
+          stream.resume()
+          stream.on('end', () => {
+            stored.push(session.remoteAddress)
+            cb(null, '2.0.0 Ok')
+          })
+        },
+      },
+      {
+        limits: {
+          maxConnectionsPerAddress: 5,
+          establishTimeout: 60_000,
+          maxSessionLength: 60_000,
+          minDataRate: 0,
+          dataRateWindow: 1000,
+          maxMessagesPerAddress: 2,
+          messageRateWindow: 3_600_000,
+        },
+        establishedBy: 'rcpt',
+        authAfterTls: false,
+        onLimit: (e) => events.push(e),
+      },
+    )
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    port = (server.server.address() as { port: number }).port
+  })
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+
+  const message = (from: string) => [
+    `MAIL FROM:<${from}>`,
+    'RCPT TO:<a@here.example>',
+    'DATA',
+    'Subject: x\r\n\r\nx\r\n.',
+  ]
+
+  it('refuses MAIL FROM with 450 4.7.1 once an address began its messages for the window, on any connection; other addresses go on', async () => {
+    const first = await dialog(port, '127.0.0.7', [
+      'EHLO a.example',
+      ...message('a@a.example'),
+      ...message('b@a.example'),
+    ])
+    assert.deepEqual(
+      first.slice(1).map((r) => r.slice(0, 3)),
+      ['250', '250', '354', '250', '250', '250', '354', '250'],
+    )
+    // A new connection from the same address does not start the count over.
+    const [, refused] = await dialog(port, '127.0.0.7', ['EHLO a.example', 'MAIL FROM:<c@a.example>'])
+    assert.match(refused!, /^450 4\.7\.1 Too many messages from 127\.0\.0\.7: at most 2 in 60 minutes; try again in /)
+    const [, again] = await dialog(port, '127.0.0.7', ['EHLO a.example', 'MAIL FROM:<d@a.example>'])
+    assert.match(again!, /^450 4\.7\.1 /)
+    const other = await dialog(port, '127.0.0.8', ['EHLO b.example', ...message('a@b.example')])
+    assert.equal(other.at(-1), '250 2.0.0 Ok')
+    assert.deepEqual(stored, ['127.0.0.7', '127.0.0.7', '127.0.0.8'])
+    // A flood is worth one log line.
+    assert.deepEqual(
+      events.filter((e) => e.reason === 'message_rate').map((e) => [e.key, e.first]),
+      [
+        ['127.0.0.7', true],
+        ['127.0.0.7', false],
+      ],
+    )
+  })
+
+  it('forgets a key once its window has passed', () => {
+    const t0 = 1_000_000
+    const r = new MessageRate(2, 1000)
+    r.hit('k', t0)
+    r.hit('k', t0 + 10)
+    assert.equal(r.waitFor('k', t0 + 20), 980)
+    assert.equal(r.waitFor('k', t0 + 1001), 0)
+    assert.equal(r.size, 1)
+    r.hit('other', t0 + 5000)
+    assert.equal(r.size, 1, 'the expired key was swept')
   })
 })

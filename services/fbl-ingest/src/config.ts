@@ -71,8 +71,8 @@ export const fblIngestSection = section({
     /** STARTTLS is offered only when both files are set. */
     tlsCertFile: z.string().default(''),
     tlsKeyFile: z.string().default(''),
-    /** Bytes; larger messages get 552 5.3.4. */
-    maxSize: field.int(25 * 1024 * 1024, { min: 1024 }),
+    /** Bytes; larger messages get 552 5.3.4. Reports and bounces are small; operator mail is read, not archived. */
+    maxSize: field.int(2 * 1024 * 1024, { min: 1024 }),
     maxRecipients: field.int(50, { min: 1, max: 1000 }),
     maxClients: field.int(200, { min: 1 }),
     socketTimeout: field.duration('60s'),
@@ -85,6 +85,13 @@ export const fblIngestSection = section({
     /** Bytes a second a client must keep up during DATA, over each `dataRateWindow` (the first is its grace); 0: off. */
     minDataRate: field.int(1024, { min: 0 }),
     dataRateWindow: field.duration('10s'),
+    /**
+     * Messages one address (an IPv6 /64) may begin within `messageRateWindow` on one process;
+     * more get 450 4.7.1 at MAIL FROM with the wait. 0: no limit. Per process, as the
+     * connection limit: port 25 keeps answering without Redis.
+     */
+    maxMessagesPerAddress: field.int(120, { min: 0 }),
+    messageRateWindow: field.duration('1m'),
   }),
   /** Mailboxes at the pool and bounce domains read by people: their mail is forwarded to `operatorInbox`. */
   operatorMailboxes: mailboxes(['postmaster', 'abuse', 'dmarc', 'hostmaster']),
@@ -92,23 +99,32 @@ export const fblIngestSection = section({
   feedbackMailboxes: mailboxes(['fbl']),
   /** External address operator mail is forwarded to; empty keeps it in inbound_messages only. */
   operatorInbox: z.union([z.literal(''), z.email()]).default(''),
+  /** Forwards to operatorInbox at most this many an hour (all processes together); the rest is kept, quarantined. */
+  forwardsPerHour: field.int(30, { min: 0 }),
   /**
-   * The relay's key-encryption keys: forwards are DKIM-signed with the pool's key (d= the
-   * pool domain), which they seal. Read at start only when operatorInbox is set.
+   * DNS servers (`host` or `host:port`) for the checks fbl-ingest makes of what it receives: DKIM,
+   * SPF and DMARC of mail to an operator mailbox at receipt, a complaint's reporter when it is
+   * processed. Empty: the machine's resolvers.
    */
-  kekFile: field.string('.state/relay/kek'),
-  /** Feedback-loop providers whose complaints count; a complaint from anyone else is recorded, not counted. */
-  feedbackProviders: providers.default(DEFAULT_FEEDBACK_PROVIDERS),
-  /** DNS servers the reports' DKIM and SPF checks ask; empty: the machine's resolvers (/etc/resolv.conf). */
   dnsServers: field.list([]),
   /** Port for dnsServers entries that do not name one; 0: 53. */
   dnsPort: field.port(0),
+  /** One query of the reports' DKIM and SPF checks (the complaint's reporter). */
   dnsTimeout: field.duration('5s'),
+  /** The whole receipt check; past it the message is stored unverified and not forwarded. */
+  authTimeout: field.duration('10s'),
+  /** Feedback-loop providers whose complaints count; a complaint from anyone else is recorded, not counted. */
+  feedbackProviders: providers.default(DEFAULT_FEEDBACK_PROVIDERS),
   worker: section({
     concurrency: field.int(4, { min: 1, max: 64 }),
     /** How often stored but unprocessed mail is re-enqueued (Redis keeps nothing on disk). */
     reconcileInterval: field.duration('60s'),
   }),
+  /**
+   * How long the raw bytes of a finished inbound message are kept (reports quote recipients'
+   * mail); then the reconciler empties them in batches. The row and its events stay. 0: forever.
+   */
+  rawRetention: field.duration('30d'),
   /** How long a hard bounce keeps an address on the member's suppression list. */
   bounceSuppression: field.duration('30d'),
   thresholds: section({

@@ -104,7 +104,9 @@ before(async () => {
     databaseUrl,
     prefix,
     secretFile: files.tokenSecretFile,
-    kekFile: files.kekFile,
+    // Only the pool's KEK, which `relay keys init` below seals the pool key under.
+    poolKekFile: files.poolKekFile,
+    dnsServer: dns.address,
     extra: {
       ATMOS_FBL_INGEST_SMTP_HOST: FBL_HOST,
       ATMOS_FBL_INGEST_SMTP_PORT: String(mxPort),

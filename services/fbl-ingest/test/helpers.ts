@@ -14,6 +14,7 @@ import {
   deletePrefix,
   TEST_REDIS_URL,
   type TestDatabase,
+  TestDnsServer,
   testRedis,
   testRedisPrefix,
 } from '@atmos/testkit'
@@ -40,8 +41,10 @@ export function serviceEnv(opts: {
   databaseUrl: string
   prefix: string
   secretFile: string
-  /** The relay's key-encryption keys, which seal the pool's DKIM key that signs forwards. */
-  kekFile: string
+  /** The pool's key-encryption keys, which seal the pool's DKIM key that signs forwards (never the relay's). */
+  poolKekFile: string
+  /** The loopback DNS the listener checks DKIM, SPF and DMARC with: never the internet. */
+  dnsServer: string
   extra?: Env
 }): Env {
   return {
@@ -56,7 +59,8 @@ export function serviceEnv(opts: {
     ATMOS_FBL_INGEST_SMTP_HOST: '127.0.0.1',
     ATMOS_FBL_INGEST_SMTP_PORT: '0',
     ATMOS_FBL_INGEST_OPERATOR_INBOX: OPERATOR_INBOX,
-    ATMOS_FBL_INGEST_KEK_FILE: opts.kekFile,
+    ATMOS_FBL_INGEST_POOL_KEK_FILE: opts.poolKekFile,
+    ATMOS_FBL_INGEST_DNS_SERVERS: opts.dnsServer,
     ...opts.extra,
   }
 }
@@ -80,7 +84,12 @@ export type Harness = {
   redis: ReturnType<typeof testRedis>
   /** The pool's DKIM key (d=POOL_DOMAIN) that signs forwards, as its TXT record would publish it. */
   poolKey: { selector: string; txt: string }
-  kekFile: string
+  /** The pool's KEK file, the only one fbl-ingest is given. */
+  poolKekFile: string
+  /** The relay's KEK file, which seals members' keys: made here only to show fbl-ingest does without it. */
+  relayKekFile: string
+  /** Answers the receipt checks; empty unless a test adds records. */
+  dns: TestDnsServer
   close: () => Promise<void>
 }
 
@@ -89,26 +98,33 @@ export async function harness(label: string): Promise<Harness> {
   const db = createDb({ url: database.url, poolMax: 4 })
   const prefix = testRedisPrefix(label)
   const { path, secret } = tokenSecretFile()
-  // What `relay keys init` leaves behind: the KEK file and the pool's sealed DKIM key.
-  const kekFile = join(dirname(path), 'kek')
-  createKeyringFile(kekFile)
-  const poolKey = await createDkimKey(db.$client, loadKeyring(kekFile), {
+  // What `relay keys init` leaves behind: both KEK files and the pool's DKIM key sealed under its own.
+  const poolKekFile = join(dirname(path), 'pool-kek')
+  const relayKekFile = join(dirname(path), 'relay-kek')
+  createKeyringFile(poolKekFile)
+  createKeyringFile(relayKekFile)
+  const poolKey = await createDkimKey(db.$client, loadKeyring(poolKekFile), {
     memberId: null,
     domain: POOL_DOMAIN,
     selector: 'atmos1',
   })
   const redis = testRedis()
+  const dns = new TestDnsServer()
+  await dns.start()
   return {
     database,
     db,
     prefix,
     secret,
     verp: { secret, bounceDomain: BOUNCE_DOMAIN, prefix: 'b' },
-    env: serviceEnv({ databaseUrl: database.url, prefix, secretFile: path, kekFile }),
+    env: serviceEnv({ databaseUrl: database.url, prefix, secretFile: path, poolKekFile, dnsServer: dns.address }),
     redis,
     poolKey: { selector: poolKey.selector, txt: poolKey.txt },
-    kekFile,
+    poolKekFile,
+    relayKekFile,
+    dns,
     close: async () => {
+      await dns.close()
       await deletePrefix(redis, prefix)
       redis.disconnect()
       await db.$client.end({ timeout: 5 })

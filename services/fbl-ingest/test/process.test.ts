@@ -325,7 +325,7 @@ describe('processing inbound reports', () => {
   })
 
   it('without a pool DKIM key a forward is not made unsigned: it fails, naming the fix, and waits', async () => {
-    const keys = new SigningKeys(h.db.$client, loadKeyring(h.kekFile))
+    const keys = new SigningKeys(h.db.$client, { pool: loadKeyring(h.poolKekFile) })
     await assert.rejects(
       prepareForward(keys, { ...poolIdentity(h), domain: 'unkeyed.example' }, OPERATOR_INBOX, {
         inboundId: 1,

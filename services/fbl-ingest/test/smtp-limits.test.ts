@@ -106,6 +106,18 @@ describe('inbound SMTP, default limits', () => {
     const metrics = await service.ctx.metrics.getSingleMetricAsString('atmos_fbl_smtp_refused_total')
     assert.match(metrics, /reason="address_connections"[^}]*\} 990/)
   })
+
+  it('takes reports up to 2 MB: EHLO says so, a larger declared SIZE gets 552 5.3.4', async () => {
+    const peer = new Peer(port, '127.0.0.3')
+    try {
+      await peer.reply()
+      assert.equal(await peer.send('EHLO c.example'), '250 SIZE 2097152')
+      assert.match(await peer.send('MAIL FROM:<> SIZE=2097153'), /^552 5\.3\.4 /)
+      assert.match(await peer.send('MAIL FROM:<> SIZE=2097152'), /^250 /)
+    } finally {
+      peer.socket.destroy()
+    }
+  })
 })
 
 describe('inbound SMTP, deadlines', () => {
@@ -173,6 +185,37 @@ describe('inbound SMTP, deadlines', () => {
         assert.equal(await stored(), before)
         // A sender that keeps up is not touched.
         assert.match(await sendRaw(port, '', [`postmaster@${POOL_DOMAIN}`], bounce), /^250 /)
+      },
+    ))
+
+  it('defers an address past its message rate with 450 4.7.1 at MAIL FROM, stores nothing more, and serves others', () =>
+    withListener(
+      { ATMOS_FBL_INGEST_SMTP_MAX_MESSAGES_PER_ADDRESS: '2', ATMOS_FBL_INGEST_SMTP_MESSAGE_RATE_WINDOW: '1h' },
+      async (port) => {
+        const stored = async () => (await h.db.select().from(inboundMessages)).length
+        assert.match(await sendRaw(port, '', [`postmaster@${POOL_DOMAIN}`], bounce), /^250 /)
+        assert.match(await sendRaw(port, '', [`postmaster@${POOL_DOMAIN}`], bounce), /^250 /)
+        const before = await stored()
+        const peer = new Peer(port)
+        try {
+          await peer.reply()
+          await peer.send('EHLO c.example')
+          assert.match(
+            await peer.send('MAIL FROM:<>'),
+            /^450 4\.7\.1 Too many messages from 127\.0\.0\.1: at most 2 in 60 minutes; try again in /,
+          )
+        } finally {
+          peer.socket.destroy()
+        }
+        assert.equal(await stored(), before)
+        const other = new Peer(port, '127.0.0.4')
+        try {
+          await other.reply()
+          await other.send('EHLO c.example')
+          assert.match(await other.send('MAIL FROM:<>'), /^250 /)
+        } finally {
+          other.socket.destroy()
+        }
       },
     ))
 

@@ -1,8 +1,13 @@
 // Operator commands (`pnpm --filter @atmos/relay relay <command>`, or `node src/cli.ts`):
 //
-//   keys init [--selector S]     create what the relay needs once: the key-encryption key
-//                                file and the pool's token secret (mode 0600, never
-//                                overwritten) and the pool DKIM key; prints its DNS record
+//   keys init [--selector S]     create what the relay needs once: the relay's and the pool's
+//                                key-encryption key files and the pool's token secret (mode
+//                                0600, never overwritten) and the pool DKIM key, sealed under
+//                                the pool's KEK; prints its DNS record. Re-seals a pool key
+//                                still under the relay's KEK (as reseal-pool).
+//   keys reseal-pool             move pool DKIM keys sealed under the relay's KEK (before the
+//                                pool had its own) under the pool's, so that fbl-ingest and
+//                                delivery, which hold only the pool's KEK, can sign
 //   members add --did D --domain X [--handle H] [--selector S]
 //                                enrol a member: DKIM key (sealed), SMTP credentials; prints
 //                                the DKIM record to publish and the password, once
@@ -17,7 +22,7 @@ import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '@atmos/config'
 import { createDb, type Db } from '@atmos/db'
-import { activePoolKey, createDkimKey } from '@atmos/dkim'
+import { activePoolKey, createDkimKey, resealPoolKeys } from '@atmos/dkim'
 import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { notifyStatusChange, setMemberStatus } from '@atmos/reputation'
 import { createKeyringFile, createSecretFile, dkimTxtRecord, loadKeyring } from '@atmos/secrets'
@@ -38,24 +43,45 @@ function zoneLine(name: string, txt: string): string {
 async function keysInit(config: RelayConfig, db: Db, args: string[]) {
   const { values } = parseArgs({ args, options: { selector: { type: 'string', default: 'pool1' } } })
   const { kekFile, pool } = config.relay
-  console.log(createKeyringFile(kekFile) ? `created ${kekFile} (mode 0600)` : `${kekFile} already exists`)
+  // Members' keys under the relay's KEK, the pool's under its own: processes that sign only
+  // as the pool (fbl-ingest, delivery) are given the pool's alone.
+  for (const file of [kekFile, pool.kekFile]) {
+    console.log(createKeyringFile(file) ? `created ${file} (mode 0600)` : `${file} already exists`)
+  }
   const token = createSecretFile(pool.tokenSecretFile, randomBytes(32).toString('hex'))
   console.log(token ? `created ${pool.tokenSecretFile} (mode 0600)` : `${pool.tokenSecretFile} already exists`)
-  const keyring = loadKeyring(kekFile)
+  await resealPool(config, db)
   const existing = await activePoolKey(db.$client, pool.domain)
   if (existing) {
     console.log(`pool DKIM key ${existing.selector}._domainkey.${pool.domain} already exists; its record:`)
     console.log(zoneLine(`${existing.selector}._domainkey.${pool.domain}`, dkimTxtRecord(existing.publicKey)))
     return 0
   }
-  const key = await createDkimKey(db.$client, keyring, {
+  const key = await createDkimKey(db.$client, loadKeyring(pool.kekFile), {
     memberId: null,
     domain: pool.domain,
     selector: values.selector!,
   })
-  console.log(`created pool DKIM key ${key.txtName}; publish:`)
+  console.log(`created pool DKIM key ${key.txtName} (sealed under ${pool.kekFile}); publish:`)
   console.log(zoneLine(key.txtName, key.txt))
   return 0
+}
+
+async function resealPool(config: RelayConfig, db: Db): Promise<number> {
+  const { kekFile, pool } = config.relay
+  const moved = await resealPoolKeys(db.$client, { members: loadKeyring(kekFile), pool: loadKeyring(pool.kekFile) })
+  console.log(
+    moved
+      ? `re-sealed ${moved} pool DKIM key${moved === 1 ? '' : 's'} under ${pool.kekFile}; restart fbl-ingest and delivery`
+      : `every pool DKIM key is sealed under ${pool.kekFile}`,
+  )
+  return 0
+}
+
+async function keysResealPool(config: RelayConfig, db: Db) {
+  const file = config.relay.pool.kekFile
+  console.log(createKeyringFile(file) ? `created ${file} (mode 0600)` : `${file} already exists`)
+  return resealPool(config, db)
 }
 
 async function membersCommand(config: RelayConfig, db: Db, args: string[]) {
@@ -174,11 +200,15 @@ try {
   const code =
     command === 'keys' && rest[0] === 'init'
       ? await keysInit(config, db, rest.slice(1))
-      : command === 'members'
-        ? await membersCommand(config, db, rest)
-        : (() => {
-            throw new UsageError('usage: relay keys init | members add|list|suspend|reinstate|rotate-password …')
-          })()
+      : command === 'keys' && rest[0] === 'reseal-pool'
+        ? await keysResealPool(config, db)
+        : command === 'members'
+          ? await membersCommand(config, db, rest)
+          : (() => {
+              throw new UsageError(
+                'usage: relay keys init|reseal-pool | members add|list|suspend|reinstate|rotate-password …',
+              )
+            })()
   await db.$client.end({ timeout: 5 })
   process.exit(code)
 } catch (err) {

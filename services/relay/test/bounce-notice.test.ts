@@ -45,14 +45,16 @@ before(async () => {
   rcptSink = world.sinks.rcpt!
   memberSink = world.sinks.member!
   const files = relayFiles()
-  poolKey = await createDkimKey(sql, loadKeyring(files.kekFile), {
+  poolKey = await createDkimKey(sql, loadKeyring(files.poolKekFile), {
     memberId: null,
     domain: POOL_DOMAIN,
     selector: 'pool1',
   })
   const running = await startDelivery(
     world.env({
-      ATMOS_RELAY_KEK_FILE: files.kekFile,
+      // The delivery role holds only the pool's KEK: it signs as the pool, never as a member.
+      ATMOS_RELAY_POOL_KEK_FILE: files.poolKekFile,
+      ATMOS_RELAY_KEK_FILE: '/nonexistent/relay-kek',
       ATMOS_RELAY_POOL_DOMAIN: POOL_DOMAIN,
       ATMOS_RELAY_DELIVERY_HELO_NAME: 'relay.pool.example',
     }),
@@ -225,7 +227,7 @@ describe('bounce notices', () => {
     // Last: the workers are replaced by ones whose KEK file is missing.
     await stopDelivery()
     const running = await startDelivery(
-      world.env({ ATMOS_RELAY_KEK_FILE: '/nonexistent/kek', ATMOS_RELAY_POOL_DOMAIN: POOL_DOMAIN }),
+      world.env({ ATMOS_RELAY_POOL_KEK_FILE: '/nonexistent/kek', ATMOS_RELAY_POOL_DOMAIN: POOL_DOMAIN }),
     )
     stopDelivery = running.stop
     const { messageId, recipientId } = await send('fay@member.example', 'nobody4@bounces.test')

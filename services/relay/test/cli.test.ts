@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createPool, type Pool } from '@atmos/db'
-import { dkimSealContext } from '@atmos/dkim'
+import { createDkimKey, dkimSealContext, PoolKeyUnavailableError, SigningKeys } from '@atmos/dkim'
 import { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { loadKeyring, verifyPassword } from '@atmos/secrets'
 import {
@@ -37,6 +37,7 @@ describe('relay operator commands', () => {
       ATMOS_RELAY_KEK_FILE: join(dir, 'relay', 'kek'),
       ATMOS_RELAY_POOL_DOMAIN: POOL_DOMAIN,
       ATMOS_RELAY_POOL_TOKEN_SECRET_FILE: join(dir, 'pool', 'token.secret'),
+      ATMOS_RELAY_POOL_KEK_FILE: join(dir, 'pool', 'kek'),
     }
   })
   after(async () => {
@@ -56,9 +57,22 @@ describe('relay operator commands', () => {
       first.out,
       /^pool1\._domainkey\.pool\.example\. IN TXT "v=DKIM1; k=rsa; p=[A-Za-z0-9+/]+" "[A-Za-z0-9+/=]+"$/m,
     )
-    for (const f of [env.ATMOS_RELAY_KEK_FILE!, env.ATMOS_RELAY_POOL_TOKEN_SECRET_FILE!]) {
+    for (const f of [
+      env.ATMOS_RELAY_KEK_FILE!,
+      env.ATMOS_RELAY_POOL_KEK_FILE!,
+      env.ATMOS_RELAY_POOL_TOKEN_SECRET_FILE!,
+    ]) {
       assert.equal(statSync(f).mode & 0o777, 0o600)
     }
+    // The pool's key is sealed under the pool's own KEK, which is not the relay's.
+    const [poolKey] = await sql`select kek_id, private_key_sealed from dkim_keys where member_id is null`
+    const poolRing = loadKeyring(env.ATMOS_RELAY_POOL_KEK_FILE!)
+    const relayRing = loadKeyring(env.ATMOS_RELAY_KEK_FILE!)
+    assert.ok(poolRing.has(poolKey!.kek_id))
+    assert.ok(!relayRing.has(poolKey!.kek_id))
+    assert.notEqual(poolRing.current.id, relayRing.current.id)
+    const pem = poolRing.unseal(poolKey!.kek_id, poolKey!.private_key_sealed, dkimSealContext(POOL_DOMAIN, 'pool1'))
+    assert.match(pem.toString(), /^-----BEGIN PRIVATE KEY-----/)
     const again = await runCli(['keys', 'init'], env)
     assert.equal(again.code, 0, again.err)
     assert.match(again.out, /kek already exists/)
@@ -98,6 +112,18 @@ describe('relay operator commands', () => {
     )
     assert.match(pem.toString(), /^-----BEGIN PRIVATE KEY-----/)
     assert.ok(!res.out.includes('PRIVATE KEY'))
+    // A process given only the pool's KEK (fbl-ingest, delivery) cannot open a member's key.
+    const poolOnly = new SigningKeys(sql, { pool: loadKeyring(env.ATMOS_RELAY_POOL_KEK_FILE!) })
+    await assert.rejects(poolOnly.member(member!.id), /holds no members' key-encryption key/)
+    assert.throws(
+      () =>
+        loadKeyring(env.ATMOS_RELAY_POOL_KEK_FILE!).unseal(
+          key!.kek_id,
+          key!.private_key_sealed,
+          dkimSealContext('mail.example.org', 'atmos1'),
+        ),
+      /is not in the keyring/,
+    )
 
     const dup = await runCli(['members', 'add', '--did', 'did:plc:other', '--domain', 'mail.example.org'], env)
     assert.equal(dup.code, 1)
@@ -106,6 +132,37 @@ describe('relay operator commands', () => {
     assert.match(bad.err, /not a DID/)
     const usage = await runCli(['members', 'add', '--did', DID], env)
     assert.equal(usage.code, 64)
+  })
+
+  it('keys reseal-pool moves a pool key still sealed under the relay KEK under the pool KEK; until then a pool-only process names the command', async () => {
+    // As a deployment from before the pool had its own KEK left it.
+    await createDkimKey(sql, loadKeyring(env.ATMOS_RELAY_KEK_FILE!), {
+      memberId: null,
+      domain: 'legacy.example',
+      selector: 'old1',
+    })
+    const poolOnly = () => new SigningKeys(sql, { pool: loadKeyring(env.ATMOS_RELAY_POOL_KEK_FILE!) })
+    await assert.rejects(
+      poolOnly().pool('legacy.example'),
+      (err: Error) =>
+        err instanceof PoolKeyUnavailableError &&
+        /old1\._domainkey\.legacy\.example.*relay keys reseal-pool/.test(err.message),
+    )
+    // A process with both KEKs (submission) still signs with it meanwhile.
+    const both = new SigningKeys(sql, {
+      members: loadKeyring(env.ATMOS_RELAY_KEK_FILE!),
+      pool: loadKeyring(env.ATMOS_RELAY_POOL_KEK_FILE!),
+    })
+    assert.equal((await both.pool('legacy.example'))?.selector, 'old1')
+    const res = await runCli(['keys', 'reseal-pool'], env)
+    assert.equal(res.code, 0, res.err)
+    assert.match(res.out, /re-sealed 1 pool DKIM key under .*pool\/kek/)
+    assert.equal((await poolOnly().pool('legacy.example'))?.selector, 'old1')
+    const again = await runCli(['keys', 'reseal-pool'], env)
+    assert.match(again.out, /every pool DKIM key is sealed under/)
+    // Members' keys stay where they were.
+    const [member] = await sql`select kek_id from dkim_keys where member_id is not null`
+    assert.ok(loadKeyring(env.ATMOS_RELAY_KEK_FILE!).has(member!.kek_id))
   })
 
   it('members list shows each member with its status', async () => {

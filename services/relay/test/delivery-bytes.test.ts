@@ -47,9 +47,12 @@ describe('relay: the bytes the MX receives are the bytes that were signed', () =
       },
     )
     const files = relayFiles()
-    const keyring = loadKeyring(files.kekFile)
-    await createDkimKey(world.sql, keyring, { memberId: null, domain: POOL_DOMAIN, selector: 'pool1' })
-    alice = await createMember({ sql: world.sql, keyring }, 'member.example')
+    await createDkimKey(world.sql, loadKeyring(files.poolKekFile), {
+      memberId: null,
+      domain: POOL_DOMAIN,
+      selector: 'pool1',
+    })
+    alice = await createMember({ sql: world.sql, keyring: loadKeyring(files.kekFile) }, 'member.example')
     ctx = relayContext(submissionEnv({ databaseUrl: world.db.url, redisPrefix: world.prefix, files }))
     submission = new Submission(ctx)
     await submission.start()

@@ -31,14 +31,22 @@ export const POOL_DOMAIN = 'pool.example'
 export const BOUNCE_DOMAIN = 'bounces.pool.example'
 export const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 
-/** The secret files a relay needs (KEK, token secret) in a directory of their own, and a certificate. */
-export function relayFiles(): { kekFile: string; tokenSecretFile: string; certFile: string; keyFile: string } {
+/** The secret files a relay needs (both KEKs, token secret) in a directory of their own, and a certificate. */
+export function relayFiles(): {
+  kekFile: string
+  poolKekFile: string
+  tokenSecretFile: string
+  certFile: string
+  keyFile: string
+} {
   const dir = mkdtempSync(join(tmpdir(), 'atmos-relay-'))
   const kekFile = join(dir, 'kek')
+  const poolKekFile = join(dir, 'pool-kek')
   const tokenSecretFile = join(dir, 'token.secret')
   createKeyringFile(kekFile)
+  createKeyringFile(poolKekFile)
   createSecretFile(tokenSecretFile, randomBytes(32).toString('hex'))
-  return { kekFile, tokenSecretFile, ...testCertificate() }
+  return { kekFile, poolKekFile, tokenSecretFile, ...testCertificate() }
 }
 
 /** The environment of a relay that only accepts submissions, on a free port, with test files. */
@@ -56,6 +64,7 @@ export function submissionEnv(opts: {
     ATMOS_LOG_LEVEL: 'silent',
     ATMOS_RELAY_ROLES: 'submission',
     ATMOS_RELAY_KEK_FILE: opts.files.kekFile,
+    ATMOS_RELAY_POOL_KEK_FILE: opts.files.poolKekFile,
     ATMOS_RELAY_POOL_DOMAIN: POOL_DOMAIN,
     ATMOS_RELAY_POOL_BOUNCE_DOMAIN: BOUNCE_DOMAIN,
     ATMOS_RELAY_POOL_TOKEN_SECRET_FILE: opts.files.tokenSecretFile,
@@ -93,7 +102,7 @@ export async function startSubmission(extra: Record<string, string> = {}): Promi
   const prefix = testRedisPrefix('relay-sub')
   const files = relayFiles()
   const keyring = loadKeyring(files.kekFile)
-  await createDkimKey(sql, keyring, { memberId: null, domain: POOL_DOMAIN, selector: 'pool1' })
+  await createDkimKey(sql, loadKeyring(files.poolKekFile), { memberId: null, domain: POOL_DOMAIN, selector: 'pool1' })
   const env = submissionEnv({ databaseUrl: db.url, redisPrefix: prefix, files, extra })
   const ctx = relayContext(env)
   const submission = new Submission(ctx)

@@ -209,7 +209,7 @@ describe('member connection slots of a killed submission process', () => {
   it('let the member log in to a new process at once after a kill -9', async () => {
     const limit = 2
     const files = relayFiles()
-    await createDkimKey(sql, loadKeyring(files.kekFile), { memberId: null, domain: POOL_DOMAIN, selector: 'pool1' })
+    await createDkimKey(sql, loadKeyring(files.poolKekFile), { memberId: null, domain: POOL_DOMAIN, selector: 'pool1' })
     const member = await createMember({ sql, keyring: loadKeyring(files.kekFile) }, 'dead-member.example')
     const env = submissionEnv({
       databaseUrl: db.url,

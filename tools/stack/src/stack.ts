@@ -33,8 +33,9 @@ try {
   process.exit(1)
 }
 
-// The relay's submission needs a certificate for STARTTLS, and its key-encryption key,
-// token secret and pool DKIM key (`relay keys init`, which never overwrites anything).
+// The relay's submission needs a certificate for STARTTLS, and its and the pool's
+// key-encryption keys, token secret and pool DKIM key (`relay keys init`, which never
+// overwrites anything).
 const certFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE ?? '.state/relay/tls.crt'
 const keyFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE ?? '.state/relay/tls.key'
 try {
@@ -45,8 +46,9 @@ try {
   process.exit(1)
 }
 // Relay and fbl-ingest share the pool's identity: the token secret that `relay keys init`
-// creates is the one fbl-ingest verifies bounces with, and so on for every pool field.
-const POOL_FIELDS = ['DOMAIN', 'BOUNCE_DOMAIN', 'VERP_PREFIX', 'FEEDBACK_SENDER_ID', 'TOKEN_SECRET_FILE']
+// creates is the one fbl-ingest verifies bounces with, and so on for every pool field; the
+// pool's KEK too (fbl-ingest signs forwards as the pool), never the relay's.
+const POOL_FIELDS = ['DOMAIN', 'BOUNCE_DOMAIN', 'VERP_PREFIX', 'FEEDBACK_SENDER_ID', 'TOKEN_SECRET_FILE', 'KEK_FILE']
 const poolEnv: Record<string, string> = {}
 for (const f of POOL_FIELDS) {
   const value = process.env[`ATMOS_RELAY_POOL_${f}`] ?? process.env[`ATMOS_FBL_INGEST_POOL_${f}`]

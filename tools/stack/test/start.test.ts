@@ -32,6 +32,7 @@ it("the README's start command brings all five services up ready, and Ctrl-C sto
       ATMOS_LABELER_SIGNING_KEY_FILE: join(state, 'label-signing.key'),
       ATMOS_RELAY_KEK_FILE: join(state, 'relay', 'kek'),
       ATMOS_RELAY_POOL_TOKEN_SECRET_FILE: join(state, 'pool', 'token.secret'),
+      ATMOS_RELAY_POOL_KEK_FILE: join(state, 'pool', 'kek'),
       ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE: join(state, 'relay', 'tls.crt'),
       ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE: join(state, 'relay', 'tls.key'),
       ATMOS_RELAY_SUBMISSION_PORT: '0',
@@ -75,7 +76,7 @@ it("the README's start command brings all five services up ready, and Ctrl-C sto
   assert.match(out, /stack: created signing key .*: did:key:zQ3s/)
   // The relay's first-start files: a certificate, the KEK and token secret, the pool DKIM key.
   assert.match(out, /stack: created a self-signed certificate .*tls\.crt for submission/)
-  assert.match(out, /stack: relay keys: created pool DKIM key pool1\._domainkey\./)
+  assert.match(out, /stack: relay keys: created pool DKIM key pool1\._domainkey\..* \(sealed under .*pool\/kek\)/)
   const smtp = /stack:\s+submission (127\.0\.0\.1:\d+)\s+\(STARTTLS/.exec(out)
   assert.ok(smtp, out)
   const greeting = await smtpGreeting(smtp[1]!)

@@ -6,6 +6,19 @@ import { members } from './members.ts'
 export const INBOUND_KINDS = ['unclassified', 'arf', 'dsn', 'plain_bounce', 'operator', 'auto_reply'] as const
 export const INBOUND_STATES = ['received', 'processed', 'quarantined', 'forwarded'] as const
 
+/**
+ * What fbl-ingest's listener found at receipt (mailauth, with the client's IP, HELO and MAIL
+ * FROM): whether the message may be forwarded as mail from its From domain's owner.
+ */
+export type InboundAuth = {
+  /** DMARC for the From domain: pass, fail, none, temperror, permerror; 'error' when not checked. */
+  dmarc: string
+  fromDomain: string | null
+  spf: string
+  /** Each DKIM signature's domain and result, `example.com:pass`. */
+  dkim: string[]
+}
+
 /** fbl-ingest's raw spool: every message accepted on port 25, stored before the 250. */
 export const inboundMessages = pgTable(
   'inbound_messages',
@@ -23,9 +36,14 @@ export const inboundMessages = pgTable(
     /** For operator mail: the relay message that forwarded it outside. */
     forwardedMessageId: uuid(),
     processedAt: at(),
+    /** Null for rows stored before it was checked. */
+    auth: jsonb().$type<InboundAuth>(),
+    /** Set when `raw` was emptied by the retention (fblIngest.rawRetention); the row and its events stay. */
+    rawPurgedAt: at(),
   },
   (t) => [
     index('inbound_messages_received_idx').on(t.state, t.receivedAt),
+    index('inbound_messages_purgeable_idx').on(t.receivedAt).where(sql`state <> 'received' AND raw_purged_at IS NULL`),
     index('inbound_messages_kind_idx').on(t.kind, t.receivedAt),
     check('inbound_messages_kind_check', sql.raw(`kind IN (${oneOf(INBOUND_KINDS)})`)),
     check('inbound_messages_state_check', sql.raw(`state IN (${oneOf(INBOUND_STATES)})`)),

@@ -1,7 +1,8 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import { spoolPoolMessage, type Tx } from '@atmos/db'
+import { type InboundAuth, spoolPoolMessage, type Tx } from '@atmos/db'
 import { type SigningKeys, signAsPool } from '@atmos/dkim'
 import { verpAddress } from '@atmos/mail-feedback'
+import { sql } from 'drizzle-orm'
 import type { PoolIdentity } from '../pool.ts'
 
 // Operator mail (postmaster@, abuse@, anything that is not a report) goes to an external
@@ -10,6 +11,41 @@ import type { PoolIdentity } from '../pool.ts'
 // than as is: re-sending a stranger's message under its own From from the pool's IP fails
 // their DMARC at the operator's provider and teaches that provider to distrust the pool,
 // while the wrapper is mail from the pool domain with the original intact, byte for byte.
+
+/** DMARC verdicts at receipt that let a message go on: it passed, or its domain publishes no policy. */
+const FORWARDABLE_DMARC = new Set(['pass', 'none'])
+
+/**
+ * Why a message that is not a report is kept for the operator (quarantined with this reason)
+ * rather than forwarded, or null when it may be forwarded. Only mail people sent to an
+ * operator mailbox goes: fbl@ and bounce addresses receive reports, so anything else there
+ * is noise or an attempt to have the pool relay it. Nor mail whose From domain's DMARC
+ * failed (or could not be checked) at receipt: the pool would be vouching for a forgery.
+ */
+export function keepInsteadOfForward(
+  row: { rcptTo: string[]; auth: InboundAuth | null },
+  operatorMailboxes: readonly string[],
+): string | null {
+  const toOperator = row.rcptTo.some((r) => operatorMailboxes.includes(r.slice(0, r.lastIndexOf('@'))))
+  if (!toOperator) return 'not a report, and not sent to an operator mailbox: kept, not forwarded'
+  if (!row.auth) return 'not authenticated at receipt: kept, not forwarded'
+  if (!FORWARDABLE_DMARC.has(row.auth.dmarc)) {
+    return `DMARC ${row.auth.dmarc} for its From domain ${row.auth.fromDomain ?? '(none)'}: kept, not forwarded`
+  }
+  return null
+}
+
+/**
+ * True when `perHour` forwards went out in the last hour (every process together). Taken
+ * under a transaction-scoped lock, so that concurrent workers cannot all pass the count.
+ */
+export async function forwardBudgetSpent(tx: Tx, perHour: number): Promise<boolean> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext('fbl-ingest forwards'))`)
+  const [row] = await tx.execute<{ n: number }>(sql`
+    select count(*)::int as n from inbound_messages
+    where state = 'forwarded' and forwarded_message_id is not null and processed_at > now() - interval '1 hour'`)
+  return (row?.n ?? 0) >= perHour
+}
 
 /** How long the relay keeps trying to deliver a forward. */
 const FORWARD_LIFETIME_MS = 5 * 86_400_000

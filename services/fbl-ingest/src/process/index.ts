@@ -18,7 +18,7 @@ import type { FblIngestConfig } from '../config.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { InboundProcessor } from './processor.ts'
-import { InboundReconciler } from './reconciler.ts'
+import { InboundReconciler, purgeRawInbound } from './reconciler.ts'
 
 /** The process-inbound workers and their reconciler. */
 export class InboundWorkers {
@@ -54,8 +54,10 @@ export class InboundWorkers {
       logger: this.logger,
       operatorMailboxes: cfg.operatorMailboxes,
       operatorInbox: cfg.operatorInbox,
-      // A missing KEK file fails start-up (retried, not ready) with its path named.
-      keys: cfg.operatorInbox ? new SigningKeys(db.$client, loadKeyring(cfg.kekFile)) : undefined,
+      forwardsPerHour: cfg.forwardsPerHour,
+      // Forwards are signed as the pool: only the pool's KEK, never the relay's (which opens
+      // every member's key). A missing file fails start-up (retried, not ready) with its path named.
+      keys: cfg.operatorInbox ? new SigningKeys(db.$client, { pool: loadKeyring(cfg.pool.kekFile) }) : undefined,
       bounceSuppressionMs: cfg.bounceSuppression,
       thresholds: cfg.thresholds,
       providers: cfg.feedbackProviders,
@@ -92,6 +94,10 @@ export class InboundWorkers {
         { name: 'status events re-sent', run: () => republishStatusChanges(db, statusQueue) },
         // Members whose enforcement a crash may have skipped (two intervals of events, to overlap).
         { name: 'reputation re-checked', run: () => processor.recheckRecent(2 * cfg.worker.reconcileInterval) },
+        // Raw mail (reports quote recipients' messages) is kept only as long as it is useful.
+        ...(cfg.rawRetention > 0
+          ? [{ name: 'raw inbound purged', run: () => purgeRawInbound(db, cfg.rawRetention) }]
+          : []),
       ],
     })
     await this.reconciler.start()

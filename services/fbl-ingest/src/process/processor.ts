@@ -16,7 +16,7 @@ import type { FeedbackProvider } from '../config.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { type Attribution, attribute } from './attribute.ts'
-import { prepareForward, spoolForward } from './forward.ts'
+import { forwardBudgetSpent, keepInsteadOfForward, prepareForward, spoolForward } from './forward.ts'
 import { authenticateReporter, type Reporter, type ReportResolver } from './reporter.ts'
 
 type InboundKind = (typeof inboundMessages.$inferSelect)['kind']
@@ -30,6 +30,8 @@ export type ProcessorDeps = {
   logger: Logger
   operatorMailboxes: readonly string[]
   operatorInbox: string
+  /** Forwards an hour, all processes together; past it operator mail is kept (quarantined). */
+  forwardsPerHour: number
   /** The pool's DKIM key for signing forwards; present whenever operatorInbox is set. */
   keys?: SigningKeys | undefined
   bounceSuppressionMs: number
@@ -320,6 +322,8 @@ export class InboundProcessor {
     summary: string,
   ): Promise<Outcome> {
     const { db, pool, operatorInbox, keys, metrics, logger } = this.deps
+    const keep = keepInsteadOfForward(row, this.deps.operatorMailboxes)
+    if (keep) return this.quarantine(row.id, kind, keep)
     const prepared =
       operatorInbox && keys
         ? await prepareForward(keys, pool, operatorInbox, {
@@ -335,6 +339,7 @@ export class InboundProcessor {
         : null
     const messageId = await db.transaction(async (tx) => {
       if (!(await claim(tx, row.id))) return undefined
+      if (prepared && (await forwardBudgetSpent(tx, this.deps.forwardsPerHour))) return 'over' as const
       const id = prepared ? await spoolForward(tx, pool, prepared) : null
       await tx
         .update(inboundMessages)
@@ -343,6 +348,13 @@ export class InboundProcessor {
       return id
     })
     if (messageId === undefined) return { outcome: 'skipped', reason: 'processed concurrently' }
+    if (messageId === 'over') {
+      return this.quarantine(
+        row.id,
+        kind,
+        `forward limit of ${this.deps.forwardsPerHour} an hour reached: kept, not forwarded`,
+      )
+    }
     if (messageId) {
       // Spooled is durable; if Redis does not take the job, the relay's reconciler will.
       await withTimeout(this.deps.deliveries.enqueue({ messageId }, { jobId: messageId }), 1000, 'redis').catch(

@@ -97,3 +97,32 @@ export class InboundReconciler {
     await this.running
   }
 }
+
+/**
+ * Empties the raw bytes of inbound messages received more than `retentionMs` ago and
+ * finished (processed, forwarded or quarantined), oldest first, in batches of `batch`, at
+ * most `maxBatches` a call so that a backlog (retention just shortened) drains over a few
+ * intervals; returns how many. The rows stay with their envelope, kind and size, and so do
+ * the events, suppressions and quarantine entries that point at them; only the bytes go.
+ */
+export async function purgeRawInbound(db: Db, retentionMs: number, batch = BATCH, maxBatches = 10): Promise<number> {
+  let purged = 0
+  for (let i = 0; i < maxBatches; i++) {
+    // Materialized: picked once, so a pass never takes more than its batch.
+    const rows = await db.execute<{ id: string }>(sql`
+      with picked as materialized (
+        -- Replicas' reconcilers share the work instead of waiting on each other's rows.
+        select id from inbound_messages
+        where state <> 'received' and raw_purged_at is null
+          and received_at <= now() - make_interval(secs => ${retentionMs / 1000})
+        order by received_at
+        limit ${batch}
+        for update skip locked)
+      update inbound_messages i set raw = ''::bytea, raw_purged_at = now()
+      from picked where i.id = picked.id
+      returning i.id`)
+    purged += rows.length
+    if (rows.length < batch) break
+  }
+  return purged
+}

@@ -8,6 +8,7 @@ import type { FblIngestConfig } from '../config.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { inboundJobId } from '../process/jobs.ts'
+import { authenticateReceipt, dnsResolver } from './authenticate.ts'
 import { checkRecipient, type RecipientPolicy } from './recipients.ts'
 import { storeInbound } from './store.ts'
 
@@ -32,6 +33,9 @@ export class InboundListener {
   private readonly logger: Logger
   private server: LimitedSMTPServer | undefined
   private queue: TypedQueue<typeof processInbound> | undefined
+  private policy: RecipientPolicy | undefined
+  private resolver: ReturnType<typeof dnsResolver> | undefined
+  private mta = ''
   address: { host: string; port: number } | undefined
 
   constructor(ctx: BaseContext<FblIngestConfig>, metrics: FblMetrics) {
@@ -52,6 +56,9 @@ export class InboundListener {
       operatorMailboxes: config.fblIngest.operatorMailboxes,
       feedbackMailboxes: config.fblIngest.feedbackMailboxes,
     }
+    this.policy = policy
+    this.resolver = dnsResolver(config.fblIngest.dnsServers, config.fblIngest.authTimeout, config.fblIngest.dnsPort)
+    this.mta = s.hostname || pool.domain
     const options: SMTPServerOptions = {
       ...(tls ?? {}),
       secure: false,
@@ -95,6 +102,8 @@ export class InboundListener {
         maxSessionLength: s.maxSessionLength,
         minDataRate: s.minDataRate,
         dataRateWindow: s.dataRateWindow,
+        maxMessagesPerAddress: s.maxMessagesPerAddress,
+        messageRateWindow: s.messageRateWindow,
       },
       establishedBy: 'rcpt',
       authAfterTls: false,
@@ -134,18 +143,38 @@ export class InboundListener {
     }
     const raw = Buffer.concat(chunks, size)
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
+    const rcptTo = session.envelope.rcptTo.map((r) => r.address.toLowerCase())
+    const cfg = this.ctx.config.fblIngest
+    const toOperator = rcptTo.some((r) => {
+      const checked = checkRecipient(r, this.policy!)
+      return 'kind' in checked && checked.kind === 'operator'
+    })
+    const auth = toOperator
+      ? await authenticateReceipt(raw, {
+          ip: session.remoteAddress,
+          helo: session.hostNameAppearsAs || '',
+          mailFrom,
+          mta: this.mta,
+          resolver: this.resolver!,
+          timeoutMs: cfg.authTimeout,
+        })
+      : null
     const id = await storeInbound(
       this.ctx.db,
       {
         remoteAddress: session.remoteAddress || null,
         heloName: session.hostNameAppearsAs || null,
         mailFrom,
-        rcptTo: session.envelope.rcptTo.map((r) => r.address.toLowerCase()),
+        rcptTo,
+        auth,
       },
       raw,
     )
     this.metrics.accepted.inc()
-    this.logger.info({ inboundId: id, size, from: mailFrom, ip: session.remoteAddress }, 'inbound message stored')
+    this.logger.info(
+      { inboundId: id, size, from: mailFrom, ip: session.remoteAddress, ...(auth ? { dmarc: auth.dmarc } : {}) },
+      'inbound message stored',
+    )
     // Stored is durable: the reply is 250 even when Redis is down; the reconciler enqueues it.
     await withTimeout(this.queue!.enqueue({ inboundId: id }, { jobId: inboundJobId(id) }), 1000, 'redis').catch(
       (err: Error) => this.logger.warn({ err: err.message, inboundId: id }, 'not enqueued; the reconciler will'),

@@ -1,10 +1,12 @@
-import { type Db, inboundMessages } from '@atmos/db'
+import { type Db, type InboundAuth, inboundMessages } from '@atmos/db'
 
 export type InboundEnvelope = {
   remoteAddress: string | null
   heloName: string | null
   mailFrom: string
   rcptTo: string[]
+  /** Checked only for mail to an operator mailbox (the only mail ever forwarded). */
+  auth: InboundAuth | null
 }
 
 /** Commits the raw message with its envelope; the 250 is sent only after this resolves. */

@@ -131,10 +131,11 @@ export class Delivery {
       tls,
       notices: cfg.bounceNotices
         ? new BounceNotices({
-            // The KEK is read at the first notice (and again until it can be): a missing file
-            // costs the notices, never the deliveries.
+            // Notices are signed as the pool: only the pool's KEK, never the relay's (which opens
+            // every member's key). It is read at the first notice (and again until it can be):
+            // a missing file costs the notices, never the deliveries.
             keys: () => {
-              this.keys ??= new SigningKeys(this.ctx.db.$client, loadKeyring(config.relay.kekFile))
+              this.keys ??= new SigningKeys(this.ctx.db.$client, { pool: loadKeyring(config.relay.pool.kekFile) })
               return this.keys
             },
             identity: { poolDomain: config.relay.pool.domain, reportingMta: cfg.heloName || config.relay.pool.domain },

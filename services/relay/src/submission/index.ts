@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { SigningKeys } from '@atmos/dkim'
 import { deliverMessage, TypedQueue } from '@atmos/queues'
 import { type BaseContext, withTimeout } from '@atmos/runtime'
@@ -31,6 +31,12 @@ export class Submission {
     // Files first: a missing certificate or secret fails start-up (retried, not ready) with the path named.
     const tls = { key: readFileSync(sub.tlsKeyFile), cert: readFileSync(sub.tlsCertFile) }
     const keyring = loadKeyring(config.relay.kekFile)
+    // Submission signs as members and as the pool, so it holds both KEKs. A deployment from
+    // before the pool had a KEK of its own has no such file yet: its pool key, still sealed
+    // under the relay's KEK, opens with that one until `relay keys reseal-pool`.
+    const poolKekFile = config.relay.pool.kekFile
+    const poolKeyring = existsSync(poolKekFile) ? loadKeyring(poolKekFile) : undefined
+    if (!poolKeyring) logger.warn({ poolKekFile }, 'no pool KEK file: run relay keys reseal-pool')
     const tokenSecret = readSecretFile(config.relay.pool.tokenSecretFile)
     this.deliveries = new TypedQueue(deliverMessage, this.ctx.redis, config.redis.prefix)
     const handlers = new SubmissionHandlers({
@@ -53,7 +59,7 @@ export class Submission {
         leaseMs: Math.max(30_000, sub.socketTimeout),
         onRedisError: (err) => logger.warn({ err: err.message }, 'member connection count unavailable (redis)'),
       }),
-      keys: new SigningKeys(this.ctx.db.$client, keyring),
+      keys: new SigningKeys(this.ctx.db.$client, { members: keyring, pool: poolKeyring }),
       deliveries: this.deliveries,
       metrics: this.metrics,
       pool: config.relay.pool,
