@@ -239,4 +239,22 @@ describe('delivery spool, batched', () => {
     >`select address from message_recipients where message_id = ${old.messageId}`
     assert.equal(r?.address, 'old@retention.test', 'the recipient row stays for attribution')
   })
+
+  it('drops at most a batch of bodies a call, however many are due', async () => {
+    const ids: string[] = []
+    for (let i = 0; i < 7; i++)
+      ids.push((await spoolMessage(sql, { memberId, to: `batch${i}@retention.test` })).messageId)
+    await sql`update message_recipients set state = 'delivered' where message_id in ${sql(ids)}`
+    await sql`update messages set state = 'done', done_at = now() - interval '30 days' where id in ${sql(ids)}`
+    const day = 86_400_000
+    assert.equal(await spool.purgeBodies(day, 2), 2)
+    const [{ n } = { n: 0 }] = await sql<{ n: number }[]>`
+      select count(*)::int as n from messages where id in ${sql(ids)} and body_purged_at is not null`
+    assert.equal(n, 2, 'exactly the batch, not more')
+    // Each later call takes two more of the oldest until every one is done.
+    for (let pass = 0; pass < 3; pass++) assert.equal(await spool.purgeBodies(day, 2), 2)
+    const [{ left } = { left: -1 }] = await sql<{ left: number }[]>`
+      select count(*)::int as left from messages where id in ${sql(ids)} and body_purged_at is null`
+    assert.equal(left, 0)
+  })
 })

@@ -445,9 +445,10 @@ export class DeliverySpool {
    * required) and `size` keeps what it was.
    */
   async purgeBodies(retentionMs: number, limit: number): Promise<number> {
+    // Picked once (materialized): as an `in (subquery)` the planner may run the limited,
+    // skip-locked pick more than once and change more rows than the batch.
     const rows = await this.sql`
-      update messages set body = ''::bytea, body_purged_at = now()
-      where body_purged_at is null and id in (
+      with picked as materialized (
         -- Replicas' reconcilers share the work instead of waiting on each other's rows.
         select id from messages
         where state = 'done' and body_purged_at is null
@@ -455,7 +456,9 @@ export class DeliverySpool {
         order by done_at
         limit ${limit}
         for update skip locked)
-      returning id`
+      update messages m set body = ''::bytea, body_purged_at = now()
+      from picked where m.id = picked.id
+      returning m.id`
     return rows.length
   }
 
