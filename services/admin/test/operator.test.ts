@@ -5,12 +5,22 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { createDb, type Db, inboundMessages, members, messageRecipients, messages, quarantinedReports } from '@atmos/db'
+import {
+  createDb,
+  type Db,
+  feedbackEvents,
+  inboundMessages,
+  members,
+  messageRecipients,
+  messages,
+  quarantinedReports,
+} from '@atmos/db'
 import { computeReputation } from '@atmos/reputation'
 import { createLogger } from '@atmos/runtime'
 import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import { adminConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
+import type { ComplaintItem } from '../src/operator/complaints.ts'
 import type { InboundItem } from '../src/operator/inbound.ts'
 import { AdminService } from '../src/service.ts'
 
@@ -229,6 +239,63 @@ describe('operator API', () => {
     assert.equal(unknown.status, 404)
     const notJson = await fetch(url, { method: 'POST', headers: auth, body: 'rate=0.1' })
     assert.equal(notJson.status, 400)
+  })
+})
+
+describe('operator API: complaints', () => {
+  it('lists complaints newest first, those that did not count with why, each linked to its report', async () => {
+    const [m] = await db
+      .insert(members)
+      .values({ did: 'did:plc:complaintsaaaaaaaaaaaaaa', domain: 'complaints.example', status: 'active' })
+      .returning({ id: members.id })
+    const report = await inbound({ raw: Buffer.from('From: x@elsewhere.example\r\n\r\nabuse\r\n'), kind: 'arf' })
+    const event = (recipient: string, details: Record<string, unknown>) =>
+      db
+        .insert(feedbackEvents)
+        .values({
+          type: 'complaint',
+          memberId: m!.id,
+          messageId: randomUUID(),
+          inboundId: report,
+          recipient,
+          feedbackType: 'abuse',
+          source: 'arf',
+          details,
+        })
+        .returning({ id: feedbackEvents.id })
+    const [counted] = await event('a@dest.example', { counted: true })
+    const [forged] = await event('b@dest.example', {
+      counted: false,
+      notCounted: 'the report is from no configured feedback-loop provider: no DKIM signature',
+    })
+    const get = async (query: string) => {
+      const res = await fetch(`${base}/complaints${query}`, { headers: auth })
+      assert.equal(res.status, 200)
+      return ((await res.json()) as { items: ComplaintItem[] }).items
+    }
+    const all = await get('')
+    assert.deepEqual(
+      all.map((i) => [i.id, i.counted]),
+      [
+        [forged!.id, false],
+        [counted!.id, true],
+      ],
+    )
+    const notCounted = await get('?counted=false')
+    assert.deepEqual(
+      notCounted.map((i) => i.id),
+      [forged!.id],
+    )
+    assert.match(notCounted[0]!.notCounted ?? '', /no configured feedback-loop provider/)
+    assert.deepEqual(
+      (await get('?counted=true')).map((i) => i.id),
+      [counted!.id],
+    )
+    const raw = await fetch(`${base}/inbound/${all[0]!.inboundId}/raw`, { headers: auth })
+    assert.equal(raw.status, 200)
+    const bad = await fetch(`${base}/complaints?counted=maybe&limit=0`, { headers: auth })
+    assert.equal(bad.status, 400)
+    assert.match(((await bad.json()) as { message: string }).message, /counted: .*limit: /)
   })
 })
 

@@ -3,6 +3,7 @@ import { type Context, Hono } from 'hono'
 import type { z } from 'zod'
 import { AggregateInputError, aggregateBody, listAggregates, recordAggregate, UnknownMemberError } from './aggregate.ts'
 import { operatorAuth } from './auth.ts'
+import { complaintsQuery, listComplaints } from './complaints.ts'
 import { inboundQuery, inboundRaw, listInbound } from './inbound.ts'
 
 /** A request that failed validation: 400 with every problem named by its field. */
@@ -15,7 +16,8 @@ const DID = /^did:(plc|web):[a-zA-Z0-9._:%-]{1,2048}$/
 
 /**
  * The operator's API under /api/operator: inbound mail (operator mail and its forwards,
- * quarantined reports) and providers' aggregate complaint figures per member.
+ * quarantined reports), complaints (counted or not, and why) and providers' aggregate
+ * complaint figures per member.
  */
 export function operatorRoutes(db: Db, token: string): Hono {
   const app = new Hono()
@@ -25,6 +27,14 @@ export function operatorRoutes(db: Db, token: string): Hono {
     const q = inboundQuery.safeParse(c.req.query())
     if (!q.success) return invalid(c, q.error)
     const items = await listInbound(db, q.data)
+    const last = items.at(-1)
+    return c.json({ items, ...(items.length === q.data.limit && last ? { next: last.id } : {}) })
+  })
+
+  app.get('/complaints', async (c) => {
+    const q = complaintsQuery.safeParse(c.req.query())
+    if (!q.success) return invalid(c, q.error)
+    const items = await listComplaints(db, q.data)
     const last = items.at(-1)
     return c.json({ items, ...(items.length === q.data.limit && last ? { next: last.id } : {}) })
   })
