@@ -214,8 +214,9 @@ async function classifyParsed(raw: Buffer, opts: ClassifyOptions, nested = false
   }
 
   // Apple Mail's one-click unsubscribe: a mail to the List-Unsubscribe address, not RFC 5965,
-  // but an opt-out all the same.
-  if (firstHeader(msg.headers, 'x-apple-unsubscribe').toLowerCase() === 'true') {
+  // but an opt-out all the same. Known by its header, or by the wording Apple Mail and iOS Mail
+  // write into a message with an empty Subject (as described since iOS 10).
+  if (firstHeader(msg.headers, 'x-apple-unsubscribe').toLowerCase() === 'true' || isAppleUnsubscribeText(msg)) {
     const address = reported(firstHeader(msg.headers, 'from'))
     return {
       kind: 'arf',
@@ -460,6 +461,12 @@ function unparseable(reason: string, opts: ClassifyOptions, notes: string[] = []
     attribution = []
   }
   return { kind: 'unparseable', notes: [...notes, reason], recipients: [], attribution }
+}
+
+const APPLE_UNSUBSCRIBE = /^(?:Apple|iOS) Mail sent this email to unsubscribe from the message\b/
+
+function isAppleUnsubscribeText(msg: { headers: Parameters<typeof firstHeader>[0]; text: string }): boolean {
+  return firstHeader(msg.headers, 'subject').trim() === '' && APPLE_UNSUBSCRIBE.test(msg.text.trimStart().slice(0, 200))
 }
 
 export async function classifyMessage(raw: Buffer | string, opts: ClassifyOptions = {}): Promise<Classification> {

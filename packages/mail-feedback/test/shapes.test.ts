@@ -270,3 +270,36 @@ describe('delivered and relayed DSN actions', () => {
     assert.deepEqual([r.action, r.status, r.replyCode, r.reason, r.hard], ['relayed', '2.0.0', '', 'delivered', false])
   })
 })
+
+describe('Apple Mail unsubscribe requests', () => {
+  const request = (subject: string, body: string, extra = '') =>
+    Buffer.from(
+      `From: Kim <kim@dest.example>\r\nTo: b+token@bounces.pool.example\r\nSubject: ${subject}\r\n${extra}` +
+        `Date: Sun, 6 Dec 2026 10:00:00 +0000\r\nMessage-ID: <u1@dest.example>\r\nContent-Type: text/plain\r\n\r\n${body}\r\n`,
+    )
+
+  it('reads the wording Apple Mail and iOS Mail send with an empty Subject as an opt-out of the sender', async () => {
+    for (const agent of ['Apple Mail', 'iOS Mail']) {
+      const c = await classifyMessage(
+        request('', `${agent} sent this email to unsubscribe from the message "Your weekly digest".`),
+      )
+      assert.equal(c.kind, 'arf', agent)
+      assert.equal(c.feedback?.feedbackType, 'opt-out')
+      assert.deepEqual(
+        c.recipients.map((r) => r.address),
+        ['kim@dest.example'],
+      )
+    }
+  })
+
+  it('leaves the same words under a Subject, or quoted in a letter, to the operator', async () => {
+    const subject = await classifyMessage(
+      request('Re: digest', 'Apple Mail sent this email to unsubscribe from the message "x".'),
+    )
+    assert.notEqual(subject.feedback?.feedbackType, 'opt-out')
+    const quoted = await classifyMessage(
+      request('', 'Hello, my phone said: Apple Mail sent this email to unsubscribe from the message "x".'),
+    )
+    assert.notEqual(quoted.feedback?.feedbackType, 'opt-out')
+  })
+})
