@@ -9,11 +9,11 @@ import { FeedbackProviders, PROVIDER_DOMAIN, STRANGER_DOMAIN } from './feedback-
 import {
   addMember,
   deliveredVolume,
+  deliverProcessed,
   type Harness,
   harness,
   POOL_DOMAIN,
   type Spooled,
-  sendRaw,
   spool,
   startService,
   type TestMember,
@@ -43,14 +43,8 @@ after(async () => {
 })
 
 /** Sends and waits until the worker has finished the stored message. */
-async function deliver(to: string, message: string, from = ''): Promise<typeof inboundMessages.$inferSelect> {
-  const reply = await sendRaw(port, from, [to], message)
-  assert.match(reply, /^250 /, reply)
-  const id = Number(/stored as (\d+)/.exec(reply)?.[1])
-  return waitFor(`inbound ${id} processed`, async () => {
-    const [row] = await h.db.select().from(inboundMessages).where(eq(inboundMessages.id, id))
-    return row && row.state !== 'received' ? row : undefined
-  })
+function deliver(to: string, message: string, from = '') {
+  return deliverProcessed(h, port, to, message, from)
 }
 
 const eventsOfMember = (memberId: number) =>

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { unlinkSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
-import { inboundMessages, messages, quarantinedReports } from '@atmos/db'
+import { messages, quarantinedReports } from '@atmos/db'
 import { eq } from 'drizzle-orm'
 import { dkimVerify } from 'mailauth'
 import type { FblIngestService } from '../src/service.ts'
-import { type Harness, harness, POOL_DOMAIN, sendRaw, startService, waitFor } from './helpers.ts'
+import { deliverProcessed, type Harness, harness, POOL_DOMAIN, startService } from './helpers.ts'
 
 // Only mail people sent to an operator mailbox is forwarded, only when its From domain's
 // DMARC did not fail at receipt, and at most so many an hour: the pool signs every forward.
@@ -29,14 +29,8 @@ after(async () => {
   await h?.close()
 })
 
-async function deliver(to: string, message: string, from: string) {
-  const reply = await sendRaw(port, from, [to], message)
-  assert.match(reply, /^250 /, reply)
-  const id = Number(/stored as (\d+)/.exec(reply)?.[1])
-  return waitFor(`inbound ${id} processed`, async () => {
-    const [row] = await h.db.select().from(inboundMessages).where(eq(inboundMessages.id, id))
-    return row && row.state !== 'received' ? row : undefined
-  })
+function deliver(to: string, message: string, from: string) {
+  return deliverProcessed(h, port, to, message, from)
 }
 
 async function reasonOf(inboundId: number): Promise<string | undefined> {

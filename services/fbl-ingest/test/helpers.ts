@@ -4,7 +4,7 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { loadConfig } from '@atmos/config'
-import { createDb, type Db, members, messageRecipients, messages } from '@atmos/db'
+import { createDb, type Db, inboundMessages, members, messageRecipients, messages } from '@atmos/db'
 import { createDkimKey } from '@atmos/dkim'
 import { messageToken, type VerpConfig, verpAddress } from '@atmos/mail-feedback'
 import { createLogger } from '@atmos/runtime'
@@ -18,6 +18,7 @@ import {
   testRedis,
   testRedisPrefix,
 } from '@atmos/testkit'
+import { eq } from 'drizzle-orm'
 import { fblIngestConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
 import type { PoolIdentity } from '../src/pool.ts'
@@ -251,6 +252,23 @@ export async function sendRaw(port: number, from: string, to: string[], message:
     `${body}\r\n.`,
   ])
   return replies[replies.length - 1]!
+}
+
+/** Sends a message and waits until the worker has finished the row it was stored as. */
+export async function deliverProcessed(
+  h: Harness,
+  port: number,
+  to: string,
+  message: string,
+  from = '',
+): Promise<typeof inboundMessages.$inferSelect> {
+  const reply = await sendRaw(port, from, [to], message)
+  if (!reply.startsWith('250 ')) throw new Error(`not stored: ${reply}`)
+  const id = Number(/stored as (\d+)/.exec(reply)?.[1])
+  return waitFor(`inbound ${id} processed`, async () => {
+    const [row] = await h.db.select().from(inboundMessages).where(eq(inboundMessages.id, id))
+    return row && row.state !== 'received' ? row : undefined
+  })
 }
 
 export async function waitFor<T>(

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import {
   feedbackEvents,
-  inboundMessages,
   memberStatusChanges,
   members,
   messageRecipients,
@@ -21,12 +20,12 @@ import { FeedbackProviders, PROVIDER_DOMAIN } from './feedback-provider.ts'
 import {
   addMember,
   deliveredVolume,
+  deliverProcessed,
   type Harness,
   harness,
   OPERATOR_INBOX,
   POOL_DOMAIN,
   poolIdentity,
-  sendRaw,
   spool,
   startService,
   waitFor,
@@ -53,14 +52,8 @@ after(async () => {
 })
 
 /** Sends and waits until the worker has finished the stored message. */
-async function deliver(to: string, message: string, from = ''): Promise<typeof inboundMessages.$inferSelect> {
-  const reply = await sendRaw(port, from, [to], message)
-  assert.match(reply, /^250 /, reply)
-  const id = Number(/stored as (\d+)/.exec(reply)?.[1])
-  return waitFor(`inbound ${id} processed`, async () => {
-    const [row] = await h.db.select().from(inboundMessages).where(eq(inboundMessages.id, id))
-    return row && row.state !== 'received' ? row : undefined
-  })
+function deliver(to: string, message: string, from = '') {
+  return deliverProcessed(h, port, to, message, from)
 }
 
 async function eventsOf(inboundId: number) {
