@@ -2,7 +2,38 @@ import assert from 'node:assert/strict'
 import { connect as netConnect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { connect as tlsConnect } from 'node:tls'
-import { addressKey, type LimitEvent, LimitedSMTPServer, MessageRate } from '../src/index.ts'
+import type { SMTPServerOptions } from 'smtp-server'
+import {
+  addressKey,
+  type LimitEvent,
+  LimitedSMTPServer,
+  type LimitOptions,
+  MessageRate,
+  type SmtpLimits,
+} from '../src/index.ts'
+
+/** Quiet defaults every test server starts from: limits wide open unless a test narrows them. */
+const OPEN_LIMITS: SmtpLimits = {
+  maxConnectionsPerAddress: 5,
+  establishTimeout: 60_000,
+  maxSessionLength: 60_000,
+  minDataRate: 0,
+  dataRateWindow: 1000,
+}
+
+/** A LimitedSMTPServer on a free loopback port, and its port. */
+async function listening(
+  options: SMTPServerOptions,
+  limits: Partial<SmtpLimits>,
+  opts: Partial<Omit<LimitOptions, 'limits'>> = {},
+): Promise<{ server: LimitedSMTPServer; port: number }> {
+  const server = new LimitedSMTPServer(
+    { logger: false, authOptional: true, disableReverseLookup: true, ...options },
+    { establishedBy: 'rcpt', authAfterTls: true, ...opts, limits: { ...OPEN_LIMITS, ...limits } },
+  )
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { server, port: (server.server.address() as { port: number }).port }
+}
 
 describe('addressKey', () => {
   it('counts IPv4 addresses one by one, IPv4-mapped ones as IPv4', () => {
@@ -29,23 +60,11 @@ describe('LimitedSMTPServer on implicit TLS', () => {
   const events: LimitEvent[] = []
 
   before(async () => {
-    server = new LimitedSMTPServer(
-      { secure: true, logger: false, authOptional: true, disableReverseLookup: true },
-      {
-        limits: {
-          maxConnectionsPerAddress: 1,
-          establishTimeout: 60_000,
-          maxSessionLength: 60_000,
-          minDataRate: 0,
-          dataRateWindow: 1000,
-        },
-        establishedBy: 'rcpt',
-        authAfterTls: true,
-        onLimit: (e) => events.push(e),
-      },
-    )
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    port = (server.server.address() as { port: number }).port
+    ;({ server, port } = await listening(
+      { secure: true },
+      { maxConnectionsPerAddress: 1 },
+      { onLimit: (e) => events.push(e) },
+    ))
   })
   after(async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()))
@@ -77,28 +96,13 @@ describe('LimitedSMTPServer replies', () => {
   let port: number
 
   before(async () => {
-    server = new LimitedSMTPServer(
+    ;({ server, port } = await listening(
       {
-        logger: false,
-        authOptional: true,
-        disableReverseLookup: true,
         onMailFrom: (_address, _session, cb) =>
           cb(Object.assign(new Error('5.7.1 Not from here'), { responseCode: 550 })),
       },
-      {
-        limits: {
-          maxConnectionsPerAddress: 5,
-          establishTimeout: 60_000,
-          maxSessionLength: 60_000,
-          minDataRate: 0,
-          dataRateWindow: 1000,
-        },
-        establishedBy: 'rcpt',
-        authAfterTls: true,
-      },
-    )
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    port = (server.server.address() as { port: number }).port
+      {},
+    ))
   })
   after(async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()))
@@ -186,11 +190,8 @@ describe('LimitedSMTPServer message rate', () => {
   const stored: string[] = []
 
   before(async () => {
-    server = new LimitedSMTPServer(
+    ;({ server, port } = await listening(
       {
-        logger: false,
-        authOptional: true,
-        disableReverseLookup: true,
         onData: (stream, session, cb) => {
           stream.resume()
           stream.on('end', () => {
@@ -199,23 +200,9 @@ describe('LimitedSMTPServer message rate', () => {
           })
         },
       },
-      {
-        limits: {
-          maxConnectionsPerAddress: 5,
-          establishTimeout: 60_000,
-          maxSessionLength: 60_000,
-          minDataRate: 0,
-          dataRateWindow: 1000,
-          maxMessagesPerAddress: 2,
-          messageRateWindow: 3_600_000,
-        },
-        establishedBy: 'rcpt',
-        authAfterTls: false,
-        onLimit: (e) => events.push(e),
-      },
-    )
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    port = (server.server.address() as { port: number }).port
+      { maxMessagesPerAddress: 2, messageRateWindow: 3_600_000 },
+      { authAfterTls: false, onLimit: (e) => events.push(e) },
+    ))
   })
   after(async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()))
