@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import { type Job, type JobsOptions, Queue, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq'
 import { Redis, type RedisOptions } from 'ioredis'
 import { InvalidPayloadError, type PayloadInputOf, type PayloadOf, parsePayload, type QueueDef } from './define.ts'
@@ -41,7 +42,16 @@ export class TypedQueue<D extends QueueDef> {
   }
 
   async close(): Promise<void> {
-    await this.queue.close()
+    // bullmq's close drops every listener of its connection, yet a shared connection still
+    // starting (Redis away) later emits 'error' from its start-up when the client ends; with
+    // no listener that throw becomes an unhandled rejection. A listener that outlives close
+    // absorbs it (the outage was reported while the queue was open).
+    const connection = (this.queue as unknown as { connection?: EventEmitter }).connection
+    try {
+      await this.queue.close()
+    } finally {
+      connection?.on('error', () => {})
+    }
   }
 }
 
