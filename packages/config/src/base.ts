@@ -87,4 +87,9 @@ export const poolSection = section({
    * this, never the relay's KEK, is given to processes that sign as the pool alone.
    */
   kekFile: field.string('.state/pool/kek'),
+  /**
+   * How many sending domains one member (one DID) may hold in the pool. The live
+   * cooperative allows two during its alpha; each domain warms and is capped on its own.
+   */
+  maxDomainsPerMember: field.int(2, { min: 1, max: 100 }),
 })

@@ -1,9 +1,10 @@
 import { sql } from 'drizzle-orm'
-import { bigint, boolean, check, index, jsonb, pgTable, text, uniqueIndex } from 'drizzle-orm/pg-core'
+import { bigint, boolean, check, index, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core'
 import { at, createdAt, id, oneOf, ref } from './columns.ts'
 
 export const ATTESTATION_STATES = ['valid', 'rejected'] as const
-export const VERIFICATION_TRIGGERS = ['ingest', 'schedule', 'manual', 'admin', 'identity'] as const
+/** `release`: another account gave up a domain this attestation claims, so the claim is looked at again. */
+export const VERIFICATION_TRIGGERS = ['ingest', 'schedule', 'manual', 'admin', 'identity', 'release'] as const
 
 /**
  * `email.atmos.attestation` records seen on the network, one row per (did, rkey), kept
@@ -106,14 +107,18 @@ export const verificationChecks = pgTable(
 )
 
 /**
- * The standing verification state of a DID, which the scheduler and label manager act on:
- * when it last passed, and since when it has only seen temporary errors (the grace period).
+ * The standing verification state of each domain a DID attests, which the label manager and
+ * the relay act on: when it last passed, since when it has only seen temporary errors (the
+ * grace period), and whether the DID holds the domain now. `holds` is true while the
+ * attestation verifies (a temporary error within the grace period included); at most one
+ * DID holds a domain, and the DID's labels follow from the domains it holds.
  */
 export const verificationStatus = pgTable(
   'verification_status',
   {
-    did: text().primaryKey(),
+    did: text().notNull(),
     domain: text().notNull(),
+    holds: boolean().notNull().default(false),
     lastRunId: ref().references(() => verificationRuns.id, { onDelete: 'set null' }),
     lastOutcome: text({ enum: CHECK_OUTCOMES }).notNull(),
     lastRunAt: at().notNull(),
@@ -121,5 +126,9 @@ export const verificationStatus = pgTable(
     temperrorSince: at(),
     nextDueAt: at(),
   },
-  (t) => [index('verification_status_due_idx').on(t.nextDueAt)],
+  (t) => [
+    primaryKey({ columns: [t.did, t.domain] }),
+    uniqueIndex('verification_status_holder_key').on(t.domain).where(sql`holds`),
+    index('verification_status_due_idx').on(t.nextDueAt),
+  ],
 )

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm'
 import { check, index, integer, jsonb, numeric, pgTable, text, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 import { at, bytea, createdAt, id, oneOf, ref } from './columns.ts'
-import { members } from './members.ts'
+import { domains, members } from './members.ts'
 
 export const INBOUND_KINDS = ['unclassified', 'arf', 'dsn', 'plain_bounce', 'operator', 'auto_reply'] as const
 export const INBOUND_STATES = ['received', 'processed', 'quarantined', 'forwarded'] as const
@@ -116,6 +116,11 @@ export const suppressions = pgTable(
       .references(() => members.id, { onDelete: 'cascade' }),
     /** Lower-case address. */
     address: text().notNull(),
+    /**
+     * The member's domain whose mail led to the entry, when known. The list itself is the
+     * member's, over all its domains (the README says why).
+     */
+    domainId: ref().references(() => domains.id, { onDelete: 'set null' }),
     reason: text({ enum: SUPPRESSION_REASONS }).notNull(),
     detail: text(),
     eventId: ref().references(() => feedbackEvents.id, { onDelete: 'set null' }),

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm'
 import { boolean, check, date, index, integer, jsonb, pgTable, primaryKey, text, uuid } from 'drizzle-orm/pg-core'
 import { at, bytea, createdAt, id, oneOf, ref } from './columns.ts'
-import { members } from './members.ts'
+import { domains, members } from './members.ts'
 
 export const MESSAGE_STATES = ['queued', 'done'] as const
 /**
@@ -23,6 +23,8 @@ export const messages = pgTable(
     id: uuid().primaryKey().defaultRandom(),
     /** The member who submitted it; null for the pool's own mail (fbl-ingest's forwards to the operator). */
     memberId: ref().references(() => members.id),
+    /** The member's domain it was sent as (signed for); null for the pool's own mail. */
+    domainId: ref().references(() => domains.id),
     /** The sender as the member gave it in MAIL FROM. */
     envelopeFrom: text().notNull(),
     /** The VERP return path the relay used on the wire. */
@@ -123,7 +125,7 @@ export const deliveryAttempts = pgTable(
 )
 
 /**
- * Recipients accepted per member per UTC day: the warming caps count here with an
+ * Recipients accepted per domain per UTC day: each domain's warming cap counts here with an
  * atomic conditional update, so parallel submissions on any replica never pass the cap.
  */
 export const sendVolume = pgTable(
@@ -132,9 +134,12 @@ export const sendVolume = pgTable(
     memberId: ref()
       .notNull()
       .references(() => members.id, { onDelete: 'cascade' }),
+    domainId: ref()
+      .notNull()
+      .references(() => domains.id, { onDelete: 'cascade' }),
     day: date({ mode: 'string' }).notNull(),
     recipients: integer().notNull().default(0),
     messages: integer().notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.memberId, t.day] })],
+  (t) => [primaryKey({ columns: [t.domainId, t.day] }), index('send_volume_member_idx').on(t.memberId, t.day)],
 )
