@@ -79,7 +79,7 @@ describe('labeler ingest from a local PDS firehose', () => {
     await agent.com.atproto.repo.createRecord({
       repo: did,
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: 'alice-mail.example',
       record: attestationRecord('alice-mail.example'),
     })
     const xrpc = service.xrpcUrl!
@@ -98,7 +98,7 @@ describe('labeler ingest from a local PDS firehose', () => {
     const sig = Buffer.from(labels[0]!.sig.$bytes, 'base64')
     assert.equal(await verifyLabel({ ...(labels[0] as unknown as SignedLabel), sig }, didKey), true)
 
-    await agent.com.atproto.repo.deleteRecord({ repo: did, collection: ATTESTATION, rkey: 'self' })
+    await agent.com.atproto.repo.deleteRecord({ repo: did, collection: ATTESTATION, rkey: 'alice-mail.example' })
     await eventually(async () => ((await queryLabels(xrpc, did))[0]?.neg ? true : undefined), 30_000, 'negation')
   })
 })
