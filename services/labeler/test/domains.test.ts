@@ -9,6 +9,7 @@ import {
   verificationRuns,
   verificationStatus,
 } from '@atmos/db'
+import { TypedQueue, verifyAttestation } from '@atmos/queues'
 import { goodMailZone } from '@atmos/testkit'
 import { and, asc, eq } from 'drizzle-orm'
 import {
@@ -217,5 +218,16 @@ describe('labeler: a domain is the unit an attestation covers', () => {
       { from: (audit[0]!.detail as { from: string }).from, to: (audit[0]!.detail as { to: string }).to },
       { from: HOLDER, to: CLAIMANT },
     )
+  })
+  it('a verify job naming no record key verifies every live attestation of the DID', async () => {
+    const queue = new TypedQueue(verifyAttestation, h.service.ctx.redis, h.service.ctx.config.redis.prefix)
+    try {
+      await queue.enqueue({ did: MISKEYED, trigger: 'admin', requestedAt: new Date().toISOString() })
+      const run = await eventually(async () => (await runs(MISKEYED)).find((r) => r.trigger === 'admin'))
+      assert.equal(run.domain, 'miskeyed.example')
+      assert.equal(run.outcome, 'pass')
+    } finally {
+      await queue.close()
+    }
   })
 })
