@@ -189,7 +189,10 @@ export class VerifyWorker {
         : result.reason
       const now = this.clock.now()
       const emitted: StoredLabel[] = []
-      if (status.heldBefore && !status.holds) released.push(...(await requestRelease(tx, att.did, [domain], now)))
+      // Requests carry wall-clock time, as ingest's do (the reconciler compares them with now()).
+      if (status.heldBefore && !status.holds) {
+        released.push(...(await requestRelease(tx, att.did, [domain], new Date())))
+      }
       if (status.holds && !status.heldBefore) {
         for (const from of await moveRelayDomain(tx, att.did, domain, now)) {
           emitted.push(...(await this.manager.recompute(tx, from, `${domain} moved to ${att.did}`)))
