@@ -4,12 +4,13 @@ import {
   attestations,
   auditLog,
   domains,
+  members,
   smtpCredentials,
   verificationChecks,
   verificationRuns,
   verificationStatus,
 } from '@atmos/db'
-import { TypedQueue, verifyAttestation } from '@atmos/queues'
+import { memberStatusChanged, TypedQueue, verifyAttestation } from '@atmos/queues'
 import { goodMailZone } from '@atmos/testkit'
 import { and, asc, eq } from 'drizzle-orm'
 import {
@@ -27,6 +28,8 @@ const LEGACY = 'did:plc:legacy7nxzyoun6zhxrhs64o'
 const HOLDER = 'did:plc:holder7nxzyoun6zhxrhs64o'
 const CLAIMANT = 'did:plc:claimantxzyoun6zhxrhs64'
 const SHARED = 'shared.example'
+const MEMBER = 'did:plc:member7nxzyoun6zhxrhs64o'
+const MEMBER_DOMAINS = ['one.member.example', 'two.member.example'] as const
 
 describe('labeler: a domain is the unit an attestation covers', () => {
   let h: LabelerHarness
@@ -36,6 +39,8 @@ describe('labeler: a domain is the unit an attestation covers', () => {
       ...goodMailZone('miskeyed.example', MISKEYED),
       ...goodMailZone('legacy.example', LEGACY),
       ...goodMailZone(SHARED, HOLDER),
+      ...goodMailZone(MEMBER_DOMAINS[0], MEMBER),
+      ...goodMailZone(MEMBER_DOMAINS[1], MEMBER),
     })
   })
   after(async () => {
@@ -226,6 +231,55 @@ describe('labeler: a domain is the unit an attestation covers', () => {
       const run = await eventually(async () => (await runs(MISKEYED)).find((r) => r.trigger === 'admin'))
       assert.equal(run.domain, 'miskeyed.example')
       assert.equal(run.outcome, 'pass')
+    } finally {
+      await queue.close()
+    }
+  })
+  it('relay-member follows the member and its domains: it stands while one active relay domain holds', async () => {
+    const { memberId, domainIds } = await relayMember(db(), MEMBER, [...MEMBER_DOMAINS])
+    for (const domain of MEMBER_DOMAINS) {
+      h.jetstream.commit(MEMBER, {
+        operation: 'create',
+        collection: ATTESTATION,
+        rkey: domain,
+        cid: `bafy${domain.split('.')[0]}`,
+        record: attestationRecord(domain),
+      })
+    }
+    await eventually(async () => ((await labelsOf(MEMBER)).length === 2 ? true : undefined))
+    const queue = new TypedQueue(memberStatusChanged, h.service.ctx.redis, h.service.ctx.config.redis.prefix)
+    let changeId = 0
+    // What the relay and fbl-ingest do: change the rows, then tell the labeler.
+    const changed = async (
+      status: 'active' | 'suspended',
+      reason: string,
+      expect: Array<readonly [string, boolean]>,
+    ) => {
+      await queue.enqueue({ did: MEMBER, status, reason, changeId: ++changeId })
+      await eventually(
+        async () => (JSON.stringify(await labelsOf(MEMBER)) === JSON.stringify(expect) ? true : undefined),
+        20_000,
+        `labels after: ${reason}`,
+      )
+    }
+    try {
+      await db().update(domains).set({ status: 'suspended' }).where(eq(domains.id, domainIds[0]!))
+      await db().update(domains).set({ status: 'suspended' }).where(eq(domains.id, domainIds[1]!))
+      await changed('active', 'both domains suspended', [
+        ['relay-member', true],
+        ['verified-mail-operator', false],
+      ])
+      await db().update(domains).set({ status: 'active' }).where(eq(domains.id, domainIds[1]!))
+      // One of its two relay domains active and held is enough.
+      await changed('active', 'one domain reinstated', [
+        ['relay-member', false],
+        ['verified-mail-operator', false],
+      ])
+      await db().update(members).set({ status: 'suspended' }).where(eq(members.id, memberId))
+      await changed('suspended', 'member suspended', [
+        ['relay-member', true],
+        ['verified-mail-operator', false],
+      ])
     } finally {
       await queue.close()
     }
