@@ -2,8 +2,12 @@ import { isIP } from 'node:net'
 import * as Attestation from './generated/types/email/atmos/attestation.ts'
 
 export const ATTESTATION_COLLECTION = 'email.atmos.attestation'
-/** The record key: one attestation per account (`key: literal:self`). */
-export const ATTESTATION_RKEY = 'self'
+/**
+ * The record key every attestation had before the published lexicon (`key: any`, the
+ * record key is the attested domain). Rows already stored under it stay valid and keep
+ * verifying; a new write under it is refused like any key that is not its domain.
+ */
+export const LEGACY_ATTESTATION_RKEY = 'self'
 
 export type AttestationRecord = Attestation.Record
 
@@ -38,16 +42,27 @@ export function selectorProblem(selector: string): string | null {
   return null
 }
 
+/** Why a record stored under `rkey` cannot attest `domain` (the published rule: the key is the domain), or null. */
+export function recordKeyProblem(rkey: string, domain: string): string | null {
+  if (rkey === domain) return null
+  return `record key "${clip(rkey)}" must be the attested domain "${clip(domain)}"`
+}
+
+const clip = (s: string) => (s.length > 253 ? `${s.slice(0, 253)}…` : s)
+
 /**
  * Validates a record as the lexicon defines it, then the syntax the lexicon cannot
  * express. The error names the field, so a rejected record can be explained to its author.
+ * With `rkey`, also the published rule that the record key is the attested domain.
  */
-export function validateAttestation(value: unknown): AttestationValidation {
+export function validateAttestation(value: unknown, rkey?: string): AttestationValidation {
   const typed =
     value && typeof value === 'object' && !('$type' in value) ? { $type: ATTESTATION_COLLECTION, ...value } : value
   const result = Attestation.validateRecord(typed)
   if (!result.success) return { success: false, error: result.error.message }
   const record = result.value
+  const keyProblem = rkey === undefined ? null : recordKeyProblem(rkey, record.domain)
+  if (keyProblem) return { success: false, error: keyProblem }
   const problem = domainProblem(record.domain)
   if (problem) return { success: false, error: `Record/domain ${problem}` }
   for (const [i, selector] of record.dkimSelectors.entries()) {

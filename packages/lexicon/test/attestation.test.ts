@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { validateAttestation } from '../src/index.ts'
+import { COOPERATIVE_LABELS, LABELS, validateAttestation } from '../src/index.ts'
 
 const valid = {
   $type: 'email.atmos.attestation',
@@ -10,8 +10,8 @@ const valid = {
   createdAt: '2026-11-25T08:00:00.000Z',
 }
 
-function rejects(record: unknown, pattern: RegExp) {
-  const result = validateAttestation(record)
+function rejects(record: unknown, pattern: RegExp, rkey?: string) {
+  const result = validateAttestation(record, rkey)
   assert.equal(result.success, false, `expected rejection of ${JSON.stringify(record).slice(0, 200)}`)
   if (!result.success) assert.match(result.error, pattern)
 }
@@ -60,13 +60,40 @@ describe('email.atmos.attestation validation', () => {
     rejects({ ...valid, domain: `${'a.'.repeat(150)}com` }, /Record\/domain must not be longer than 253 characters/)
     rejects(
       { ...valid, dkimSelectors: Array.from({ length: 10_000 }, (_, i) => `s${i}`) },
-      /must not have more than 8 elements/,
+      /must not have more than 10 elements/,
     )
+    rejects({ ...valid, dkimSelectors: Array.from({ length: 11 }, (_, i) => `s${i}`) }, /more than 10 elements/)
     rejects({ ...valid, dkimSelectors: ['s'.repeat(64)] }, /must not be longer than 63 characters/)
   })
 
   it('rejects a bad createdAt and a wrong relayMember type', () => {
     rejects({ ...valid, createdAt: 'yesterday' }, /Record\/createdAt must be an valid atproto datetime/)
     rejects({ ...valid, relayMember: 'yes' }, /Record\/relayMember must be a boolean/)
+  })
+
+  it('is never stricter than the published schema on what it states: 10 selectors, short domains', () => {
+    const ten = Array.from({ length: 10 }, (_, i) => `s${i}`)
+    assert.equal(validateAttestation({ ...valid, dkimSelectors: ten }).success, true)
+    assert.equal(validateAttestation({ ...valid, domain: 'a.b' }).success, true)
+    assert.equal(validateAttestation({ ...valid, dkimSelectors: ['s'.repeat(63)] }).success, true)
+  })
+
+  it('with a record key, requires it to be the attested domain', () => {
+    const result = validateAttestation(valid, 'mail.example.com')
+    assert.equal(result.success, true)
+    rejects(valid, /^record key "other\.example" must be the attested domain "mail\.example\.com"$/, 'other.example')
+    // The key every record had before the published lexicon: a new write under it is refused too.
+    rejects(valid, /^record key "self" must be the attested domain "mail\.example\.com"$/, 'self')
+    // Case matters: the domain is lower case, and so must the key be.
+    rejects(valid, /record key "Mail\.Example\.com"/, 'Mail.Example.com')
+    // A schema error is reported before the key's.
+    rejects({ ...valid, dkimSelectors: [] }, /dkimSelectors must not have fewer than 1 elements/, 'x')
+  })
+})
+
+describe('email.atmos.defs', () => {
+  it('exports the published label vocabulary', () => {
+    assert.deepEqual([...COOPERATIVE_LABELS], ['verified-mail-operator', 'relay-member', 'clean-sender'])
+    assert.deepEqual(Object.values(LABELS), [...COOPERATIVE_LABELS])
   })
 })

@@ -26,9 +26,9 @@ export const verifyAttestation = defineQueue({
   payload: z
     .object({
       did,
-      /** Absent: the DID's current live attestation. */
+      /** Absent: every live attestation of the DID. */
       rkey: rkey.optional(),
-      trigger: z.enum(['ingest', 'schedule', 'manual', 'admin', 'identity']),
+      trigger: z.enum(['ingest', 'schedule', 'manual', 'admin', 'identity', 'release']),
       /** ISO time the verification was asked for; the scheduler's interval bucket. */
       requestedAt: z.iso.datetime(),
     })

@@ -21,7 +21,7 @@ export type AttestationVerification = {
 // The lexicon's bounds (email.atmos.attestation): checked here too, because the labeler
 // may be handed a record that never went through the lexicon validator.
 const MAX_DOMAIN_LENGTH = 253
-const MAX_SELECTORS = 8
+const MAX_SELECTORS = 10
 
 /**
  * Verifies an attestation against DNS and the DID directory. Never throws: hostile input

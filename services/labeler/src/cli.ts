@@ -2,9 +2,11 @@
 //
 //   init                       create the label signing key (mode 0600) if it is missing and
 //                              print its did:key; an existing key is never overwritten
-//   verify <did-or-domain>     run every check now and print the report; exit 0 only if all
-//          [--did D --selector S ...]   pass (1: a check failed, 75: DNS could not answer).
-//                              --did/--selector check a domain that has no attestation yet
+//   verify <did-or-domain>     run every check now for each live attestation of the DID (or of
+//          [--did D --selector S ...]   the domain) and print a report per domain with whether the
+//                              DID holds it; exit 0 only if all pass (1: a check failed, 75: DNS
+//                              could not answer). --did/--selector check a domain that has no
+//                              attestation yet
 //   declare [--publish --pds URL --identifier HANDLE]
 //                              print the app.bsky.labeler.service record and the DID document
 //                              entries; with --publish, write the record to the labeler's
@@ -12,11 +14,11 @@
 import { existsSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from '@atmos/config'
-import { attestations, createDb } from '@atmos/db'
+import { attestations, createDb, verificationStatus } from '@atmos/db'
 import { createSigningKeyFile, loadSigningKeyFile } from '@atmos/labels'
 import { verifyAttestation } from '@atmos/verify'
 import { AtpAgent } from '@atproto/api'
-import { and, eq, or } from 'drizzle-orm'
+import { and, asc, eq, isNotNull, or } from 'drizzle-orm'
 import { type LabelerConfig, labelerConfigSchema } from './config.ts'
 import { didDocumentChanges, labelerServiceRecord } from './labels/declaration.ts'
 import { createVerifyDeps } from './verify/deps.ts'
@@ -38,6 +40,8 @@ async function init(config: LabelerConfig) {
   return 0
 }
 
+type Standing = { holds: boolean; lastOutcome: string; lastRunAt: Date } | undefined
+
 async function verify(config: LabelerConfig, args: string[]) {
   const { values, positionals } = parseArgs({
     args,
@@ -46,13 +50,15 @@ async function verify(config: LabelerConfig, args: string[]) {
   })
   const target = positionals[0]?.toLowerCase()
   if (!target) throw new UsageError('usage: labeler verify <did-or-domain> [--did DID --selector SEL ...]')
-  let input: { did: string; domain: string; dkimSelectors: string[] }
+  let inputs: Array<{ did: string; domain: string; dkimSelectors: string[]; standing?: Standing; heldBy?: string }>
   if (values.did && values.selector?.length) {
-    input = { did: values.did, domain: target, dkimSelectors: values.selector }
+    inputs = [{ did: values.did, domain: target, dkimSelectors: values.selector }]
   } else {
+    // A DID may attest several domains, and a domain be claimed by several DIDs: each
+    // attestation is checked and shown on its own, with the labeler's standing record of it.
     const db = createDb({ url: config.database.url, poolMax: 1 })
     try {
-      const [att] = await db
+      const rows = await db
         .select()
         .from(attestations)
         .where(
@@ -60,25 +66,52 @@ async function verify(config: LabelerConfig, args: string[]) {
             or(eq(attestations.did, positionals[0]!), eq(attestations.domain, target)),
             eq(attestations.deleted, false),
             eq(attestations.state, 'valid'),
+            isNotNull(attestations.domain),
           ),
         )
-      if (!att?.domain) {
+        .orderBy(asc(attestations.domain), asc(attestations.did))
+      if (!rows.length) {
         throw new UsageError(
           `no live attestation for ${target}; to check a domain before it is attested, pass --did and --selector`,
         )
       }
-      input = { did: att.did, domain: att.domain, dkimSelectors: att.dkimSelectors }
+      inputs = []
+      for (const att of rows) {
+        const domain = att.domain!
+        const status = await db.select().from(verificationStatus).where(eq(verificationStatus.domain, domain))
+        const own = status.find((s) => s.did === att.did)
+        const heldBy = status.find((s) => s.holds && s.did !== att.did)?.did
+        inputs.push({ did: att.did, domain, dkimSelectors: att.dkimSelectors, standing: own, heldBy })
+      }
     } finally {
       await db.$client.end()
     }
   }
-  const result = await verifyAttestation(input, createVerifyDeps(config))
-  console.log(`${input.domain} (${input.did}): ${result.outcome.toUpperCase()} — ${result.reason}`)
-  for (const c of result.checks) {
-    console.log(`  ${c.check.padEnd(15)} ${c.outcome.padEnd(9)} ${c.reason}`)
-    for (const w of c.warnings) console.log(`  ${''.padEnd(15)} warning   ${w}`)
+  const deps = createVerifyDeps(config)
+  let code = 0
+  for (const [i, input] of inputs.entries()) {
+    const result = await verifyAttestation(input, deps)
+    if (i > 0) console.log('')
+    console.log(`${input.domain} (${input.did}): ${result.outcome.toUpperCase()} — ${result.reason}`)
+    for (const c of result.checks) {
+      console.log(`  ${c.check.padEnd(15)} ${c.outcome.padEnd(9)} ${c.reason}`)
+      for (const w of c.warnings) console.log(`  ${''.padEnd(15)} warning   ${w}`)
+    }
+    const standing = standingLine(input.standing, input.heldBy)
+    if (standing) console.log(`  ${'standing'.padEnd(15)} ${standing}`)
+    const own = result.outcome === 'pass' ? 0 : result.outcome === 'fail' ? 1 : EX_TEMPFAIL
+    // Worst first: a failure outranks a temporary error.
+    if (own === 1 || (own === EX_TEMPFAIL && code === 0)) code = own
   }
-  return result.outcome === 'pass' ? 0 : result.outcome === 'fail' ? 1 : EX_TEMPFAIL
+  return code
+}
+
+/** What the labeler has recorded for (DID, domain): whether the DID holds it, and its last run. */
+function standingLine(standing: Standing, heldBy: string | undefined): string | undefined {
+  if (heldBy) return `held by ${heldBy}: this DID's claim is refused while that one holds it`
+  if (!standing) return undefined
+  const last = `last run ${standing.lastOutcome} at ${standing.lastRunAt.toISOString()}`
+  return `${standing.holds ? 'held by this DID' : 'not held'} (${last})`
 }
 
 async function declare(config: LabelerConfig, args: string[]) {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
-import { attestations, createDb, type Db } from '@atmos/db'
+import { attestations, createDb, type Db, verificationRuns, verificationStatus } from '@atmos/db'
 import { createTestDatabase, goodMailZone, runCli, type TestDatabase, TestDnsServer, withNames } from '@atmos/testkit'
 import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
@@ -24,11 +24,16 @@ describe('labeler operator commands', () => {
   before(async () => {
     tdb = await createTestDatabase()
     db = createDb({ url: tdb.url, poolMax: 1 })
-    dns = new TestDnsServer({ ...goodMailZone('ok.example', DID), ...goodMailZone('weak.example', DID) })
+    dns = new TestDnsServer({
+      ...goodMailZone('ok.example', DID),
+      ...goodMailZone('two.example', DID),
+      ...goodMailZone('weak.example', DID),
+    })
     dns.zone = withNames(dns.zone, { '_dmarc.weak.example': { TXT: ['v=DMARC1; p=none'] } })
     await dns.start()
     await db.insert(attestations).values([
       { did: DID, rkey: 'self', domain: 'ok.example', dkimSelectors: ['atmos1'] },
+      { did: DID, rkey: 'two.example', domain: 'two.example', dkimSelectors: ['atmos1'] },
       { did: 'did:plc:weak', rkey: 'self', domain: 'weak.example', dkimSelectors: ['atmos1'] },
     ])
     env = {
@@ -66,8 +71,24 @@ describe('labeler operator commands', () => {
     assert.match(ok.out, /^ok\.example \(did:plc:clitest7nxzyoun6zhxrhs64\): PASS/)
     for (const check of ['domain_control', 'mx', 'spf', 'dkim', 'dmarc'])
       assert.match(ok.out, new RegExp(`\\n  ${check}\\s+pass `))
+    // A DID with two domains: each checked and shown, with what the labeler recorded of it.
+    const [lastRun] = await db
+      .insert(verificationRuns)
+      .values({ did: DID, domain: 'ok.example', trigger: 'schedule', outcome: 'pass' })
+      .returning()
+    await db.insert(verificationStatus).values({
+      did: DID,
+      domain: 'ok.example',
+      holds: true,
+      lastRunId: lastRun!.id,
+      lastOutcome: 'pass',
+      lastRunAt: new Date('2026-11-30T10:00:00Z'),
+    })
     const byDid = await run(['verify', DID], env)
-    assert.equal(byDid.code, 0)
+    assert.equal(byDid.code, 0, byDid.out + byDid.err)
+    assert.match(byDid.out, /^ok\.example \(did:plc:clitest7nxzyoun6zhxrhs64\): PASS/m)
+    assert.match(byDid.out, /^two\.example \(did:plc:clitest7nxzyoun6zhxrhs64\): PASS/m)
+    assert.match(byDid.out, /\n {2}standing\s+held by this DID \(last run pass at 2026-11-30T10:00:00\.000Z\)/)
     const weak = await run(['verify', 'weak.example'], env)
     assert.equal(weak.code, 1)
     assert.match(weak.out, /dmarc\s+fail\s+.*p=none/)

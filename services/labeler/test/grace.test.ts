@@ -55,7 +55,7 @@ it('temporary DNS errors never negate within the grace period; past it the label
   jetstream.commit(DID, {
     operation: 'create',
     collection: ATTESTATION,
-    rkey: 'self',
+    rkey: 'grace.example',
     cid: 'bafyg1',
     record: attestationRecord('grace.example'),
   })

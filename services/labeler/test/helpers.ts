@@ -2,10 +2,13 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '@atmos/config'
+import { type Db, domains, members } from '@atmos/db'
 import { createSigningKeyFile, decodeFrame, type Frame } from '@atmos/labels'
 import {
   createTestDatabase,
   type DnsZone,
+  dkimPublicKey,
+  goodMailZone,
   JetstreamServer,
   PlcDirectoryServer,
   TEST_REDIS_URL,
@@ -58,6 +61,41 @@ export function attestationRecord(domain: string, selectors = ['atmos1']) {
     relayMember: true,
     createdAt: new Date().toISOString(),
   }
+}
+
+/**
+ * A mail domain as the relay sets one up: an RSA key at `<stem>r` and an Ed25519 key at
+ * `<stem>e` (RFC 8463), and everything else goodMailZone has.
+ */
+export function twoKeyMailZone(domain: string, did: string, stem = 'atmos1'): DnsZone {
+  const { [`atmos1._domainkey.${domain}`]: _, ...zone } = goodMailZone(domain, did)
+  return {
+    ...zone,
+    [`${stem}r._domainkey.${domain}`]: { TXT: [`v=DKIM1; k=rsa; p=${dkimPublicKey('rsa', 2048)}`] },
+    [`${stem}e._domainkey.${domain}`]: { TXT: [`v=DKIM1; k=ed25519; p=${dkimPublicKey('ed25519')}`] },
+  }
+}
+
+/**
+ * An active relay member holding these domains in the relay (as the relay's enrolment
+ * writes them): the members row and one active domains row each.
+ */
+export async function relayMember(
+  db: Db,
+  did: string,
+  names: string[],
+): Promise<{ memberId: number; domainIds: number[] }> {
+  const [member] = await db
+    .insert(members)
+    .values({ did, status: 'active', activatedAt: new Date() })
+    .returning({ id: members.id })
+  const rows = await db
+    .insert(domains)
+    .values(
+      names.map((domain) => ({ memberId: member!.id, domain, status: 'active' as const, activatedAt: new Date() })),
+    )
+    .returning({ id: domains.id })
+  return { memberId: member!.id, domainIds: rows.map((r) => r.id) }
 }
 
 export type QueriedLabel = {

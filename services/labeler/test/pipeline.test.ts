@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { attestations, members, verificationChecks, verificationRuns } from '@atmos/db'
+import { attestations, verificationChecks, verificationRuns } from '@atmos/db'
 import { type SignedLabel, verifyLabel } from '@atmos/labels'
 import { goodMailZone, type JetstreamServer, type TestDnsServer, withNames } from '@atmos/testkit'
 import { eq } from 'drizzle-orm'
@@ -12,6 +12,7 @@ import {
   type LabelerHarness,
   LabelSubscriber,
   queryLabels,
+  relayMember,
   startLabeler,
 } from './helpers.ts'
 
@@ -32,7 +33,7 @@ describe('labeler pipeline: Jetstream event → checks → signed labels in quer
     h = await startLabeler({ ...goodMailZone('alice.example', ALICE), ...goodMailZone('bob.example', BOB) })
     ;({ dns, jetstream, service, xrpc, didKey } = h)
     // Alice is an enrolled, active relay member; Bob only attests.
-    await service.ctx.db.insert(members).values({ did: ALICE, domain: 'alice.example', status: 'active' })
+    await relayMember(service.ctx.db, ALICE, ['alice.example'])
     live = new LabelSubscriber(xrpc)
     await live.opened()
   })
@@ -47,7 +48,7 @@ describe('labeler pipeline: Jetstream event → checks → signed labels in quer
     jetstream.commit(ALICE, {
       operation: 'create',
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: 'alice.example',
       cid: 'bafyalice1',
       record: attestationRecord('alice.example'),
     })
@@ -76,7 +77,7 @@ describe('labeler pipeline: Jetstream event → checks → signed labels in quer
     jetstream.commit(BOB, {
       operation: 'create',
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: 'bob.example',
       cid: 'bafybob1',
       record: attestationRecord('bob.example'),
     })
@@ -192,7 +193,7 @@ describe('labeler pipeline: Jetstream event → checks → signed labels in quer
   })
 
   it('deleting the attestation negates the labels it held', async () => {
-    jetstream.commit(BOB, { operation: 'delete', collection: ATTESTATION, rkey: 'self' })
+    jetstream.commit(BOB, { operation: 'delete', collection: ATTESTATION, rkey: 'bob.example' })
     const labels = await eventually(async () => {
       const l = await queryLabels(xrpc, BOB)
       return l.every((x) => x.neg) ? l : undefined

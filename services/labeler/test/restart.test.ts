@@ -73,7 +73,7 @@ it('a labeler killed mid-stream misses no event and labels none twice after rest
     jetstream.commit(did, {
       operation: 'create',
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: domainOf(i),
       cid: `bafy${i}`,
       record: attestationRecord(domainOf(i)),
     })
@@ -89,12 +89,12 @@ it('a labeler killed mid-stream misses no event and labels none twice after rest
     jetstream.commit(did, {
       operation: 'create',
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: domainOf(i),
       cid: `bafy${i}`,
       record: attestationRecord(domainOf(i)),
     })
   }
-  jetstream.commit(dids[0]!, { operation: 'delete', collection: ATTESTATION, rkey: 'self' })
+  jetstream.commit(dids[0]!, { operation: 'delete', collection: ATTESTATION, rkey: domainOf(0) })
 
   const second = await startLabeler(env)
   const labels = await eventually(

@@ -41,7 +41,7 @@ it('a temporary error is re-checked on its own with backoff, and the chain ends 
   h.jetstream.commit(DID, {
     operation: 'create',
     collection: ATTESTATION,
-    rkey: 'self',
+    rkey: 'retry.example',
     cid: 'bafyretry1',
     record: attestationRecord('retry.example'),
   })

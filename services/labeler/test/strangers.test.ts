@@ -106,7 +106,7 @@ describe('labeler: strangers cannot grow its tables', () => {
     h.jetstream.commit(NULLER, {
       operation: 'create',
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: 'nul.example',
       cid: 'bafynul2',
       record: { ...attestationRecord('nul.example'), note: 'a\u0000b' },
     })
@@ -123,7 +123,7 @@ describe('labeler: strangers cannot grow its tables', () => {
       stored.map((r) => [r.rkey, r.state]),
       [
         ['other', 'rejected'],
-        ['self', 'valid'],
+        ['nul.example', 'valid'],
       ],
     )
     // Only the fields the lexicon defines are kept of a valid record.
@@ -152,7 +152,7 @@ describe('labeler: strangers cannot grow its tables', () => {
     h.jetstream.commit(HOARDER, {
       operation: 'create',
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: 'hoard.example',
       cid: 'bafyself',
       record: attestationRecord('hoard.example'),
     })
@@ -169,7 +169,7 @@ describe('labeler: strangers cannot grow its tables', () => {
       Array.from({ length: 10 }, (_, i) => `k${i}`),
     )
     assert.equal(held[0]!.deleted, true)
-    assert.equal((await refused()) - before, 7, 'k10…k15 and self refused')
+    assert.equal((await refused()) - before, 7, 'k10…k15 and hoard.example refused')
   })
 
   it('a stranger rewriting records costs a bounded number of runs; check now and the sweep still run; nothing is lost', async () => {
@@ -177,7 +177,7 @@ describe('labeler: strangers cannot grow its tables', () => {
       h.jetstream.commit(LOOPER, {
         operation: 'create',
         collection: ATTESTATION,
-        rkey: 'self',
+        rkey: 'loop.example',
         cid: `bafyloop${n}`,
         record: attestationRecord('loop.example'),
       })
@@ -188,7 +188,7 @@ describe('labeler: strangers cannot grow its tables', () => {
     // Past the budget: written, deleted and rewritten in a loop, ten times over.
     for (let i = NETWORK_RUNS; i < NETWORK_RUNS + 10; i++) {
       write(i)
-      h.jetstream.commit(LOOPER, { operation: 'delete', collection: ATTESTATION, rkey: 'self' })
+      h.jetstream.commit(LOOPER, { operation: 'delete', collection: ATTESTATION, rkey: 'loop.example' })
     }
     const last = NETWORK_RUNS + 10
     write(last)
@@ -196,7 +196,9 @@ describe('labeler: strangers cannot grow its tables', () => {
       eventually(async () => {
         const [row] = await rows(LOOPER)
         if (row?.cid !== `bafyloop${n}` || !row.verifyRequestedAt) return undefined
-        const job = await queue.queue.getJob(verifyJobId({ did: LOOPER, requestedAt: row.verifyRequestedAt }))
+        const job = await queue.queue.getJob(
+          verifyJobId({ did: LOOPER, rkey: 'loop.example', requestedAt: row.verifyRequestedAt }),
+        )
         return (await job?.getState()) === 'delayed' ? job : undefined
       })
     await deferred(last)
@@ -210,7 +212,7 @@ describe('labeler: strangers cannot grow its tables', () => {
 
     // A member's "check now" has a budget of its own; its run answers the deferred request too.
     const checkNow = () =>
-      queue.enqueue({ did: LOOPER, rkey: 'self', trigger: 'admin', requestedAt: new Date().toISOString() })
+      queue.enqueue({ did: LOOPER, rkey: 'loop.example', trigger: 'admin', requestedAt: new Date().toISOString() })
     for (let i = 1; i <= ADMIN_RUNS; i++) {
       await checkNow()
       await eventually(async () =>
@@ -222,7 +224,12 @@ describe('labeler: strangers cannot grow its tables', () => {
     await eventually(async () => ((await beyond.getState()) === 'delayed' ? true : undefined))
 
     // The scheduler's sweep is not counted.
-    await queue.enqueue({ did: LOOPER, rkey: 'self', trigger: 'schedule', requestedAt: new Date().toISOString() })
+    await queue.enqueue({
+      did: LOOPER,
+      rkey: 'loop.example',
+      trigger: 'schedule',
+      requestedAt: new Date().toISOString(),
+    })
     await eventually(async () => ((await runs(LOOPER)).some((r) => r.trigger === 'schedule') ? true : undefined))
 
     // One more write is deferred; in the next window it runs, once, and is answered.
@@ -236,7 +243,7 @@ describe('labeler: strangers cannot grow its tables', () => {
     const [latest] = await db()
       .select()
       .from(attestations)
-      .where(and(eq(attestations.did, LOOPER), eq(attestations.rkey, 'self')))
+      .where(and(eq(attestations.did, LOOPER), eq(attestations.rkey, 'loop.example')))
     assert.equal(latest?.state, 'valid')
     assert.equal(latest?.cid, `bafyloop${last + 1}`)
   })
@@ -245,7 +252,7 @@ describe('labeler: strangers cannot grow its tables', () => {
     const [run] = await runs(NULLER)
     assert.ok(run, 'NULLER was verified above')
     const asked = new Date(run.startedAt.getTime() - 1000).toISOString()
-    const payload = { did: NULLER, rkey: 'self', trigger: 'schedule' as const, requestedAt: asked }
+    const payload = { did: NULLER, rkey: 'nul.example', trigger: 'schedule' as const, requestedAt: asked }
     const before = (await runs(NULLER)).length
     // The worker's own follow-up, asked before that run started: nothing left to do.
     const retry = { id: 'retry_nuller_1' } as Job

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { attestations, members, verificationRuns } from '@atmos/db'
+import { attestations, verificationRuns } from '@atmos/db'
 import { goodMailZone } from '@atmos/testkit'
 import type { VerifyDeps } from '@atmos/verify'
 import { eq } from 'drizzle-orm'
@@ -11,6 +11,7 @@ import {
   eventually,
   type LabelerHarness,
   queryLabels,
+  relayMember,
   startLabeler,
 } from './helpers.ts'
 
@@ -75,7 +76,7 @@ describe('withdrawn labels stay withdrawn', () => {
       {},
       { wrapVerifyDeps: hold.wrap },
     )
-    await h.service.ctx.db.insert(members).values({ did: AWAY, domain: 'away.example', status: 'active' })
+    await relayMember(h.service.ctx.db, AWAY, ['away.example'])
   })
   after(async () => {
     await h?.close()
@@ -88,7 +89,7 @@ describe('withdrawn labels stay withdrawn', () => {
     h.jetstream.commit(did, {
       operation: 'create',
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: domain,
       cid: `bafy${domain.split('.')[0]}`,
       record: attestationRecord(domain),
     })
@@ -109,9 +110,9 @@ describe('withdrawn labels stay withdrawn', () => {
       what,
     )
 
-  /** Starts a re-verification of `did` and returns once it is held at its _atproto lookup. */
-  async function verificationInFlight(did: string, domain: string) {
-    const held = hold.at(`_atproto.${domain}`)
+  /** Starts a re-verification of `did` and returns once it is held at a lookup (its _atproto one unless named). */
+  async function verificationInFlight(did: string, domain: string, name = `_atproto.${domain}`) {
+    const held = hold.at(name)
     h.jetstream.identity(did, `${domain.split('.')[0]}.test`)
     await held.entered
     return { release: held.release, runs: await runCount(did) }
@@ -120,7 +121,7 @@ describe('withdrawn labels stay withdrawn', () => {
   it('a verification that finishes after the record was deleted issues nothing', async () => {
     await attest(GONE, 'gone.example', 1)
     const inFlight = await verificationInFlight(GONE, 'gone.example')
-    h.jetstream.commit(GONE, { operation: 'delete', collection: ATTESTATION, rkey: 'self' })
+    h.jetstream.commit(GONE, { operation: 'delete', collection: ATTESTATION, rkey: 'gone.example' })
     await allNegated(GONE, 'the deletion to withdraw the labels')
     inFlight.release()
     // The passing run commits (it is history) but issues no label.
@@ -134,14 +135,15 @@ describe('withdrawn labels stay withdrawn', () => {
 
   it('a verification of a record replaced meanwhile leaves the labels to the new one', async () => {
     await attest(MOVED, 'moved.example', 1)
-    const inFlight = await verificationInFlight(MOVED, 'moved.example')
-    // The new version names a domain nobody set up: its own verification fails and withdraws.
+    // Held at the selector the old version names, which the new one does not look up.
+    const inFlight = await verificationInFlight(MOVED, 'moved.example', 'atmos1._domainkey.moved.example')
+    // The new version names a selector nobody published: its own verification fails and withdraws.
     h.jetstream.commit(MOVED, {
       operation: 'update',
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: 'moved.example',
       cid: 'bafymoved2',
-      record: attestationRecord('unset.example'),
+      record: attestationRecord('moved.example', ['unpublished']),
     })
     await allNegated(MOVED, 'the new version to fail')
     inFlight.release()
@@ -170,7 +172,7 @@ describe('withdrawn labels stay withdrawn', () => {
     // The scheduler's next sweep asks again: nothing is issued.
     const swept = await h.service.ctx.verifyWorker.process({
       did: AWAY,
-      rkey: 'self',
+      rkey: 'away.example',
       trigger: 'schedule',
       requestedAt: new Date().toISOString(),
     })

@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { attestations, type Db, labels } from '@atmos/db'
 import { TypedQueue, verifyAttestation } from '@atmos/queues'
-import { and, eq, gt, inArray, max } from 'drizzle-orm'
+import { and, gt, inArray, max } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
-import { enqueueAllLive } from './sweep.ts'
+import { attestationJobKey, enqueueAllLive } from './sweep.ts'
 
 /** The outcomes the labeler's verify worker returns, plus what run-once could not see finish. */
 const OUTCOMES = ['pass', 'fail', 'temperror', 'skipped', 'unfinished'] as const
@@ -14,7 +14,7 @@ export type RunOnceResult = {
   /** Labels negated and (re-)issued by this run, counted from the label log. */
   negated: number
   issued: number
-  /** Attestations that did not pass, for the operator to look at. */
+  /** Attestations (one per domain of a DID) that did not pass, for the operator to look at. */
   notPassed: Array<{ did: string; domain: string | null; outcome: Outcome }>
 }
 
@@ -38,35 +38,36 @@ export async function runOnce(opts: {
     const seqBefore = before?.seq ?? 0
     const startedAt = Date.now()
     const requestedAt = new Date(startedAt).toISOString()
-    const jobIds = new Map<string, string>()
-    await enqueueAllLive(db, queue, opts.rate, (did) => {
-      const jobId = `manual_${did.replace(/[^a-zA-Z0-9]/g, '_')}_${startedAt}`
-      jobIds.set(jobId, did)
+    // One job per attestation: a DID attests each of its domains under its own record key.
+    const jobIds = new Map<string, { did: string; rkey: string }>()
+    await enqueueAllLive(db, queue, opts.rate, ({ did, rkey }) => {
+      const jobId = `manual_${attestationJobKey(did, rkey)}_${startedAt}`
+      jobIds.set(jobId, { did, rkey })
       return { payload: { trigger: 'manual', requestedAt }, jobId }
     })
 
     const outcomes = new Map<string, Outcome>()
     const deadline = startedAt + opts.timeoutMs
     while (outcomes.size < jobIds.size && Date.now() < deadline) {
-      for (const [jobId, did] of jobIds) {
-        if (outcomes.has(did)) continue
+      for (const jobId of jobIds.keys()) {
+        if (outcomes.has(jobId)) continue
         const job = await queue.queue.getJob(jobId)
         // Finished, or failed for good (bullmq keeps retrying a failed job until its attempts run out).
         if (job?.finishedOn && (job.returnvalue || job.attemptsMade >= (job.opts.attempts ?? 1))) {
           const value = (job.returnvalue as { outcome?: string } | null)?.outcome
-          outcomes.set(did, (OUTCOMES as readonly string[]).includes(value ?? '') ? (value as Outcome) : 'unfinished')
+          outcomes.set(jobId, (OUTCOMES as readonly string[]).includes(value ?? '') ? (value as Outcome) : 'unfinished')
         }
       }
       if (outcomes.size < jobIds.size) await sleep(opts.pollMs ?? 250)
     }
 
     const counts = Object.fromEntries(OUTCOMES.map((o) => [o, 0])) as Record<Outcome, number>
-    const dids = [...jobIds.values()]
-    const notPassedDids: Array<{ did: string; outcome: Outcome }> = []
-    for (const did of dids) {
-      const outcome = outcomes.get(did) ?? 'unfinished'
+    const dids = [...new Set([...jobIds.values()].map((a) => a.did))]
+    const notPassedKeys: Array<{ did: string; rkey: string; outcome: Outcome }> = []
+    for (const [jobId, attestation] of jobIds) {
+      const outcome = outcomes.get(jobId) ?? 'unfinished'
       counts[outcome]++
-      if (outcome !== 'pass') notPassedDids.push({ did, outcome })
+      if (outcome !== 'pass') notPassedKeys.push({ ...attestation, outcome })
     }
     const changed = dids.length
       ? await db
@@ -74,17 +75,14 @@ export async function runOnce(opts: {
           .from(labels)
           .where(and(gt(labels.seq, seqBefore), inArray(labels.uri, dids)))
       : []
-    const domains = notPassedDids.length
+    const domains = notPassedKeys.length
       ? await db
-          .select({ did: attestations.did, domain: attestations.domain })
+          .select({ did: attestations.did, rkey: attestations.rkey, domain: attestations.domain })
           .from(attestations)
           .where(
-            and(
-              inArray(
-                attestations.did,
-                notPassedDids.map((d) => d.did),
-              ),
-              eq(attestations.deleted, false),
+            inArray(
+              attestations.did,
+              notPassedKeys.map((d) => d.did),
             ),
           )
       : []
@@ -92,7 +90,11 @@ export async function runOnce(opts: {
       counts,
       negated: changed.filter((l) => l.neg).length,
       issued: changed.filter((l) => !l.neg).length,
-      notPassed: notPassedDids.map((d) => ({ ...d, domain: domains.find((x) => x.did === d.did)?.domain ?? null })),
+      notPassed: notPassedKeys.map(({ did, rkey, outcome }) => ({
+        did,
+        outcome,
+        domain: domains.find((x) => x.did === did && x.rkey === rkey)?.domain ?? null,
+      })),
     }
   } finally {
     await queue.close()

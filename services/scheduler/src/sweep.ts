@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { attestations, type Db } from '@atmos/db'
 import {
   createRedis,
@@ -19,12 +20,23 @@ export const SWEEP_SCHEDULER_ID = 'reverify-every-interval'
 const PAGE = 1000
 const JOB_STATES = ['delayed', 'waiting', 'active', 'completed', 'failed'] as const
 
-/** The id of an attestation's scheduled verification in one interval: enqueued at most once. */
-export function scheduledJobId(did: string, intervalStart: number): string {
-  return `sched_${did.replace(/[^a-zA-Z0-9]/g, '_')}_${intervalStart}`
+/**
+ * One attestation's part of a job id: the DID and the record key (a DID attests each of its
+ * domains under its own key), made safe for a bullmq id (no ':'), bounded, and told apart
+ * by a hash of the key (sanitising alone would make `a-b.example` and `a.b-example` one).
+ */
+export function attestationJobKey(did: string, rkey: string): string {
+  const safe = (s: string) => s.replace(/[^a-zA-Z0-9]/g, '_')
+  const hash = createHash('sha256').update(rkey).digest('hex').slice(0, 12)
+  return `${safe(did)}_${safe(rkey).slice(0, 40)}_${hash}`
 }
 
-type JobFor = (did: string) => {
+/** The id of an attestation's scheduled verification in one interval: enqueued at most once. */
+export function scheduledJobId(did: string, rkey: string, intervalStart: number): string {
+  return `sched_${attestationJobKey(did, rkey)}_${intervalStart}`
+}
+
+type JobFor = (attestation: { did: string; rkey: string }) => {
   payload: { trigger: 'schedule' | 'manual'; requestedAt: string }
   jobId: string
 }
@@ -52,7 +64,7 @@ export async function enqueueAllLive(
     lastId = page[page.length - 1]!.id
     await queue.enqueueBulk(
       page.map((row) => {
-        const { payload, jobId } = jobFor(row.did)
+        const { payload, jobId } = jobFor(row)
         return {
           payload: { did: row.did, rkey: row.rkey, ...payload },
           opts: { jobId, delay: Math.floor((index++ / rate) * 1000) },
@@ -204,9 +216,9 @@ export class Sweeper {
   ): Promise<{ intervalStart: number; enqueued: number }> {
     const requestedAt = new Date(intervalStart).toISOString()
     // Opened on first use, so an interval can be enqueued without the tick (tests, tools).
-    const index = await enqueueAllLive(this.db, this.verifyQueueFor(), this.rate, (did) => ({
+    const index = await enqueueAllLive(this.db, this.verifyQueueFor(), this.rate, ({ did, rkey }) => ({
       payload: { trigger: 'schedule', requestedAt },
-      jobId: scheduledJobId(did, intervalStart),
+      jobId: scheduledJobId(did, rkey, intervalStart),
     }))
     const spreadMs = (index / this.rate) * 1000
     this.metrics.due.set(index)

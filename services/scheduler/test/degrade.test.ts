@@ -92,7 +92,7 @@ it('labels expire unless renewed, and follow DNS as it degrades and recovers ove
   h.jetstream.commit(DID, {
     operation: 'create',
     collection: ATTESTATION,
-    rkey: 'self',
+    rkey: DOMAIN,
     cid: 'bafydeg1',
     record: attestationRecord(DOMAIN),
   })

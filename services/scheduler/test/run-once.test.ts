@@ -42,7 +42,7 @@ it('scheduler run-once re-verifies everything now and prints passed, negated and
     h.jetstream.commit(DIDS[i]!, {
       operation: 'create',
       collection: ATTESTATION,
-      rkey: 'self',
+      rkey: domain,
       cid: `bafyrun${i}`,
       record: attestationRecord(domain),
     })

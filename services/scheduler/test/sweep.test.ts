@@ -18,6 +18,10 @@ import { Sweeper, scheduledJobId } from '../src/sweep.ts'
 
 const entry = new URL('../src/index.ts', import.meta.url)
 const DIDS = Array.from({ length: 5 }, (_, i) => `did:plc:sweep${i}xyoun6zhxrhs64oiz`)
+/** The first DID attests a second domain under its own record key (a legacy `self` row beside it). */
+const SECOND = { did: DIDS[0]!, rkey: 'second.example', domain: 'second.example' }
+/** Every live attestation, as `did rkey`. */
+const LIVE = [...DIDS.map((did) => `${did} self`), `${SECOND.did} ${SECOND.rkey}`]
 
 describe('re-verification sweeps', () => {
   let tdb: TestDatabase
@@ -33,6 +37,7 @@ describe('re-verification sweeps', () => {
       .insert(attestations)
       .values([
         ...DIDS.map((did, i) => ({ did, rkey: 'self', domain: `d${i}.example`, dkimSelectors: ['atmos1'] })),
+        { ...SECOND, dkimSelectors: ['atmos1r', 'atmos1e'] },
         { did: 'did:plc:gone', rkey: 'self', domain: 'gone.example', deleted: true },
         { did: 'did:plc:bad', rkey: 'self', state: 'rejected' as const, rejectionReason: 'bad' },
       ])
@@ -71,24 +76,25 @@ describe('re-verification sweeps', () => {
       const tick = { opts: { prevMillis: due }, timestamp: due } as unknown as Job
       const first = await sweeper.sweep(60_000, tick)
       const again = await sweeper.sweep(60_000, tick) // the process died and the sweep was retried
-      assert.deepEqual(first, { intervalStart: Date.UTC(2026, 10, 25, 12, 0, 0), enqueued: 5 })
-      assert.equal(again.enqueued, 5)
+      assert.deepEqual(first, { intervalStart: Date.UTC(2026, 10, 25, 12, 0, 0), enqueued: 6 })
+      assert.equal(again.enqueued, 6)
       // This interval's jobs only: the sweeper's own tick also fires when the wall clock
       // crosses a minute (intervalMs) during the test, and enqueues that interval.
       const requestedAt = new Date(first.intervalStart).toISOString()
       const jobs = (await verifyJobs(prefix)).filter(
         (j) => j.data.trigger === 'schedule' && j.data.requestedAt === requestedAt,
       )
-      assert.equal(jobs.length, 5, 'each attestation once, none for deleted or rejected ones')
-      assert.deepEqual(new Set(jobs.map((j) => j.data.did)), new Set(DIDS))
+      assert.equal(jobs.length, 6, 'each attestation once, none for deleted or rejected ones')
+      // Both of the first DID's attestations: one job per (DID, record key), not per DID.
+      assert.deepEqual(new Set(jobs.map((j) => `${j.data.did} ${j.data.rkey}`)), new Set(LIVE))
       for (const j of jobs) {
-        assert.equal(j.id, scheduledJobId(j.data.did, first.intervalStart))
+        assert.equal(j.id, scheduledJobId(j.data.did, j.data.rkey!, first.intervalStart))
         assert.equal(j.data.requestedAt, new Date(first.intervalStart).toISOString())
       }
-      // Spread: 2 per second, so the fifth starts two seconds after the first.
+      // Spread: 2 per second, so the sixth starts two and a half seconds after the first.
       assert.deepEqual(
         jobs.map((j) => j.opts.delay).sort((a, b) => a! - b!),
-        [0, 500, 1000, 1500, 2000],
+        [0, 500, 1000, 1500, 2000, 2500],
       )
     } finally {
       await sweeper.stop()
@@ -114,11 +120,14 @@ describe('re-verification sweeps', () => {
       const jobs = (await verifyJobs(prefix)).filter((j) => j.data.trigger === 'schedule')
       const byInterval = new Map<string, string[]>()
       for (const j of jobs)
-        byInterval.set(j.data.requestedAt, [...(byInterval.get(j.data.requestedAt) ?? []), j.data.did])
+        byInterval.set(j.data.requestedAt, [
+          ...(byInterval.get(j.data.requestedAt) ?? []),
+          `${j.data.did} ${j.data.rkey}`,
+        ])
       assert.ok(byInterval.size >= 2, `expected at least two intervals, saw ${byInterval.size}`)
-      for (const [interval, dids] of byInterval) {
-        assert.equal(dids.length, DIDS.length, `interval ${interval}: ${dids.length} jobs`)
-        assert.deepEqual(new Set(dids), new Set(DIDS))
+      for (const [interval, keys] of byInterval) {
+        assert.equal(keys.length, LIVE.length, `interval ${interval}: ${keys.length} jobs`)
+        assert.deepEqual(new Set(keys), new Set(LIVE))
       }
       // Every job is unique by its id (bullmq refuses a second job with the same id), so the
       // counts above are the proof: one verification per attestation per interval, however
@@ -137,12 +146,12 @@ describe('re-verification sweeps', () => {
     await db
       .insert(attestations)
       .values(many.map((did, i) => ({ did, rkey: 'self', domain: `r${i}.example`, dkimSelectors: ['atmos1'] })))
-    const all = [...DIDS, ...many]
+    const all = [...LIVE, ...many.map((did) => `${did} self`)]
     // Stands in for the labeler's verify worker: records what it was asked to verify, when.
     const seen: Array<{ did: string; interval: string }> = []
     const consumerRedis = createRedis(TEST_REDIS_URL)
     const consumer = createWorker(verifyAttestation, consumerRedis, prefix, async (payload) => {
-      seen.push({ did: payload.did, interval: payload.requestedAt })
+      seen.push({ did: `${payload.did} ${payload.rkey}`, interval: payload.requestedAt })
     })
     const env = {
       ATMOS_DATABASE_URL: tdb.url,
@@ -151,7 +160,7 @@ describe('re-verification sweeps', () => {
       ATMOS_HTTP_PORT: '0',
       ATMOS_LOG_LEVEL: 'info',
       ATMOS_SCHEDULER_REVERIFY_INTERVAL: '6s',
-      // 45 attestations at 15/s: each interval's run is spread over 3 s.
+      // 46 attestations at 15/s: each interval's run is spread over 3 s.
       ATMOS_SCHEDULER_VERIFY_RATE: '15',
     }
     const first = new ServiceProcess(entry, env)

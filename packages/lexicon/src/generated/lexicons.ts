@@ -17,8 +17,8 @@ export const schemaDict = {
       main: {
         type: 'record',
         description:
-          "A mail operator's claim, published in its own repository, that the account controls a mail domain and signs its mail with the listed DKIM selectors. The Atmosphere Mail labeler verifies the claim against DNS and labels the account. One per account.",
-        key: 'literal:self',
+          "A PDS operator's declaration of cooperative membership and mail domain control. The labeling service verifies DNS configuration (MX, SPF, DKIM, DMARC) independently and applies verification labels to the operator's DID. The record key is the attested domain.",
+        key: 'any',
         record: {
           type: 'object',
           required: ['domain', 'dkimSelectors', 'createdAt'],
@@ -26,18 +26,19 @@ export const schemaDict = {
             domain: {
               type: 'string',
               description:
-                "The mail domain, a fully-qualified DNS name in lower case without a trailing dot (e.g. 'mail.example.com'). Not an IP address.",
-              minLength: 4,
+                "The mail domain this attestation covers. Must match the record key. Domain control is verified by the labeling service via DNS (matching the DID's handle or a TXT record pointing to the DID).",
+              minLength: 1,
               maxLength: 253,
             },
             dkimSelectors: {
               type: 'array',
               description:
-                'DKIM selectors published under <selector>._domainkey.<domain>; each must hold a valid key. Single DNS labels: letters, digits and hyphens.',
+                'DKIM selectors configured for this domain. The labeling service looks up DNS TXT records at <selector>._domainkey.<domain> to verify key publication.',
               minLength: 1,
-              maxLength: 8,
+              maxLength: 10,
               items: {
                 type: 'string',
+                description: 'A DKIM selector name.',
                 minLength: 1,
                 maxLength: 63,
               },
@@ -45,7 +46,7 @@ export const schemaDict = {
             relayMember: {
               type: 'boolean',
               description:
-                'The operator intends to send through the shared Atmosphere Mail relay (and so to hold the relay-member label once enrolled).',
+                'Whether this operator wants to participate in the cooperative relay pool. Absent means no.',
             },
             createdAt: {
               type: 'string',
@@ -53,6 +54,20 @@ export const schemaDict = {
             },
           },
         },
+      },
+    },
+  },
+  EmailAtmosDefs: {
+    lexicon: 1,
+    id: 'email.atmos.defs',
+    description:
+      'Shared definitions for the Comail cooperative. Documents the label vocabulary used by the cooperative labeler; the labeler emits the corresponding kebab-case string values.',
+    defs: {
+      cooperativeLabel: {
+        type: 'string',
+        description:
+          'Label values emitted by the cooperative labeling service on member DIDs.',
+        knownValues: ['verified-mail-operator', 'relay-member', 'clean-sender'],
       },
     },
   },
@@ -90,4 +105,5 @@ export function validate(
 
 export const ids = {
   EmailAtmosAttestation: 'email.atmos.attestation',
+  EmailAtmosDefs: 'email.atmos.defs',
 } as const

@@ -7,11 +7,12 @@ import type { Redis } from 'ioredis'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { LabelManager } from '../labels/manager.ts'
 import type { StoredLabel } from '../labels/writer.ts'
+import { enqueueRequests, type VerifyRequest } from '../verify/requests.ts'
 import type { IngestEvent } from './events.ts'
 import { FirehoseSource } from './firehose.ts'
 import { JetstreamSource, type SourceHandlers } from './jetstream.ts'
 import { MemberFilter } from './member-filter.ts'
-import { IngestProcessor, type VerifyRequest } from './processor.ts'
+import { IngestProcessor } from './processor.ts'
 
 /** Session-level advisory lock held by the one labeler process that ingests ("atmosing"). */
 export const INGEST_LEADER_LOCK = 0x61746d6f73696e67n
@@ -29,10 +30,7 @@ export type IngesterOptions = {
   maxRecordsPerDid: number
 }
 
-/** A verify job's id: one per request, so a re-enqueue of the same request is a no-op. */
-export function verifyJobId(request: { did: string; requestedAt: Date }): string {
-  return `verify_${request.did.replace(/[^a-zA-Z0-9]/g, '_')}_${request.requestedAt.getTime()}`
-}
+export { verifyJobId } from '../verify/requests.ts'
 
 /**
  * Runs ingest in exactly one labeler process: whoever holds the leader lock subscribes
@@ -214,24 +212,7 @@ export class Ingester {
     const result = await this.processor.apply(event)
     this.metrics.events.inc({ kind: event.kind, outcome: result.outcome })
     if (result.labels?.length) this.onLabels(result.labels)
-    if (result.verify) await this.enqueueVerify(result.verify)
-  }
-
-  private async enqueueVerify(request: VerifyRequest): Promise<void> {
-    try {
-      await this.verifyQueue.enqueue(
-        {
-          did: request.did,
-          rkey: request.rkey,
-          trigger: request.trigger,
-          requestedAt: request.requestedAt.toISOString(),
-        },
-        { jobId: verifyJobId(request) },
-      )
-    } catch (err) {
-      // Recorded in Postgres already; the reconciler will enqueue it once Redis is back.
-      this.logger.warn({ err: (err as Error).message, did: request.did }, 'verify request not queued yet')
-    }
+    if (result.verify?.length) await enqueueRequests(this.verifyQueue, result.verify, this.logger)
   }
 
   private async flushCursor(): Promise<void> {
@@ -264,10 +245,13 @@ export class Ingester {
           ),
         )
         .limit(1000)
-      for (const row of due) {
-        const trigger = row.trigger === 'identity' ? 'identity' : 'ingest'
-        await this.enqueueVerify({ did: row.did, rkey: row.rkey, trigger, requestedAt: row.requestedAt! })
-      }
+      const requests: VerifyRequest[] = due.map((row) => ({
+        did: row.did,
+        rkey: row.rkey,
+        trigger: row.trigger === 'identity' || row.trigger === 'release' ? row.trigger : 'ingest',
+        requestedAt: row.requestedAt!,
+      }))
+      await enqueueRequests(this.verifyQueue, requests, this.logger)
       return due.length
     } catch (err) {
       this.logger.warn({ err: (err as Error).message }, 'verify reconcile failed')

@@ -1,17 +1,25 @@
-import { attestations, type Db, ingestCursors, type Tx } from '@atmos/db'
-import { ATTESTATION_COLLECTION, ATTESTATION_RKEY, validateAttestation } from '@atmos/lexicon'
+import { attestations, type Db, ingestCursors, type Tx, verificationStatus } from '@atmos/db'
+import { ATTESTATION_COLLECTION, validateAttestation } from '@atmos/lexicon'
 import type { Logger } from '@atmos/runtime'
 import { and, eq, sql } from 'drizzle-orm'
+import { lockDomains, releaseHolds } from '../domains/holds.ts'
 import type { LabelManager } from '../labels/manager.ts'
 import type { StoredLabel } from '../labels/writer.ts'
+import type { VerifyRequest } from '../verify/requests.ts'
 import { accountInactiveReason, heldForInactiveAccount, watchedAttestation } from './account-status.ts'
 import type { IngestEvent } from './events.ts'
 import type { MemberFilter } from './member-filter.ts'
 import { boundedReason, knownFields, rejectedRecordPrefix } from './stored-record.ts'
 
-export type VerifyRequest = { did: string; rkey: string; trigger: 'ingest' | 'identity'; requestedAt: Date }
+export type { VerifyRequest }
 
-export type ApplyResult = { outcome: Outcome; verify?: VerifyRequest; labels?: StoredLabel[] }
+export type ApplyResult = {
+  outcome: Outcome
+  verify?: VerifyRequest[]
+  labels?: StoredLabel[]
+  /** Set when the event took a watched attestation away: whether the DID still has one. */
+  watched?: boolean
+}
 
 export type Outcome = 'stored' | 'rejected' | 'refused' | 'deleted' | 'reverify' | 'revoked' | 'dropped' | 'unchanged'
 
@@ -66,8 +74,7 @@ export class IngestProcessor {
     })
     // Only after commit: the in-memory filter must never run ahead of the database.
     if (result.outcome === 'stored' || result.outcome === 'reverify') this.members.add(event.did)
-    const isSelf = (event.kind === 'record' || event.kind === 'delete') && event.rkey === ATTESTATION_RKEY
-    if (isSelf && (result.outcome === 'deleted' || result.outcome === 'rejected')) this.members.delete(event.did)
+    if (result.watched === false) this.members.delete(event.did)
     return result
   }
 
@@ -76,6 +83,15 @@ export class IngestProcessor {
       case 'record':
         return this.applyRecord(tx, event)
       case 'delete': {
+        const [held] = await tx
+          .select({ domain: attestations.domain })
+          .from(attestations)
+          .where(
+            and(eq(attestations.did, event.did), eq(attestations.rkey, event.rkey), eq(attestations.deleted, false)),
+          )
+        if (!held) return { outcome: 'unchanged' }
+        // The domain's lock before its rows: the verify worker takes them in that order too.
+        await lockDomains(tx, [held.domain])
         const gone = await tx
           .update(attestations)
           .set({ deleted: true, deletedAt: new Date(), verifyRequestedAt: null, updatedAt: new Date() })
@@ -84,12 +100,7 @@ export class IngestProcessor {
           )
           .returning({ id: attestations.id })
         if (!gone.length) return { outcome: 'unchanged' }
-        // Only the one attestation per account (rkey self) carries labels.
-        if (event.rkey === ATTESTATION_RKEY) {
-          const labels = await this.labels.withdrawAll(event.did, 'attestation record deleted', tx)
-          return { outcome: 'deleted', labels }
-        }
-        return { outcome: 'deleted' }
+        return this.withdrawn(tx, event.did, held.domain, 'attestation record deleted', 'deleted')
       }
       case 'identity':
         return this.requestVerification(tx, event.did, 'identity')
@@ -112,15 +123,23 @@ export class IngestProcessor {
       )
       return { outcome: 'refused' }
     }
-    const validation =
-      event.rkey === ATTESTATION_RKEY
-        ? validateAttestation(event.record)
-        : {
-            success: false as const,
-            error: `record key must be "${ATTESTATION_RKEY}" (one attestation per account), got "${event.rkey.slice(0, 64)}"`,
-          }
+    const [existing] = await tx
+      .select({
+        domain: attestations.domain,
+        cid: attestations.cid,
+        state: attestations.state,
+        deleted: attestations.deleted,
+      })
+      .from(attestations)
+      .where(and(eq(attestations.did, event.did), eq(attestations.rkey, event.rkey)))
+    const live = existing !== undefined && !existing.deleted && existing.state === 'valid'
+    // A replay (the cursor rewinds on reconnect) of the version we hold changes nothing; in
+    // particular a grandfathered record under the legacy key `self` stays valid.
+    if (live && event.cid !== undefined && existing.cid === event.cid) return { outcome: 'unchanged' }
+    const validation = validateAttestation(event.record, event.rkey)
     const now = new Date()
     if (!validation.success) {
+      if (live) await lockDomains(tx, [existing.domain])
       const reason = boundedReason(validation.error)
       this.logger.info({ did: event.did, rkey: event.rkey, reason }, 'attestation rejected')
       const record = rejectedRecordPrefix(event.record)
@@ -146,11 +165,8 @@ export class IngestProcessor {
             updatedAt: now,
           },
         })
-      // A record that turned invalid no longer supports the labels it earned.
-      if (event.rkey === ATTESTATION_RKEY) {
-        const labels = await this.labels.withdrawAll(event.did, `attestation rejected: ${reason}`, tx)
-        return { outcome: 'rejected', labels }
-      }
+      // A record that turned invalid no longer supports the domain it held.
+      if (live) return this.withdrawn(tx, event.did, existing.domain, `attestation rejected: ${reason}`, 'rejected')
       return { outcome: 'rejected' }
     }
     const r = validation.value
@@ -180,7 +196,47 @@ export class IngestProcessor {
       })
       .returning({ id: attestations.id })
     if (!row) return { outcome: 'unchanged' }
-    return { outcome: 'stored', verify: { did: event.did, rkey: event.rkey, trigger: 'ingest', requestedAt: now } }
+    return { outcome: 'stored', verify: [{ did: event.did, rkey: event.rkey, trigger: 'ingest', requestedAt: now }] }
+  }
+
+  /**
+   * One attestation of the DID is gone (deleted, or rejected): the DID stops holding its
+   * domain unless another live attestation of its own still names it, the domain's other
+   * claimants are asked to verify, and the DID's labels follow what it still holds.
+   */
+  private async withdrawn(
+    tx: Tx,
+    did: string,
+    domain: string | null,
+    reason: string,
+    outcome: 'deleted' | 'rejected',
+  ): Promise<ApplyResult> {
+    const verify =
+      domain && !(await this.stillAttests(tx, did, domain)) ? await releaseHolds(tx, did, [domain], new Date()) : []
+    const labels = await this.labels.recompute(tx, did, reason)
+    const [left] = await tx
+      .select({ id: attestations.id })
+      .from(attestations)
+      .where(and(eq(attestations.did, did), watchedAttestation))
+      .limit(1)
+    return { outcome, labels, verify, watched: left !== undefined }
+  }
+
+  /** Whether a live attestation of the DID other than the one just withdrawn names the domain. */
+  private async stillAttests(tx: Tx, did: string, domain: string): Promise<boolean> {
+    const [row] = await tx
+      .select({ id: attestations.id })
+      .from(attestations)
+      .where(
+        and(
+          eq(attestations.did, did),
+          eq(attestations.domain, domain),
+          eq(attestations.deleted, false),
+          eq(attestations.state, 'valid'),
+        ),
+      )
+      .limit(1)
+    return row !== undefined
   }
 
   /**
@@ -204,27 +260,41 @@ export class IngestProcessor {
 
   private async requestVerification(tx: Tx, did: string, trigger: 'identity'): Promise<ApplyResult> {
     const now = new Date()
-    const [row] = await tx
+    const rows = await tx
       .update(attestations)
       .set({ verifyRequestedAt: now, verifyTrigger: trigger })
       .where(and(eq(attestations.did, did), eq(attestations.deleted, false), eq(attestations.state, 'valid')))
       .returning({ rkey: attestations.rkey })
-    if (!row) return { outcome: 'unchanged' }
-    return { outcome: 'reverify', verify: { did, rkey: row.rkey, trigger, requestedAt: now } }
+    if (!rows.length) return { outcome: 'unchanged' }
+    return { outcome: 'reverify', verify: rows.map((r) => ({ did, rkey: r.rkey, trigger, requestedAt: now })) }
   }
 
   /**
-   * The account went inactive: its labels are withdrawn and its attestation held back in
-   * the same transaction, so that no sweep or verification in flight issues them again.
+   * The account went inactive: its attestations are held back, it holds none of its
+   * domains any more (their other claimants are asked), and its labels follow, in the same
+   * transaction, so that no sweep or verification in flight issues them again.
    */
   private async deactivate(tx: Tx, did: string, status: string | undefined): Promise<ApplyResult> {
     const reason = accountInactiveReason(status)
+    const held = await tx
+      .select({ domain: verificationStatus.domain })
+      .from(verificationStatus)
+      .where(eq(verificationStatus.did, did))
+    const attested = await tx
+      .select({ domain: attestations.domain })
+      .from(attestations)
+      .where(eq(attestations.did, did))
+    await lockDomains(
+      tx,
+      [...held, ...attested].map((r) => r.domain),
+    )
     await tx
       .update(attestations)
       .set({ state: 'rejected', rejectionReason: reason, verifyRequestedAt: null, updatedAt: new Date() })
       .where(and(eq(attestations.did, did), watchedAttestation))
-    const labels = await this.labels.withdrawAll(did, reason, tx)
-    return { outcome: 'revoked', labels }
+    const verify = await releaseHolds(tx, did, 'all', new Date())
+    const labels = await this.labels.recompute(tx, did, reason)
+    return { outcome: 'revoked', labels, verify }
   }
 
   /** The account is back: what its inactivity held back is live again, and verified afresh. */

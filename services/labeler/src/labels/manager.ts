@@ -1,8 +1,7 @@
-import { type Db, labels, members, type Tx } from '@atmos/db'
-import { and, eq } from 'drizzle-orm'
+import { type Db, domains, members, type Tx, verificationStatus } from '@atmos/db'
+import { sql } from 'drizzle-orm'
 import { LABEL_VALUES } from './values.ts'
-import type { StoredLabel, WantedLabel } from './writer.ts'
-import { isHeld, type LabelWriter } from './writer.ts'
+import type { LabelWriter, StoredLabel, WantedLabel } from './writer.ts'
 
 /**
  * How long a positive label is good for. Consumers stop trusting a label whose `exp` has
@@ -11,14 +10,37 @@ import { isHeld, type LabelWriter } from './writer.ts'
  */
 export type ExpiryPolicy = { ttlMs: number; renewWithinMs: number }
 
-export type VerificationOutcome = 'pass' | 'fail' | 'temperror'
+/** What a DID's labels follow from. */
+export type LabelState = {
+  /** Some domain the DID attests is held by it (verifies, or is within its grace period). */
+  verified: boolean
+  /** The member is active and some active relay domain of it is one the DID holds. */
+  relayMember: boolean
+}
+
+/** The state of a DID's labels, read from verification_status, members and domains. */
+export async function labelState(tx: Tx, did: string): Promise<LabelState> {
+  const [row] = await tx.execute<{ verified: boolean; relay_member: boolean }>(sql`select
+    exists (
+      select 1 from ${verificationStatus}
+      where ${verificationStatus.did} = ${did} and ${verificationStatus.holds}
+    ) as verified,
+    exists (
+      select 1 from ${domains}
+      join ${members} on ${members.id} = ${domains.memberId}
+      join ${verificationStatus} on ${verificationStatus.did} = ${members.did} and ${verificationStatus.domain} = ${domains.domain}
+      where ${members.did} = ${did} and ${members.status} = 'active'
+        and ${domains.removedAt} is null and ${domains.status} = 'active' and ${verificationStatus.holds}
+    ) as relay_member`)
+  return { verified: row?.verified === true, relayMember: row?.relay_member === true }
+}
 
 /**
- * What the labels on a member should be, decided in one place:
- *  - verified-mail-operator while the last verification passed;
- *  - relay-member while that holds and the member is active in the relay (not suspended);
- *  - a permanent failure withdraws both; a temporary error changes nothing (the
- *    scheduler decides when a lasting outage counts as lost).
+ * The labels on the DIDs, decided in one place from that state:
+ *  - verified-mail-operator while some domain the DID attests is held by it;
+ *  - relay-member while the member is active and some active relay domain of it is held;
+ * each negated when that stops being true. Verification, deletion, rejection, account
+ * status and member-status events all come here.
  */
 export class LabelManager {
   private readonly db: Db
@@ -31,29 +53,32 @@ export class LabelManager {
     this.expiry = expiry
   }
 
-  /** A held label, expiring one TTL from now unless the published one lasts long enough. */
-  private held(holds: boolean): WantedLabel {
+  /**
+   * A held label, expiring one TTL from now. Only a passing verification renews one that
+   * stands (when it would lapse within an interval); anything else issues it if missing.
+   */
+  private held(holds: boolean, renew: boolean): WantedLabel {
     if (!holds) return { held: false }
     const exp = new Date(this.writer.clock.now().getTime() + this.expiry.ttlMs).toISOString()
-    return { held: true, exp, renewWithinMs: this.expiry.renewWithinMs }
+    return { held: true, exp, renewWithinMs: renew ? this.expiry.renewWithinMs : 0 }
   }
 
-  async applyVerification(tx: Tx, did: string, outcome: VerificationOutcome, reason: string): Promise<StoredLabel[]> {
-    if (outcome === 'temperror') return []
-    if (outcome === 'fail') return this.withdrawAll(did, reason, tx)
-    const active = await this.isActiveMember(tx, did)
+  /** Brings the DID's labels to what its state says, in the caller's transaction. */
+  async recompute(tx: Tx, did: string, reason: string, opts: { renew?: boolean } = {}): Promise<StoredLabel[]> {
+    const state = await labelState(tx, did)
+    const renew = opts.renew === true
     return this.writer.reconcile(
       did,
       new Map([
-        [LABEL_VALUES.verifiedMailOperator, this.held(true)],
-        [LABEL_VALUES.relayMember, this.held(active)],
+        [LABEL_VALUES.verifiedMailOperator, this.held(state.verified, renew)],
+        [LABEL_VALUES.relayMember, this.held(state.relayMember, renew)],
       ]),
       reason,
       tx,
     )
   }
 
-  /** Negates every label this labeler holds on the DID (attestation gone, account gone, check failed). */
+  /** Negates every label this labeler holds on the DID (an explicit revocation). */
   async withdrawAll(did: string, reason: string, tx?: Tx): Promise<StoredLabel[]> {
     return this.writer.reconcile(
       did,
@@ -63,32 +88,8 @@ export class LabelManager {
     )
   }
 
-  /** A member was suspended or reinstated: relay-member follows, if the domain is verified. */
+  /** A member or one of its domains was suspended, reinstated, added or removed. */
   async applyMemberStatus(did: string, reason: string): Promise<StoredLabel[]> {
-    return this.db.transaction(async (tx) => {
-      const active = await this.isActiveMember(tx, did)
-      const [vmo] = await tx
-        .select({ neg: labels.neg, exp: labels.exp })
-        .from(labels)
-        .where(
-          and(
-            eq(labels.src, this.writer.signer.src),
-            eq(labels.uri, did),
-            eq(labels.val, LABEL_VALUES.verifiedMailOperator),
-          ),
-        )
-      const verified = vmo ? isHeld(vmo, this.writer.clock.now()) : false
-      return this.writer.reconcile(
-        did,
-        new Map([[LABEL_VALUES.relayMember, this.held(active && verified)]]),
-        reason,
-        tx,
-      )
-    })
-  }
-
-  private async isActiveMember(tx: Tx, did: string): Promise<boolean> {
-    const [m] = await tx.select({ status: members.status }).from(members).where(eq(members.did, did))
-    return m?.status === 'active'
+    return this.db.transaction((tx) => this.recompute(tx, did, reason))
   }
 }

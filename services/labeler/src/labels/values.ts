@@ -1,7 +1,12 @@
-/** The label values this labeler publishes, as declared in its app.bsky.labeler.service record. */
+import { LABELS } from '@atmos/lexicon'
+
+/**
+ * The label values this labeler publishes (declared in its app.bsky.labeler.service
+ * record): two of the cooperative's vocabulary, email.atmos.defs#cooperativeLabel.
+ */
 export const LABEL_VALUES = {
-  verifiedMailOperator: 'verified-mail-operator',
-  relayMember: 'relay-member',
+  verifiedMailOperator: LABELS.verifiedMailOperator,
+  relayMember: LABELS.relayMember,
 } as const
 
 export type LabelValue = (typeof LABEL_VALUES)[keyof typeof LABEL_VALUES]

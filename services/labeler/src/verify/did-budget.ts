@@ -13,7 +13,7 @@ export type BudgetKind = 'network' | 'admin'
  */
 export function budgetKind(trigger: string, isRetry: boolean): BudgetKind | undefined {
   if (isRetry) return undefined
-  if (trigger === 'ingest' || trigger === 'identity') return 'network'
+  if (trigger === 'ingest' || trigger === 'identity' || trigger === 'release') return 'network'
   if (trigger === 'admin') return 'admin'
   return undefined
 }

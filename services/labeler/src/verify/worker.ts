@@ -1,5 +1,4 @@
 import { attestations, type Db, type Tx, verificationChecks, verificationRuns, verificationStatus } from '@atmos/db'
-import { ATTESTATION_RKEY } from '@atmos/lexicon'
 import type { Job, Worker } from '@atmos/queues'
 import {
   createRedis,
@@ -12,12 +11,14 @@ import {
 } from '@atmos/queues'
 import { type Clock, type Logger, systemClock } from '@atmos/runtime'
 import { type AttestationVerification, type VerifyDeps, verifyAttestation } from '@atmos/verify'
-import { and, eq, gt, lte, sql } from 'drizzle-orm'
+import { and, eq, gt, lte } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, type Registry } from 'prom-client'
+import { holderOf, lockDomains, moveRelayDomain, refusedClaim, requestRelease } from '../domains/holds.ts'
 import type { LabelManager } from '../labels/manager.ts'
 import type { StoredLabel } from '../labels/writer.ts'
 import { budgetKind, type DidBudget } from './did-budget.ts'
+import { attestationJobKey, enqueueRequests, type VerifyRequest } from './requests.ts'
 
 type Payload = PayloadOf<typeof verifyQueue>
 
@@ -26,8 +27,11 @@ const RETRY_JOB_PREFIX = 'retry_'
 
 /**
  * Consumes verify-attestation jobs: runs every check for the attestation, then records
- * the run, its checks, the standing status, the answered request and any label change in
- * one transaction; if the attestation changed while the checks ran, only the run.
+ * the run, its checks, the standing status of (DID, domain), the answered request and any
+ * label change in one transaction; if the attestation changed while the checks ran, only
+ * the run. A domain another DID holds is refused without asking DNS; a DID that stops
+ * holding a domain hands it on (the other claimants are asked to verify), and one that
+ * gains it takes it from another member's relay domains row.
  */
 export class VerifyWorker {
   private readonly db: Db
@@ -120,7 +124,8 @@ export class VerifyWorker {
 
   /** `job` absent (a direct call): a run past the budget is not made and reported as deferred. */
   async process(payload: Payload, job?: Job): Promise<{ outcome: string }> {
-    const rkey = payload.rkey ?? ATTESTATION_RKEY
+    if (payload.rkey === undefined) return this.fanOut(payload)
+    const rkey = payload.rkey
     const [att] = await this.db
       .select()
       .from(attestations)
@@ -154,32 +159,51 @@ export class VerifyWorker {
     }
     const domain = att.domain
     const started = this.clock.now()
-    const result = await verifyAttestation({ did: att.did, domain, dkimSelectors: att.dkimSelectors }, this.deps)
+    // A domain another DID holds is refused as it stands, without a DNS query.
+    const holder = await holderOf(this.db, domain, att.did)
+    const checked = holder
+      ? refusedClaim(domain, holder, started)
+      : await verifyAttestation({ did: att.did, domain, dkimSelectors: att.dkimSelectors }, this.deps)
     const outage: { since: Date | null } = { since: null }
+    const released: VerifyRequest[] = []
     const applied = await this.db.transaction(async (tx) => {
+      // Who holds the domain is decided under its lock, taken before the attestation row
+      // (ingest takes them in the same order).
+      await lockDomains(tx, [domain])
       // The checks take seconds, and meanwhile the record may have been deleted or replaced,
       // or its account gone inactive, withdrawing the labels. The row is read again, locked:
       // such a change either committed before (and is seen here) or waits for this commit
       // (and withdraws after it), so a result about what no longer stands issues nothing.
       const [current] = await tx.select().from(attestations).where(eq(attestations.id, att.id)).for('update')
+      // Another DID may have gained the domain while the checks ran.
+      const holderNow = holder ?? (await holderOf(tx, domain, att.did))
+      const result = holderNow && !holder ? refusedClaim(domain, holderNow, started) : checked
       const runId = await this.recordRun(tx, att.id, payload, domain, result, started)
       await this.clearRequest(tx, payload.did, rkey, requestedAt)
       const outdated = outdatedBy(att, current)
-      if (outdated) return { outdated, emitted: [] as StoredLabel[] }
-      const temperrorSince = await this.recordStatus(tx, runId, payload.did, domain, result)
-      outage.since = temperrorSince
-      // A temporary error never negates, until it has lasted the whole grace period: then
-      // the domain counts as lost, as if the check had failed.
-      const lost =
-        temperrorSince !== null && this.clock.now().getTime() - temperrorSince.getTime() >= this.gracePeriodMs
-      const outcome = lost ? 'fail' : result.outcome
-      const reason = lost
-        ? `No check could be completed since ${temperrorSince.toISOString()} (grace period ${Math.round(this.gracePeriodMs / 3_600_000)} h): ${result.reason}`
+      if (outdated) return { outdated, result, emitted: [] as StoredLabel[] }
+      const status = await this.recordStatus(tx, runId, payload.did, domain, result)
+      outage.since = status.temperrorSince
+      const reason = status.lost
+        ? `No check could be completed since ${status.temperrorSince!.toISOString()} (grace period ${Math.round(this.gracePeriodMs / 3_600_000)} h): ${result.reason}`
         : result.reason
-      return { outdated: null, emitted: await this.manager.applyVerification(tx, att.did, outcome, reason) }
+      const now = this.clock.now()
+      const emitted: StoredLabel[] = []
+      // Requests carry wall-clock time, as ingest's do (the reconciler compares them with now()).
+      if (status.heldBefore && !status.holds) {
+        released.push(...(await requestRelease(tx, att.did, [domain], new Date())))
+      }
+      if (status.holds && !status.heldBefore) {
+        for (const from of await moveRelayDomain(tx, att.did, domain, now)) {
+          emitted.push(...(await this.manager.recompute(tx, from, `${domain} moved to ${att.did}`)))
+        }
+      }
+      emitted.push(...(await this.manager.recompute(tx, att.did, reason, { renew: result.outcome === 'pass' })))
+      return { outdated: null, result, emitted }
     })
-    const { emitted, outdated } = applied
+    const { emitted, outdated, result } = applied
     if (emitted.length) this.onLabels(emitted)
+    if (released.length) await enqueueRequests(this.followUps(), released, this.logger)
     for (const c of result.checks) this.verifications.inc({ check: c.check, outcome: c.outcome })
     this.verifications.inc({ check: 'all', outcome: result.outcome })
     if (outdated) {
@@ -195,6 +219,25 @@ export class VerifyWorker {
       'attestation verified',
     )
     return { outcome: result.outcome }
+  }
+
+  /**
+   * A job that names no record key asks for every live attestation of the DID: one job
+   * each, with the same trigger and time, so each has its own budget and request.
+   */
+  private async fanOut(payload: Payload): Promise<{ outcome: string }> {
+    const rows = await this.db
+      .select({ rkey: attestations.rkey })
+      .from(attestations)
+      .where(and(eq(attestations.did, payload.did), eq(attestations.deleted, false), eq(attestations.state, 'valid')))
+    const at = new Date(payload.requestedAt).getTime()
+    for (const { rkey } of rows) {
+      await this.followUps().enqueue(
+        { ...payload, rkey },
+        { jobId: `each_${payload.trigger}_${attestationJobKey(payload.did, rkey)}_${at}` },
+      )
+    }
+    return { outcome: rows.length ? 'fanned-out' : 'skipped' }
   }
 
   private async recordRun(
@@ -232,44 +275,53 @@ export class VerifyWorker {
     return run!.id
   }
 
-  /** The DID's standing state after this run; returns since when temporary errors have lasted. */
+  /**
+   * The standing state of (DID, domain) after this run. The DID holds the domain while it
+   * verifies; a temporary error keeps a hold it had, until temporary errors have lasted the
+   * whole grace period (since `temperrorSince`): then the domain counts as lost.
+   */
   private async recordStatus(
     tx: Tx,
     runId: number,
     did: string,
     domain: string,
     result: AttestationVerification,
-  ): Promise<Date | null> {
+  ): Promise<{ temperrorSince: Date | null; lost: boolean; heldBefore: boolean; holds: boolean }> {
     const finished = this.clock.now()
+    const [prev] = await tx
+      .select()
+      .from(verificationStatus)
+      .where(and(eq(verificationStatus.did, did), eq(verificationStatus.domain, domain)))
+      .for('update')
     const pass = result.outcome === 'pass'
-    const [status] = await tx
+    // The start of an unbroken run of temporary errors: the grace period counts from it.
+    const temperrorSince = result.outcome === 'temperror' ? (prev?.temperrorSince ?? finished) : null
+    const lost = temperrorSince !== null && finished.getTime() - temperrorSince.getTime() >= this.gracePeriodMs
+    const heldBefore = prev?.holds === true
+    const holds = pass || (result.outcome === 'temperror' && heldBefore && !lost)
+    const values = {
+      holds,
+      lastRunId: runId,
+      lastOutcome: result.outcome,
+      lastRunAt: finished,
+      lastPassAt: pass ? finished : (prev?.lastPassAt ?? null),
+      temperrorSince,
+    }
+    await tx
       .insert(verificationStatus)
-      .values({
-        did,
-        domain,
-        lastRunId: runId,
-        lastOutcome: result.outcome,
-        lastRunAt: finished,
-        lastPassAt: pass ? finished : null,
-        temperrorSince: result.outcome === 'temperror' ? finished : null,
-      })
-      .onConflictDoUpdate({
-        target: verificationStatus.did,
-        set: {
-          domain,
-          lastRunId: runId,
-          lastOutcome: result.outcome,
-          lastRunAt: finished,
-          lastPassAt: pass ? finished : sql`${verificationStatus.lastPassAt}`,
-          // The start of an unbroken run of temporary errors: the grace period counts from it.
-          temperrorSince:
-            result.outcome === 'temperror'
-              ? sql`coalesce(${verificationStatus.temperrorSince}, ${finished.toISOString()}::timestamptz)`
-              : null,
-        },
-      })
-      .returning({ temperrorSince: verificationStatus.temperrorSince })
-    return status?.temperrorSince ?? null
+      .values({ did, domain, ...values })
+      .onConflictDoUpdate({ target: [verificationStatus.did, verificationStatus.domain], set: values })
+    return { temperrorSince, lost, heldBefore, holds }
+  }
+
+  /** The queue for the worker's own follow-ups (retries, release requests), opened on first use. */
+  private followUps(): TypedQueue<typeof verifyQueue> {
+    if (!this.retryQueue) {
+      this.retryConnection = createRedis(this.redisUrl)
+      this.retryConnection.on('error', () => {})
+      this.retryQueue = new TypedQueue(queueDef, this.retryConnection, this.prefix)
+    }
+    return this.retryQueue
   }
 
   /**
@@ -281,21 +333,17 @@ export class VerifyWorker {
   private async retryLater(did: string, rkey: string, since: Date): Promise<void> {
     const now = this.clock.now().getTime()
     const delay = Math.min(this.retry.maxMs, Math.max(this.retry.minMs, now - since.getTime()))
-    if (!this.retryQueue) {
-      this.retryConnection = createRedis(this.redisUrl)
-      this.retryConnection.on('error', () => {})
-      this.retryQueue = new TypedQueue(queueDef, this.retryConnection, this.prefix)
-    }
-    await this.retryQueue
+    await this.followUps()
       .enqueue(
         { did, rkey, trigger: 'schedule', requestedAt: new Date(now).toISOString() },
-        { jobId: `${RETRY_JOB_PREFIX}${did.replace(/[^a-zA-Z0-9]/g, '_')}_${now}`, delay },
+        { jobId: `${RETRY_JOB_PREFIX}${attestationJobKey(did, rkey)}_${now}`, delay },
       )
       .catch((err: Error) => this.logger.warn({ did, err: err.message }, 'could not schedule a retry'))
   }
 
   /**
-   * Why this job needs no run, or null. A request from the repo (ingest, identity) is the
+   * Why this job needs no run, or null. A request from the repo (ingest, identity) or a
+   * holder's release is the
    * one the row still holds, or was overtaken: a newer write asked again (and has a job of
    * its own) or a run already answered it. A "check now" or a retry is answered by any run
    * of the attestation that started after it was asked. So a stranger rewriting a record
@@ -307,7 +355,7 @@ export class VerifyWorker {
     requestedAt: Date,
     isRetry: boolean,
   ): Promise<string | null> {
-    if (payload.trigger === 'ingest' || payload.trigger === 'identity') {
+    if (payload.trigger === 'ingest' || payload.trigger === 'identity' || payload.trigger === 'release') {
       if (att.verifyRequestedAt?.getTime() === requestedAt.getTime()) return null
       return att.verifyRequestedAt ? 'a newer request is pending' : 'the request was answered or withdrawn'
     }

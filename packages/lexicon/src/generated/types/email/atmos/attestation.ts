@@ -16,11 +16,11 @@ const id = 'email.atmos.attestation'
 
 export interface Main {
   $type: 'email.atmos.attestation'
-  /** The mail domain, a fully-qualified DNS name in lower case without a trailing dot (e.g. 'mail.example.com'). Not an IP address. */
+  /** The mail domain this attestation covers. Must match the record key. Domain control is verified by the labeling service via DNS (matching the DID's handle or a TXT record pointing to the DID). */
   domain: string
-  /** DKIM selectors published under <selector>._domainkey.<domain>; each must hold a valid key. Single DNS labels: letters, digits and hyphens. */
+  /** DKIM selectors configured for this domain. The labeling service looks up DNS TXT records at <selector>._domainkey.<domain> to verify key publication. */
   dkimSelectors: string[]
-  /** The operator intends to send through the shared Atmosphere Mail relay (and so to hold the relay-member label once enrolled). */
+  /** Whether this operator wants to participate in the cooperative relay pool. Absent means no. */
   relayMember?: boolean
   createdAt: string
   [k: string]: unknown
