@@ -20,11 +20,12 @@ import {
 import { and, asc, eq, inArray, isNull } from 'drizzle-orm'
 import { fblIngestConfigSchema } from './config.ts'
 
-export const OPS_USAGE = `usage (a member by its DID or by a domain it holds):
+export const OPS_USAGE = `usage:
   fbl-ingest aggregate add (--did DID | --domain DOMAIN) --provider gmail --from ISO --to ISO --rate 0.002 [--volume N]
   fbl-ingest suppressions list [--did DID | --domain DOMAIN]
   fbl-ingest suppressions remove (--did DID | --domain DOMAIN) --address ADDRESS
-  fbl-ingest reinstate (--did DID | --domain DOMAIN) [--reason TEXT]`
+  fbl-ingest reinstate (--did DID | --domain DOMAIN) [--reason TEXT]
+A member is named by its DID or by a domain it holds; its reputation, suppressions and status are over all its domains.`
 
 class UsageError extends Error {}
 
@@ -79,23 +80,34 @@ function isoDate(name: string, value: string | undefined): Date {
   return d
 }
 
+const OPTIONS = {
+  did: { type: 'string' },
+  domain: { type: 'string' },
+  provider: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  rate: { type: 'string' },
+  volume: { type: 'string' },
+  address: { type: 'string' },
+  reason: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
 export async function main(argv: string[], env: Record<string, string | undefined> = process.env): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      did: { type: 'string' },
-      domain: { type: 'string' },
-      provider: { type: 'string' },
-      from: { type: 'string' },
-      to: { type: 'string' },
-      rate: { type: 'string' },
-      volume: { type: 'string' },
-      address: { type: 'string' },
-      reason: { type: 'string' },
-    },
-  })
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
+  } catch (err) {
+    // An unknown option or one missing its value: a usage error like any other.
+    process.stderr.write(`${(err as Error).message}\n${OPS_USAGE}\n`)
+    return 64
+  }
+  const { positionals, values } = parsed
   const command = positionals.join(' ')
+  if (values.help) {
+    process.stdout.write(`${OPS_USAGE}\n`)
+    return 0
+  }
   if (!['aggregate add', 'suppressions list', 'suppressions remove', 'reinstate'].includes(command)) {
     process.stderr.write(`${OPS_USAGE}\n`)
     return 64

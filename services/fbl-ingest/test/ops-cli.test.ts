@@ -146,4 +146,21 @@ describe('fbl-ingest-ops', () => {
     assert.equal((await ops('reinstate')).code, 64)
     assert.equal((await ops('bogus')).code, 64)
   })
+
+  it('answers --help on every command with the usage, and an unknown option with exit 64', async () => {
+    for (const args of [
+      ['--help'],
+      ['aggregate', 'add', '--help'],
+      ['suppressions', 'list', '-h'],
+      ['reinstate', '--help'],
+    ]) {
+      const out = await ops(...args)
+      assert.equal(out.code, 0, `${args.join(' ')}: ${out.stderr}`)
+      assert.match(out.stdout, /fbl-ingest suppressions remove \(--did DID \| --domain DOMAIN\) --address ADDRESS/)
+    }
+    assert.match((await ops('--help')).stdout, /^usage: fbl-ingest classify FILE/)
+    const unknown = await ops('suppressions', 'list', '--member', 'x')
+    assert.equal(unknown.code, 64)
+    assert.match(unknown.stderr, /Unknown option '--member'[\s\S]*usage:/)
+  })
 })
