@@ -1,4 +1,4 @@
-import { suppressions } from '@atmos/db'
+import { domains, suppressions } from '@atmos/db'
 import { and, asc, eq, isNull, sql } from 'drizzle-orm'
 import type { Executor } from './executor.ts'
 
@@ -15,6 +15,11 @@ export type SuppressInput = {
   reason: SuppressionReason
   detail?: string | null | undefined
   eventId?: number | null | undefined
+  /**
+   * The member's domain whose mail led to the entry. When not given, the domain of the
+   * message the event (eventId) is about; either way only a domain of this member is kept.
+   */
+  domainId?: number | null | undefined
   /** Hard bounces only: how long the entry stands (default 30 days). Other entries never expire. */
   bounceForMs?: number | undefined
 }
@@ -25,6 +30,9 @@ export type Suppression = {
   address: string
   reason: SuppressionReason
   detail: string | null
+  /** The domain whose mail led to the entry, when known (the list is the member's, over all its domains). */
+  domainId: number | null
+  domain: string | null
   createdAt: Date
   expiresAt: Date | null
 }
@@ -43,21 +51,30 @@ export async function suppress(db: Executor, input: SuppressInput): Promise<Supp
   // unsubscribe (which the member may lift) under a complaint or an operator's entry.
   const weaker = sql`((excluded.reason = 'hard_bounce' and suppressions.reason <> 'hard_bounce')
     or (excluded.reason = 'unsubscribe' and suppressions.reason in ('complaint', 'manual')))`
+  // Which of the member's domains sent the mail: as given, else the event's message's.
+  const fromEvent = sql`(select m.domain_id from feedback_events e join messages m on m.id = e.message_id
+                         where e.id = ${input.eventId ?? null}::bigint)`
+  const domainId = sql`(select d.id from domains d where d.member_id = ${input.memberId}
+                        and d.id = coalesce(${input.domainId ?? null}::bigint, ${fromEvent}))`
   const rows = await db.execute<Record<string, unknown>>(sql`
-    insert into suppressions (member_id, address, reason, detail, event_id, expires_at)
-    values (${input.memberId}, ${address}, ${input.reason}, ${input.detail ?? null}, ${input.eventId ?? null},
-            ${expires ? expires.toISOString() : null}::timestamptz)
-    on conflict (member_id, address) where removed_at is null do update set
-      reason = case when ${weaker} then suppressions.reason else excluded.reason end,
-      detail = case when ${weaker} then suppressions.detail else excluded.detail end,
-      event_id = case when ${weaker} then suppressions.event_id else excluded.event_id end,
-      -- An entry whose term ran out still holds the unique slot: a new bounce starts a new term.
-      created_at = case when suppressions.expires_at is not null and suppressions.expires_at <= now()
-                        then now() else suppressions.created_at end,
-      expires_at = case when excluded.expires_at is null or suppressions.expires_at is null then null
-                        when suppressions.expires_at <= now() then excluded.expires_at
-                        else greatest(suppressions.expires_at, excluded.expires_at) end
-    returning id, member_id, address, reason, detail, created_at, expires_at`)
+    with s as (
+      insert into suppressions (member_id, address, reason, detail, event_id, expires_at, domain_id)
+      values (${input.memberId}, ${address}, ${input.reason}, ${input.detail ?? null}, ${input.eventId ?? null},
+              ${expires ? expires.toISOString() : null}::timestamptz, ${domainId})
+      on conflict (member_id, address) where removed_at is null do update set
+        reason = case when ${weaker} then suppressions.reason else excluded.reason end,
+        detail = case when ${weaker} then suppressions.detail else excluded.detail end,
+        event_id = case when ${weaker} then suppressions.event_id else excluded.event_id end,
+        domain_id = case when ${weaker} then suppressions.domain_id
+                         else coalesce(excluded.domain_id, suppressions.domain_id) end,
+        -- An entry whose term ran out still holds the unique slot: a new bounce starts a new term.
+        created_at = case when suppressions.expires_at is not null and suppressions.expires_at <= now()
+                          then now() else suppressions.created_at end,
+        expires_at = case when excluded.expires_at is null or suppressions.expires_at is null then null
+                          when suppressions.expires_at <= now() then excluded.expires_at
+                          else greatest(suppressions.expires_at, excluded.expires_at) end
+      returning id, member_id, address, reason, detail, domain_id, created_at, expires_at)
+    select s.*, d.domain from s left join domains d on d.id = s.domain_id`)
   return toSuppression(rows[0]!)
 }
 
@@ -68,6 +85,8 @@ function toSuppression(r: Record<string, unknown>): Suppression {
     address: String(r.address),
     reason: r.reason as SuppressionReason,
     detail: (r.detail as string | null) ?? null,
+    domainId: r.domain_id === null || r.domain_id === undefined ? null : Number(r.domain_id),
+    domain: (r.domain as string | null) ?? null,
     createdAt: new Date(r.created_at as string),
     expiresAt: r.expires_at ? new Date(r.expires_at as string) : null,
   }
@@ -76,9 +95,10 @@ function toSuppression(r: Record<string, unknown>): Suppression {
 /** The member's standing (not removed, not expired) entry for an address, if any. */
 export async function activeSuppression(db: Executor, memberId: number, address: string): Promise<Suppression | null> {
   const rows = await db.execute<Record<string, unknown>>(sql`
-    select id, member_id, address, reason, detail, created_at, expires_at from suppressions
-    where member_id = ${memberId} and address = ${address.trim().toLowerCase()} and removed_at is null
-      and (expires_at is null or expires_at > now())`)
+    select s.id, s.member_id, s.address, s.reason, s.detail, s.domain_id, d.domain, s.created_at, s.expires_at
+    from suppressions s left join domains d on d.id = s.domain_id
+    where s.member_id = ${memberId} and s.address = ${address.trim().toLowerCase()} and s.removed_at is null
+      and (s.expires_at is null or s.expires_at > now())`)
   return rows[0] ? toSuppression(rows[0]) : null
 }
 
@@ -88,8 +108,9 @@ export async function listSuppressions(
   opts: { memberId?: number; limit?: number } = {},
 ): Promise<Suppression[]> {
   const rows = await db
-    .select()
+    .select({ s: suppressions, domain: domains.domain })
     .from(suppressions)
+    .leftJoin(domains, eq(domains.id, suppressions.domainId))
     .where(
       and(
         isNull(suppressions.removedAt),
@@ -99,14 +120,16 @@ export async function listSuppressions(
     )
     .orderBy(asc(suppressions.createdAt), asc(suppressions.id))
     .limit(opts.limit ?? 1000)
-  return rows.map((r) => ({
-    id: r.id,
-    memberId: r.memberId,
-    address: r.address,
-    reason: r.reason,
-    detail: r.detail,
-    createdAt: r.createdAt,
-    expiresAt: r.expiresAt,
+  return rows.map(({ s, domain }) => ({
+    id: s.id,
+    memberId: s.memberId,
+    address: s.address,
+    reason: s.reason,
+    detail: s.detail,
+    domainId: s.domainId,
+    domain,
+    createdAt: s.createdAt,
+    expiresAt: s.expiresAt,
   }))
 }
 

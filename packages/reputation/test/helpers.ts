@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import { createDb, type Db, members, messageRecipients, messages } from '@atmos/db'
+import { createDb, type Db, domains, members, messageRecipients, messages } from '@atmos/db'
 import { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { createTestDatabase, deletePrefix, type TestDatabase, testRedis, testRedisPrefix } from '@atmos/testkit'
 
@@ -33,22 +33,35 @@ export async function harness(): Promise<Harness & { database: TestDatabase }> {
   }
 }
 
-export async function addMember(db: Db, status: 'active' | 'pending' | 'suspended' = 'active') {
+export type TestMember = { id: number; did: string; domain: string; domainId: number }
+
+/** A member holding one active domain, as the relay enrols one. */
+export async function addMember(db: Db, status: 'active' | 'pending' | 'suspended' = 'active'): Promise<TestMember> {
   const tag = randomBytes(6).toString('hex')
   const [m] = await db
     .insert(members)
-    .values({ did: `did:plc:rep${tag}`, domain: `m${tag}.example`, status, activatedAt: new Date() })
-    .returning({ id: members.id, did: members.did, domain: members.domain })
-  return m!
+    .values({ did: `did:plc:rep${tag}`, status, activatedAt: new Date() })
+    .returning({ id: members.id, did: members.did })
+  const d = await addDomain(db, m!.id, `m${tag}.example`)
+  return { ...m!, domain: d.domain, domainId: d.id }
 }
 
-/** `count` spooled messages of the member, one recipient each, in `state`, finished `agoMs` ago. */
+export async function addDomain(db: Db, memberId: number, domain: string): Promise<{ id: number; domain: string }> {
+  const [d] = await db
+    .insert(domains)
+    .values({ memberId, domain, status: 'active', activatedAt: new Date() })
+    .returning({ id: domains.id, domain: domains.domain })
+  return d!
+}
+
+/** `count` spooled messages of the member (sent as `domainId` when given), one recipient each, in `state`, finished `agoMs` ago. */
 export async function addOutcomes(
   db: Db,
   memberId: number,
   count: number,
   state: 'delivered' | 'bounced' | 'queued',
   agoMs = 60_000,
+  domainId: number | null = null,
 ): Promise<{ messageId: string; address: string }[]> {
   const out: { messageId: string; address: string }[] = []
   const at = new Date(Date.now() - agoMs)
@@ -60,6 +73,7 @@ export async function addOutcomes(
     msgRows.push({
       id,
       memberId,
+      domainId,
       envelopeFrom: 'noreply@member.example',
       returnPath: `b+x@bounces.example`,
       size: 10,

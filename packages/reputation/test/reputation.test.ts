@@ -19,7 +19,7 @@ import {
   statusJobId,
   suppress,
 } from '../src/index.ts'
-import { addMember, addOutcomes, type Harness, harness } from './helpers.ts'
+import { addDomain, addMember, addOutcomes, type Harness, harness } from './helpers.ts'
 
 let h: Harness
 before(async () => {
@@ -79,6 +79,69 @@ describe('suppressions', () => {
     assert.deepEqual(
       (await listSuppressions(h.db, { memberId: m.id })).map((e) => [e.address, e.reason]),
       [['x@example.net', 'complaint']],
+    )
+  })
+  it('records which of the member’s domains led to an entry: as given, else the event’s message’s; one list over all its domains', async () => {
+    const m = await addMember(h.db)
+    const second = await addDomain(h.db, m.id, `two-${m.domain}`)
+    const stranger = await addMember(h.db)
+
+    const given = await suppress(h.db, {
+      memberId: m.id,
+      address: 'given@example.net',
+      reason: 'hard_bounce',
+      domainId: second.id,
+    })
+    assert.deepEqual([given.domainId, given.domain], [second.id, second.domain])
+
+    // The relay's and fbl-ingest's bounces name the event; its message says which domain sent it.
+    const [sent] = await addOutcomes(h.db, m.id, 1, 'bounced', 60_000, second.id)
+    const eventId = await recordFeedbackEvent(h.db, {
+      type: 'hard_bounce',
+      memberId: m.id,
+      messageId: sent!.messageId,
+      recipient: sent!.address,
+      source: 'delivery',
+    })
+    const fromEvent = await suppress(h.db, { memberId: m.id, address: sent!.address, reason: 'hard_bounce', eventId })
+    assert.deepEqual([fromEvent.domainId, fromEvent.domain], [second.id, second.domain])
+
+    // Another member's domain is never recorded on this member's entry.
+    const foreign = await suppress(h.db, {
+      memberId: m.id,
+      address: 'foreign@example.net',
+      reason: 'complaint',
+      domainId: stranger.domainId,
+    })
+    assert.equal(foreign.domainId, null)
+
+    // A stronger entry takes the domain of its own mail; a weaker one changes nothing.
+    const complaint = await suppress(h.db, {
+      memberId: m.id,
+      address: 'given@example.net',
+      reason: 'complaint',
+      domainId: m.domainId,
+    })
+    assert.equal(complaint.domainId, m.domainId)
+    const weaker = await suppress(h.db, {
+      memberId: m.id,
+      address: 'given@example.net',
+      reason: 'hard_bounce',
+      domainId: second.id,
+    })
+    assert.equal(weaker.domainId, m.domainId)
+    const unknown = await suppress(h.db, { memberId: m.id, address: 'given@example.net', reason: 'manual' })
+    assert.equal(unknown.domainId, m.domainId, 'an entry that does not know keeps the domain it had')
+
+    // The list is the member's: the address is suppressed whichever domain sends next.
+    assert.equal((await activeSuppression(h.db, m.id, 'given@example.net'))?.domain, m.domain)
+    assert.deepEqual(
+      (await listSuppressions(h.db, { memberId: m.id })).map((e) => [e.address, e.domain]),
+      [
+        ['given@example.net', m.domain],
+        [sent!.address, second.domain],
+        ['foreign@example.net', null],
+      ],
     )
   })
 })

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { createDb, type Db, members, smtpCredentials, suppressions } from '@atmos/db'
+import { createDb, type Db, domains, members, smtpCredentials, suppressions } from '@atmos/db'
 import { suppress } from '@atmos/reputation'
 import { createLogger } from '@atmos/runtime'
 import { generatePassword, hashPassword } from '@atmos/secrets'
@@ -18,23 +18,32 @@ let db: Db
 let service: AdminService
 let base: string
 
-type Member = { id: number; did: string; username: string; password: string }
+type Member = { id: number; did: string; domain: string; domainId: number; username: string; password: string }
 
+/** A member with one domain and a credential scoped to it (username = the domain), as the relay enrols one. */
 async function member(tag: string): Promise<Member> {
   const [m] = await db
     .insert(members)
-    .values({
-      did: `did:plc:${tag.padEnd(24, 'a')}`,
-      domain: `${tag}.example`,
-      status: 'active',
-      activatedAt: new Date(),
-    })
+    .values({ did: `did:plc:${tag.padEnd(24, 'a')}`, status: 'active', activatedAt: new Date() })
     .returning({ id: members.id, did: members.did })
+  const d = await addDomain(m!.id, `${tag}.example`)
+  const cred = await credential(m!.id, d.domain, d.id)
+  return { id: m!.id, did: m!.did, domain: d.domain, domainId: d.id, ...cred }
+}
+
+async function addDomain(memberId: number, domain: string, activatedAt: Date | null = new Date()) {
+  const [d] = await db
+    .insert(domains)
+    .values({ memberId, domain, status: 'active', activatedAt })
+    .returning({ id: domains.id, domain: domains.domain })
+  return d!
+}
+
+/** A credential of the member: scoped to one of its domains, or (null) to any. */
+async function credential(memberId: number, username: string, domainId: number | null) {
   const password = generatePassword()
-  await db
-    .insert(smtpCredentials)
-    .values({ memberId: m!.id, username: tag, passwordHash: await hashPassword(password) })
-  return { id: m!.id, did: m!.did, username: tag, password }
+  await db.insert(smtpCredentials).values({ memberId, domainId, username, passwordHash: await hashPassword(password) })
+  return { username, password }
 }
 
 const basic = (m: { username: string; password: string }) => ({
@@ -84,7 +93,7 @@ describe('member API', () => {
       reason: 'hard_bounce',
       detail: 'userunknown (550 5.1.1)',
     })
-    await suppress(db, { memberId: a.id, address: 'angry@r.example', reason: 'complaint' })
+    await suppress(db, { memberId: a.id, address: 'angry@r.example', reason: 'complaint', domainId: a.domainId })
     await suppress(db, { memberId: b.id, address: 'other@r.example', reason: 'hard_bounce' })
 
     const list = (await (await fetch(`${base}/suppressions`, { headers: basic(a) })).json()) as {
@@ -112,10 +121,63 @@ describe('member API', () => {
 
     const complaint = await lift(a, 'angry@r.example')
     assert.equal(complaint.status, 403)
-    assert.match(((await complaint.json()) as { message: string }).message, /only a pool operator/)
+    assert.match(
+      ((await complaint.json()) as { message: string }).message,
+      /^angry@r\.example complained about lista\.example's mail; only a pool operator/,
+    )
     assert.equal((await lift(a, 'other@r.example')).status, 404, 'another member’s entry is not there for it')
     assert.equal((await lift(b, 'other@r.example')).status, 204)
     assert.equal((await lift(a, 'not an address')).status, 400)
+  })
+
+  it('shows the member its domains with status and warming, and the credential’s scope; one list over all its domains', async () => {
+    const m = await member('twod')
+    const second = await addDomain(m.id, 'second.twod.example', new Date(Date.now() - 3.5 * 86_400_000))
+    const pending = await addDomain(m.id, 'pending.twod.example', null)
+    await db.update(domains).set({ status: 'pending' }).where(eq(domains.id, pending.id))
+    const given = await addDomain(m.id, 'given-up.twod.example')
+    await db.update(domains).set({ removedAt: new Date(), removedReason: 'given up' }).where(eq(domains.id, given.id))
+    await suppress(db, { memberId: m.id, address: 'bounced@r.example', reason: 'hard_bounce', domainId: second.id })
+
+    type Me = {
+      member: string
+      status: string
+      credential: { username: string; domain: string | null }
+      domains: { domain: string; status: string; warming: { since: string | null; day: number | null } }[]
+    }
+    const me = (await (await fetch(base, { headers: basic(m) })).json()) as Me
+    assert.equal(me.member, m.did)
+    assert.equal(me.status, 'active')
+    assert.deepEqual(me.credential, { username: 'twod.example', domain: 'twod.example' })
+    assert.deepEqual(
+      me.domains.map((d) => [d.domain, d.status, d.warming.day]),
+      [
+        ['twod.example', 'active', 0],
+        ['second.twod.example', 'active', 3],
+        ['pending.twod.example', 'pending', null],
+      ],
+      'the live domains, each warming from its own first day; the one given up is not among them',
+    )
+
+    // A credential for any of the member's domains opens the same member.
+    const any = await credential(m.id, 'twod-any', null)
+    const viaAny = (await (await fetch(base, { headers: basic(any) })).json()) as Me
+    assert.deepEqual(viaAny.credential, { username: 'twod-any', domain: null })
+    assert.equal(viaAny.member, m.did)
+
+    const list = (await (await fetch(`${base}/suppressions`, { headers: basic(any) })).json()) as {
+      domains: string[]
+      items: { address: string; domain: string | null }[]
+    }
+    assert.deepEqual(list.domains, ['twod.example', 'second.twod.example', 'pending.twod.example'])
+    assert.deepEqual(
+      list.items.map((i) => [i.address, i.domain]),
+      [['bounced@r.example', 'second.twod.example']],
+    )
+
+    // A credential scoped to a domain the member no longer holds opens nothing.
+    const stale = await credential(m.id, 'given-up.twod.example', given.id)
+    assert.equal((await fetch(base, { headers: basic(stale) })).status, 401)
   })
 
   it('bounds the password checks running at once: past the limit the answer is 429 with Retry-After', async () => {

@@ -8,6 +8,7 @@ import { loadConfig } from '@atmos/config'
 import {
   createDb,
   type Db,
+  domains,
   feedbackEvents,
   inboundMessages,
   members,
@@ -18,6 +19,7 @@ import {
 import { computeReputation } from '@atmos/reputation'
 import { createLogger } from '@atmos/runtime'
 import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
+import { eq } from 'drizzle-orm'
 import { adminConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
 import type { ComplaintItem } from '../src/operator/complaints.ts'
@@ -66,6 +68,24 @@ after(async () => {
 })
 
 const auth = { authorization: `Bearer ${TOKEN}` }
+
+/** A member holding `names` (the first activated `ageDays` ago), as the relay enrols one. */
+async function member(did: string, names: string[], ageDays = 0) {
+  const activatedAt = new Date(Date.now() - ageDays * 86_400_000)
+  const [m] = await db
+    .insert(members)
+    .values({ did, status: 'active', activatedAt })
+    .returning({ id: members.id, did: members.did })
+  const ds = []
+  for (const domain of names) {
+    const [d] = await db
+      .insert(domains)
+      .values({ memberId: m!.id, domain, status: 'active', activatedAt })
+      .returning({ id: domains.id, domain: domains.domain })
+    ds.push(d!)
+  }
+  return { ...m!, domains: ds }
+}
 
 async function inbound(values: Partial<typeof inboundMessages.$inferInsert> & { raw: Buffer }) {
   const [row] = await db
@@ -189,15 +209,7 @@ describe('operator API', () => {
   })
 
   it('records a provider’s aggregate complaint rate for a member, which counts in its reputation', async () => {
-    const [m] = await db
-      .insert(members)
-      .values({
-        did: 'did:plc:aggregateaaaaaaaaaaaaaaaa',
-        domain: 'agg.example',
-        status: 'active',
-        activatedAt: new Date(),
-      })
-      .returning({ id: members.id, did: members.did })
+    const m = await member('did:plc:aggregateaaaaaaaaaaaaaaaa', ['agg.example', 'agg2.example'])
     const url = `${base}/members/${encodeURIComponent(m!.did)}/aggregate-feedback`
     const day = new Date(Date.now() - 3_600_000)
     const body = {
@@ -212,13 +224,25 @@ describe('operator API', () => {
       body: JSON.stringify(body),
     })
     assert.equal(res.status, 201)
-    const recorded = (await res.json()) as { level: string }
+    const recorded = (await res.json()) as { level: string; domains: { domain: string }[] }
     assert.equal(recorded.level, 'suspend', '0.4 % is past the 0.3 % suspension threshold')
-    const rep = await computeReputation(db, m!.id)
+    assert.deepEqual(
+      recorded.domains.map((d) => d.domain),
+      ['agg.example', 'agg2.example'],
+      'the member’s reputation is over all its domains',
+    )
+    const rep = await computeReputation(db, m.id)
     assert.equal(rep.windows['24h'].aggregateRate, 0.004)
     const listed = (await (await fetch(url, { headers: auth })).json()) as {
+      member: string
+      domains: { domain: string }[]
       items: { provider: string; complaintRate: number; recordedBy: string }[]
     }
+    assert.equal(listed.member, m.did)
+    assert.deepEqual(
+      listed.domains.map((d) => d.domain),
+      ['agg.example', 'agg2.example'],
+    )
     assert.deepEqual(
       listed.items.map((i) => [i.provider, i.complaintRate, i.recordedBy]),
       [['gmail', 0.004, 'operator:admin']],
@@ -242,20 +266,75 @@ describe('operator API', () => {
   })
 })
 
+describe('operator API: a member', () => {
+  it('shows a member with its domains (each with status and warming), those it gave up or lost, and its reputation', async () => {
+    const m = await member('did:plc:viewaaaaaaaaaaaaaaaaaaaa', ['view.example', 'view2.example'], 5)
+    await db
+      .update(domains)
+      .set({ status: 'suspended', statusReason: 'complaints about this domain' })
+      .where(eq(domains.id, m.domains[1]!.id))
+    const [moved] = await db
+      .insert(domains)
+      .values({
+        memberId: m.id,
+        domain: 'moved.example',
+        status: 'active',
+        removedAt: new Date(),
+        removedReason: 'moved to did:plc:otheraaaaaaaaaaaaaaaaaaa',
+      })
+      .returning()
+    const res = await fetch(`${base}/members/${encodeURIComponent(m.did)}`, { headers: auth })
+    assert.equal(res.status, 200)
+    type View = { domain: string; status: string; statusReason: string | null; warming: { day: number | null } }
+    const body = (await res.json()) as {
+      did: string
+      status: string
+      domains: View[]
+      removedDomains: (View & { removedAt: string; removedReason: string })[]
+      reputation: { level: string }
+    }
+    assert.equal(body.did, m.did)
+    assert.equal(body.status, 'active')
+    assert.deepEqual(
+      body.domains.map((d) => [d.domain, d.status, d.statusReason, d.warming.day]),
+      [
+        ['view.example', 'active', null, 5],
+        ['view2.example', 'suspended', 'complaints about this domain', 5],
+      ],
+    )
+    assert.deepEqual(
+      body.removedDomains.map((d) => [d.domain, d.removedReason, d.removedAt === moved!.removedAt!.toISOString()]),
+      [['moved.example', 'moved to did:plc:otheraaaaaaaaaaaaaaaaaaa', true]],
+    )
+    assert.equal(body.reputation.level, 'ok')
+    assert.equal((await fetch(`${base}/members/did%3Aplc%3Anobodyaaaaaaaaaaaaaaaaaa`, { headers: auth })).status, 404)
+    assert.equal((await fetch(`${base}/members/not-a-did`, { headers: auth })).status, 400)
+  })
+})
+
 describe('operator API: complaints', () => {
   it('lists complaints newest first, those that did not count with why, each linked to its report', async () => {
-    const [m] = await db
-      .insert(members)
-      .values({ did: 'did:plc:complaintsaaaaaaaaaaaaaa', domain: 'complaints.example', status: 'active' })
-      .returning({ id: members.id })
+    const m = await member('did:plc:complaintsaaaaaaaaaaaaaa', ['complaints.example'])
+    // The complained-about message, sent as the member's domain (a signed token named it).
+    const sentAs = randomUUID()
+    await db.insert(messages).values({
+      id: sentAs,
+      memberId: m.id,
+      domainId: m.domains[0]!.id,
+      envelopeFrom: 'noreply@complaints.example',
+      returnPath: 'b+x@bounces.pool.example',
+      size: 1,
+      body: Buffer.from('x'),
+      expiresAt: new Date(Date.now() + 86_400_000),
+    })
     const report = await inbound({ raw: Buffer.from('From: x@elsewhere.example\r\n\r\nabuse\r\n'), kind: 'arf' })
-    const event = (recipient: string, details: Record<string, unknown>) =>
+    const event = (recipient: string, details: Record<string, unknown>, messageId: string = randomUUID()) =>
       db
         .insert(feedbackEvents)
         .values({
           type: 'complaint',
-          memberId: m!.id,
-          messageId: randomUUID(),
+          memberId: m.id,
+          messageId,
           inboundId: report,
           recipient,
           feedbackType: 'abuse',
@@ -263,7 +342,7 @@ describe('operator API: complaints', () => {
           details,
         })
         .returning({ id: feedbackEvents.id })
-    const [counted] = await event('a@dest.example', { counted: true })
+    const [counted] = await event('a@dest.example', { counted: true }, sentAs)
     const [forged] = await event('b@dest.example', {
       counted: false,
       notCounted: 'the report is from no configured feedback-loop provider: no DKIM signature',
@@ -275,10 +354,10 @@ describe('operator API: complaints', () => {
     }
     const all = await get('')
     assert.deepEqual(
-      all.map((i) => [i.id, i.counted]),
+      all.map((i) => [i.id, i.counted, i.member, i.domain]),
       [
-        [forged!.id, false],
-        [counted!.id, true],
+        [forged!.id, false, m.did, null],
+        [counted!.id, true, m.did, 'complaints.example'],
       ],
     )
     const notCounted = await get('?counted=false')

@@ -90,7 +90,12 @@ async function classify(files: string[]): Promise<number> {
 
 // Feedback and reputation commands (aggregate, suppressions, reinstate) live in ops-cli.ts.
 const OPS_COMMANDS = new Set(['aggregate', 'suppressions', 'reinstate'])
+const USAGE = `usage: fbl-ingest classify FILE...\n${OPS_USAGE.replace(/^usage:\n/, '')}`
 const [command, ...rest] = process.argv.slice(2)
+if (command === '--help' || command === '-h' || command === 'help') {
+  console.log(USAGE)
+  process.exit(0)
+}
 try {
   const code =
     command === 'classify'
@@ -98,7 +103,7 @@ try {
       : command && OPS_COMMANDS.has(command)
         ? await opsMain([command, ...rest])
         : (() => {
-            throw new UsageError(`usage: fbl-ingest classify FILE...\n${OPS_USAGE.replace(/^usage:\n/, '')}`)
+            throw new UsageError(USAGE)
           })()
   process.exit(code)
 } catch (err) {

@@ -17,9 +17,17 @@ export function headerValue(raw: string, name: string): string | undefined {
 
 /** A TXT record the relay CLI printed as a zone-file line: its owner name and character-strings. */
 export function zoneTxt(output: string): { name: string; strings: string[] } {
-  const m = /^(\S+)\. IN TXT (.+)$/m.exec(output)
-  if (!m) throw new Error(`no TXT record in the command's output:\n${output}`)
-  return { name: m[1]!, strings: [...m[2]!.matchAll(/"([^"]*)"/g)].map((s) => s[1]!) }
+  const [first] = zoneTxts(output)
+  if (!first) throw new Error(`no TXT record in the command's output:\n${output}`)
+  return first
+}
+
+/** Every zone-file TXT line of a command's output (a domain's RSA and Ed25519 keys, say), in order. */
+export function zoneTxts(output: string): { name: string; strings: string[] }[] {
+  return [...output.matchAll(/^(\S+)\. IN TXT (.+)$/gm)].map((m) => ({
+    name: m[1]!,
+    strings: [...m[2]!.matchAll(/"([^"]*)"/g)].map((s) => s[1]!),
+  }))
 }
 
 /**

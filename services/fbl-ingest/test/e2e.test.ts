@@ -23,7 +23,7 @@ import {
 } from '@atmos/relay/test-harness'
 import { deletePrefix, goodMailZone, MxSink, ServiceProcess, testRedis } from '@atmos/testkit'
 import type { FblIngestService } from '../src/service.ts'
-import { headerBlock, headerValue, mxAddress, randomPlcDid, sendToMx, zoneTxt } from './e2e-helpers.ts'
+import { headerBlock, headerValue, mxAddress, randomPlcDid, sendToMx, zoneTxt, zoneTxts } from './e2e-helpers.ts'
 import { serviceEnv, startService } from './helpers.ts'
 import { arf, dsn } from './reports.ts'
 
@@ -51,6 +51,8 @@ let fbl: FblIngestService
 let relay: ServiceProcess
 let submissionPort: number
 let credentials: { user: string; pass: string }
+/** The DKIM selectors `relay members add` made for the member's domain. */
+let memberSelectors: string[]
 let labels: LabelSubscriber
 
 before(async () => {
@@ -141,9 +143,11 @@ before(async () => {
   assert.equal(poolKey.name, `pool1._domainkey.${POOL_DOMAIN}`)
   dns.set(poolKey.name, { TXT: [poolKey.strings] })
   assert.equal(added.code, 0, added.err)
-  const memberKey = zoneTxt(added.out)
-  assert.equal(memberKey.name, `atmos1._domainkey.${MEMBER_DOMAIN}`)
-  dns.set(memberKey.name, { TXT: [memberKey.strings] })
+  // The domain's two keys, RSA and Ed25519 (RFC 8463), each a TXT record to publish.
+  const memberKeys = zoneTxts(added.out).filter((r) => r.name.endsWith(`._domainkey.${MEMBER_DOMAIN}`))
+  assert.deepEqual(memberKeys.map((k) => k.name.split('.')[0]).sort(), ['atmos1e', 'atmos1r'], added.out)
+  for (const key of memberKeys) dns.set(key.name, { TXT: [key.strings] })
+  memberSelectors = memberKeys.map((k) => k.name.split('.')[0]!)
   credentials = {
     user: /^SMTP username: (\S+)$/m.exec(added.out)?.[1] ?? '',
     pass: /^SMTP password: (\S+)$/m.exec(added.out)?.[1] ?? '',
@@ -216,9 +220,9 @@ async function eventsFor(memberId: number, type: string) {
 }
 
 async function activeSuppression(memberId: number, address: string) {
-  const [row] = await sql<{ reason: string; expiresAt: string | null }[]>`
-    select reason, expires_at as "expiresAt" from suppressions
-    where member_id = ${memberId} and address = ${address} and removed_at is null`
+  const [row] = await sql<{ reason: string; expiresAt: string | null; domain: string | null }[]>`
+    select s.reason, s.expires_at as "expiresAt", d.domain from suppressions s left join domains d on d.id = s.domain_id
+    where s.member_id = ${memberId} and s.address = ${address} and s.removed_at is null`
   return row
 }
 
@@ -235,9 +239,10 @@ describe('end to end: relay → MX → DSN/ARF → fbl-ingest → suppression, s
     labeler.jetstream.commit(DID, {
       operation: 'create',
       collection: ATTESTATION,
-      rkey: 'self',
+      // The published lexicon: one record per domain, under the domain as its key.
+      rkey: MEMBER_DOMAIN,
       cid: 'bafye2emember1',
-      record: attestationRecord(MEMBER_DOMAIN),
+      record: attestationRecord(MEMBER_DOMAIN, memberSelectors),
     })
     const held = await eventually(
       async () => {
@@ -313,6 +318,7 @@ describe('end to end: relay → MX → DSN/ARF → fbl-ingest → suppression, s
     )
     assert.equal(suppression.reason, 'hard_bounce')
     assert.ok(suppression.expiresAt, 'a bounce suppression expires')
+    assert.equal(suppression.domain, MEMBER_DOMAIN, 'the domain the bounced message was sent as')
     assert.equal(await activeSuppression(member.id, at('bob')), undefined, 'bob was delivered and stays sendable')
 
     const refused = await refusal(submit([at('alice')], 'Verification code (2)'))

@@ -4,7 +4,7 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { loadConfig } from '@atmos/config'
-import { createDb, type Db, inboundMessages, members, messageRecipients, messages } from '@atmos/db'
+import { createDb, type Db, domains, inboundMessages, members, messageRecipients, messages } from '@atmos/db'
 import { createDkimKey } from '@atmos/dkim'
 import { messageToken, type VerpConfig, verpAddress } from '@atmos/mail-feedback'
 import { createLogger } from '@atmos/runtime'
@@ -134,7 +134,8 @@ export async function harness(label: string): Promise<Harness> {
   }
 }
 
-export type TestMember = { id: number; did: string; domain: string }
+/** A member and the domain it sends as (its first; addDomain gives it more). */
+export type TestMember = { id: number; did: string; domain: string; domainId: number }
 
 export async function addMember(db: Db): Promise<TestMember> {
   const tag = randomBytes(5).toString('hex')
@@ -142,9 +143,18 @@ export async function addMember(db: Db): Promise<TestMember> {
   const plc = Array.from(randomBytes(24), (b) => 'abcdefghijklmnopqrstuvwxyz234567'[b % 32]).join('')
   const [m] = await db
     .insert(members)
-    .values({ did: `did:plc:${plc}`, domain: `m${tag}.example`, status: 'active', activatedAt: new Date() })
-    .returning({ id: members.id, did: members.did, domain: members.domain })
-  return m!
+    .values({ did: `did:plc:${plc}`, status: 'active', activatedAt: new Date() })
+    .returning({ id: members.id, did: members.did })
+  return addDomain(db, { id: m!.id, did: m!.did }, `m${tag}.example`)
+}
+
+/** Another domain the member holds: the returned member sends as it. */
+export async function addDomain(db: Db, member: Pick<TestMember, 'id' | 'did'>, domain: string): Promise<TestMember> {
+  const [d] = await db
+    .insert(domains)
+    .values({ memberId: member.id, domain, status: 'active', activatedAt: new Date() })
+    .returning({ id: domains.id, domain: domains.domain })
+  return { id: member.id, did: member.did, domain: d!.domain, domainId: d!.id }
 }
 
 export type Spooled = { messageId: string; recipient: string; returnPath: string; ref: string }
@@ -161,6 +171,7 @@ export async function spool(
   await h.db.insert(messages).values({
     id: messageId,
     memberId: member.id,
+    domainId: member.domainId,
     envelopeFrom: `noreply@${member.domain}`,
     returnPath,
     size: 1,
@@ -181,6 +192,7 @@ export async function deliveredVolume(h: Pick<Harness, 'db' | 'verp'>, member: T
     rows.map((id) => ({
       id,
       memberId: member.id,
+      domainId: member.domainId,
       envelopeFrom: `noreply@${member.domain}`,
       returnPath: 'x',
       size: 1,

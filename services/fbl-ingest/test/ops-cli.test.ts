@@ -3,10 +3,10 @@ import { execFile } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
-import { aggregateFeedback, memberStatusChanges, members } from '@atmos/db'
+import { aggregateFeedback, domains, memberStatusChanges, members } from '@atmos/db'
 import { suppress } from '@atmos/reputation'
 import { eq } from 'drizzle-orm'
-import { addMember, type Harness, harness } from './helpers.ts'
+import { addDomain, addMember, type Harness, harness } from './helpers.ts'
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 const run = promisify(execFile)
@@ -50,6 +50,11 @@ describe('fbl-ingest-ops', () => {
     assert.equal(out.code, 0, out.stderr)
     const line = JSON.parse(out.stdout)
     assert.equal(line.level, 'suspend')
+    assert.equal(line.member, m.did)
+    assert.deepEqual(
+      line.domains.map((d: { domain: string; status: string }) => [d.domain, d.status]),
+      [[m.domain, 'active']],
+    )
     const [row] = await h.db.select().from(aggregateFeedback).where(eq(aggregateFeedback.memberId, m.id))
     assert.equal(row?.complaintRate, '0.004000')
     assert.match(row?.recordedBy ?? '', /^operator:/)
@@ -71,28 +76,51 @@ describe('fbl-ingest-ops', () => {
     assert.match(bad.stderr, /--from must be an ISO date/)
   })
 
-  it('lists and removes suppressions', async () => {
+  it('lists and removes suppressions of a member named by DID or by a domain it holds, each with the domain that led to it', async () => {
     const m = await addMember(h.db)
+    const second = await addDomain(h.db, m, `second-${m.domain}`)
     await suppress(h.db, {
       memberId: m.id,
       address: 'gone@remote.example',
       reason: 'hard_bounce',
       detail: 'userunknown',
+      domainId: second.domainId,
     })
+    const lines = (out: { stdout: string }) =>
+      out.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
     const list = await ops('suppressions', 'list', '--did', m.did)
     assert.equal(list.code, 0, list.stderr)
-    const entries = list.stdout
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l))
     assert.deepEqual(
-      entries.map((e) => [e.address, e.reason]),
-      [['gone@remote.example', 'hard_bounce']],
+      lines(list).map((e) => [e.member, e.domain, e.address, e.reason]),
+      [[m.did, second.domain, 'gone@remote.example', 'hard_bounce']],
     )
-    const removed = await ops('suppressions', 'remove', '--did', m.did, '--address', 'Gone@remote.example')
+    const byDomain = await ops('suppressions', 'list', '--domain', m.domain.toUpperCase())
+    assert.equal(byDomain.code, 0, byDomain.stderr)
+    assert.deepEqual(lines(byDomain), lines(list), 'either of its domains names the member')
+    const all = await ops('suppressions', 'list')
+    assert.ok(lines(all).some((e) => e.member === m.did && e.address === 'gone@remote.example'))
+
+    const removed = await ops('suppressions', 'remove', '--domain', second.domain, '--address', 'Gone@remote.example')
     assert.equal(removed.code, 0, removed.stderr)
     assert.equal((await ops('suppressions', 'list', '--did', m.did)).stdout, '')
     assert.equal((await ops('suppressions', 'remove', '--did', m.did, '--address', 'gone@remote.example')).code, 1)
+  })
+
+  it('refuses a member named twice, by nobody, or by a domain it no longer holds', async () => {
+    const m = await addMember(h.db)
+    const both = await ops('suppressions', 'list', '--did', m.did, '--domain', m.domain)
+    assert.equal(both.code, 64)
+    assert.match(both.stderr, /--did or --domain, not both/)
+    const none = await ops('suppressions', 'remove', '--address', 'a@b.example')
+    assert.equal(none.code, 64)
+    assert.match(none.stderr, /--did or --domain is required/)
+    await h.db.update(domains).set({ removedAt: new Date() }).where(eq(domains.id, m.domainId))
+    const gone = await ops('suppressions', 'list', '--domain', m.domain)
+    assert.equal(gone.code, 64)
+    assert.match(gone.stderr, new RegExp(`no member holds ${m.domain.replace(/\./g, '\\.')}`))
   })
 
   it('reinstates a suspended member and enqueues memberStatusChanged so the labeler re-issues', async () => {
@@ -102,6 +130,10 @@ describe('fbl-ingest-ops', () => {
     assert.equal(out.code, 0, out.stderr)
     const r = JSON.parse(out.stdout)
     assert.equal(r.changed, true)
+    assert.deepEqual(
+      r.domains.map((d: { domain: string; status: string }) => [d.domain, d.status]),
+      [[m.domain, 'active']],
+    )
     assert.equal(r.enqueued, true)
     const [row] = await h.db.select().from(members).where(eq(members.id, m.id))
     assert.equal(row?.status, 'active')
@@ -113,5 +145,22 @@ describe('fbl-ingest-ops', () => {
     assert.deepEqual(job, { did: m.did, status: 'active', reason: 'list cleaned', changeId: r.changeId })
     assert.equal((await ops('reinstate')).code, 64)
     assert.equal((await ops('bogus')).code, 64)
+  })
+
+  it('answers --help on every command with the usage, and an unknown option with exit 64', async () => {
+    for (const args of [
+      ['--help'],
+      ['aggregate', 'add', '--help'],
+      ['suppressions', 'list', '-h'],
+      ['reinstate', '--help'],
+    ]) {
+      const out = await ops(...args)
+      assert.equal(out.code, 0, `${args.join(' ')}: ${out.stderr}`)
+      assert.match(out.stdout, /fbl-ingest suppressions remove \(--did DID \| --domain DOMAIN\) --address ADDRESS/)
+    }
+    assert.match((await ops('--help')).stdout, /^usage: fbl-ingest classify FILE/)
+    const unknown = await ops('suppressions', 'list', '--member', 'x')
+    assert.equal(unknown.code, 64)
+    assert.match(unknown.stderr, /Unknown option '--member'[\s\S]*usage:/)
   })
 })

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import {
+  domains,
   feedbackEvents,
   memberStatusChanges,
   members,
@@ -18,6 +19,7 @@ import { NoPoolKeyError, prepareForward } from '../src/process/forward.ts'
 import type { FblIngestService } from '../src/service.ts'
 import { FeedbackProviders, PROVIDER_DOMAIN } from './feedback-provider.ts'
 import {
+  addDomain,
   addMember,
   deliveredVolume,
   deliverProcessed,
@@ -174,6 +176,80 @@ describe('processing inbound reports', () => {
     const details = event?.details as { attributedBy: string; conflicts: string[] }
     assert.equal(details.attributedBy, 'reference')
     assert.match(details.conflicts.join(), new RegExp(bystander.did))
+  })
+
+  it('a member with two domains: a bounce of mail sent as the second suppresses on the member’s one list, recording that domain', async () => {
+    const first = await addMember(h.db)
+    const second = await addDomain(h.db, first, `second-${first.domain}`)
+    const sent = await spool(h, second, 'gone2@remote.example')
+    const row = await deliver(
+      sent.returnPath,
+      dsn({ to: sent.returnPath, recipient: 'gone2@remote.example', status: '5.1.1', diagnostic: '550 5.1.1 unknown' }),
+    )
+    const [event] = await eventsOf(row.id)
+    assert.equal(event?.type, 'hard_bounce')
+    assert.equal(event?.memberId, first.id)
+    const s = await standing(first.id, 'gone2@remote.example')
+    assert.equal(s?.domainId, second.domainId, 'the domain whose mail bounced')
+    assert.equal(
+      s?.memberId,
+      first.id,
+      'one list over the member’s domains: its first domain may not send there either',
+    )
+  })
+
+  it('a DKIM d= claim goes to the domain’s live holder; a domain that moved still answers for its old mail by token', async () => {
+    const old = await addMember(h.db)
+    const moved = await addDomain(h.db, old, `moved-${old.domain}`)
+    const sentBefore = await spool(h, moved, 'earlier@remote.example')
+    await h.db
+      .update(domains)
+      .set({ removedAt: new Date(), removedReason: 'moved to another account' })
+      .where(eq(domains.id, moved.domainId))
+    const holder = await addMember(h.db)
+    await addDomain(h.db, holder, moved.domain)
+    const signed = (d: string) =>
+      `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=${d}; s=atmos1r; h=from; bh=x; b=y`
+
+    // Unsigned: only the DKIM d= of a subdomain of the moved domain. Its holder now is the one named.
+    const claim = await deliver(
+      `fbl@${POOL_DOMAIN}`,
+      arf({
+        to: `fbl@${POOL_DOMAIN}`,
+        originalRcptTo: 'someone@remote.example',
+        returnedHeaders: signed(`news.${moved.domain}`),
+      }),
+    )
+    const [claimed] = await eventsOf(claim.id)
+    assert.equal(claimed?.memberId, holder.id)
+    assert.equal((claimed!.details as { attributedBy: string }).attributedBy, 'dkim-domain')
+
+    // Signed: the token names the message the old member sent as the domain before it moved.
+    const bounce = await deliver(
+      sentBefore.returnPath,
+      dsn({
+        to: sentBefore.returnPath,
+        recipient: 'earlier@remote.example',
+        status: '5.1.1',
+        diagnostic: '550 5.1.1 unknown',
+      }),
+    )
+    const [event] = await eventsOf(bounce.id)
+    assert.equal(event?.memberId, old.id, 'the member that sent it, not the domain’s holder now')
+    assert.equal((await standing(old.id, 'earlier@remote.example'))?.domainId, moved.domainId)
+    assert.equal(await standing(holder.id, 'earlier@remote.example'), undefined)
+
+    // A domain nobody holds any more still names the member that held it last.
+    const gone = await addDomain(h.db, old, `gone-${old.domain}`)
+    await h.db
+      .update(domains)
+      .set({ removedAt: new Date(), removedReason: 'given up' })
+      .where(eq(domains.id, gone.domainId))
+    const orphan = await deliver(
+      `fbl@${POOL_DOMAIN}`,
+      arf({ to: `fbl@${POOL_DOMAIN}`, originalRcptTo: 'x@remote.example', returnedHeaders: signed(gone.domain) }),
+    )
+    assert.equal((await eventsOf(orphan.id))[0]?.memberId, old.id)
   })
 
   it('reports attributed only by unsigned headers are recorded, but neither suppress nor count toward suspension', async () => {

@@ -3,7 +3,12 @@ import { dummyPasswordHash, verifyPassword } from '@atmos/secrets'
 import { sql } from 'drizzle-orm'
 import type { MiddlewareHandler } from 'hono'
 
-export type MemberIdentity = { id: number; did: string; domain: string }
+/**
+ * Who signed in: the member (the account, by DID) and the credential used. A credential is
+ * scoped to one of the member's domains, or (null) to all of them; either way the data it
+ * opens is the member's, over all its domains.
+ */
+export type MemberIdentity = { id: number; did: string; username: string; domain: string | null }
 
 /**
  * Member access to its own data with its relay credential (HTTP Basic: the SMTP username
@@ -47,11 +52,14 @@ function unauthorized(c: Parameters<MiddlewareHandler>[0]) {
 
 async function checkCredential(db: Db, username: string, password: string): Promise<MemberIdentity | null> {
   const name = username.trim().toLowerCase()
-  const rows = await db.execute<{ id: string; did: string; domain: string; hash: string }>(sql`
-    select m.id::text, m.did, m.domain, c.password_hash as hash
+  // A credential scoped to a domain the member gave up or that moved to another account is
+  // dead with it (its removal revokes it too; this holds should one be missed).
+  const rows = await db.execute<{ id: string; did: string; username: string; domain: string | null; hash: string }>(sql`
+    select m.id::text, m.did, c.username, d.domain, c.password_hash as hash
     from smtp_credentials c join members m on m.id = c.member_id
-    where c.username = ${name} and c.revoked_at is null`)
+    left join domains d on d.id = c.domain_id
+    where c.username = ${name} and c.revoked_at is null and (c.domain_id is null or d.removed_at is null)`)
   const row = rows[0]
   const ok = await verifyPassword(password, row?.hash ?? (await dummyPasswordHash()))
-  return ok && row ? { id: Number(row.id), did: row.did, domain: row.domain } : null
+  return ok && row ? { id: Number(row.id), did: row.did, username: row.username, domain: row.domain } : null
 }

@@ -2,6 +2,7 @@ import type { Db } from '@atmos/db'
 import { AggregateInputError, computeReputation, recordAggregateFeedback } from '@atmos/reputation'
 import { sql } from 'drizzle-orm'
 import { z } from 'zod'
+import { memberDomains } from '../domains.ts'
 
 // Gmail sends no per-message complaints, only aggregate rates by Feedback-ID in Postmaster
 // Tools (and Yahoo and others similar figures): the operator enters them here per member,
@@ -45,11 +46,22 @@ export async function recordAggregate(db: Db, did: string, body: AggregateBody, 
     recordedBy,
   })
   const reputation = await computeReputation(db, id)
-  return { id: recorded, member: did, level: reputation.level, reasons: reputation.reasons }
+  return {
+    id: recorded,
+    member: did,
+    // Reputation is the member's, over all its domains.
+    domains: await memberDomains(db, id),
+    level: reputation.level,
+    reasons: reputation.reasons,
+  }
 }
 
 export async function listAggregates(db: Db, did: string) {
   const id = await memberId(db, did)
+  return { member: did, domains: await memberDomains(db, id), items: await aggregatesOf(db, id) }
+}
+
+async function aggregatesOf(db: Db, id: number) {
   const rows = await db.execute<{
     id: string
     provider: string

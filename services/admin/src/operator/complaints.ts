@@ -21,6 +21,8 @@ export type ComplaintItem = {
   id: number
   occurredAt: string
   member: string | null
+  /** The member's domain the complained-about message was sent as, when a token named the message. */
+  domain: string | null
   recipient: string | null
   feedbackType: string | null
   source: string
@@ -35,6 +37,7 @@ type Row = {
   id: string
   occurred_at: string
   did: string | null
+  domain: string | null
   recipient: string | null
   feedback_type: string | null
   source: string
@@ -49,10 +52,12 @@ const COUNTED = sql`coalesce((e.details ->> 'counted')::boolean, true)`
 export async function listComplaints(db: Db, q: ComplaintsQuery): Promise<ComplaintItem[]> {
   const rows = await db.execute<Row>(sql`
     select e.id::text, to_char(e.occurred_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as occurred_at,
-           m.did, e.recipient, e.feedback_type, e.source, ${COUNTED} as counted,
+           m.did, d.domain, e.recipient, e.feedback_type, e.source, ${COUNTED} as counted,
            left(e.details ->> 'notCounted', 500) as not_counted, e.inbound_id::text
     from feedback_events e
     left join members m on m.id = e.member_id
+    left join messages msg on msg.id = e.message_id
+    left join domains d on d.id = msg.domain_id
     where e.type = 'complaint'
       and ${q.counted ? sql`${COUNTED} = ${q.counted === 'true'}` : sql`true`}
       and ${q.before ? sql`e.id < ${q.before}` : sql`true`}
@@ -62,6 +67,7 @@ export async function listComplaints(db: Db, q: ComplaintsQuery): Promise<Compla
     id: Number(r.id),
     occurredAt: r.occurred_at,
     member: r.did,
+    domain: r.domain,
     recipient: r.recipient,
     feedbackType: r.feedback_type,
     source: r.source,

@@ -5,6 +5,7 @@ import { AggregateInputError, aggregateBody, listAggregates, recordAggregate, Un
 import { operatorAuth } from './auth.ts'
 import { complaintsQuery, listComplaints } from './complaints.ts'
 import { inboundQuery, inboundRaw, listInbound } from './inbound.ts'
+import { memberView } from './member.ts'
 
 /** A request that failed validation: 400 with every problem named by its field. */
 function invalid(c: Context, error: z.ZodError) {
@@ -15,9 +16,9 @@ function invalid(c: Context, error: z.ZodError) {
 const DID = /^did:(plc|web):[a-zA-Z0-9._:%-]{1,2048}$/
 
 /**
- * The operator's API under /api/operator: inbound mail (operator mail and its forwards,
- * quarantined reports), complaints (counted or not, and why) and providers' aggregate
- * complaint figures per member.
+ * The operator's API under /api/operator: a member with its domains (live, given up and
+ * moved), inbound mail (operator mail and its forwards, quarantined reports), complaints
+ * (counted or not, and why) and providers' aggregate complaint figures per member.
  */
 export function operatorRoutes(db: Db, token: string): Hono {
   const app = new Hono()
@@ -55,11 +56,19 @@ export function operatorRoutes(db: Db, token: string): Hono {
     })
   })
 
+  app.get('/members/:did', async (c) => {
+    const did = c.req.param('did')
+    if (!DID.test(did)) return c.json({ error: 'InvalidRequest', message: 'did: a did:plc or did:web' }, 400)
+    const member = await memberView(db, did)
+    if (!member) return c.json({ error: 'NotFound', message: `no member ${did}` }, 404)
+    return c.json(member)
+  })
+
   app.get('/members/:did/aggregate-feedback', async (c) => {
     const did = c.req.param('did')
     if (!DID.test(did)) return c.json({ error: 'InvalidRequest', message: 'did: a did:plc or did:web' }, 400)
     try {
-      return c.json({ items: await listAggregates(db, did) })
+      return c.json(await listAggregates(db, did))
     } catch (err) {
       if (err instanceof UnknownMemberError) return c.json({ error: 'NotFound', message: err.message }, 404)
       throw err

@@ -5,6 +5,12 @@ import { sql } from 'drizzle-orm'
 export type Attribution = {
   memberId: number
   did: string
+  /**
+   * The member's domain the mail was sent as, when known: the spooled message's (a signed
+   * token), or the domain a DKIM d= claim matched. Its row may since have been removed.
+   */
+  domainId: number | null
+  domain: string | null
   /** The spooled message and its one recipient, when a signed token named them. */
   messageId: string | null
   spoolRecipient: string | null
@@ -29,7 +35,7 @@ export type Unattributed = { reason: string }
  * providers strip or rewrite headers; a disagreement is kept in the event's details.
  */
 export async function attribute(db: Db, hints: AttributionHint[]): Promise<Attribution | Unattributed> {
-  const claims: { memberId: number; did: string; via: AttributionHint['kind']; label: string }[] = []
+  const claims: Claim[] = []
   for (const hint of hints) {
     if (hint.kind === 'member-did') {
       const m = await memberBy(db, sql`did = ${hint.did}`)
@@ -38,17 +44,24 @@ export async function attribute(db: Db, hints: AttributionHint[]): Promise<Attri
       const m = await memberBy(db, sql`id = ${hint.memberId}`)
       if (m) claims.push({ ...m, via: hint.kind, label: `Feedback-ID m${hint.memberId}` })
     } else if (hint.kind === 'dkim-domain') {
-      // The member signs as its domain; a subdomain of it is the member's too.
-      const m = await memberBy(db, sql`(domain = ${hint.domain} or ${hint.domain} like '%.' || domain)`)
+      const m = await memberByDomain(db, hint.domain)
       if (m) claims.push({ ...m, via: hint.kind, label: `DKIM d=${hint.domain}` })
     }
   }
   for (const hint of hints) {
     if (hint.kind !== 'verp' && hint.kind !== 'reference') continue
-    const rows = await db.execute<{ member_id: string | null; did: string | null; address: string | null }>(sql`
-      select m.member_id, mb.did,
+    // Through the message's own member and domain: a domain given up or moved since (its
+    // row removed) still answers for the mail it sent.
+    const rows = await db.execute<{
+      member_id: string | null
+      did: string | null
+      domain_id: string | null
+      domain: string | null
+      address: string | null
+    }>(sql`
+      select m.member_id, mb.did, m.domain_id, d.domain,
              (select r.address from message_recipients r where r.message_id = m.id order by r.id limit 1) as address
-      from messages m left join members mb on mb.id = m.member_id
+      from messages m left join members mb on mb.id = m.member_id left join domains d on d.id = m.domain_id
       where m.id = ${hint.messageId}`)
     const row = rows[0]
     if (!row) continue
@@ -63,6 +76,8 @@ export async function attribute(db: Db, hints: AttributionHint[]): Promise<Attri
     return {
       memberId,
       did: row.did,
+      domainId: row.domain_id === null ? null : Number(row.domain_id),
+      domain: row.domain,
       messageId: hint.messageId,
       spoolRecipient: row.address ? row.address.toLowerCase() : null,
       via: hint.kind,
@@ -75,6 +90,8 @@ export async function attribute(db: Db, hints: AttributionHint[]): Promise<Attri
     return {
       memberId: first.memberId,
       did: first.did,
+      domainId: first.domainId,
+      domain: first.domain,
       messageId: null,
       spoolRecipient: null,
       via: first.via,
@@ -90,11 +107,34 @@ export async function attribute(db: Db, hints: AttributionHint[]): Promise<Attri
   }
 }
 
-async function memberBy(db: Db, where: ReturnType<typeof sql>): Promise<{ memberId: number; did: string } | null> {
-  const rows = await db.execute<{ id: string; did: string }>(
-    sql`select id, did from members where ${where} order by length(domain) desc limit 1`,
-  )
-  return rows[0] ? { memberId: Number(rows[0].id), did: rows[0].did } : null
+type Member = { memberId: number; did: string; domainId: number | null; domain: string | null }
+type Claim = Member & { via: AttributionHint['kind']; label: string }
+
+async function memberBy(db: Db, where: ReturnType<typeof sql>): Promise<Member | null> {
+  const rows = await db.execute<{ id: string; did: string }>(sql`select id, did from members where ${where}`)
+  return rows[0] ? { memberId: Number(rows[0].id), did: rows[0].did, domainId: null, domain: null } : null
+}
+
+/**
+ * The member whose domain signed as `d`: a member signs as its domain, and a subdomain of it
+ * is the member's too. The domain's live holder first (the most specific domain of those);
+ * a domain nobody holds any more still names the member that held it last.
+ */
+async function memberByDomain(db: Db, d: string): Promise<Member | null> {
+  // d= and each domain above it: a.b.example, b.example, example.
+  const labels = d.toLowerCase().split('.')
+  const names = labels.map((_, i) => labels.slice(i).join('.'))
+  const rows = await db.execute<{ member_id: string; did: string; id: string; domain: string }>(sql`
+    select d.member_id, m.did, d.id, d.domain
+    from domains d join members m on m.id = d.member_id
+    where d.domain in (${sql.join(
+      names.map((n) => sql`${n}`),
+      sql`, `,
+    )})
+    order by d.removed_at is null desc, length(d.domain) desc, d.removed_at desc, d.id desc
+    limit 1`)
+  const r = rows[0]
+  return r ? { memberId: Number(r.member_id), did: r.did, domainId: Number(r.id), domain: r.domain } : null
 }
 
 function describeHint(h: AttributionHint): string {

@@ -132,6 +132,7 @@ export class InboundProcessor {
   private eventsFor(c: Classification, a: Attribution, inboundId: number, reporter: Reporter | null): PlannedEvent[] {
     const base = {
       memberId: a.memberId,
+      domainId: a.domainId,
       inboundId,
       details: {
         attributedBy: a.via,
@@ -237,7 +238,7 @@ export class InboundProcessor {
       let suppressed = 0
       const recorded: PlannedEvent[] = []
       for (const e of planned) {
-        const { suppress: reason, ...event } = e
+        const { suppress: reason, domainId, ...event } = e
         // A replayed report, or a second DSN about the same message, finds its event standing: nothing more happens.
         const { id: eventId, recorded: isNew } = await recordFeedbackEventOnce(tx, event)
         if (!isNew) continue
@@ -245,6 +246,7 @@ export class InboundProcessor {
         if (reason && e.recipient) {
           await suppress(tx, {
             memberId: e.memberId,
+            domainId,
             address: e.recipient,
             reason,
             eventId,
@@ -273,6 +275,7 @@ export class InboundProcessor {
         ...(recorded.length < planned.length ? { duplicates: planned.length - recorded.length } : {}),
         suppressed: done.suppressed,
         member: attribution?.did,
+        ...(attribution?.domain ? { domain: attribution.domain } : {}),
         ...notCounted(recorded),
       },
       'inbound processed',
@@ -388,6 +391,8 @@ export class InboundProcessor {
 type PlannedEvent = {
   type: 'complaint' | 'hard_bounce' | 'soft_bounce' | 'unsubscribe'
   memberId: number
+  /** The member's domain the reported mail was sent as, when known: the suppression records it. */
+  domainId: number | null
   inboundId: number
   messageId: string | null
   recipient: string | null
