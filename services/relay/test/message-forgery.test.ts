@@ -269,7 +269,7 @@ describe('relay submission: forged and malformed messages', () => {
     )
   })
 
-  it('a field that matters, prepended after signing, breaks both signatures (python3-dkim)', async () => {
+  it('a field that matters, prepended after signing, breaks all three signatures (python3-dkim)', async () => {
     await submitRaw(
       h.port,
       alice,
@@ -278,7 +278,7 @@ describe('relay submission: forged and malformed messages', () => {
     )
     const body = await lastBody()
     const records = {
-      'atmos1._domainkey.member.example': `v=DKIM1; k=rsa; p=${alice.dkim.publicKey}`,
+      ...Object.fromEntries(alice.keys.map((k) => [k.txtName, k.txt])),
       [`pool1._domainkey.${POOL_DOMAIN}`]: `v=DKIM1; k=rsa; p=${await poolPublicKey(h.sql)}`,
     }
     const forged = [
@@ -297,7 +297,7 @@ describe('relay submission: forged and malformed messages', () => {
     })
     assert.deepEqual(
       verdicts.map((v) => v.map((r) => r.pass)),
-      [[true, true], ...forged.map(() => [false, false])],
+      [[true, true, true], ...forged.map(() => [false, false, false])],
     )
   })
 })
