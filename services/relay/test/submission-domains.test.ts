@@ -204,6 +204,15 @@ describe('relay submission, a member with two domains', () => {
     try {
       const change = await setDomainStatus(db, queue, 'eve-two.example', 'suspended', 'phishing reports', 'operator:t')
       assert.equal(change.changed, true)
+      assert.equal(change.enqueued, true)
+      // Asking again changes nothing and names the same change.
+      const again = await setDomainStatus(db, queue, 'eve-two.example', 'suspended', 'again', 'operator:t')
+      assert.deepEqual([again.changed, again.changeId], [false, change.changeId])
+      const [row] = await h.sql<{ domainId: number; toStatus: string }[]>`
+        select domain_id::int as "domainId", to_status as "toStatus" from member_status_changes where id = ${change.changeId}`
+      assert.deepEqual({ ...row }, { domainId: eveTwo.domainId, toStatus: 'suspended' })
+      const [member] = await h.sql<{ status: string }[]>`select status from members where id = ${eve.id}`
+      assert.equal(member!.status, 'active', 'the member and its other domain stay active')
       const err = await refusal(send(h, eveTwo, 'a@eve-two.example', ['x@dest.example']))
       assert.equal(err.response, '550 5.7.1 eve-two.example is suspended from the relay: phishing reports')
       assert.match((await send(h, eve, 'a@eve.example', ['x@dest.example'])).response, /^250 /)
