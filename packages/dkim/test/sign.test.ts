@@ -92,6 +92,14 @@ describe('signing', () => {
         ['pool.example', 'p1', 'rsa-sha256', 'pass'],
       ],
     )
+    // python3-dkim (with PyNaCl for Ed25519) agrees, signature by signature.
+    assert.deepEqual(await pythonVerify([signed], records), [
+      [
+        { d: 'member.example', pass: true },
+        { d: 'member.example', pass: true },
+        { d: 'pool.example', pass: true },
+      ],
+    ])
     // Swapping the two member records: each signature verifies only with its own key.
     const swapped = {
       ...records,
