@@ -1,7 +1,10 @@
 export {
   activePoolKey,
   createDkimKey,
+  createDomainKeys,
+  type DkimAlgorithm,
   dkimSealContext,
+  domainSelectors,
   type NewDkimKey,
   PoolKeyUnavailableError,
   resealPoolKeys,

@@ -1,41 +1,80 @@
 import { createPrivateKey } from 'node:crypto'
-import type { Pool } from '@atmos/db'
-import { dkimTxtRecord, generateDkimKeyPair, type Keyring } from '@atmos/secrets'
+import type { DKIM_ALGORITHMS, Pool } from '@atmos/db'
+import { dkimTxtRecord, generateDkimKeyPair, generateEd25519DkimKeyPair, type Keyring } from '@atmos/secrets'
 import type { SigningKey } from './sign.ts'
 
 /** What a sealed DKIM key is bound to: a sealed value copied to another row does not open. */
 export const dkimSealContext = (domain: string, selector: string) => `dkim:${domain}:${selector}`
 
+export type DkimAlgorithm = (typeof DKIM_ALGORITHMS)[number]
+
 export type NewDkimKey = {
   id: number
   domain: string
   selector: string
+  algorithm: DkimAlgorithm
   publicKey: string
   txtName: string
   txt: string
 }
 
-/** Generates a DKIM keypair, seals the private half and stores it active (inside the caller's transaction if given one). */
+/**
+ * Generates a DKIM keypair of the algorithm asked for (RSA-2048 unless told), seals the
+ * private half bound to its domain and selector, and stores it active (inside the caller's
+ * transaction if given one).
+ */
 export async function createDkimKey(
   sql: Pool,
   keyring: Keyring,
-  opts: { memberId: number | null; domain: string; selector: string },
+  opts: {
+    memberId: number | null
+    domainId?: number | null
+    domain: string
+    selector: string
+    algorithm?: DkimAlgorithm
+  },
 ): Promise<NewDkimKey> {
-  const pair = await generateDkimKeyPair()
+  const algorithm = opts.algorithm ?? 'rsa-sha256'
+  const ed25519 = algorithm === 'ed25519-sha256'
+  const pair = ed25519 ? await generateEd25519DkimKeyPair() : await generateDkimKeyPair()
   const { kekId, sealed } = keyring.seal(pair.privateKeyPem, dkimSealContext(opts.domain, opts.selector))
   const [row] = await sql<{ id: number }[]>`
-    insert into dkim_keys (member_id, domain, selector, algorithm, bits, public_key, private_key_sealed, kek_id, status, activated_at)
-    values (${opts.memberId}, ${opts.domain}, ${opts.selector}, 'rsa-sha256', ${pair.bits}, ${pair.publicKey},
-            ${sealed}, ${kekId}, 'active', now())
+    insert into dkim_keys (member_id, domain_id, domain, selector, algorithm, bits, public_key, private_key_sealed, kek_id, status, activated_at)
+    values (${opts.memberId}, ${opts.domainId ?? null}, ${opts.domain}, ${opts.selector}, ${algorithm}, ${pair.bits},
+            ${pair.publicKey}, ${sealed}, ${kekId}, 'active', now())
     returning id::int as id`
   return {
     id: row!.id,
     domain: opts.domain,
     selector: opts.selector,
+    algorithm,
     publicKey: pair.publicKey,
     txtName: `${opts.selector}._domainkey.${opts.domain}`,
-    txt: dkimTxtRecord(pair.publicKey),
+    txt: dkimTxtRecord(pair.publicKey, ed25519 ? 'ed25519' : 'rsa'),
   }
+}
+
+/** The selectors of a new member domain's two keys: `<stem>r` (RSA) and `<stem>e` (Ed25519). */
+export function domainSelectors(stem: string): { rsa: string; ed25519: string } {
+  return { rsa: `${stem}r`, ed25519: `${stem}e` }
+}
+
+/**
+ * A member domain's two keys, both active: RSA-2048 at `<stem>r`, which every receiver
+ * verifies, and Ed25519 at `<stem>e` (RFC 8463), which receivers that know it prefer. Run it
+ * inside the transaction that creates the domain.
+ */
+export async function createDomainKeys(
+  sql: Pool,
+  keyring: Keyring,
+  opts: { memberId: number; domainId: number; domain: string; stem: string },
+): Promise<[NewDkimKey, NewDkimKey]> {
+  const selectors = domainSelectors(opts.stem)
+  const base = { memberId: opts.memberId, domainId: opts.domainId, domain: opts.domain }
+  // One after the other: inside a transaction the connection runs one statement at a time anyway.
+  const rsa = await createDkimKey(sql, keyring, { ...base, selector: selectors.rsa, algorithm: 'rsa-sha256' })
+  const ed = await createDkimKey(sql, keyring, { ...base, selector: selectors.ed25519, algorithm: 'ed25519-sha256' })
+  return [rsa, ed]
 }
 
 /** The newest active pool key for a domain (member_id null), or null. */
@@ -50,7 +89,7 @@ export async function activePoolKey(
   return row ?? null
 }
 
-type KeyRow = { domain: string; selector: string; kekId: string; sealed: Buffer }
+type KeyRow = { domain: string; selector: string; algorithm: DkimAlgorithm; kekId: string; sealed: Buffer }
 
 /**
  * The key-encryption keys a process holds. Members' DKIM keys are sealed under the relay's
@@ -66,14 +105,14 @@ export class PoolKeyUnavailableError extends Error {
 }
 
 /**
- * Unsealed signing keys, cached for a short while: every message needs two, and a
+ * Unsealed signing keys, cached for a short while: every message needs three, and a
  * rotation or retirement must take effect without a restart.
  */
 export class SigningKeys {
   private readonly sql: Pool
   private readonly keyrings: SigningKeyrings
   private readonly ttlMs: number
-  private readonly cache = new Map<string, { at: number; key: Promise<SigningKey | null> }>()
+  private readonly cache = new Map<string, { at: number; key: Promise<SigningKey | SigningKey[] | null> }>()
 
   constructor(sql: Pool, keyrings: SigningKeyrings, ttlMs = 60_000) {
     this.sql = sql
@@ -81,16 +120,21 @@ export class SigningKeys {
     this.ttlMs = ttlMs
   }
 
-  /** The member's newest active key, or null when it has none. */
-  member(memberId: number): Promise<SigningKey | null> {
-    return this.cached(`m:${memberId}`, async () => {
-      const [row] = await this.sql<KeyRow[]>`
-        select domain, selector, kek_id as "kekId", private_key_sealed as sealed from dkim_keys
-        where member_id = ${memberId} and status = 'active'
-        order by activated_at desc nulls last, id desc limit 1`
-      if (!row) return null
-      if (!this.keyrings.members) throw new Error("this process holds no members' key-encryption key")
-      return open(this.keyrings.members, row)
+  /**
+   * Every active key of a member domain (its RSA key first, then its Ed25519 key; a domain
+   * migrated from one key per member has its one RSA key), or none. A message from the domain
+   * is signed by all of them.
+   */
+  domain(domainId: number): Promise<SigningKey[]> {
+    return this.cached(`d:${domainId}`, async () => {
+      const rows = await this.sql<KeyRow[]>`
+        select domain, selector, algorithm, kek_id as "kekId", private_key_sealed as sealed from dkim_keys
+        where domain_id = ${domainId} and member_id is not null and status = 'active'
+        order by (algorithm = 'rsa-sha256') desc, activated_at desc nulls last, id desc`
+      if (!rows.length) return []
+      const keyring = this.keyrings.members
+      if (!keyring) throw new Error("this process holds no members' key-encryption key")
+      return rows.map((row) => open(keyring, row))
     })
   }
 
@@ -102,7 +146,7 @@ export class SigningKeys {
   pool(domain: string): Promise<SigningKey | null> {
     return this.cached(`p:${domain}`, async () => {
       const [row] = await this.sql<KeyRow[]>`
-        select domain, selector, kek_id as "kekId", private_key_sealed as sealed from dkim_keys
+        select domain, selector, algorithm, kek_id as "kekId", private_key_sealed as sealed from dkim_keys
         where member_id is null and domain = ${domain} and status = 'active'
         order by activated_at desc nulls last, id desc limit 1`
       if (!row) return null
@@ -117,14 +161,14 @@ export class SigningKeys {
     })
   }
 
-  private cached(id: string, load: () => Promise<SigningKey | null>): Promise<SigningKey | null> {
+  private cached<T extends SigningKey | SigningKey[] | null>(id: string, load: () => Promise<T>): Promise<T> {
     const hit = this.cache.get(id)
-    if (hit && Date.now() - hit.at < this.ttlMs) return hit.key
+    if (hit && Date.now() - hit.at < this.ttlMs) return hit.key as Promise<T>
     const key = load()
     this.cache.set(id, { at: Date.now(), key })
     // A failed or empty lookup is not remembered: the next message asks again.
     key.then(
-      (k) => k ?? this.cache.delete(id),
+      (k) => (k === null || (Array.isArray(k) && !k.length)) && this.cache.delete(id),
       () => this.cache.delete(id),
     )
     return key
@@ -135,7 +179,7 @@ function open(keyring: Keyring, row: KeyRow): SigningKey {
   const pem = keyring.unseal(row.kekId, row.sealed, dkimSealContext(row.domain, row.selector))
   const privateKey = createPrivateKey({ key: pem, format: 'pem' })
   pem.fill(0)
-  return { domain: row.domain, selector: row.selector, privateKey }
+  return { domain: row.domain, selector: row.selector, algorithm: row.algorithm, privateKey }
 }
 
 /**
@@ -146,7 +190,7 @@ function open(keyring: Keyring, row: KeyRow): SigningKey {
 export async function resealPoolKeys(sql: Pool, keyrings: { members: Keyring; pool: Keyring }): Promise<number> {
   return sql.begin(async (tx) => {
     const rows = await tx<(KeyRow & { id: number })[]>`
-      select id::int as id, domain, selector, kek_id as "kekId", private_key_sealed as sealed
+      select id::int as id, domain, selector, algorithm, kek_id as "kekId", private_key_sealed as sealed
       from dkim_keys where member_id is null for update`
     let moved = 0
     for (const row of rows) {

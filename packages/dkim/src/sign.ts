@@ -8,7 +8,7 @@ import { writeToStream } from 'mailauth/lib/tools.js'
  * Header fields that matter to attribution or to the reader. Each is over-signed: named once
  * more in h= than the message holds it (RFC 6376 5.4.2), absent ones included, so that a copy
  * added after signing (a second From, a forged X-Atmos-Member-Did or Feedback-ID shown or
- * read first) breaks both signatures. mailauth's default list leaves out Feedback-ID and
+ * read first) breaks every signature. mailauth's default list leaves out Feedback-ID and
  * List-Unsubscribe-Post; the reference header is signed so that nobody can re-attribute a
  * message.
  */
@@ -32,7 +32,7 @@ export const OVERSIGNED_HEADERS = [
 ]
 
 /**
- * The header fields both signatures cover: the over-signed ones, and the relay's own Received
+ * The header fields every signature covers: the over-signed ones, and the relay's own Received
  * (signed as many times as the message holds it, not over-signed: every later hop adds one).
  */
 export const SIGNED_HEADERS = [...OVERSIGNED_HEADERS, 'Received']
@@ -42,6 +42,8 @@ export type SigningKey = {
   domain: string
   /** `s=` */
   selector: string
+  /** `a=`: follows the key's type. */
+  algorithm: 'rsa-sha256' | 'ed25519-sha256'
   /**
    * Unsealed and parsed once: lives only in this process' memory, and never prints (a
    * KeyObject's inspection shows no key material). Parsed, not PEM, because OpenSSL keeps
@@ -73,8 +75,8 @@ export class SigningError extends Error {
 }
 
 /**
- * Signs one message with every key in one pass over its body (one body hash serves both
- * signatures: same canonicalization and hash) and returns it with the DKIM-Signature
+ * Signs one message with every key in one pass over its body (one body hash serves every
+ * signature, RSA and Ed25519 alike: same canonicalization and hash) and returns it with the DKIM-Signature
  * fields on top, in the order of `keys`.
  */
 export async function signMessage(message: Buffer, keys: SigningKey[], signTime = new Date()): Promise<Buffer> {
@@ -83,7 +85,7 @@ export async function signMessage(message: Buffer, keys: SigningKey[], signTime 
     selector: k.selector,
     // mailauth's types say PEM; our patch of it (patches/) takes the KeyObject as it is.
     privateKey: k.privateKey as unknown as string,
-    algorithm: 'rsa-sha256',
+    algorithm: k.algorithm,
     canonicalization: 'relaxed/relaxed',
     headerList: SIGNED_HEADERS,
   }))

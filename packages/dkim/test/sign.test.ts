@@ -35,8 +35,8 @@ describe('signing', () => {
     }
     const message = Buffer.from('From: a@member.example\r\nTo: b@elsewhere.example\r\nSubject: hi\r\n\r\nbody\r\n')
     const keys = [
-      { domain: 'member.example', selector: 's1', privateKey: member.privateKey },
-      { domain: 'pool.example', selector: 'p1', privateKey: pool.privateKey },
+      { domain: 'member.example', selector: 's1', algorithm: 'rsa-sha256' as const, privateKey: member.privateKey },
+      { domain: 'pool.example', selector: 'p1', algorithm: 'rsa-sha256' as const, privateKey: pool.privateKey },
     ]
     // Twice with the same key objects: the second run signs with OpenSSL's cached values.
     for (let i = 0; i < 2; i++) {
@@ -58,11 +58,68 @@ describe('signing', () => {
     }
   })
 
+  it('signs with an RSA and an Ed25519 key of the domain and the pool key: three signatures, each verifying (RFC 8463)', async () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const ed = generateKeyPairSync('ed25519')
+    const pool = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const rsaTxt = (k: KeyObject) => `v=DKIM1; k=rsa; p=${k.export({ type: 'spki', format: 'der' }).toString('base64')}`
+    // p= of an Ed25519 record is the raw key: the SubjectPublicKeyInfo without its 12-byte prefix.
+    const edTxt = (k: KeyObject) =>
+      `v=DKIM1; k=ed25519; p=${k.export({ type: 'spki', format: 'der' }).subarray(12).toString('base64')}`
+    const records: Record<string, string> = {
+      'atmos1r._domainkey.member.example': rsaTxt(rsa.publicKey),
+      'atmos1e._domainkey.member.example': edTxt(ed.publicKey),
+      'p1._domainkey.pool.example': rsaTxt(pool.publicKey),
+    }
+    const message = Buffer.from('From: a@member.example\r\nTo: b@elsewhere.example\r\nSubject: hi\r\n\r\nbody\r\n')
+    const signed = await signMessage(message, [
+      { domain: 'member.example', selector: 'atmos1r', algorithm: 'rsa-sha256', privateKey: rsa.privateKey },
+      { domain: 'member.example', selector: 'atmos1e', algorithm: 'ed25519-sha256', privateKey: ed.privateKey },
+      { domain: 'pool.example', selector: 'p1', algorithm: 'rsa-sha256', privateKey: pool.privateKey },
+    ])
+    const result = await dkimVerify(signed, {
+      resolver: async (name: string, type: string) => {
+        const record = records[name]
+        if (type !== 'TXT' || !record) throw Object.assign(new Error('no record'), { code: 'ENOTFOUND' })
+        return [[record]]
+      },
+    })
+    assert.deepEqual(
+      result.results.map((r) => [r.signingDomain, r.selector, r.algo, r.status.result]),
+      [
+        ['member.example', 'atmos1r', 'rsa-sha256', 'pass'],
+        ['member.example', 'atmos1e', 'ed25519-sha256', 'pass'],
+        ['pool.example', 'p1', 'rsa-sha256', 'pass'],
+      ],
+    )
+    // python3-dkim (with PyNaCl for Ed25519) agrees, signature by signature.
+    assert.deepEqual(await pythonVerify([signed], records), [
+      [
+        { d: 'member.example', pass: true },
+        { d: 'member.example', pass: true },
+        { d: 'pool.example', pass: true },
+      ],
+    ])
+    // Swapping the two member records: each signature verifies only with its own key.
+    const swapped = {
+      ...records,
+      'atmos1r._domainkey.member.example': records['atmos1e._domainkey.member.example']!,
+      'atmos1e._domainkey.member.example': records['atmos1r._domainkey.member.example']!,
+    }
+    const bad = await dkimVerify(signed, {
+      resolver: async (name: string) => [[swapped[name as keyof typeof swapped]]],
+    })
+    assert.deepEqual(
+      bad.results.map((r) => r.status.result === 'pass'),
+      [false, false, true],
+    )
+  })
+
   it('refuses to sign with a key it cannot use, naming domain and selector but no key material', async () => {
     const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 512 })
     await assert.rejects(
       signMessage(Buffer.from('From: a@member.example\r\n\r\nx\r\n'), [
-        { domain: 'member.example', selector: 's1', privateKey },
+        { domain: 'member.example', selector: 's1', algorithm: 'rsa-sha256', privateKey },
       ]),
       (err: Error) =>
         err instanceof SigningError && /d=member\.example s=s1/.test(err.message) && !err.message.includes('PRIVATE'),
@@ -78,8 +135,8 @@ describe('signing', () => {
       'p1._domainkey.pool.example': txt(pool.publicKey),
     }
     const keys = [
-      { domain: 'member.example', selector: 's1', privateKey: member.privateKey },
-      { domain: 'pool.example', selector: 'p1', privateKey: pool.privateKey },
+      { domain: 'member.example', selector: 's1', algorithm: 'rsa-sha256' as const, privateKey: member.privateKey },
+      { domain: 'pool.example', selector: 'p1', algorithm: 'rsa-sha256' as const, privateKey: pool.privateKey },
     ]
     // As the relay writes it: its Received and fields on top; Sender, Reply-To, Cc and the
     // List-Unsubscribe pair absent, so over-signing must cover names the message lacks.

@@ -11,12 +11,15 @@ export {
   type WindowName,
 } from './reputation.ts'
 export {
+  type DomainStatusChangeResult,
   notifyStatusChange,
   republishStatusChanges,
   type StatusChangeResult,
   type StatusQueue,
+  setDomainStatus,
   setMemberStatus,
   statusJobId,
+  UnknownDomainError,
   UnknownMemberError,
 } from './status.ts'
 export {

@@ -1,4 +1,4 @@
-import { type MemberStatus, memberStatusChanges, members } from '@atmos/db'
+import { auditLog, domains, type MemberStatus, memberStatusChanges, members } from '@atmos/db'
 import type { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { and, eq, isNull, lt, sql } from 'drizzle-orm'
 import type { Executor } from './executor.ts'
@@ -75,6 +75,86 @@ export async function setMemberStatus(
       .values({ memberId: m.id, fromStatus: m.status, toStatus: status, reason, actor })
       .returning({ id: memberStatusChanges.id })
     return { memberId: m.id, did: m.did, from: m.status, to: status, changeId: change!.id, changed: true }
+  })
+  if (!result.changed) return { ...result, enqueued: false }
+  const enqueued = await notifyStatusChange(db, queue, {
+    did: result.did,
+    status,
+    reason,
+    changeId: result.changeId,
+  }).then(
+    () => true,
+    () => false,
+  )
+  return { ...result, enqueued }
+}
+
+export type DomainStatusChangeResult = StatusChangeResult & { domainId: number; domain: string }
+
+export class UnknownDomainError extends Error {
+  override name = 'UnknownDomainError'
+}
+
+/**
+ * Moves one of a member's domains (held now: not removed) to `status`, the member and its
+ * other domains untouched: the history row names the domain (member_status_changes.domain_id),
+ * an audit_log row says who did it, and the same outbox and `member-status-changed` event as
+ * setMemberStatus tell the labeler to recompute the DID's labels (relay-member stands while
+ * another of its domains still admits mail). Asking for the status the domain already has
+ * changes nothing and sends nothing.
+ */
+export async function setDomainStatus(
+  db: Executor,
+  queue: StatusQueue,
+  domain: string,
+  status: 'active' | 'suspended',
+  reason: string,
+  actor: string,
+): Promise<DomainStatusChangeResult> {
+  if (!reason.trim()) throw new Error('a status change needs a reason')
+  const name = domain.trim().toLowerCase().replace(/\.$/, '')
+  const result = await db.transaction(async (tx) => {
+    const [d] = await tx
+      .select({ id: domains.id, memberId: domains.memberId, status: domains.status, did: members.did })
+      .from(domains)
+      .innerJoin(members, eq(members.id, domains.memberId))
+      .where(and(eq(domains.domain, name), isNull(domains.removedAt)))
+      .for('update', { of: domains })
+    if (!d) throw new UnknownDomainError(`no member holds ${name} in the relay`)
+    const base = { memberId: d.memberId, did: d.did, domainId: d.id, domain: name, from: d.status, to: status }
+    if (d.status === status) {
+      const [last] = await tx
+        .select({ id: memberStatusChanges.id })
+        .from(memberStatusChanges)
+        .where(eq(memberStatusChanges.domainId, d.id))
+        .orderBy(sql`${memberStatusChanges.id} desc`)
+        .limit(1)
+      return { ...base, changeId: last?.id ?? 0, changed: false }
+    }
+    await tx
+      .update(domains)
+      .set({
+        status,
+        statusReason: reason,
+        updatedAt: new Date(),
+        suspendedAt: status === 'suspended' ? new Date() : null,
+        // Warming counts from the domain's first activation; a reinstatement does not restart it.
+        ...(status === 'active' ? { activatedAt: sql`coalesce(${domains.activatedAt}, now())` } : {}),
+      })
+      .where(eq(domains.id, d.id))
+    const [change] = await tx
+      .insert(memberStatusChanges)
+      .values({ memberId: d.memberId, domainId: d.id, fromStatus: d.status, toStatus: status, reason, actor })
+      .returning({ id: memberStatusChanges.id })
+    await tx.insert(auditLog).values({
+      actor,
+      action: status === 'suspended' ? 'domain.suspended' : 'domain.reinstated',
+      did: d.did,
+      domain: name,
+      memberId: d.memberId,
+      detail: { reason, from: d.status, to: status, changeId: change!.id },
+    })
+    return { ...base, changeId: change!.id, changed: true }
   })
   if (!result.changed) return { ...result, enqueued: false }
   const enqueued = await notifyStatusChange(db, queue, {

@@ -1,4 +1,10 @@
-export { type DkimKeyPair, dkimTxtRecord, generateDkimKeyPair } from './dkim.ts'
+export {
+  type DkimKeyPair,
+  type DkimKeyType,
+  dkimTxtRecord,
+  generateDkimKeyPair,
+  generateEd25519DkimKeyPair,
+} from './dkim.ts'
 export { createSecretFile, readSecretFile, SecretFileError, secretFileProblem } from './files.ts'
 export {
   DEFAULT_SCRYPT,

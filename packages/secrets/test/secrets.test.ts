@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createPublicKey, createSign, createVerify } from 'node:crypto'
+import { createPublicKey, createSign, createVerify, sign as cryptoSign, verify as cryptoVerify } from 'node:crypto'
 import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -9,6 +9,7 @@ import {
   createSecretFile,
   dkimTxtRecord,
   generateDkimKeyPair,
+  generateEd25519DkimKeyPair,
   generatePassword,
   hashPassword,
   loadKeyring,
@@ -138,6 +139,23 @@ describe('DKIM keys', () => {
     const sig = createSign('sha256').update('data').sign(pair.privateKeyPem)
     assert.equal(createVerify('sha256').update('data').verify(pub, sig), true)
     assert.equal(dkimTxtRecord(pair.publicKey), `v=DKIM1; k=rsa; p=${pair.publicKey}`)
+  })
+
+  it('generates an Ed25519 pair whose p= is the raw 32-byte key (RFC 8463) and verifies what the private key signs', async () => {
+    const pair = await generateEd25519DkimKeyPair()
+    assert.equal(pair.bits, 256)
+    assert.match(pair.privateKeyPem, /^-----BEGIN PRIVATE KEY-----/)
+    const raw = Buffer.from(pair.publicKey, 'base64')
+    assert.equal(raw.length, 32)
+    // The record's key, put back into a SubjectPublicKeyInfo, is the pair's public key.
+    const spki = Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), raw])
+    const pub = createPublicKey({ key: spki, format: 'der', type: 'spki' })
+    assert.equal(pub.asymmetricKeyType, 'ed25519')
+    const sig = cryptoSign(null, Buffer.from('data'), pair.privateKeyPem)
+    assert.equal(cryptoVerify(null, Buffer.from('data'), pub, sig), true)
+    assert.equal(cryptoVerify(null, Buffer.from('other'), pub, sig), false)
+    assert.equal(dkimTxtRecord(pair.publicKey, 'ed25519'), `v=DKIM1; k=ed25519; p=${pair.publicKey}`)
+    assert.notEqual((await generateEd25519DkimKeyPair()).publicKey, pair.publicKey)
   })
 })
 

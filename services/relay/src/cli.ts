@@ -1,38 +1,41 @@
-// Operator commands (`pnpm --filter @atmos/relay relay <command>`, or `node src/cli.ts`):
-//
-//   keys init [--selector S]     create what the relay needs once: the relay's and the pool's
-//                                key-encryption key files and the pool's token secret (mode
-//                                0600, never overwritten) and the pool DKIM key, sealed under
-//                                the pool's KEK; prints its DNS record. Re-seals a pool key
-//                                still under the relay's KEK (as reseal-pool).
-//   keys reseal-pool             move pool DKIM keys sealed under the relay's KEK (before the
-//                                pool had its own) under the pool's, so that fbl-ingest and
-//                                delivery, which hold only the pool's KEK, can sign
-//   members add --did D --domain X [--handle H] [--selector S]
-//                                enrol a member: DKIM key (sealed), SMTP credentials; prints
-//                                the DKIM record to publish and the password, once
-//   members list
-//   members suspend <did|domain> --reason R
-//   members reinstate <did|domain> --reason R
-//                                change status with a history row, and tell the labeler
-//                                (member-status-changed) to negate or re-issue relay-member
-//   members rotate-password <did|domain>
-//                                a new password, printed once; the old one stops working
+// Operator commands (`pnpm --filter @atmos/relay relay <command>`, or `node src/cli.ts`).
+// Every command answers --help; `relay --help` lists them all. A usage error exits 64.
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { loadConfig } from '@atmos/config'
 import { createDb, type Db } from '@atmos/db'
 import { activePoolKey, createDkimKey, resealPoolKeys } from '@atmos/dkim'
 import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
-import { notifyStatusChange, setMemberStatus } from '@atmos/reputation'
+import { notifyStatusChange, type StatusQueue, setDomainStatus, setMemberStatus } from '@atmos/reputation'
 import { createKeyringFile, createSecretFile, dkimTxtRecord, loadKeyring } from '@atmos/secrets'
 import { type RelayConfig, relayConfigSchema } from './config.ts'
+import {
+  type AddedDomain,
+  ATTESTATION_COLLECTION,
+  addDomain,
+  checkDomain,
+  listDomains,
+  removeDomain,
+} from './domains/store.ts'
 import { addMember, listMembers, memberDid, operatorActor, rotatePassword } from './members/store.ts'
+import { dailyCapFor } from './submission/warming.ts'
 
 const EX_USAGE = 64
 const EX_TEMPFAIL = 75
 
+/** A command used wrongly: its usage goes to stderr and the exit code is 64. */
 class UsageError extends Error {}
+
+/** `--help` asked for: the usage goes to stdout and the exit code is 0. */
+class HelpRequested extends Error {}
+
+type Command = {
+  /** The synopsis, e.g. `relay domains add <did> <domain> [--selector STEM]`. */
+  usage: string
+  /** What it does, a few lines. */
+  help: string
+  run: (config: RelayConfig, db: Db, args: string[]) => Promise<number>
+}
 
 /** A TXT record as a zone-file line, cut into the 255-octet strings DNS requires. */
 function zoneLine(name: string, txt: string): string {
@@ -40,8 +43,7 @@ function zoneLine(name: string, txt: string): string {
   return `${name}. IN TXT ${chunks.map((c) => `"${c}"`).join(' ')}`
 }
 
-async function keysInit(config: RelayConfig, db: Db, args: string[]) {
-  const { values } = parseArgs({ args, options: { selector: { type: 'string', default: 'pool1' } } })
+async function keysInit(config: RelayConfig, db: Db, selector: string) {
   const { kekFile, pool } = config.relay
   // Members' keys under the relay's KEK, the pool's under its own: processes that sign only
   // as the pool (fbl-ingest, delivery) are given the pool's alone.
@@ -60,7 +62,7 @@ async function keysInit(config: RelayConfig, db: Db, args: string[]) {
   const key = await createDkimKey(db.$client, loadKeyring(pool.kekFile), {
     memberId: null,
     domain: pool.domain,
-    selector: values.selector!,
+    selector,
   })
   console.log(`created pool DKIM key ${key.txtName} (sealed under ${pool.kekFile}); publish:`)
   console.log(zoneLine(key.txtName, key.txt))
@@ -84,135 +86,388 @@ async function keysResealPool(config: RelayConfig, db: Db) {
   return resealPool(config, db)
 }
 
-async function membersCommand(config: RelayConfig, db: Db, args: string[]) {
-  const [sub, ...rest] = args
-  if (sub === 'add') {
-    const { values } = parseArgs({
-      args: rest,
-      options: {
-        did: { type: 'string' },
-        domain: { type: 'string' },
-        handle: { type: 'string' },
-        selector: { type: 'string' },
-      },
+/** The records a new domain needs published: both DKIM TXT records and the attestation. */
+function printDomainRecords(added: AddedDomain) {
+  console.log(`SMTP username: ${added.username}`)
+  console.log(`SMTP password: ${added.password}`)
+  console.log('(the password is shown only now; only its hash is stored)')
+  console.log('publish these DKIM records (RSA and Ed25519; messages are signed with both):')
+  for (const key of added.keys) console.log(zoneLine(key.txtName, key.txt))
+  console.log(
+    `write this record to ${added.did}'s repository, collection ${ATTESTATION_COLLECTION}, record key ${added.domain}:`,
+  )
+  console.log(JSON.stringify(added.attestation))
+  if (added.copiedSuppressions) {
+    console.log(
+      `carried over ${added.copiedSuppressions} suppression${added.copiedSuppressions === 1 ? '' : 's'} from earlier holders of ${added.domain}`,
+    )
+  }
+}
+
+/** Warming as `domains list` shows it: day N and today's cap, or warm. */
+function warmingOf(config: RelayConfig, activatedAt: number | null): string {
+  const { warmingTiers, dailyCap } = config.relay.submission
+  const now = new Date()
+  const { cap, ageDays, warming } = dailyCapFor(activatedAt, now, warmingTiers, dailyCap)
+  return warming ? `day ${ageDays}, cap ${cap}/day` : `warm, cap ${cap}/day`
+}
+
+const membersAdd: Command = {
+  usage: 'relay members add --did DID --domain DOMAIN [--handle H] [--selector STEM]',
+  help:
+    'Enrols a member (active at once) with its first sending domain, as `domains add` adds one:\n' +
+    'DKIM keys <STEM>r (RSA-2048) and <STEM>e (Ed25519), sealed; a credential scoped to the domain.\n' +
+    'Prints the password once, the DKIM records and the attestation record to write. STEM: atmos1.',
+  async run(config, db, args) {
+    const { values } = parse(this, args, {
+      did: { type: 'string' },
+      domain: { type: 'string' },
+      handle: { type: 'string' },
+      selector: { type: 'string' },
     })
-    if (!values.did || !values.domain)
-      throw new UsageError('usage: relay members add --did DID --domain DOMAIN [--handle H]')
-    const keyring = loadKeyring(config.relay.kekFile)
-    const m = await addMember(db.$client, keyring, {
+    if (!values.did || !values.domain) throw new UsageError('--did and --domain are required')
+    const m = await addMember(db.$client, loadKeyring(config.relay.kekFile), {
       did: values.did,
       domain: values.domain,
       handle: values.handle,
       selector: values.selector,
+      maxDomains: config.relay.pool.maxDomainsPerMember,
+      actor: operatorActor(),
     })
-    console.log(`member ${m.id} added: ${m.did} sending as ${m.domain} (active)`)
-    console.log(`SMTP username: ${m.username}`)
-    console.log(`SMTP password: ${m.password}`)
-    console.log('(the password is shown only now; only its hash is stored)')
-    console.log(`publish this DKIM record, and list selector ${m.dkim.selector} in the attestation:`)
-    console.log(zoneLine(m.dkim.txtName, m.dkim.txt))
+    console.log(`member ${m.id} added: ${m.did} (active)`)
+    console.log(`domain ${m.domain} added to ${m.did} (active, ${warmingOf(config, Date.now())})`)
+    printDomainRecords(m)
+    await notifyAdded(config, db, m)
     return 0
-  }
-  if (sub === 'list') {
+  },
+}
+
+const membersList: Command = {
+  usage: 'relay members list',
+  help: 'Every member with its status and the domains it holds now.',
+  async run(_config, db, args) {
+    parse(this, args, {})
     const rows = await listMembers(db.$client)
     if (!rows.length) console.log('no members')
     for (const r of rows) {
-      const since = r.activeSince ?? '-'
+      const why = r.status === 'suspended' && r.statusReason ? ` (${r.statusReason})` : ''
       console.log(
-        `${String(r.id).padStart(4)}  ${r.status.padEnd(9)} ${r.domain.padEnd(30)} ${r.did}  active since ${since}`,
+        `${String(r.id).padStart(4)}  ${r.status.padEnd(9)} ${r.did}  active since ${r.activeSince ?? '-'}${why}`,
+      )
+      if (!r.domains.length) console.log('        (no domains)')
+      for (const d of r.domains) {
+        const dwhy = d.status === 'suspended' && d.statusReason ? ` (${d.statusReason})` : ''
+        console.log(`        ${d.domain.padEnd(30)} ${d.status}${dwhy}`)
+      }
+    }
+    return 0
+  },
+}
+
+const statusCommand = (sub: 'suspend' | 'reinstate'): Command => ({
+  usage: `relay members ${sub} <did|domain> --reason REASON`,
+  help:
+    `${sub === 'suspend' ? 'Suspends' : 'Reinstates'} a member (given its DID: all its domains) or one domain ` +
+    '(given a domain: that domain only),\nrecords the change and tells the labeler (member-status-changed). ' +
+    'Exit 75 when Redis did not take the event.',
+  async run(config, db, args) {
+    const { values, positionals } = parse(this, args, { reason: { type: 'string' } }, 1)
+    const who = positionals[0]
+    if (!who || !values.reason) throw new UsageError('a DID or domain and --reason are required')
+    return changeStatus(config, db, who, sub === 'suspend' ? 'suspended' : 'active', values.reason)
+  },
+})
+
+const membersRotate: Command = {
+  usage: 'relay members rotate-password <did|domain>',
+  help:
+    'New SMTP passwords, each printed once: for a domain, its credential; for a DID, each live\n' +
+    'credential of the member. The old ones stop working at once.',
+  async run(_config, db, args) {
+    const { positionals } = parse(this, args, {}, 1)
+    if (!positionals[0]) throw new UsageError('a DID or domain is required')
+    const rotated = await rotatePassword(db.$client, positionals[0])
+    for (const { username, password } of rotated) {
+      console.log(`SMTP username: ${username}`)
+      console.log(`SMTP password: ${password}`)
+    }
+    console.log(`(the old password${rotated.length === 1 ? '' : 's'} no longer work; shown only now)`)
+    return 0
+  },
+}
+
+const domainsAdd: Command = {
+  usage: 'relay domains add <did> <domain> [--selector STEM]',
+  help:
+    'Adds a sending domain to a member (at most pool.maxDomainsPerMember): active, warming from now,\n' +
+    'DKIM keys <STEM>r (RSA-2048) and <STEM>e (Ed25519), a credential scoped to it (username = the\n' +
+    "domain). Refuses a domain another member holds or another DID's attestation holds.\n" +
+    'Prints the password once, the DKIM records and the attestation record to write. STEM: atmos1.',
+  async run(config, db, args) {
+    const { values, positionals } = parse(this, args, { selector: { type: 'string' } }, 2)
+    const [did, domain] = positionals
+    if (!did || !domain) throw new UsageError('a DID and a domain are required')
+    const added = await addDomain(db.$client, loadKeyring(config.relay.kekFile), {
+      did,
+      domain,
+      selector: values.selector,
+      maxDomains: config.relay.pool.maxDomainsPerMember,
+      actor: operatorActor(),
+    })
+    console.log(`domain ${added.domain} added to ${added.did} (active, ${warmingOf(config, Date.now())})`)
+    printDomainRecords(added)
+    await notifyAdded(config, db, added)
+    return 0
+  },
+}
+
+const domainsList: Command = {
+  usage: 'relay domains list [<did>]',
+  help: "Domains held now (one member's with a DID): member, status, warming day and cap, selectors, credential.",
+  async run(config, db, args) {
+    const { positionals } = parse(this, args, {}, 1)
+    const rows = await listDomains(db.$client, positionals[0])
+    if (!rows.length) console.log(positionals[0] ? `${positionals[0]} holds no domains` : 'no domains')
+    for (const r of rows) {
+      const status = r.status === 'suspended' && r.statusReason ? `suspended (${r.statusReason})` : r.status
+      console.log(
+        [
+          r.domain.padEnd(30),
+          r.did,
+          status.padEnd(9),
+          warmingOf(config, r.activatedAt).padEnd(22),
+          `selectors ${r.selectors.join(',') || '-'}`,
+          `username ${r.usernames.join(',') || '-'}`,
+        ].join('  '),
       )
     }
     return 0
+  },
+}
+
+const domainsRemove: Command = {
+  usage: 'relay domains remove <domain> --reason REASON',
+  help:
+    'Gives a domain up: the row stays (removed, with the reason), its scoped credentials are revoked\n' +
+    'and its DKIM keys retired; the labeler is told. Exit 75 when Redis did not take the event.',
+  async run(config, db, args) {
+    const { values, positionals } = parse(this, args, { reason: { type: 'string' } }, 1)
+    if (!positionals[0] || !values.reason) throw new UsageError('a domain and --reason are required')
+    checkDomain(positionals[0])
+    const removed = await removeDomain(db.$client, positionals[0], values.reason, operatorActor())
+    console.log(
+      `${removed.domain} removed from ${removed.did} (change ${removed.changeId}); ` +
+        `revoked ${removed.revokedCredentials} credential${removed.revokedCredentials === 1 ? '' : 's'}, ` +
+        `retired ${removed.retiredKeys} DKIM key${removed.retiredKeys === 1 ? '' : 's'}`,
+    )
+    const sent = await withStatusQueue(config, (queue) =>
+      notifyStatusChange(db, queue, {
+        did: removed.did,
+        status: 'suspended',
+        reason: `domain removed: ${values.reason}`,
+        changeId: removed.changeId,
+      }).then(
+        () => true,
+        () => false,
+      ),
+    )
+    return reportNotified(sent, removed.changeId)
+  },
+}
+
+const keysInitCommand: Command = {
+  usage: 'relay keys init [--selector S]',
+  help:
+    "Creates what the relay needs once: the relay's and the pool's key-encryption key files and the\n" +
+    "pool's token secret (mode 0600, never overwritten) and the pool DKIM key, sealed under the pool's\n" +
+    "KEK; prints its DNS record. Re-seals a pool key still under the relay's KEK (as reseal-pool).",
+  async run(config, db, args) {
+    const { values } = parse(this, args, { selector: { type: 'string' } })
+    return keysInit(config, db, values.selector ?? 'pool1')
+  },
+}
+
+const keysResealCommand: Command = {
+  usage: 'relay keys reseal-pool',
+  help:
+    "Moves pool DKIM keys sealed under the relay's KEK (before the pool had its own) under the pool's,\n" +
+    "so that fbl-ingest and delivery, which hold only the pool's KEK, can sign.",
+  async run(config, db, args) {
+    parse(this, args, {})
+    return keysResealPool(config, db)
+  },
+}
+
+/** Commands by group and name. */
+const COMMANDS: Record<string, Record<string, Command>> = {
+  keys: { init: keysInitCommand, 'reseal-pool': keysResealCommand },
+  members: {
+    add: membersAdd,
+    list: membersList,
+    suspend: statusCommand('suspend'),
+    reinstate: statusCommand('reinstate'),
+    'rotate-password': membersRotate,
+  },
+  domains: { add: domainsAdd, list: domainsList, remove: domainsRemove },
+}
+
+function groupUsage(group: string): string {
+  return Object.values(COMMANDS[group]!)
+    .map((c) => `  ${c.usage}`)
+    .join('\n')
+}
+
+function topUsage(): string {
+  return `usage:\n${Object.keys(COMMANDS).map(groupUsage).join('\n')}\n\nrelay <group> [<command>] --help for more`
+}
+
+type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options']
+
+/**
+ * Parses a command's arguments strictly (an unknown option or an extra argument is a usage
+ * error); --help anywhere asks for the command's help.
+ */
+function parse<O extends Options>(command: Command, args: string[], options: O, positionals = 0) {
+  if (args.includes('--help') || args.includes('-h'))
+    throw new HelpRequested(`usage: ${command.usage}\n\n${command.help}`)
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>>
+  try {
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true })
+  } catch (err) {
+    throw new UsageError((err as Error).message)
   }
-  if (sub === 'suspend' || sub === 'reinstate') {
-    const { values, positionals } = parseArgs({
-      args: rest,
-      allowPositionals: true,
-      options: { reason: { type: 'string' } },
-    })
-    const who = positionals[0]
-    if (!who || !values.reason) throw new UsageError(`usage: relay members ${sub} <did|domain> --reason REASON`)
-    const did = await memberDid(db.$client, who)
-    return changeStatus(config, db, did, sub === 'suspend' ? 'suspended' : 'active', values.reason)
+  if (parsed.positionals.length > positionals) {
+    throw new UsageError(`unexpected argument ${parsed.positionals[positionals]}`)
   }
-  if (sub === 'rotate-password') {
-    const who = rest[0]
-    if (!who) throw new UsageError('usage: relay members rotate-password <did|domain>')
-    const { username, password } = await rotatePassword(db.$client, who)
-    console.log(`SMTP username: ${username}`)
-    console.log(`SMTP password: ${password}`)
-    console.log('(the old password no longer works; this one is shown only now)')
-    return 0
+  return parsed
+}
+
+/** The command named by argv, or HelpRequested / UsageError with the usage that fits. */
+function resolve(argv: string[]): { command: Command; args: string[] } {
+  const [group, name, ...args] = argv
+  if (!group || group === '--help' || group === '-h' || group === 'help') {
+    if (group) throw new HelpRequested(topUsage())
+    throw new UsageError('a command is required')
   }
-  throw new UsageError('usage: relay members add|list|suspend|reinstate|rotate-password …')
+  const commands = COMMANDS[group]
+  if (!commands) throw new UsageError(`unknown command ${group}`)
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    if (name) throw new HelpRequested(`usage:\n${groupUsage(group)}`)
+    throw new UsageError(`${group} needs a command`, { cause: group })
+  }
+  const command = commands[name]
+  if (!command) throw new UsageError(`unknown command ${group} ${name}`, { cause: group })
+  return { command, args }
 }
 
 /**
  * Records the change and tells the labeler (member-status-changed) in one step of
- * @atmos/reputation, the same as fbl-ingest's suspensions. If Redis is unreachable the
- * change stands and its event waits in the outbox: fbl-ingest's reconciler sends it, or
- * the operator runs the command again (which re-sends it at once).
+ * @atmos/reputation, the same as fbl-ingest's suspensions: a DID changes the member, a
+ * domain that domain only. If Redis is unreachable the change stands and its event waits in
+ * the outbox: fbl-ingest's reconciler sends it, or the operator runs the command again
+ * (which re-sends it at once).
  */
 async function changeStatus(
   config: RelayConfig,
   db: Db,
-  did: string,
+  who: string,
   to: 'active' | 'suspended',
   reason: string,
 ): Promise<number> {
+  const byDid = who.startsWith('did:')
+  const name = byDid ? await memberDid(db.$client, who) : checkDomain(who)
+  return withStatusQueue(config, async (queue) => {
+    const change = byDid
+      ? await setMemberStatus(db, queue, name, to, reason, operatorActor())
+      : await setDomainStatus(db, queue, name, to, reason, operatorActor())
+    if (change.changed) console.log(`${name}: ${change.from} → ${change.to} (change ${change.changeId})`)
+    else {
+      if (!change.changeId) throw new Error(`${name} has no status history to notify the labeler of`)
+      console.log(`${name} is already ${to}; notifying the labeler again`)
+    }
+    const sent =
+      change.enqueued ||
+      (!change.changed &&
+        (await notifyStatusChange(db, queue, { did: change.did, status: to, reason, changeId: change.changeId }).then(
+          () => true,
+          () => false,
+        )))
+    return reportNotified(sent, change.changeId)
+  })
+}
+
+/** A new domain can make the DID a relay member: the labeler looks again (best effort; the outbox keeps it). */
+async function notifyAdded(config: RelayConfig, db: Db, added: AddedDomain): Promise<void> {
+  const sent = await withStatusQueue(config, (queue) =>
+    notifyStatusChange(db, queue, {
+      did: added.did,
+      status: 'active',
+      reason: `domain ${added.domain} added`,
+      changeId: added.changeId,
+    }).then(
+      () => true,
+      () => false,
+    ),
+  )
+  if (sent) console.log(`labeler notified (member-status-changed, change ${added.changeId})`)
+  else console.error('Redis did not take the event for the labeler: fbl-ingest will re-send it')
+}
+
+function reportNotified(sent: boolean, changeId: number): number {
+  if (sent) {
+    console.log(`labeler notified (member-status-changed, change ${changeId})`)
+    return 0
+  }
+  console.error(
+    'status recorded, but Redis did not take the event: fbl-ingest will re-send it, or run the command again',
+  )
+  return EX_TEMPFAIL
+}
+
+async function withStatusQueue<T>(config: RelayConfig, run: (queue: StatusQueue) => Promise<T>): Promise<T> {
   const redis = createRedis(config.redis.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false })
   redis.on('error', () => {})
   const queue = new TypedQueue(memberStatusChanged, redis, config.redis.prefix)
   try {
     await redis.ping().catch(() => new Promise((r) => setTimeout(r, 1000)))
-    const change = await setMemberStatus(db, queue, did, to, reason, operatorActor())
-    if (change.changed) console.log(`${did}: ${change.from} → ${change.to} (change ${change.changeId})`)
-    else {
-      if (!change.changeId) throw new Error(`${did} has no status history to notify the labeler of`)
-      console.log(`${did} is already ${to}; notifying the labeler again`)
-    }
-    const sent =
-      change.enqueued ||
-      (!change.changed &&
-        (await notifyStatusChange(db, queue, { did, status: to, reason, changeId: change.changeId }).then(
-          () => true,
-          () => false,
-        )))
-    if (sent) {
-      console.log(`labeler notified (member-status-changed, change ${change.changeId})`)
-      return 0
-    }
-    console.error(
-      'status recorded, but Redis did not take the event: fbl-ingest will re-send it, or run the command again',
-    )
-    return EX_TEMPFAIL
+    return await run(queue)
   } finally {
     await Promise.race([queue.close().catch(() => {}), new Promise((r) => setTimeout(r, 1000))])
     redis.disconnect()
   }
 }
 
-const [command, ...rest] = process.argv.slice(2)
 let db: Db | undefined
+let group: string | undefined
 try {
+  const argv = process.argv.slice(2)
+  group = argv[0]
+  const { command, args } = resolve(argv)
+  // Help and usage errors need neither configuration nor a database.
+  if (args.includes('--help') || args.includes('-h')) parse(command, args, {})
   const config = loadConfig(relayConfigSchema)
   db = createDb({ url: config.database.url, poolMax: 2 })
-  const code =
-    command === 'keys' && rest[0] === 'init'
-      ? await keysInit(config, db, rest.slice(1))
-      : command === 'keys' && rest[0] === 'reseal-pool'
-        ? await keysResealPool(config, db)
-        : command === 'members'
-          ? await membersCommand(config, db, rest)
-          : (() => {
-              throw new UsageError(
-                'usage: relay keys init|reseal-pool | members add|list|suspend|reinstate|rotate-password …',
-              )
-            })()
+  const code = await command.run(config, db, args)
   await db.$client.end({ timeout: 5 })
   process.exit(code)
 } catch (err) {
   await db?.$client.end({ timeout: 5 }).catch(() => {})
-  console.error(`relay ${command ?? ''}: ${(err as Error).message}`)
-  process.exit(err instanceof UsageError ? EX_USAGE : 1)
+  if (err instanceof HelpRequested) {
+    console.log(err.message)
+    process.exit(0)
+  }
+  if (err instanceof UsageError) {
+    const inGroup = typeof err.cause === 'string' ? `usage:\n${groupUsage(err.cause)}` : undefined
+    console.error(`relay: ${err.message}`)
+    console.error(usageFor(process.argv.slice(2)) ?? inGroup ?? topUsage())
+    process.exit(EX_USAGE)
+  }
+  console.error(`relay ${group ?? ''}: ${(err as Error).message}`)
+  process.exit(1)
+}
+
+/** The usage of the command argv names, when it names one. */
+function usageFor(argv: string[]): string | undefined {
+  const command = COMMANDS[argv[0] ?? '']?.[argv[1] ?? '']
+  return command ? `usage: ${command.usage}` : undefined
 }

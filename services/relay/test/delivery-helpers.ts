@@ -153,13 +153,31 @@ export async function startDelivery(
 
 let memberSeq = 0
 
+/** Another domain of a member (active, warming from now); its id. */
+export async function seedDomain(sql: Pool, memberId: number, domain: string): Promise<number> {
+  const [row] = await sql<{ id: string }[]>`
+    insert into domains (member_id, domain, status, activated_at) values (${memberId}, ${domain}, 'active', now())
+    returning id::text`
+  return Number(row?.id)
+}
+
+/** The first domain a member holds (what seedMember gave it). */
+export async function firstDomainId(sql: Pool, memberId: number): Promise<number> {
+  const [row] = await sql<{ id: string }[]>`
+    select id::text from domains where member_id = ${memberId} and removed_at is null order by id limit 1`
+  return Number(row?.id)
+}
+
 /** An active member sending as `domain`. */
 export async function seedMember(sql: Pool, domain: string): Promise<number> {
   memberSeq++
   const [row] = await sql<{ id: string }[]>`
-    insert into members (did, domain, status, activated_at)
-    values (${`did:plc:delivery${memberSeq}${Date.now().toString(36)}`}, ${domain}, 'active', now())
-    returning id::text`
+    with m as (
+      insert into members (did, status, activated_at)
+      values (${`did:plc:delivery${memberSeq}${Date.now().toString(36)}`}, 'active', now())
+      returning id)
+    insert into domains (member_id, domain, status, activated_at) select id, ${domain}, 'active', now() from m
+    returning member_id::text as id`
   return Number(row?.id)
 }
 
@@ -193,8 +211,9 @@ export async function spoolMessage(
   )
   return sql.begin(async (tx) => {
     const [m] = await tx<{ id: string }[]>`
-      insert into messages (member_id, envelope_from, return_path, size, body, expires_at, require_tls)
-      values (${opts.memberId}, ${from}, ${`b+${Math.random().toString(36).slice(2)}@bounces.atmos.localhost`},
+      insert into messages (member_id, domain_id, envelope_from, return_path, size, body, expires_at, require_tls)
+      values (${opts.memberId},
+              (select id from domains where member_id = ${opts.memberId} and removed_at is null order by id limit 1), ${from}, ${`b+${Math.random().toString(36).slice(2)}@bounces.atmos.localhost`},
               ${body.length}, ${body}, now() + make_interval(secs => ${(opts.expiresInMs ?? 3_600_000) / 1000}),
               ${opts.requireTls ?? false})
       returning id`

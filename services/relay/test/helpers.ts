@@ -8,7 +8,7 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { loadConfig } from '@atmos/config'
 import { createPool, type Pool } from '@atmos/db'
-import { activePoolKey, createDkimKey } from '@atmos/dkim'
+import { activePoolKey, createDkimKey, type NewDkimKey } from '@atmos/dkim'
 import { type BaseContext, closeBaseContext, createBaseContext, createLogger } from '@atmos/runtime'
 import { createKeyringFile, createSecretFile, type Keyring, loadKeyring } from '@atmos/secrets'
 import {
@@ -24,6 +24,7 @@ import {
 } from '@atmos/testkit'
 import { createTransport } from 'nodemailer'
 import { type RelayConfig, relayConfigSchema } from '../src/config.ts'
+import { type AddedDomain, addDomain } from '../src/domains/store.ts'
 import { type AddedMember, addMember } from '../src/members/store.ts'
 import { Submission } from '../src/submission/index.ts'
 
@@ -137,19 +138,64 @@ export async function startSubmission(extra: Record<string, string> = {}): Promi
 
 let didSeq = 0
 
-/** An enrolled member (DKIM key, credentials) holding a verified-mail-operator label unless told otherwise. */
+type DomainOpts = {
+  /** verification_status(did, domain).holds; true unless told. */
+  holds?: boolean
+  /** Days since this domain's warming began. */
+  activatedDaysAgo?: number
+}
+
+/**
+ * An enrolled member (its first domain: both DKIM keys, a credential scoped to it) that the
+ * relay admits, as the contract requires: its attestation for the domain holds
+ * (verification_status) and the DID holds a verified-mail-operator label, unless told otherwise.
+ */
 export async function createMember(
   h: Pick<Harness, 'sql' | 'keyring'>,
   domain: string,
-  opts: { verified?: boolean; labelExp?: string | null; activatedDaysAgo?: number } = {},
+  opts: DomainOpts & { verified?: boolean; labelExp?: string | null; maxDomains?: number } = {},
 ): Promise<AddedMember> {
   const did = `did:plc:relaytest${(++didSeq).toString().padStart(4, '0')}${randomBytes(4).toString('hex')}`
-  const member = await addMember(h.sql, h.keyring, { did, domain })
+  const member = await addMember(h.sql, h.keyring, { did, domain, maxDomains: opts.maxDomains ?? 2 })
+  await settleDomain(h.sql, member, opts)
   if (opts.activatedDaysAgo !== undefined) {
     await h.sql`update members set activated_at = now() - make_interval(days => ${opts.activatedDaysAgo}) where id = ${member.id}`
   }
   if (opts.verified !== false) await setLabel(h.sql, did, { neg: false, exp: opts.labelExp ?? null })
   return member
+}
+
+/** Another domain of the member (as `relay domains add`), its attestation holding unless told otherwise. */
+export async function addMemberDomain(
+  h: Pick<Harness, 'sql' | 'keyring'>,
+  member: { did: string },
+  domain: string,
+  opts: DomainOpts = {},
+): Promise<AddedDomain> {
+  const added = await addDomain(h.sql, h.keyring, { did: member.did, domain, maxDomains: 2, actor: 'operator:test' })
+  await settleDomain(h.sql, added, opts)
+  return added
+}
+
+async function settleDomain(sql: Pool, d: { did: string; domain: string; domainId: number }, opts: DomainOpts) {
+  await setHolds(sql, d.did, d.domain, opts.holds ?? true)
+  if (opts.activatedDaysAgo !== undefined) {
+    await sql`update domains set activated_at = now() - make_interval(days => ${opts.activatedDaysAgo}) where id = ${d.domainId}`
+  }
+}
+
+/** verification_status(did, domain) as the labeler writes it: holds while the attestation verifies. */
+export async function setHolds(sql: Pool, did: string, domain: string, holds: boolean): Promise<void> {
+  await sql`
+    insert into verification_status (did, domain, holds, last_outcome, last_run_at, last_pass_at)
+    values (${did}, ${domain}, ${holds}, ${holds ? 'pass' : 'fail'}, now(), ${holds ? new Date() : null})
+    on conflict (did, domain) do update set holds = excluded.holds, last_outcome = excluded.last_outcome,
+      last_run_at = excluded.last_run_at`
+}
+
+/** The DKIM TXT records of a member's domains, as a TestDnsServer zone. */
+export function dkimZone(...added: Array<{ keys: NewDkimKey[] }>): Record<string, { TXT: string[] }> {
+  return Object.fromEntries(added.flatMap((a) => a.keys.map((k) => [k.txtName, { TXT: [k.txt] }])))
 }
 
 /** Writes the member's verified-mail-operator label the way the labeler stores it (one row per src, uri, val). */
@@ -314,6 +360,7 @@ export async function spooled(sql: Pool) {
     {
       id: string
       memberId: number
+      domainId: number | null
       envelopeFrom: string
       returnPath: string
       body: Buffer
@@ -321,7 +368,7 @@ export async function spooled(sql: Pool) {
       domain: string
     }[]
   >`
-    select m.id, m.member_id::int as "memberId", m.envelope_from as "envelopeFrom", m.return_path as "returnPath", m.body,
+    select m.id, m.member_id::int as "memberId", m.domain_id::int as "domainId", m.envelope_from as "envelopeFrom", m.return_path as "returnPath", m.body,
            r.address, r.domain
     from messages m join message_recipients r on r.message_id = m.id
     order by m.received_at, r.id`

@@ -183,7 +183,8 @@ describe('relay submission: forged and malformed messages', () => {
     )
     assert.match(info.response, /^250 /)
     const keys = parseMessage(await lastBody()).fields.map((f) => f.key)
-    assert.deepEqual(keys.slice(0, 7), [
+    assert.deepEqual(keys.slice(0, 8), [
+      'dkim-signature',
       'dkim-signature',
       'dkim-signature',
       'received',
@@ -192,7 +193,7 @@ describe('relay submission: forged and malformed messages', () => {
       'x-atmos-ref',
       'message-id',
     ])
-    assert.deepEqual(keys.slice(7), ['date', 'from', 'to', 'subject'])
+    assert.deepEqual(keys.slice(8), ['date', 'from', 'to', 'subject'])
     const parsed = parseMessage(await lastBody())
     assert.deepEqual(parsed.fields.filter((f) => f.key === 'x-atmos-member-did').map(fieldValue), [alice.did])
   })
@@ -269,7 +270,7 @@ describe('relay submission: forged and malformed messages', () => {
     )
   })
 
-  it('a field that matters, prepended after signing, breaks both signatures (python3-dkim)', async () => {
+  it('a field that matters, prepended after signing, breaks all three signatures (python3-dkim)', async () => {
     await submitRaw(
       h.port,
       alice,
@@ -278,7 +279,7 @@ describe('relay submission: forged and malformed messages', () => {
     )
     const body = await lastBody()
     const records = {
-      'atmos1._domainkey.member.example': `v=DKIM1; k=rsa; p=${alice.dkim.publicKey}`,
+      ...Object.fromEntries(alice.keys.map((k) => [k.txtName, k.txt])),
       [`pool1._domainkey.${POOL_DOMAIN}`]: `v=DKIM1; k=rsa; p=${await poolPublicKey(h.sql)}`,
     }
     const forged = [
@@ -297,7 +298,7 @@ describe('relay submission: forged and malformed messages', () => {
     })
     assert.deepEqual(
       verdicts.map((v) => v.map((r) => r.pass)),
-      [[true, true], ...forged.map(() => [false, false])],
+      [[true, true, true], ...forged.map(() => [false, false, false])],
     )
   })
 })

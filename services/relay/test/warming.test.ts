@@ -72,10 +72,12 @@ describe('warming caps under parallel submission', () => {
     assert.equal(h.submission.metrics.refused.value({ reason: 'over_cap' }), 15)
   })
 
-  it('a member past its tier gets the next cap, counted per day', async () => {
+  it('a domain past its tier gets the next cap, counted per day', async () => {
     const older = await createMember(h, 'older.example', { activatedDaysAgo: 4 })
     const day = countingDay(new Date()).day
-    await h.sql`insert into send_volume (member_id, day, recipients, messages) values (${older.id}, ${day}, 199, 10)`
+    await h.sql`
+      insert into send_volume (member_id, domain_id, day, recipients, messages)
+      values (${older.id}, ${older.domainId}, ${day}, 199, 10)`
     const send = (to: string[]) =>
       submitRaw(h.port, older, { from: 'a@older.example', to }, rfc822({ From: 'a@older.example' }, 'x\r\n'))
     // Two recipients would make 201: the second is refused at RCPT, the first goes.

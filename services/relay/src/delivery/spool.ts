@@ -148,12 +148,16 @@ export class DeliverySpool {
                              ${want.map((w) => w.lease)}::float8[], ${want.map((w) => w.req)}::int[])
           as w(mid, rid, lease, req)
       ), due as (
-        -- Why a due recipient must not be tried any more: its member was suspended, or the
-        -- address suppressed (not removed, not expired: an index probe), since it was queued.
+        -- Why a due recipient must not be tried any more: its member or the domain it was
+        -- sent as was suspended, or the address suppressed (not removed, not expired: an
+        -- index probe), since it was queued.
         select distinct on (r.id) r.id, w.lease, w.req,
           case when mb.status = 'suspended'
                  then 'not delivered: the sending member is suspended'
                       || coalesce(' (' || left(mb.status_reason, 200) || ')', '')
+               when dm.status = 'suspended'
+                 then 'not delivered: the sending domain ' || dm.domain || ' is suspended'
+                      || coalesce(' (' || left(dm.status_reason, 200) || ')', '')
                when s.reason is not null
                  then 'not delivered: the recipient is on the member''s suppression list ('
                       || s.reason || ' since ' || to_char(s.created_at at time zone 'UTC', 'YYYY-MM-DD') || ')'
@@ -162,6 +166,7 @@ export class DeliverySpool {
         join message_recipients r on r.message_id = w.mid and (w.rid is null or r.id = w.rid)
         join messages m on m.id = r.message_id
         left join members mb on mb.id = m.member_id
+        left join domains dm on dm.id = m.domain_id
         left join lateral (
           select x.reason, x.created_at from suppressions x
           where x.member_id = m.member_id and x.address = lower(r.address)

@@ -37,6 +37,7 @@ export type RefusalReason =
   | 'suspended'
   | 'not_verified'
   | 'foreign_sender'
+  | 'out_of_scope'
   | 'foreign_from'
   | 'bad_headers'
   | 'recipient_syntax'

@@ -13,17 +13,18 @@ import type {
   SMTPServerDataStream,
   SMTPServerSession,
 } from 'smtp-server'
-import { checkRecipient, isSameOrSubdomain } from '../message/addresses.ts'
+import { checkRecipient } from '../message/addresses.ts'
 import { MessageFormatError, parseMessage } from '../message/headers.ts'
 import { LineCheck } from '../message/lines.ts'
 import { type ReceivedTrace, receivedProtocol } from '../message/received.ts'
 import { HeaderPolicyError, prepareMessage } from '../message/rewrite.ts'
+import { admitSender } from './admission.ts'
 import type { AuthGuard } from './auth-guard.ts'
 import type { SubmissionConfig } from './config.ts'
 import type { MemberConnections } from './member-connections.ts'
 import type { RefusalReason, SubmissionMetrics } from './metrics.ts'
 import { OverCapError, SubmissionSpool } from './spool.ts'
-import { StandingReader, VERIFIED_LABEL } from './standing.ts'
+import { StandingReader } from './standing.ts'
 import { SuppressionLookup } from './suppressions.ts'
 import { countingDay, dailyCapFor } from './warming.ts'
 
@@ -38,13 +39,34 @@ export class Reply extends Error {
   }
 }
 
-/** Who authenticated on a connection. */
-export type SessionUser = { memberId: number; did: string; domain: string; credentialId: number }
+/**
+ * Who authenticated on a connection: a member, and the one domain its credential may send
+ * as (null: any domain the member holds). Which domain a message is sent as is decided at
+ * each MAIL FROM.
+ */
+export type SessionUser = {
+  memberId: number
+  did: string
+  username: string
+  credentialId: number
+  scopeDomainId: number | null
+}
 
-type Credential = { id: number; memberId: number; did: string; domain: string }
+type Credential = { id: number; memberId: number; did: string; username: string; scopeDomainId: number | null }
 
-/** What a member's message needs beyond the session: its cap, read at MAIL FROM, and REQUIRETLS. */
-type Transaction = { cap: number; day: string; resetsAt: Date; sentToday: number; requireTls: boolean }
+/**
+ * What a member's message needs beyond the session, read at MAIL FROM: the domain it is sent
+ * as (its keys sign, its cap counts), the cap, and REQUIRETLS.
+ */
+type Transaction = {
+  domainId: number
+  domain: string
+  cap: number
+  day: string
+  resetsAt: Date
+  sentToday: number
+  requireTls: boolean
+}
 
 export type SubmissionDeps = {
   config: SubmissionConfig
@@ -144,7 +166,7 @@ export class SubmissionHandlers {
       throw this.refuse(
         new Reply(
           454,
-          `4.7.0 ${cred.domain} already holds ${limit} connections (at most ${limit}); retry later`,
+          `4.7.0 ${cred.did} already holds ${limit} connections (at most ${limit}); retry later`,
           'member_connections',
         ),
       )
@@ -154,7 +176,13 @@ export class SubmissionHandlers {
       this.deps.memberConnections.release(token)
       throw new Reply(421, '4.4.2 Connection closed during login', 'internal')
     }
-    const user: SessionUser = { memberId: cred.memberId, did: cred.did, domain: cred.domain, credentialId: cred.id }
+    const user: SessionUser = {
+      memberId: cred.memberId,
+      did: cred.did,
+      username: cred.username,
+      credentialId: cred.id,
+      scopeDomainId: cred.scopeDomainId,
+    }
     state.user = user
     void this.deps.sql`update smtp_credentials set last_used_at = now() where id = ${cred.id}`.catch(() => {})
     return { user }
@@ -165,13 +193,16 @@ export class SubmissionHandlers {
     const username = (auth.username ?? '').trim().toLowerCase()
     const [cred] = username
       ? await this.deps.sql<(Credential & { hash: string })[]>`
-          select c.id::int as id, c.password_hash as hash, m.id::int as "memberId", m.did, m.domain
+          select c.id::int as id, c.password_hash as hash, c.username, c.domain_id::int as "scopeDomainId",
+                 m.id::int as "memberId", m.did
           from smtp_credentials c join members m on m.id = c.member_id
           where c.username = ${username} and c.revoked_at is null`
       : []
     // An unknown user costs one scrypt like a wrong password, so names cannot be probed.
     const ok = await verifyPassword(auth.password ?? '', cred?.hash ?? (await dummyPasswordHash()))
-    return ok && cred ? { id: cred.id, memberId: cred.memberId, did: cred.did, domain: cred.domain } : null
+    if (!ok || !cred) return null
+    const { hash: _, ...credential } = cred
+    return credential
   }
 
   onClose(session: SMTPServerSession): void {
@@ -210,47 +241,36 @@ export class SubmissionHandlers {
     if (declared > config.maxSize) {
       throw this.refuse(new Reply(552, `5.3.4 Message size exceeds the limit of ${config.maxSize} bytes`, 'oversize'))
     }
-    const now = new Date()
-    const { day, resetsAt } = countingDay(now)
-    const standing = await this.standing.read(user.memberId, day)
-    if (!standing || standing.status === 'suspended') {
-      throw this.refuse(
-        new Reply(
-          550,
-          `5.7.1 ${user.domain} is suspended from the relay${standing?.statusReason ? `: ${standing.statusReason}` : ''}`,
-          'suspended',
-        ),
-      )
-    }
-    if (standing.status !== 'active') {
-      throw this.refuse(new Reply(550, `5.7.1 ${user.domain} is not active in the relay yet`, 'not_active'))
-    }
-    if (!standing.verified) {
-      throw this.refuse(
-        new Reply(
-          550,
-          `5.7.1 ${user.domain} holds no current ${VERIFIED_LABEL} label; fix the domain's DNS and attestation, then retry`,
-          'not_verified',
-        ),
-      )
-    }
     // The envelope sender is held to the recipients' plain form (no quoted or routed local
     // parts, a host name) and may not end in a dot: the same absolute name From refuses.
     const sender = checkRecipient(address.address)
-    if (!sender.ok || address.address.endsWith('.') || !isSameOrSubdomain(sender.domain, user.domain)) {
+    if (!sender.ok || address.address.endsWith('.')) {
       throw this.refuse(
         new Reply(
           550,
-          `5.7.1 Envelope sender must be an address at ${user.domain} or a subdomain of it`,
+          `5.7.1 Envelope sender must be an address at a domain ${user.did} holds in the relay`,
           'foreign_sender',
         ),
       )
     }
-    const { cap } = dailyCapFor(standing.activatedAt, now, config.warmingTiers, config.dailyCap)
+    const now = new Date()
+    const { day, resetsAt } = countingDay(now)
+    const admission = admitSender(await this.standing.read(user.memberId, day), sender, user.scopeDomainId)
+    if (!admission.ok) throw this.refuse(new Reply(admission.code, admission.text, admission.reason))
+    const { domain } = admission
+    const { cap } = dailyCapFor(domain.activatedAt, now, config.warmingTiers, config.dailyCap)
     // RFC 8689: smtp-server accepts REQUIRETLS only over TLS; delivery then insists on verified TLS.
     const requireTls = session.envelope.requireTLS === true
-    const tx = { cap, day, resetsAt, sentToday: standing.sentToday, requireTls }
-    if (tx.sentToday >= cap) throw this.refuse(overCap(user.domain, tx))
+    const tx: Transaction = {
+      domainId: domain.id,
+      domain: domain.domain,
+      cap,
+      day,
+      resetsAt,
+      sentToday: domain.sentToday,
+      requireTls,
+    }
+    if (tx.sentToday >= cap) throw this.refuse(overCap(tx))
     this.state(session).tx = tx
   }
 
@@ -279,12 +299,12 @@ export class SubmissionHandlers {
       throw this.refuse(
         new Reply(
           550,
-          `5.1.1 <${address.address}> is on ${user.domain}'s suppression list since ${suppressed.since}: ${why}`,
+          `5.1.1 <${address.address}> is on the suppression list of ${user.did} (sending as ${tx.domain}) since ${suppressed.since}: ${why}`,
           'suppressed',
         ),
       )
     }
-    if (tx.sentToday + session.envelope.rcptTo.length + 1 > tx.cap) throw this.refuse(overCap(user.domain, tx))
+    if (tx.sentToday + session.envelope.rcptTo.length + 1 > tx.cap) throw this.refuse(overCap(tx))
   }
 
   async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
@@ -315,7 +335,7 @@ export class SubmissionHandlers {
       prepared = prepareMessage(parsed, {
         memberId: user.memberId,
         did: user.did,
-        domain: user.domain,
+        domain: tx.domain,
         poolId: pool.feedbackSenderId,
       })
     } catch (err) {
@@ -328,9 +348,13 @@ export class SubmissionHandlers {
       throw err
     }
 
-    const [memberKey, poolKey] = await Promise.all([keys.member(user.memberId), keys.pool(pool.domain)])
-    if (!memberKey || !poolKey) {
-      logger.error({ member: user.did, memberKey: !!memberKey, poolKey: !!poolKey }, 'no DKIM key to sign with')
+    // Every active key of the domain sent as (RSA and Ed25519), then the pool's.
+    const [domainKeys, poolKey] = await Promise.all([keys.domain(tx.domainId), keys.pool(pool.domain)])
+    if (!domainKeys.length || !poolKey) {
+      logger.error(
+        { member: user.did, domain: tx.domain, domainKeys: domainKeys.length, poolKey: !!poolKey },
+        'no DKIM key to sign with',
+      )
       throw this.refuse(new Reply(451, '4.3.0 Signing is not available right now; try again later', 'no_signing_key'))
     }
     const verp = { bounceDomain: pool.bounceDomain, prefix: pool.verpPrefix, secret: this.deps.tokenSecret }
@@ -356,7 +380,11 @@ export class SubmissionHandlers {
           recipient: checked.address,
           domain: checked.domain,
           returnPath: verpAddress(verp, id),
-          body: await signMessage(prepared.forRecipient(messageToken(verp, id), received), [memberKey, poolKey], now),
+          body: await signMessage(
+            prepared.forRecipient(messageToken(verp, id), received),
+            [...domainKeys, poolKey],
+            now,
+          ),
         }
       }),
     )
@@ -365,6 +393,7 @@ export class SubmissionHandlers {
     try {
       ids = await this.spool.spool({
         memberId: user.memberId,
+        domainId: tx.domainId,
         envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
         messageIdHeader: prepared.messageIdHeader,
         copies,
@@ -374,12 +403,12 @@ export class SubmissionHandlers {
         requireTls: tx.requireTls,
       })
     } catch (err) {
-      if (err instanceof OverCapError) throw this.refuse(overCap(user.domain, tx))
+      if (err instanceof OverCapError) throw this.refuse(overCap(tx))
       throw err
     }
     this.deps.metrics.accepted.inc()
     this.deps.metrics.recipients.inc({}, ids.length)
-    logger.info({ member: user.did, messages: ids, size }, 'submission spooled')
+    logger.info({ member: user.did, domain: tx.domain, messages: ids, size }, 'submission spooled')
     // Spooled is durable: the reply is 250 even when Redis is down, and the delivery
     // reconciler enqueues whatever has no job. The job id makes a re-enqueue a no-op.
     await withTimeout(this.enqueues.call(ids), 1000, 'redis').catch((err: Error) =>
@@ -389,10 +418,10 @@ export class SubmissionHandlers {
   }
 }
 
-function overCap(domain: string, tx: Transaction): Reply {
+function overCap(tx: Transaction): Reply {
   return new Reply(
     451,
-    `4.7.1 ${domain} reached its limit of ${tx.cap} recipients today; it resets at ${tx.resetsAt.toISOString()}`,
+    `4.7.1 ${tx.domain} reached its limit of ${tx.cap} recipients today; it resets at ${tx.resetsAt.toISOString()}`,
     'over_cap',
   )
 }

@@ -13,6 +13,8 @@ export type SpooledCopy = {
 
 export type SpoolRequest = {
   memberId: number
+  /** The member's domain the message is sent as: its cap counts it. */
+  domainId: number
   envelopeFrom: string
   messageIdHeader: string
   copies: SpooledCopy[]
@@ -44,7 +46,7 @@ export class SubmissionSpool {
   async spool(req: SpoolRequest): Promise<string[]> {
     const ids = await this.batch.call(req)
     if (ids instanceof OverCapError) throw ids
-    // Refused in a batch with more of the member's messages: alone, as many as fit go in.
+    // Refused in a batch with more of the domain's messages: alone, as many as fit go in.
     return ids === RETRY_ALONE ? spoolMessage(this.sql, req) : ids
   }
 }
@@ -61,8 +63,8 @@ export async function spoolMessage(sql: Pool, req: SpoolRequest): Promise<string
 /**
  * Commits many submissions in one statement, each all or nothing, so that either all of a
  * message is durable before its 250, or none of it is and nothing was counted. The day's
- * counts are added per member in one conditional upsert (concurrent statements on any
- * replica serialize on the member's row, so the sum never passes the cap), and a member's
+ * counts are added per domain in one conditional upsert (concurrent statements on any
+ * replica serialize on the domain's row, so the sum never passes the cap), and a domain's
  * messages in the batch go in together only when all of them fit; when they do not, one
  * that came alone is over the cap, and the others are retried one by one (RETRY_ALONE),
  * which admits exactly as many as fit. The recipients' foreign key to their message row
@@ -78,34 +80,35 @@ async function spoolBatch(sql: Pool, reqs: SpoolRequest[]): Promise<Array<string
   const col = <T>(f: (x: (typeof copies)[number]) => T) => copies.map(f)
   const rows = await sql<{ id: string }[]>`
     with req as (
-      select * from unnest(${reqs.map((r) => r.memberId)}::bigint[], ${reqs.map((r) => r.day)}::text[]::date[],
+      select * from unnest(${reqs.map((r) => r.memberId)}::bigint[], ${reqs.map((r) => r.domainId)}::bigint[],
+                           ${reqs.map((r) => r.day)}::text[]::date[],
                            ${reqs.map((r) => r.copies.length)}::int[], ${reqs.map((r) => r.cap)}::int[],
                            ${reqs.map((r) => r.envelopeFrom)}::text[], ${reqs.map((r) => r.messageIdHeader)}::text[],
                            ${reqs.map((r) => r.expiresAt.toISOString())}::text[]::timestamptz[],
                            ${reqs.map((r) => (r.requireTls ? 'true' : 'false'))}::text[]::boolean[])
-        with ordinality as r(member_id, day, n, cap, envelope_from, message_id_header, expires_at, require_tls, i)
+        with ordinality as r(member_id, domain_id, day, n, cap, envelope_from, message_id_header, expires_at, require_tls, i)
     ), tally as (
-      select member_id, day, sum(n)::int as n, count(*)::int as messages, min(cap) as cap
-      from req group by member_id, day
+      select domain_id, min(member_id) as member_id, day, sum(n)::int as n, count(*)::int as messages, min(cap) as cap
+      from req group by domain_id, day
     ), counted as (
-      insert into send_volume as v (member_id, day, recipients, messages)
-      select member_id, day, n, messages from tally where n <= cap
-      on conflict (member_id, day) do update
+      insert into send_volume as v (member_id, domain_id, day, recipients, messages)
+      select member_id, domain_id, day, n, messages from tally where n <= cap
+      on conflict (domain_id, day) do update
         set recipients = v.recipients + excluded.recipients, messages = v.messages + excluded.messages
         where v.recipients + excluded.recipients
-              <= (select t.cap from tally t where t.member_id = v.member_id and t.day = v.day)
-      returning member_id, day
+              <= (select t.cap from tally t where t.domain_id = v.domain_id and t.day = v.day)
+      returning domain_id, day
     ), accepted as (
-      select c.*, r.member_id, r.envelope_from, r.message_id_header, r.expires_at, r.require_tls
+      select c.*, r.member_id, r.domain_id, r.envelope_from, r.message_id_header, r.expires_at, r.require_tls
       from unnest(${col((x) => x.i)}::int[], ${col((x) => x.c.id)}::text[]::uuid[], ${col((x) => x.c.returnPath)}::text[],
                   ${col((x) => x.c.body.toString('hex'))}::text[], ${col((x) => x.c.recipient)}::text[],
                   ${col((x) => x.c.domain)}::text[])
         as c(i, id, return_path, body_hex, address, domain)
       join req r on r.i = c.i
-      join counted k on k.member_id = r.member_id and k.day = r.day
+      join counted k on k.domain_id = r.domain_id and k.day = r.day
     ), spooled as (
-      insert into messages (id, member_id, envelope_from, return_path, message_id_header, size, body, expires_at, require_tls)
-      select a.id, a.member_id, a.envelope_from, a.return_path, a.message_id_header, length(a.body_hex) / 2,
+      insert into messages (id, member_id, domain_id, envelope_from, return_path, message_id_header, size, body, expires_at, require_tls)
+      select a.id, a.member_id, a.domain_id, a.envelope_from, a.return_path, a.message_id_header, length(a.body_hex) / 2,
              decode(a.body_hex, 'hex'), a.expires_at, a.require_tls
       from accepted a
       returning id
@@ -115,11 +118,11 @@ async function spoolBatch(sql: Pool, reqs: SpoolRequest[]): Promise<Array<string
     returning message_id::text as id`
   const spooled = new Set(rows.map((r) => r.id))
   const perDay = new Map<string, number>()
-  for (const r of reqs) perDay.set(`${r.memberId}:${r.day}`, (perDay.get(`${r.memberId}:${r.day}`) ?? 0) + 1)
+  for (const r of reqs) perDay.set(`${r.domainId}:${r.day}`, (perDay.get(`${r.domainId}:${r.day}`) ?? 0) + 1)
   return reqs.map((r) => {
     const ids = r.copies.map((c) => c.id).filter((id) => spooled.has(id))
     if (ids.length) return ids
-    if ((perDay.get(`${r.memberId}:${r.day}`) ?? 0) > 1) return RETRY_ALONE
+    if ((perDay.get(`${r.domainId}:${r.day}`) ?? 0) > 1) return RETRY_ALONE
     return new OverCapError(`over the daily cap of ${r.cap}`)
   })
 }
