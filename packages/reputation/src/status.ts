@@ -70,6 +70,13 @@ export async function setMemberStatus(
         ...(status === 'active' ? { activatedAt: sql`coalesce(${members.activatedAt}, now())` } : {}),
       })
       .where(eq(members.id, m.id))
+    if (status === 'active') {
+      // A domain of a member that was never active (enrolled pending) starts warming now, with its member.
+      await tx
+        .update(domains)
+        .set({ activatedAt: sql`coalesce(${domains.activatedAt}, now())` })
+        .where(and(eq(domains.memberId, m.id), isNull(domains.removedAt), eq(domains.status, 'active')))
+    }
     const [change] = await tx
       .insert(memberStatusChanges)
       .values({ memberId: m.id, fromStatus: m.status, toStatus: status, reason, actor })

@@ -140,7 +140,8 @@ export const smtpCredentials = pgTable(
     revokedAt: at(),
   },
   (t) => [
-    uniqueIndex('smtp_credentials_username_key').on(t.username),
+    // Unique among live credentials: a domain re-added after a move reuses its name.
+    uniqueIndex('smtp_credentials_username_key').on(t.username).where(sql`revoked_at IS NULL`),
     index('smtp_credentials_member_idx').on(t.memberId),
   ],
 )

@@ -117,12 +117,9 @@ export async function addDomainTx(
     returning id::int as id`
   const domainId = row!.id
   const keys = await createDomainKeys(tx, keyring, { memberId: member.id, domainId, domain, stem: input.stem })
-  // A revoked credential of an earlier holder keeps its row (and the unique username) under another name.
-  await tx`
-    update smtp_credentials set username = username || '~revoked-' || id
-    where username = ${domain} and revoked_at is not null`
+  // Usernames are unique among live credentials only: an earlier holder's revoked one keeps its row.
   const [taken] = await tx<{ id: number }[]>`
-    select id::int as id from smtp_credentials where username = ${domain}`
+    select id::int as id from smtp_credentials where username = ${domain} and revoked_at is null`
   if (taken) {
     throw new DomainError(`SMTP credential ${taken.id} named ${domain} is still live; revoke it first`)
   }

@@ -144,9 +144,6 @@ export async function rotatePassword(
     if (!creds.length) {
       // A domain without a credential gets one scoped to it.
       const { password, passwordHash } = secrets[0]!
-      await tx`
-        update smtp_credentials set username = username || '~revoked-' || id
-        where username = ${domain} and revoked_at is not null`
       const [cred] = await tx<{ id: number }[]>`
         insert into smtp_credentials (member_id, domain_id, username, password_hash)
         select ${m.id}, d.id, ${domain}, ${passwordHash} from domains d where d.domain = ${domain} and d.removed_at is null
