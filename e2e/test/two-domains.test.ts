@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { ingestCursors, verificationRuns, verificationStatus } from '@atmos/db'
+import { verificationRuns, verificationStatus } from '@atmos/db'
 import { LabelerService } from '@atmos/labeler'
 import { labelerConfigSchema } from '@atmos/labeler/config'
-import { eventually, labelerEnv, queryLabels } from '@atmos/labeler/test-harness'
+import { eventually, firehoseLive, labelerEnv, queryLabels } from '@atmos/labeler/test-harness'
 import { TypedQueue, verifyAttestation } from '@atmos/queues'
 import { type AddedDomain, addDomain } from '@atmos/relay/domains'
 import { addMember } from '@atmos/relay/members'
@@ -95,21 +95,7 @@ describe('a member with two domains, from the PDS to signed mail', () => {
     labeler = await LabelerService.create(loadConfig(labelerConfigSchema, { env }))
     await labeler.start()
     await labeler.whenStarted()
-    // A fresh labeler starts live: wait until its subscription has taken an event.
-    let n = 0
-    await eventually(
-      async () => {
-        await new AtpAgent({ service: network.pds.url }).createAccount({
-          email: `probe${n}@mail.test`,
-          handle: `probe${n++}.test`,
-          password: 'correct horse battery',
-        })
-        const [row] = await labeler.ctx.db.select().from(ingestCursors)
-        return row
-      },
-      30_000,
-      'the firehose subscription',
-    )
+    await firehoseLive(labeler, network.pds.url)
   })
 
   after(async () => {

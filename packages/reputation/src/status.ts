@@ -81,8 +81,32 @@ export async function setMemberStatus(
       .insert(memberStatusChanges)
       .values({ memberId: m.id, fromStatus: m.status, toStatus: status, reason, actor })
       .returning({ id: memberStatusChanges.id })
+    await tx.insert(auditLog).values({
+      actor,
+      action: memberAction(m.status, status),
+      did: m.did,
+      memberId: m.id,
+      detail: { reason, from: m.status, to: status, changeId: change!.id },
+    })
     return { memberId: m.id, did: m.did, from: m.status, to: status, changeId: change!.id, changed: true }
   })
+  return announce(db, queue, result, status, reason)
+}
+
+function memberAction(from: MemberStatus, to: MemberStatus): string {
+  if (to === 'suspended') return 'member.suspended'
+  if (to === 'pending') return 'member.pending'
+  return from === 'pending' ? 'member.activated' : 'member.reinstated'
+}
+
+/** After the commit: the labeler hears of a recorded change (or, when Redis fails, the outbox sends it later). */
+async function announce<R extends Omit<StatusChangeResult, 'enqueued'>>(
+  db: Executor,
+  queue: StatusQueue,
+  result: R,
+  status: MemberStatus,
+  reason: string,
+): Promise<R & { enqueued: boolean }> {
   if (!result.changed) return { ...result, enqueued: false }
   const enqueued = await notifyStatusChange(db, queue, {
     did: result.did,
@@ -163,17 +187,7 @@ export async function setDomainStatus(
     })
     return { ...base, changeId: change!.id, changed: true }
   })
-  if (!result.changed) return { ...result, enqueued: false }
-  const enqueued = await notifyStatusChange(db, queue, {
-    did: result.did,
-    status,
-    reason,
-    changeId: result.changeId,
-  }).then(
-    () => true,
-    () => false,
-  )
-  return { ...result, enqueued }
+  return announce(db, queue, result, status, reason)
 }
 
 /**

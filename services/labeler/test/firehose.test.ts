@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { ingestCursors, verificationChecks, verificationRuns, verificationStatus } from '@atmos/db'
+import { verificationChecks, verificationRuns, verificationStatus } from '@atmos/db'
 import { type SignedLabel, verifyLabel } from '@atmos/labels'
 import { TypedQueue, verifyAttestation } from '@atmos/queues'
 import { createTestDatabase, goodMailZone, type TestDatabase, TestDnsServer } from '@atmos/testkit'
@@ -17,6 +17,7 @@ import {
   ATTESTATION,
   attestationRecord,
   eventually,
+  firehoseLive,
   labelerEnv,
   queryLabels,
   relayMember,
@@ -69,23 +70,7 @@ describe('labeler ingest from a local PDS firehose', () => {
     service = await LabelerService.create(loadConfig(labelerConfigSchema, { env }))
     await service.start()
     await service.whenStarted()
-    // A fresh labeler starts live. Wait until the subscription is up: new accounts emit
-    // identity and account events that, though not ours, move the saved cursor.
-    let n = 0
-    await eventually(
-      async () => {
-        await new AtpAgent({ service: network.pds.url }).createAccount({
-          email: `probe${n}@mail.test`,
-          handle: `probe${n++}.test`,
-          password: 'correct horse battery',
-        })
-        await new Promise((r) => setTimeout(r, 1200))
-        const [row] = await service.ctx.db.select().from(ingestCursors)
-        return row
-      },
-      30_000,
-      'the firehose subscription',
-    )
+    await firehoseLive(service, network.pds.url)
   })
 
   after(async () => {

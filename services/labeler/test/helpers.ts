@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig } from '@atmos/config'
-import { type Db, domains, members } from '@atmos/db'
+import { type Db, domains, ingestCursors, members } from '@atmos/db'
 import { createSigningKeyFile, decodeFrame, type Frame } from '@atmos/labels'
 import {
   createTestDatabase,
@@ -15,6 +15,7 @@ import {
   TestDnsServer,
   testRedisPrefix,
 } from '@atmos/testkit'
+import { AtpAgent } from '@atproto/api'
 import WebSocket from 'ws'
 import { labelerConfigSchema } from '../src/config.ts'
 import type { ContextOptions } from '../src/context.ts'
@@ -134,6 +135,28 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 100))
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
+}
+
+/**
+ * Waits until a labeler reading `pdsUrl`'s firehose has taken an event. A fresh labeler
+ * starts live, so what is written before its subscription is up would be missed; a new
+ * account emits identity and account events that, though not ours, move the saved cursor.
+ * One probe account at a time, each given two seconds to show.
+ */
+export async function firehoseLive(service: LabelerService, pdsUrl: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  const cursor = async () => (await service.ctx.db.select().from(ingestCursors).limit(1))[0]
+  for (let n = 0; Date.now() < deadline; n++) {
+    const handle = `probe${n}-${Math.random().toString(36).slice(2, 8)}.test`
+    await new AtpAgent({ service: pdsUrl }).createAccount({
+      email: `${handle}@mail.test`,
+      handle,
+      password: 'correct horse battery',
+    })
+    const seen = await eventually(cursor, 2_000, 'cursor').catch(() => undefined)
+    if (seen) return
+  }
+  throw new Error(`the firehose subscription to ${pdsUrl} took no event in ${timeoutMs} ms`)
 }
 
 /** A plain WebSocket subscriber that decodes every frame itself. */
