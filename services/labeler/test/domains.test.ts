@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import {
   attestations,
   auditLog,
+  dkimKeys,
   domains,
   members,
   smtpCredentials,
@@ -146,6 +147,19 @@ describe('labeler: a domain is the unit an attestation covers', () => {
       .insert(smtpCredentials)
       .values({ memberId, domainId: domainIds[0]!, username: SHARED, passwordHash: '$scrypt$test' })
       .returning()
+    const [key] = await db()
+      .insert(dkimKeys)
+      .values({
+        memberId,
+        domainId: domainIds[0]!,
+        domain: SHARED,
+        selector: 'atmos1r',
+        publicKey: 'test',
+        privateKeySealed: Buffer.alloc(16),
+        kekId: 'test',
+        status: 'active',
+      })
+      .returning()
     h.jetstream.commit(HOLDER, {
       operation: 'create',
       collection: ATTESTATION,
@@ -215,6 +229,8 @@ describe('labeler: a domain is the unit an attestation covers', () => {
     assert.equal(row?.removedReason, `moved to ${CLAIMANT}`)
     const [cred] = await db().select().from(smtpCredentials).where(eq(smtpCredentials.id, credential!.id))
     assert.ok(cred?.revokedAt, 'its credential is revoked')
+    const [oldKey] = await db().select().from(dkimKeys).where(eq(dkimKeys.id, key!.id))
+    assert.equal(oldKey?.status, 'retired', 'its DKIM key signs no more')
     const audit = await db().select().from(auditLog).where(eq(auditLog.action, 'domain.moved'))
     assert.equal(audit.length, 1)
     assert.equal(audit[0]!.domain, SHARED)

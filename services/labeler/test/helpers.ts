@@ -120,7 +120,7 @@ export async function queryLabels(xrpcUrl: string, pattern: string): Promise<Que
 /** Polls until `check` returns a value, or fails with the last error. */
 export async function eventually<T>(
   check: () => Promise<T | undefined>,
-  timeoutMs = 20_000,
+  timeoutMs = 60_000,
   what = 'condition',
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs

@@ -1,4 +1,13 @@
-import { attestations, auditLog, domains, members, smtpCredentials, type Tx, verificationStatus } from '@atmos/db'
+import {
+  attestations,
+  auditLog,
+  dkimKeys,
+  domains,
+  members,
+  smtpCredentials,
+  type Tx,
+  verificationStatus,
+} from '@atmos/db'
 import type { AttestationVerification } from '@atmos/verify'
 import { and, eq, inArray, isNull, ne, type SQL, sql } from 'drizzle-orm'
 import type { VerifyRequest } from '../verify/requests.ts'
@@ -113,6 +122,12 @@ export async function moveRelayDomain(tx: Tx, did: string, domain: string, now: 
       .set({ revokedAt: now })
       .where(and(eq(smtpCredentials.domainId, row.id), isNull(smtpCredentials.revokedAt)))
       .returning({ id: smtpCredentials.id })
+    // Its keys sign nothing more: the new holder's enrolment issues its own.
+    const retired = await tx
+      .update(dkimKeys)
+      .set({ status: 'retired', retiredAt: now })
+      .where(and(eq(dkimKeys.domainId, row.id), ne(dkimKeys.status, 'retired')))
+      .returning({ id: dkimKeys.id })
     await tx.insert(auditLog).values({
       at: now,
       actor: 'labeler',
@@ -120,7 +135,13 @@ export async function moveRelayDomain(tx: Tx, did: string, domain: string, now: 
       did: row.did,
       domain,
       memberId: row.memberId,
-      detail: { from: row.did, to: did, domainId: row.id, credentialsRevoked: revoked.length },
+      detail: {
+        from: row.did,
+        to: did,
+        domainId: row.id,
+        credentialsRevoked: revoked.length,
+        keysRetired: retired.length,
+      },
     })
   }
   return [...new Set(held.map((r) => r.did))]
