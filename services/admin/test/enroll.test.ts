@@ -217,6 +217,32 @@ describe('the wizard', () => {
     }
     assert.equal(result.records.find((r) => r.name === `_dmarc.${domain}`)!.state, 'unknown')
   })
+  it('is bounded in time: DNS that never answers gives "try again" within the bound', async () => {
+    const d = did('slowa')
+    const domain = 'slow.example'
+    plc.set(d, ['slowa.pds.example'])
+    dnsServer.zone = { ...dnsServer.zone, ...baseZone(domain) }
+    await chooseDomain(deps, { did: d }, domain)
+    for (const name of [domain, `_dmarc.${domain}`, `_atproto.${domain}`, `atmos1r._domainkey.${domain}`]) {
+      dnsServer.behave(name, 'timeout')
+    }
+    const slow: WizardDeps = {
+      ...deps,
+      // The resolver alone would wait 2 × 4 s a query; the check's bound is 1.5 s in all.
+      dns: createDnsResolver({ servers: [dnsServer.address], timeoutMs: 4000, tries: 2 }),
+      config: { ...deps.config, checkTimeout: 1500 },
+    }
+    const started = Date.now()
+    const result = await checkDomainNow(slow, { did: d }, domain)
+    const took = Date.now() - started
+    assert.ok(took < 3000, `took ${took} ms`)
+    assert.equal(result.outcome, 'try-again')
+    assert.equal(
+      result.checks.some((c) => c.outcome === 'fail'),
+      false,
+    )
+    assert.match(result.summary, /try again/)
+  })
 })
 
 describe('routes under /enroll', () => {

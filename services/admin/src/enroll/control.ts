@@ -40,6 +40,7 @@ export async function domainControl(
   sql: Pool,
   dns: Pick<DnsResolver, 'resolveTxt'>,
   input: { did: string; handle?: string | null | undefined; domain: string },
+  opts: { timeoutMs?: number } = {},
 ): Promise<Control> {
   const { did, domain } = input
   const held = await domainHolder(sql, domain, { did })
@@ -55,7 +56,7 @@ export async function domainControl(
   }
   let seen: string[]
   try {
-    seen = (await dns.resolveTxt(record.name)).map((s) => s.join(''))
+    seen = (await bounded(dns.resolveTxt(record.name), opts.timeoutMs ?? 10_000)).map((s) => s.join(''))
   } catch (err) {
     if (!isAbsence(err)) {
       return {
@@ -92,4 +93,14 @@ export async function domainControl(
     record,
     seen,
   }
+}
+
+function bounded<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error('timeout'), { code: 'ETIMEOUT' })), ms)
+    }),
+  ]).finally(() => clearTimeout(timer))
 }

@@ -102,13 +102,18 @@ export type DomainRecords = {
 }
 
 /** Step 3: every record to publish for a domain the account holds. */
-export async function domainRecords(deps: WizardDeps, account: Account, input: string): Promise<DomainRecords> {
+export async function domainRecords(
+  deps: WizardDeps,
+  account: Account,
+  input: string,
+  timeoutMs = deps.config.checkTimeout,
+): Promise<DomainRecords> {
   const domain = domainOf(input)
   const held = await heldEnrolment(deps.sql, account.did, domain)
   if (!held) throw new WizardError(`You have not started enrolling ${domain}.`, 404)
   const [control, spf] = await Promise.all([
-    domainControl(deps.sql, deps.dns, { ...account, domain }),
-    planSpf(domain, deps.config.spfInclude, deps.dns, { timeoutMs: deps.config.checkTimeout }),
+    domainControl(deps.sql, deps.dns, { ...account, domain }, { timeoutMs }),
+    planSpf(domain, deps.config.spfInclude, deps.dns, { timeoutMs }),
   ])
   // Without a mergeable SPF record the wizard still shows the pool's include on its own; the
   // refusal (spf.reason) is shown above it.
@@ -147,7 +152,10 @@ export async function checkDomainNow(
     const s = Math.ceil(taken.retryAfterMs / 1000)
     throw new WizardError(`You ran the checks often just now: try again in ${s} s.`, 429, taken.retryAfterMs)
   }
-  const { records } = await domainRecords(deps, account, domain)
+  // One bound for the whole run: a third for reading what to compare with, the rest for the checks.
+  const started = Date.now()
+  const budget = deps.config.checkTimeout
+  const { records } = await domainRecords(deps, account, domain, Math.ceil(budget / 3))
   const result = await checkNow(
     {
       did: account.did,
@@ -156,7 +164,7 @@ export async function checkDomainNow(
       records,
       spfInclude: deps.config.spfInclude,
     },
-    { dns: deps.dns, identity: deps.identity, timeoutMs: deps.config.checkTimeout },
+    { dns: deps.dns, identity: deps.identity, timeoutMs: Math.max(1, budget - (Date.now() - started)) },
   )
   return { ...result, domain }
 }
