@@ -20,6 +20,11 @@ export const enrollSection = section({
   relayPort: field.port(587),
   /** The relay's implicit-TLS submission port (relay.submission.tlsPort); 0 when it has none. */
   relayTlsPort: field.port(0),
+  /**
+   * The relay's members' key-encryption key file (relay.kekFile): the DKIM keys the wizard
+   * issues are sealed under it, so that the relay can open them. A secret file (0600).
+   */
+  kekFile: field.string('.state/relay/kek'),
   /** The DKIM selector stem of new domains' keys (`<stem>r`, `<stem>e`). */
   selectorStem: field.string('atmos1'),
   /** Check-now runs a DID may start per window, and the window. */
