@@ -5,19 +5,23 @@ import { parseArgs } from 'node:util'
 import { loadConfig } from '@atmos/config'
 import { createDb, type Db } from '@atmos/db'
 import { activePoolKey, createDkimKey, resealPoolKeys } from '@atmos/dkim'
-import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
-import { notifyStatusChange, type StatusQueue, setDomainStatus, setMemberStatus } from '@atmos/reputation'
-import { createKeyringFile, createSecretFile, dkimTxtRecord, loadKeyring } from '@atmos/secrets'
-import { type RelayConfig, relayConfigSchema } from './config.ts'
 import {
   type AddedDomain,
   ATTESTATION_COLLECTION,
   addDomain,
+  addMember,
   checkDomain,
   listDomains,
+  listMembers,
+  memberDid,
+  operatorActor,
   removeDomain,
-} from './domains/store.ts'
-import { addMember, listMembers, memberDid, operatorActor, rotatePassword } from './members/store.ts'
+  rotatePassword,
+} from '@atmos/enrolment'
+import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
+import { notifyStatusChange, type StatusQueue, setDomainStatus, setMemberStatus } from '@atmos/reputation'
+import { createKeyringFile, createSecretFile, dkimTxtRecord, loadKeyring } from '@atmos/secrets'
+import { type RelayConfig, relayConfigSchema } from './config.ts'
 import { dailyCapFor } from './submission/warming.ts'
 
 const EX_USAGE = 64

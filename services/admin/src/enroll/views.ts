@@ -1,0 +1,121 @@
+import type { CheckNowResult } from './check.ts'
+import type { Control } from './control.ts'
+import type { SmtpSettings } from './credentials.ts'
+import type { DomainRecords } from './wizard.ts'
+
+// A minimal local template for the wizard's pages; the lead switches them to the shared
+// layout when merging. Everything interpolated goes through esc(): DNS data, domains and
+// reasons are hostile.
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }
+
+export function esc(value: unknown): string {
+  return String(value).replace(/[&<>"']/g, (c) => ESCAPES[c]!)
+}
+
+export function page(title: string, body: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${esc(title)} · Atmosphere Mail</title></head>
+<body><main><h1>${esc(title)}</h1>
+${body}
+</main></body></html>`
+}
+
+const action = (path: string, label: string) =>
+  `<form method="post" action="${esc(path)}"><button type="submit">${esc(label)}</button></form>`
+
+export function domainForm(error?: string): string {
+  return page(
+    'Enrol a mail domain',
+    `${error ? `<p role="alert">${esc(error)}</p>` : ''}
+<form method="post" action="/enroll/domain">
+<label for="domain">Mail domain</label>
+<input id="domain" name="domain" required autocomplete="off" spellcheck="false">
+<button type="submit">Continue</button>
+</form>`,
+  )
+}
+
+function controlText(control: Control): string {
+  return `<p>${esc(control.reason)}</p>`
+}
+
+export function recordsPage(r: DomainRecords): string {
+  const base = `/enroll/${encodeURIComponent(r.domain)}`
+  const spf = r.spf.ok
+    ? r.spf.warnings.map((w) => `<p class="warning">${esc(w)}</p>`).join('')
+    : `<p role="alert">SPF: ${esc(r.spf.reason)}</p>`
+  const rows = r.records
+    .map(
+      (rec) => `<section>
+<h2>${esc(rec.purpose.toUpperCase())}${rec.required ? '' : ' (optional)'}</h2>
+<p>${esc(rec.note)}</p>
+<dl><dt>Name</dt><dd><code>${esc(rec.name)}</code></dd><dt>Type</dt><dd>${esc(rec.type)}</dd>
+<dt>Value</dt><dd><code>${esc(rec.value)}</code></dd></dl>
+<p>Zone-file line:</p><pre>${esc(rec.zoneLine)}</pre>
+</section>`,
+    )
+    .join('\n')
+  return page(
+    `DNS records for ${r.domain}`,
+    `<p>Domain status: ${esc(r.status)}</p>
+${controlText(r.control)}
+${spf}
+${rows}
+${action(`${base}/check`, 'Check now')}`,
+  )
+}
+
+const OUTCOME_TEXT = { pass: 'pass', fail: 'fail', 'try-again': 'try again' } as const
+
+export function checkPage(r: CheckNowResult & { domain: string }): string {
+  const checks = r.checks
+    .map(
+      (c) =>
+        `<tr><th scope="row">${esc(c.check)}</th><td>${esc(OUTCOME_TEXT[c.outcome])}</td><td>${esc(c.reason)}${
+          c.fix ? `<br>How to fix: ${esc(c.fix)}` : ''
+        }${c.warnings.map((w) => `<br>Warning: ${esc(w)}`).join('')}</td></tr>`,
+    )
+    .join('\n')
+  const seen = r.records
+    .map(
+      (s) => `<tr><th scope="row"><code>${esc(s.name)}</code> ${esc(s.type)}</th><td>${esc(s.state)}</td>
+<td>${s.seen.length ? s.seen.map((v) => `<code>${esc(v)}</code>`).join('<br>') : '(nothing)'}</td><td>${esc(s.hint)}</td></tr>`,
+    )
+    .join('\n')
+  return page(
+    `Check of ${r.domain}`,
+    `<p>${esc(r.summary)}</p>
+<table><caption>Checks</caption><thead><tr><th scope="col">Check</th><th scope="col">Outcome</th><th scope="col">Reason</th></tr></thead>
+<tbody>${checks}</tbody></table>
+<table><caption>What DNS holds now</caption><thead><tr><th scope="col">Record</th><th scope="col">State</th><th scope="col">Seen</th><th scope="col">Note</th></tr></thead>
+<tbody>${seen}</tbody></table>
+<p>Checked at ${esc(r.checkedAt)}.</p>
+${action(`/enroll/${encodeURIComponent(r.domain)}/check`, 'Check again')}`,
+  )
+}
+
+export function issueCredentialsPage(domain: string): string {
+  return page(
+    `SMTP credentials for ${domain}`,
+    `<p>The password is shown once, when it is issued; issuing again replaces any earlier one.</p>
+${action(`/enroll/${encodeURIComponent(domain)}/credentials`, 'Issue credentials')}`,
+  )
+}
+
+export function credentialsPage(domain: string, s: SmtpSettings): string {
+  return page(
+    `SMTP credentials for ${domain}`,
+    `<p role="alert">The password is shown only now; only its hash is stored. Issuing again replaces it.</p>
+<dl><dt>Host</dt><dd><code>${esc(s.host)}</code></dd><dt>Port</dt><dd>${esc(s.port)}</dd>
+<dt>Security</dt><dd>${s.security === 'starttls' ? 'STARTTLS (required)' : 'TLS'}</dd>
+<dt>Username</dt><dd><code>${esc(s.username)}</code></dd><dt>Password</dt><dd><code>${esc(s.password)}</code></dd></dl>
+<h2>For a PDS (pds.env)</h2><pre>${esc(s.pdsEnv.join('\n'))}</pre>
+<h2>For any other application</h2><pre>${esc(s.generic.join('\n'))}</pre>`,
+  )
+}
+
+export function errorPage(message: string): string {
+  return page('Enrolment', `<p role="alert">${esc(message)}</p><p><a href="/enroll">Back</a></p>`)
+}
