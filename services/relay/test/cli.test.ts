@@ -566,10 +566,14 @@ describe('relay operator commands', () => {
         carried.map((c) => [c.address, c.reason, c.domain_id]),
         [['angry@dest.example', 'complaint', nd!.id]],
       )
-      const [fresh] =
-        await sql`select member_id::int as member_id, revoked_at from smtp_credentials where username = 'second.example'`
-      assert.equal(fresh!.revoked_at, null)
-      assert.notEqual(fresh!.member_id, d!.member_id)
+      // The earlier holder's revoked credential keeps its row and name; the new one is live beside it.
+      const named = await sql<{ member_id: number; revoked_at: Date | null }[]>`
+        select member_id::int as member_id, revoked_at from smtp_credentials where username = 'second.example' order by id`
+      assert.equal(named.length, 2)
+      assert.equal(named[0]!.member_id, d!.member_id)
+      assert.ok(named[0]!.revoked_at, 'the old holder’s credential stays revoked')
+      assert.equal(named[1]!.revoked_at, null)
+      assert.notEqual(named[1]!.member_id, d!.member_id)
     } finally {
       await queue.close()
       redis.disconnect()
