@@ -159,7 +159,12 @@ export function figuresSql(q: {
   step: 'hour' | 'day'
   domainIds?: number[] | undefined
 }): SQL {
-  const domainFilter = q.domainIds ? sql`and m.domain_id = any(${q.domainIds}::bigint[])` : sql``
+  const domainFilter = q.domainIds
+    ? sql`and m.domain_id in (${sql.join(
+        q.domainIds.map((id) => sql`${id}`),
+        sql`, `,
+      )})`
+    : sql``
   return sql`
     select m.domain_id::text as domain_id,
       (extract(epoch from date_bin(${`1 ${q.step}`}::interval, m.received_at, ${q.from.toISOString()}::timestamptz))

@@ -134,72 +134,19 @@ function decodeCursor(text: string): Cursor {
   return { micros: m[1]!, id: m[2]! }
 }
 
+/**
+ * One page of the member's log. A domain that is not the member's is refused
+ * (NotMemberDomainError), a cursor that is not one of ours too (LogQueryError).
+ */
 export async function messageLog(db: Db, memberId: number, query: LogQuery = {}, now = new Date()): Promise<LogPage> {
-  const limit = Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(query.limit ?? LOG_PAGE_SIZE)))
-  const since = new Date(now.getTime() - LOG_DAYS * 86_400_000).toISOString()
-  const filters: SQL[] = []
+  let domainIds: number[] | undefined
   if (query.domain !== undefined) {
     const name = query.domain.trim().toLowerCase()
-    const ids = (await memberDomainIds(db, memberId)).filter((d) => d.domain === name).map((d) => d.id)
-    if (!ids.length) throw new NotMemberDomainError(`${name} is not a domain of this account`)
-    filters.push(sql`and m.domain_id = any(${ids}::bigint[])`)
+    domainIds = (await memberDomainIds(db, memberId)).filter((d) => d.domain === name).map((d) => d.id)
+    if (!domainIds.length) throw new NotMemberDomainError(`${name} is not a domain of this account`)
   }
-  const s = query.search
-  if (s?.field === 'recipient') {
-    filters.push(
-      s.prefix
-        ? sql`and lower(r.address) like ${likePrefix(s.value)} escape '\\'`
-        : sql`and lower(r.address) = ${s.value}`,
-    )
-  } else if (s?.field === 'messageId') {
-    const header = sql`btrim(m.message_id_header, ' <>')`
-    filters.push(
-      s.prefix ? sql`and ${header} like ${likePrefix(s.value)} escape '\\'` : sql`and ${header} = ${s.value}`,
-    )
-  }
-  if (query.after) {
-    const c = decodeCursor(query.after)
-    // Microseconds as text to an interval: exact, where a float of seconds would round.
-    filters.push(
-      sql`and (m.received_at, r.id) < (timestamptz 'epoch' + (${c.micros}::text || ' microseconds')::interval, ${c.id}::bigint)`,
-    )
-  }
-  const rows = await db.execute<{
-    id: string
-    message_id: string
-    message_id_header: string | null
-    domain: string | null
-    envelope_from: string
-    address: string
-    state: RecipientState
-    attempts: number
-    last_reply: string | null
-    received_at: string
-    micros: string
-    updated_at: string
-    last_attempt_at: string | null
-    next_attempt_at: string | null
-    bounced_later: boolean | null
-    complained: boolean | null
-  }>(sql`
-    select r.id::text, m.id::text as message_id, m.message_id_header, d.domain, m.envelope_from, r.address, r.state,
-      r.attempts, r.last_reply, m.received_at, (extract(epoch from m.received_at) * 1000000)::bigint::text as micros,
-      r.updated_at, la.started_at as last_attempt_at, r.next_attempt_at, f.bounced_later, f.complained
-    from messages m
-    join message_recipients r on r.message_id = m.id
-    left join domains d on d.id = m.domain_id and d.member_id = m.member_id
-    left join lateral (
-      select da.started_at from delivery_attempts da where da.recipient_id = r.id
-      order by da.started_at desc limit 1) la on true
-    left join lateral (
-      select bool_or(e.type = 'hard_bounce' and r.state = 'delivered') as bounced_later,
-             bool_or(e.type = 'complaint') as complained
-      from feedback_events e
-      where e.message_id = m.id and (e.recipient is null or e.recipient = lower(r.address))) f on true
-    where m.member_id = ${memberId} and m.received_at >= ${since}::timestamptz
-      ${sql.join(filters, sql` `)}
-    order by m.received_at desc, r.id desc
-    limit ${limit + 1}`)
+  const limit = Math.min(MAX_PAGE_SIZE, Math.max(1, Math.floor(query.limit ?? LOG_PAGE_SIZE)))
+  const rows = await db.execute<LogRow>(messageLogSql(memberId, { ...query, limit }, domainIds, now))
   const more = rows.length > limit
   const page = rows.slice(0, limit)
   const last = page.at(-1)
@@ -223,4 +170,85 @@ export async function messageLog(db: Db, memberId: number, query: LogQuery = {},
     })),
     next: more && last ? encodeCursor({ micros: last.micros, id: last.id }) : null,
   }
+}
+
+type LogRow = {
+  id: string
+  message_id: string
+  message_id_header: string | null
+  domain: string | null
+  envelope_from: string
+  address: string
+  state: RecipientState
+  attempts: number
+  last_reply: string | null
+  received_at: string
+  micros: string
+  updated_at: string
+  last_attempt_at: string | null
+  next_attempt_at: string | null
+  bounced_later: boolean | null
+  complained: boolean | null
+}
+
+/**
+ * The log statement (one more row than the page, to tell whether there is a next one),
+ * exported so a test can EXPLAIN it. `domainIds` must already be checked to be the member's.
+ * The member's messages of the window come through messages_member_idx, walked backwards
+ * from the cursor; the search filters those, so it can never reach another member's rows.
+ */
+export function messageLogSql(
+  memberId: number,
+  query: LogQuery & { limit: number },
+  domainIds: number[] | undefined,
+  now: Date,
+): SQL {
+  const since = new Date(now.getTime() - LOG_DAYS * 86_400_000).toISOString()
+  const filters: SQL[] = []
+  if (domainIds)
+    filters.push(
+      sql`and m.domain_id in (${sql.join(
+        domainIds.map((id) => sql`${id}`),
+        sql`, `,
+      )})`,
+    )
+  const s = query.search
+  if (s?.field === 'recipient') {
+    filters.push(
+      s.prefix
+        ? sql`and lower(r.address) like ${likePrefix(s.value)} escape '\\'`
+        : sql`and lower(r.address) = ${s.value}`,
+    )
+  } else if (s?.field === 'messageId') {
+    const header = sql`btrim(m.message_id_header, ' <>')`
+    filters.push(
+      s.prefix ? sql`and ${header} like ${likePrefix(s.value)} escape '\\'` : sql`and ${header} = ${s.value}`,
+    )
+  }
+  if (query.after) {
+    const c = decodeCursor(query.after)
+    // Microseconds as text to an interval: exact, where a float of seconds would round. The
+    // plain bound on received_at is what the index range uses; the row comparison breaks ties.
+    const at = sql`(timestamptz 'epoch' + (${c.micros}::text || ' microseconds')::interval)`
+    filters.push(sql`and m.received_at <= ${at} and (m.received_at, r.id) < (${at}, ${c.id}::bigint)`)
+  }
+  return sql`
+    select r.id::text, m.id::text as message_id, m.message_id_header, d.domain, m.envelope_from, r.address, r.state,
+      r.attempts, r.last_reply, m.received_at, (extract(epoch from m.received_at) * 1000000)::bigint::text as micros,
+      r.updated_at, la.started_at as last_attempt_at, r.next_attempt_at, f.bounced_later, f.complained
+    from messages m
+    join message_recipients r on r.message_id = m.id
+    left join domains d on d.id = m.domain_id and d.member_id = m.member_id
+    left join lateral (
+      select da.started_at from delivery_attempts da where da.recipient_id = r.id
+      order by da.started_at desc limit 1) la on true
+    left join lateral (
+      select bool_or(e.type = 'hard_bounce' and r.state = 'delivered') as bounced_later,
+             bool_or(e.type = 'complaint') as complained
+      from feedback_events e
+      where e.message_id = m.id and (e.recipient is null or e.recipient = lower(r.address))) f on true
+    where m.member_id = ${memberId} and m.received_at >= ${since}::timestamptz
+      ${sql.join(filters, sql` `)}
+    order by m.received_at desc, r.id desc
+    limit ${query.limit + 1}`
 }
