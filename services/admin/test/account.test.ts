@@ -596,7 +596,7 @@ describe('account standing', () => {
     const last = new Date(now.getTime() - HOUR)
     await run(a.did, 's1.example', 'fail', older, [['dkim', 'fail', 'no DKIM record at s1r._domainkey.s1.example']])
     const runId = await run(a.did, 's1.example', 'pass', last, [
-      ['dmarc', 'pass', 'p=quarantine'],
+      ['dmarc', 'pass', 'p=quarantine; rua=<mailto:x@y> & "more"'],
       ['domain_control', 'pass', 'the handle is s1.example'],
       ['spf', 'pass', 'includes the pool'],
       ['mx', 'pass', 'mx.s1.example'],
@@ -649,7 +649,7 @@ describe('account standing', () => {
         ['mx', 'pass', 'mx.s1.example'],
         ['spf', 'pass', 'includes the pool'],
         ['dkim', 'pass', 's1r and s1e published'],
-        ['dmarc', 'pass', 'p=quarantine'],
+        ['dmarc', 'pass', 'p=quarantine; rua=<mailto:x@y> & "more"'],
       ],
     )
     assert.deepEqual(one.verification?.checks[2]?.warnings, ['10 lookups: at the limit'])
@@ -676,7 +676,8 @@ describe('account standing', () => {
     assert.match(html, /Domain control: Passed/)
     assert.match(html, /<dt>Left today<\/dt><dd>38 \(12 sent;/)
     assert.match(html, /day 3 of warming/)
-    assert.doesNotMatch(html, /held by/)
+    assert.doesNotMatch(html, /held by|<mailto/)
+    assert.match(html, /p=quarantine; rua=&lt;mailto:x@y&gt; &amp; &quot;more&quot;/)
 
     assert.equal(await accountStanding(db, 9_999_999, { capFor, now }), null)
   })
