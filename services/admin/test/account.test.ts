@@ -481,6 +481,7 @@ describe('account message log', () => {
       seen.push(...page.entries.map((e) => e.recipient))
       after = page.next ?? undefined
       pages++
+      assert.ok(pages <= 10, 'the pager does not end')
       // New mail between pages lands before the first page, never in the ones still to come.
       const a1 = (await db.execute<{ id: string }>(sql`select id::text from domains where domain = 'la1.example'`))[0]!
       await message(a, { id: Number(a1.id), domain: 'la1.example' }, new Date(), {
@@ -495,6 +496,29 @@ describe('account message log', () => {
       fresh.entries.map((e) => e.recipient),
       ['new5@r.example', 'new4@r.example'],
     )
+  })
+
+  it('pages exactly across messages a microsecond apart (the cursor keeps what Postgres keeps)', async () => {
+    const m = await member('logmicro')
+    const d = await domain(m, 'micro.example')
+    // One base for all (each statement's now() would differ), a microsecond between them.
+    const base = new Date(Date.now() - DAY).toISOString()
+    for (const us of [1, 2, 3, 999]) {
+      const { id } = await message(m, d, new Date(), { address: `u${us}@r.example`, state: 'queued' })
+      await db.execute(
+        sql`update messages set received_at = ${base}::timestamptz + ${`${us} microseconds`}::interval where id = ${id}`,
+      )
+    }
+    const seen: string[] = []
+    let after: string | undefined
+    do {
+      const page = await messageLog(db, m.id, { limit: 1, after })
+      seen.push(...page.entries.map((e) => e.recipient))
+      after = page.next ?? undefined
+      // A cursor that lost precision would page forever or skip: stop and show it.
+      assert.ok(seen.length <= 8, `the pager does not end: ${seen.join(' ')}`)
+    } while (after)
+    assert.deepEqual(seen, ['u999@r.example', 'u3@r.example', 'u2@r.example', 'u1@r.example'])
   })
 
   it('refuses bad input at the edge with a message to show', async () => {
