@@ -250,6 +250,7 @@ describe('account figures', () => {
     )
     const only = await memberFigures(db, a.id, '24h', { now, domain: 'A2.example' })
     assert.equal(only.member.total.sent, 3)
+    assert.equal(only.unattributedComplaints, 0)
     assert.deepEqual(
       only.domains.map((d) => d.domain),
       ['a2.example'],

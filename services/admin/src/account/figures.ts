@@ -100,7 +100,10 @@ export async function memberFigures(
   const rows = await db.execute<Record<string, string | null> & { domain_id: string | null; bucket: string }>(
     figuresSql({ memberId, from, to, step, domainIds: only }),
   )
-  const [unattributed] = await db.execute<{ n: string }>(sql`
+  // Complaints tied to no message are tied to no domain either: none when one domain is asked for.
+  const [unattributed] = only
+    ? [{ n: '0' }]
+    : await db.execute<{ n: string }>(sql`
     select count(*) as n from feedback_events
     where member_id = ${memberId} and type = 'complaint' and message_id is null
       and occurred_at >= ${from.toISOString()}::timestamptz and occurred_at < ${end(to)}::timestamptz
