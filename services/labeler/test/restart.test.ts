@@ -42,7 +42,7 @@ after(async () => {
 async function startLabeler(env: Record<string, string>) {
   const proc = new ServiceProcess(entry, env)
   procs.push(proc)
-  const line = await proc.waitForLog((l) => l.msg === 'xrpc endpoint listening', 20_000)
+  const line = await proc.waitForLog((l) => l.msg === 'xrpc endpoint listening')
   return { proc, xrpc: String(line.xrpc) }
 }
 

@@ -183,7 +183,7 @@ describe('labeler: strangers cannot grow its tables', () => {
       })
     for (let i = 0; i < NETWORK_RUNS; i++) {
       write(i)
-      await eventually(async () => ((await runs(LOOPER)).length === i + 1 ? true : undefined), 20_000, `run ${i + 1}`)
+      await eventually(async () => ((await runs(LOOPER)).length === i + 1 ? true : undefined), 60_000, `run ${i + 1}`)
     }
     // Past the budget: written, deleted and rewritten in a loop, ten times over.
     for (let i = NETWORK_RUNS; i < NETWORK_RUNS + 10; i++) {
