@@ -42,3 +42,4 @@ export {
   rotatePassword,
 } from './members.ts'
 export { normalizeDomain } from './names.ts'
+export { countingDay, dailyCapFor, type WarmingTier } from './warming.ts'

@@ -2,11 +2,11 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { createDb, type Db, domains, members, type RecipientState } from '@atmos/db'
+// The relay's own cap rule, as the page will bind it (see standing.ts: it belongs in a shared package).
+import { dailyCapFor } from '@atmos/enrolment'
 import { recordFeedbackEvent, suppress } from '@atmos/reputation'
 import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import { sql } from 'drizzle-orm'
-// The relay's own cap rule, as the page will bind it (see standing.ts: it belongs in a shared package).
-import { dailyCapFor } from '../../relay/src/submission/warming.ts'
 import { figuresSql, memberFigures, NotMemberDomainError, windowBounds } from '../src/account/figures.ts'
 import {
   LogQueryError,

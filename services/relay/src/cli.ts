@@ -11,6 +11,7 @@ import {
   addDomain,
   addMember,
   checkDomain,
+  dailyCapFor,
   listDomains,
   listMembers,
   memberDid,
@@ -22,7 +23,6 @@ import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { notifyStatusChange, type StatusQueue, setDomainStatus, setMemberStatus } from '@atmos/reputation'
 import { createKeyringFile, createSecretFile, dkimTxtRecord, loadKeyring } from '@atmos/secrets'
 import { type RelayConfig, relayConfigSchema } from './config.ts'
-import { dailyCapFor } from './submission/warming.ts'
 
 const EX_USAGE = 64
 const EX_TEMPFAIL = 75

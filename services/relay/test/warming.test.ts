@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { countingDay, dailyCapFor } from '@atmos/enrolment'
 import type { AddedMember } from '../src/members/store.ts'
-import { countingDay, dailyCapFor } from '../src/submission/warming.ts'
 import { createMember, type Harness, refusal, rfc822, spooled, startSubmission, submitRaw } from './helpers.ts'
 
 const DAY = 86_400_000

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { Pool } from '@atmos/db'
 import { type SigningKeys, signMessage } from '@atmos/dkim'
+import { countingDay, dailyCapFor } from '@atmos/enrolment'
 import { messageToken, verpAddress } from '@atmos/mail-feedback'
 import type { deliverMessage, TypedQueue } from '@atmos/queues'
 import { Batcher, type Logger, withTimeout } from '@atmos/runtime'
@@ -26,7 +27,6 @@ import type { RefusalReason, SubmissionMetrics } from './metrics.ts'
 import { OverCapError, SubmissionSpool } from './spool.ts'
 import { StandingReader } from './standing.ts'
 import { SuppressionLookup } from './suppressions.ts'
-import { countingDay, dailyCapFor } from './warming.ts'
 
 /** An SMTP reply for smtp-server's callbacks: the code, and the text with its enhanced status. */
 export class Reply extends Error {

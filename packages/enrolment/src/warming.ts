@@ -1,3 +1,6 @@
+// Warming: how many recipients a day a domain may send, by days since its activation. The relay
+// enforces it; the admin shows it (what is left today). One implementation for both.
+
 export type WarmingTier = { fromDay: number; cap: number }
 
 const DAY_MS = 86_400_000
@@ -9,9 +12,9 @@ export function countingDay(now: Date): { day: string; resetsAt: Date } {
 }
 
 /**
- * Recipients a day the member may send: by whole days since activation, the last tier
+ * Recipients a day a domain may send: by whole days since activation, the last tier
  * whose first day has passed, and the standard cap once warming (14 days) is over. A
- * member never activated counts as on its first day.
+ * domain never activated counts as on its first day.
  */
 export function dailyCapFor(
   activatedAt: number | null,
