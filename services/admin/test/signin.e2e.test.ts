@@ -86,7 +86,6 @@ async function checkPage(page: Page, name: string) {
 
 async function newPage(context?: BrowserContext): Promise<Page> {
   const page = await (context ?? (await browser.newContext())).newPage()
-  consoleErrors.push(...[])
   const errors = collectConsoleErrors(page)
   page.on('close', () => consoleErrors.push(...errors))
   return page
@@ -118,8 +117,11 @@ async function signIn(page: Page, handle: string, consent = true) {
   await page.waitForURL((u) => u.origin === base)
 }
 
+/** The page's CSRF token, read from a form as a script of the member's could. */
+const csrfOf = (page: Page) => page.locator('input[name=_csrf]').first().inputValue()
+
 describe('sign in with atproto in a real browser', () => {
-  it('signs in on the PDS’s own pages and lands on the account page, signed in', async () => {
+  it('signs in on the PDS’s own pages and lands on the account page, signed in; an audit row says from where', async () => {
     const page = await newPage()
     await page.goto(`${base}/`)
     await checkPage(page, 'signin')
@@ -128,6 +130,147 @@ describe('sign in with atproto in a real browser', () => {
     assert.equal(await page.getByTestId('did').textContent(), alice)
     assert.equal(await page.getByTestId('handle').textContent(), 'alice.test')
     await checkPage(page, 'account')
-    await page.close()
+    const cookie = (await page.context().cookies()).find((c) => c.name === 'atmos_session')
+    assert.ok(cookie, 'the session cookie is set')
+    assert.equal(cookie.httpOnly, true)
+    assert.equal(cookie.sameSite, 'Lax')
+    const [audit] = await db.select().from(auditLog).where(eq(auditLog.action, 'web.signin'))
+    assert.equal(audit?.actor, `admin:${alice}`)
+    assert.deepEqual(audit?.detail, { ip: '127.0.0.1' })
+    // Signed in, the sign-in page sends the member to its account.
+    await page.goto(`${base}/`)
+    assert.equal(new URL(page.url()).pathname, '/account')
+    await page.context().close()
+  })
+
+  it('shows a page the member can act on when consent is denied', async () => {
+    const page = await newPage()
+    await signIn(page, 'alice.test', false)
+    assert.equal(new URL(page.url()).pathname, '/oauth/callback')
+    assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Sign-in cancelled')
+    await checkPage(page, 'consent-denied')
+    assert.equal(
+      (await page.context().cookies()).find((c) => c.name === 'atmos_session'),
+      undefined,
+    )
+    await page.context().close()
+  })
+
+  it('names an unknown handle on the sign-in page itself, with status 400', async () => {
+    const page = await newPage()
+    await page.goto(`${base}/`)
+    await page.getByLabel('Handle, DID or PDS address').fill('nobody.test')
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${base}/signin`),
+      page.getByRole('button', { name: 'Sign in' }).click(),
+    ])
+    assert.equal(res.status(), 400)
+    assert.match((await page.getByRole('alert').textContent()) ?? '', /could not find the account nobody\.test/)
+    await checkPage(page, 'unknown-handle')
+    await page.context().close()
+  })
+
+  it('an expired or replayed callback is a page saying to start again', async () => {
+    const page = await newPage()
+    const res = await page.goto(`${base}/oauth/callback?state=forged&code=x&iss=${encodeURIComponent(network.pds.url)}`)
+    assert.equal(res?.status(), 400)
+    assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Sign-in expired')
+    await checkPage(page, 'callback-expired')
+    await page.context().close()
+  })
+
+  it('signs out; sign out everywhere revokes the session of another browser too', async () => {
+    const one = await newPage()
+    await signIn(one, 'alice.test')
+    const two = await newPage()
+    await signIn(two, 'alice.test')
+    assert.equal(new URL(two.url()).pathname, '/account')
+
+    // Sign out in the first: only its own session ends.
+    await one.getByRole('button', { name: 'Sign out', exact: true }).click()
+    await one.waitForURL(`${base}/`)
+    await one.goto(`${base}/account`)
+    assert.equal(new URL(one.url()).pathname, '/', 'signed out, the account page sends to sign-in')
+    await two.reload()
+    assert.equal(new URL(two.url()).pathname, '/account', 'the other browser is still signed in')
+
+    // Sign in again in the first, then sign out everywhere from it: the second browser is out.
+    await signIn(one, 'alice.test')
+    one.once('dialog', (d) => d.accept())
+    await one.getByRole('button', { name: 'Sign out everywhere' }).click()
+    await one.waitForURL(`${base}/`)
+    await two.reload()
+    assert.equal(new URL(two.url()).pathname, '/', 'the second browser was signed out')
+    const live = await db.select().from(webSessions).where(eq(webSessions.did, alice))
+    assert.ok(live.length >= 3)
+    assert.ok(
+      live.every((s) => s.revokedAt),
+      'every session of the DID is revoked',
+    )
+    const actions = (await db.select().from(auditLog).where(eq(auditLog.did, alice))).map((a) => a.action)
+    assert.ok(actions.includes('web.signout'))
+    assert.ok(actions.includes('web.signout_everywhere'))
+    await one.context().close()
+    await two.context().close()
+  })
+
+  it('refuses a state-changing request without the CSRF token or from another origin (403 with the reason)', async () => {
+    const page = await newPage()
+    await signIn(page, 'alice.test')
+    const token = await csrfOf(page)
+    const noToken = await page.request.post(`${base}/signout`, { form: {}, maxRedirects: 0 })
+    assert.equal(noToken.status(), 403)
+    assert.match(await noToken.text(), /form token is missing/)
+    const otherSite = await page.request.post(`${base}/signout`, {
+      form: { _csrf: token },
+      headers: { origin: 'https://evil.example' },
+      maxRedirects: 0,
+    })
+    assert.equal(otherSite.status(), 403)
+    assert.match(await otherSite.text(), /another site/)
+    const wrong = await page.request.post(`${base}/signout`, { form: { _csrf: `${token.slice(1)}x` }, maxRedirects: 0 })
+    assert.equal(wrong.status(), 403)
+    await page.reload()
+    assert.equal(new URL(page.url()).pathname, '/account', 'still signed in: none of them went through')
+
+    // The member API with the session: mutations want the token in a header.
+    const notMember = await page.request.get(`${base}/api/member`)
+    assert.equal(notMember.status(), 403, 'a DID that has not enrolled is no member')
+    await db.insert(members).values({ did: alice, status: 'active', activatedAt: new Date() })
+    const me = await page.request.get(`${base}/api/member`)
+    assert.equal(me.status(), 200)
+    assert.deepEqual(((await me.json()) as { member: string; credential: unknown }).credential, null)
+    const del = (headers: Record<string, string>) =>
+      page.request.delete(`${base}/api/member/suppressions/${encodeURIComponent('x@r.example')}`, { headers })
+    const refused = await del({})
+    assert.equal(refused.status(), 403)
+    assert.match(((await refused.json()) as { message: string }).message, /^CSRF check failed/)
+    assert.equal((await del({ 'x-csrf-token': token })).status(), 404, 'past CSRF: not on the list')
+    await page.context().close()
+  })
+
+  it('keeps /operator to operators: sign-in when signed out, 403 to a member, the page to an operator', async () => {
+    const page = await newPage()
+    await page.goto(`${base}/operator`)
+    assert.equal(new URL(page.url()).pathname, '/')
+    await signIn(page, 'alice.test')
+    const res = await page.goto(`${base}/operator`)
+    assert.equal(res?.status(), 403)
+    assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Operators only')
+    await checkPage(page, 'operator-forbidden')
+    assert.equal((await page.request.get(`${base}/api/operator/inbound`)).status(), 403)
+    await page.context().close()
+
+    const op = await newPage()
+    await signIn(op, 'olga.test')
+    const ok = await op.goto(`${base}/operator`)
+    assert.equal(ok?.status(), 200)
+    await checkPage(op, 'operator')
+    assert.equal((await op.request.get(`${base}/api/operator/inbound`)).status(), 200)
+    await op.context().close()
+  })
+
+  it('logged no console error on any page', () => {
+    assert.deepEqual(consoleErrors, [])
   })
 })

@@ -34,6 +34,7 @@ export function layout(opts: { title: string; body: Html; session?: PageSession 
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <title>${opts.title} · Atmosphere Mail</title>
+    <link rel="icon" href="data:," />
     <link rel="stylesheet" href="/static/admin.css" />
     <script src="/static/admin.js" defer></script>
   </head>

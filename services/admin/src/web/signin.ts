@@ -53,7 +53,7 @@ function signinPage(pre: string, value = '', problem?: string) {
         ${csrfField(pre)}
         <label for="identifier">Handle, DID or PDS address</label>
         <input id="identifier" name="identifier" type="text" autocomplete="username" required
-          value="${value}" aria-describedby="${describedBy}" ${problem ? 'aria-invalid="true"' : ''} />
+          value="${value}" aria-describedby="${describedBy}" aria-invalid="${problem ? 'true' : 'false'}" />
         <p id="identifier-help" class="help">For example alice.example.com, did:plc:…, or https://pds.example.com</p>
         ${problem ? html`<p id="identifier-error" class="error" role="alert">${problem}</p>` : ''}
         <button type="submit">Sign in</button>
