@@ -99,9 +99,12 @@ async function signIn(page: Page, handle: string, consent = true) {
   await page
     .waitForURL((u) => u.origin === new URL(network.pds.url).origin, { timeout: 10_000 })
     .catch(async (e) => {
-      throw new Error(`not on the PDS: ${page.url()}\n${(await page.locator('body').innerText()).slice(0, 500)}`, {
-        cause: e,
-      })
+      throw new Error(
+        `not on the PDS: ${page.url()}\n${((await page.locator('body').textContent()) ?? '').slice(0, 500)}`,
+        {
+          cause: e,
+        },
+      )
     })
   // The PDS fills in (read-only) the account we named.
   const username = page.locator('input[name=username]')
@@ -195,7 +198,12 @@ describe('sign in with atproto in a real browser', () => {
     assert.equal(new URL(two.url()).pathname, '/account', 'the other browser is still signed in')
 
     // Sign in again in the first, then sign out everywhere from it: the second browser is out.
+    const sessionCookie = async (p: Page) =>
+      (await p.context().cookies()).find((c) => c.name === 'atmos_session')?.value
+    const before = await sessionCookie(two)
     await signIn(one, 'alice.test')
+    const again = await sessionCookie(one)
+    assert.ok(again && before && again !== before, 'every sign-in gets a new session id')
     one.once('dialog', (d) => d.accept())
     await one.getByRole('button', { name: 'Sign out everywhere' }).click()
     await one.waitForURL(`${base}/`)
