@@ -7,7 +7,7 @@ import { loadConfig } from '@atmos/config'
 import { auditLog, createDb, type Db, members, webSessions } from '@atmos/db'
 import { createLogger } from '@atmos/runtime'
 import { createKeyringFile } from '@atmos/secrets'
-import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
+import { closedPort, createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import type { Browser, BrowserContext, Page } from '@atmos/testkit/browser'
 import { axeCheck, collectConsoleErrors, launchBrowser } from '@atmos/testkit/browser'
 import { AtpAgent } from '@atproto/api'
@@ -170,6 +170,20 @@ describe('sign in with atproto in a real browser', () => {
     assert.equal(res.status(), 400)
     assert.match((await page.getByRole('alert').textContent()) ?? '', /could not find the account nobody\.test/)
     await checkPage(page, 'unknown-handle')
+    await page.context().close()
+  })
+
+  it('says so when the PDS named does not answer (502 page)', async () => {
+    const page = await newPage()
+    await page.goto(`${base}/`)
+    await page.getByLabel('Handle, DID or PDS address').fill(`http://127.0.0.1:${await closedPort()}`)
+    const [res] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${base}/signin`),
+      page.getByRole('button', { name: 'Sign in' }).click(),
+    ])
+    assert.equal(res.status(), 502)
+    assert.equal(await page.getByRole('heading', { level: 1 }).textContent(), 'Your PDS did not answer')
+    await checkPage(page, 'pds-unreachable')
     await page.context().close()
   })
 

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { promisify } from 'node:util'
 import { loadConfig } from '@atmos/config'
 import { auditLog, createDb, type Db, oauthStates, webSessions } from '@atmos/db'
 import { createLogger } from '@atmos/runtime'
@@ -22,6 +24,7 @@ import { csrfTokenFor } from '../src/web/session.ts'
 // sessions and their expiry, the sign-in rate limit, headers, the confidential client's
 // metadata and keys.
 
+const execFileAsync = promisify(execFile)
 let tdb: TestDatabase
 let db: Db
 const services: AdminService[] = []
@@ -267,6 +270,27 @@ describe('the confidential client', () => {
     )
     // The loopback client has neither.
     assert.equal((await fetch(`${loopback}/oauth/jwks.json`)).status, 404)
+  })
+})
+
+describe('admin oauth init', () => {
+  it('creates the KEK and the signing keys mode 0600, and never overwrites them', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'atmos-admin-cli-'))
+    const env = { ...process.env, ATMOS_ADMIN_KEK_FILE: join(d, 'kek'), ATMOS_ADMIN_OAUTH_KEYS_FILE: join(d, 'k.json') }
+    const cli = new URL('../src/cli.ts', import.meta.url).pathname
+    const run = (...args: string[]) => execFileAsync(process.execPath, [cli, ...args], { env })
+    const first = await run('oauth', 'init')
+    assert.match(first.stdout, /created .*kek \(mode 0600\)/)
+    assert.equal(statSync(join(d, 'kek')).mode & 0o777, 0o600)
+    assert.equal(statSync(join(d, 'k.json')).mode & 0o777, 0o600)
+    const before = readFileSync(join(d, 'k.json'), 'utf8')
+    assert.match((await run('oauth', 'init')).stdout, /already exists/)
+    assert.equal(readFileSync(join(d, 'k.json'), 'utf8'), before)
+    await run('oauth', 'rotate')
+    assert.equal((await loadClientKeys(join(d, 'k.json'))).length, 2)
+    assert.equal(statSync(join(d, 'k.json')).mode & 0o777, 0o600)
+    assert.doesNotMatch(first.stdout + (await run('oauth', 'rotate')).stdout, /"d"/, 'no private key printed')
+    await assert.rejects(run('oauth', 'nothing'), (err: { code?: number }) => err.code === 64)
   })
 })
 
