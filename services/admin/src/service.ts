@@ -41,15 +41,16 @@ export class AdminService extends BaseService<AppContext> {
     // Without its key-encryption key the admin cannot keep OAuth state: it serves the APIs
     // and says on its pages that sign-in is off, rather than refusing to start.
     let oauth: ReturnType<typeof createOAuthClient> | undefined
-    let signinOff: string | undefined
     if (existsSync(admin.kekFile)) {
       const keys = loopback ? [] : await loadClientKeys(admin.oauth.keysFile)
       oauth = createOAuthClient({ config: admin, publicUrl, db, keyring: loadKeyring(admin.kekFile), keys })
     } else {
-      signinOff = `no key-encryption key file at ${admin.kekFile}: run "admin oauth init"`
-      logger.warn({ kekFile: admin.kekFile }, 'atproto sign-in is off: no key-encryption key file')
+      logger.warn(
+        { kekFile: admin.kekFile },
+        'atproto sign-in is off: no key-encryption key file; run "admin oauth init"',
+      )
     }
-    app = createWebApp({ db, logger, operatorToken, config: admin, publicUrl, oauth, signinOff })
+    app = createWebApp({ db, logger, operatorToken, config: admin, publicUrl, oauth })
     logger.info(
       {
         web: this.webUrl,

@@ -30,7 +30,6 @@ export type WebAppOptions = {
   publicUrl: URL
   /** Undefined when sign-in is off (no key-encryption key file yet): the pages say so. */
   oauth: NodeOAuthClient | undefined
-  signinOff?: string
 }
 
 /** The admin's web endpoint: the sign-in and account pages, the operator and member APIs. */
@@ -77,9 +76,13 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
     )
     app.route('/', accountRoutes(oauth))
   } else {
-    const off = opts.signinOff ?? 'sign-in is not configured'
-    app.get('/', (c) =>
-      errorPage(c, 503, 'Sign-in is not available', `The operator has not finished setting up sign-in (${off}).`),
+    // The reason (a file path) is in the admin's log, not on a public page.
+    app.get('/', () =>
+      errorPage(
+        503,
+        'Sign-in is not available',
+        'The operator has not finished setting up sign-in yet. Try again later.',
+      ),
     )
   }
 
@@ -93,7 +96,7 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
   app.notFound((c) => {
     if (c.req.path.startsWith('/api/'))
       return c.json({ error: 'NotFound', message: `${c.req.method} ${c.req.path}` }, 404)
-    return errorPage(c, 404, 'Page not found', 'There is no page at this address.', null)
+    return errorPage(404, 'Page not found', 'There is no page at this address.', null)
   })
   app.onError((err, c) => {
     opts.logger.error({ err: err.message, path: c.req.path }, 'admin request failed')
@@ -101,7 +104,6 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
       return c.json({ error: 'InternalServerError', message: 'the request failed; see the admin log' }, 500)
     }
     return errorPage(
-      c,
       500,
       'Something went wrong',
       'The request failed on our side; try again. The operator can see the details in the admin log.',

@@ -95,6 +95,16 @@ describe('web pages and headers', () => {
     assert.match(html, /<label for="identifier">/)
   })
 
+  it('without its key-encryption key file the admin serves its APIs and says sign-in is not available', async () => {
+    const s = await start({ ATMOS_ADMIN_KEK_FILE: join(dir, 'missing-kek') })
+    const res = await fetch(`${s.webUrl}/`)
+    assert.equal(res.status, 503)
+    const text = await res.text()
+    assert.match(text, /Sign-in is not available/)
+    assert.doesNotMatch(text, /missing-kek/, 'no file path on a public page')
+    assert.equal((await fetch(`${s.webUrl}/api/member`)).status, 401)
+  })
+
   it('answers an unknown page with an HTML 404 and an unknown API path with JSON', async () => {
     const page = await fetch(`${loopback}/nowhere`)
     assert.equal(page.status, 404)
@@ -226,7 +236,7 @@ describe('sign-in rate limit', () => {
       codes.push(last.status)
     }
     assert.deepEqual(codes, [400, 400, 400, 429, 429])
-    assert.ok(Number(last!.headers.get('retry-after')) >= 1)
+    assert.ok(Number(last!.headers.get('retry-after')) >= 1, JSON.stringify([...last!.headers]))
     assert.match(last!.headers.get('content-type') ?? '', /^text\/html/)
   })
 

@@ -60,6 +60,6 @@ export function csrfMiddleware(origin: string): MiddlewareHandler<{ Variables: S
     const problem = await csrfProblem(c, origin)
     if (!problem) return next()
     if (api) return c.json({ error: 'Forbidden', message: `CSRF check failed: ${problem}` }, 403)
-    return errorPage(c, 403, 'Request refused', `For your safety this request was refused: ${problem}.`, null)
+    return errorPage(403, 'Request refused', `For your safety this request was refused: ${problem}.`, null)
   }
 }

@@ -1,4 +1,3 @@
-import type { Context } from 'hono'
 import { html, raw } from 'hono/html'
 import type { HtmlEscapedString } from 'hono/utils/html'
 
@@ -48,18 +47,29 @@ export function layout(opts: { title: string; body: Html; session?: PageSession 
 </html>`
 }
 
-/** A page with the status a user (or a client) can act on; never a stack trace. */
-export function errorPage(
-  c: Context,
-  status: 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503,
+/** The statuses an error page is sent with. */
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503
+
+/**
+ * A page with the status a user (or a client) can act on, never a stack trace: a heading,
+ * what happened and what to do, and the way back. Extra headers (Retry-After) go in
+ * `headers`: @hono/node-server writes a Response built from a string as it was built, so
+ * headers set on it afterwards would be lost.
+ */
+export async function errorPage(
+  status: ErrorStatus,
   title: string,
   detail: string,
   session?: PageSession | null,
-) {
+  headers: Record<string, string> = {},
+): Promise<Response> {
   const body = html`<h1>${title}</h1>
     <p class="error" role="alert">${detail}</p>
     <p><a href="${session ? '/account' : '/'}">${session ? 'Back to your account' : 'Back to sign-in'}</a></p>`
-  return c.html(layout({ title, body, session }), status)
+  return new Response(String(await layout({ title, body, session })), {
+    status,
+    headers: { ...headers, 'Content-Type': 'text/html; charset=UTF-8' },
+  })
 }
 
 export { html, raw }

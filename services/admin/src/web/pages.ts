@@ -16,7 +16,7 @@ export const requireOperator: MiddlewareHandler<Env> = async (c, next) => {
   const s = c.get('session')
   if (!s) return c.redirect('/', 303)
   if (!s.operator) {
-    return errorPage(c, 403, 'Operators only', `${s.did} is not one of this pool's operators.`, pageSession(s, null))
+    return errorPage(403, 'Operators only', `${s.did} is not one of this pool's operators.`, pageSession(s, null))
   }
   await next()
 }

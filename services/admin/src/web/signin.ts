@@ -80,12 +80,12 @@ export function signinRoutes(opts: {
     const client = clientInfo(c)
     const wait = limiter.take(client.ip ?? 'unknown')
     if (wait) {
-      c.header('Retry-After', String(wait))
       return errorPage(
-        c,
         429,
         'Too many sign-in attempts',
         `Too many sign-ins from your address; try again in ${wait} seconds.`,
+        null,
+        { 'Retry-After': String(wait) },
       )
     }
     const body = await c.req.parseBody()
@@ -119,7 +119,6 @@ export function signinRoutes(opts: {
         )
       }
       return errorPage(
-        c,
         502,
         'Your PDS did not answer',
         `We found ${input} but could not reach its PDS to sign in. Try again in a minute; if it persists, tell your PDS's operator.`,
@@ -140,7 +139,6 @@ export function signinRoutes(opts: {
       const error = params.get('error')
       if (error === 'access_denied') {
         return errorPage(
-          c,
           403,
           'Sign-in cancelled',
           'You declined to authorise Atmosphere Mail on your PDS, so you are not signed in. Sign in again to continue.',
@@ -150,7 +148,6 @@ export function signinRoutes(opts: {
         err instanceof OAuthCallbackError && /Unknown authorization session|Missing "state"/.test(err.message)
       if (unknown) {
         return errorPage(
-          c,
           400,
           'Sign-in expired',
           'This sign-in expired or was already used. Start again from the sign-in page.',
@@ -158,7 +155,6 @@ export function signinRoutes(opts: {
       }
       logger.warn({ err: (err as Error).message, error }, 'sign-in callback failed')
       return errorPage(
-        c,
         502,
         'Sign-in failed',
         'Your PDS did not complete the sign-in. Start again; if it persists, tell your PDS’s operator.',
@@ -168,7 +164,6 @@ export function signinRoutes(opts: {
       // A callback that this browser did not start (a link someone sent): signing in here
       // would sign the victim into the sender's account.
       return errorPage(
-        c,
         400,
         'Sign-in expired',
         'This sign-in was started in another browser or has expired. Start again here.',
