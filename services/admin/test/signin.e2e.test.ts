@@ -69,6 +69,7 @@ before(async () => {
 })
 
 after(async () => {
+  console.log(`screenshots: ${SHOTS}`)
   await browser?.close()
   await service?.destroy()
   await db?.$client.end({ timeout: 5 })

@@ -12,13 +12,14 @@ import { createLogger } from '@atmos/runtime'
 import { createKeyringFile, loadKeyring } from '@atmos/secrets'
 import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import { eq } from 'drizzle-orm'
+import { Hono } from 'hono'
 import { adminConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
 import { initClientKeys, loadClientKeys, rotateClientKeys } from '../src/oauth/keys.ts'
 import { stateStore } from '../src/oauth/stores.ts'
 import { AdminService } from '../src/service.ts'
 import { WindowLimiter } from '../src/web/rate-limit.ts'
-import { csrfTokenFor } from '../src/web/session.ts'
+import { csrfTokenFor, startSession } from '../src/web/session.ts'
 
 // The web layer over HTTP against a real admin and Postgres, without a PDS: cookies, CSRF,
 // sessions and their expiry, the sign-in rate limit, headers, the confidential client's
@@ -171,6 +172,43 @@ describe('CSRF', () => {
 })
 
 describe('sessions', () => {
+  it('every sign-in sets a new id (HttpOnly, SameSite=Lax, Max-Age of the ttl) and revokes the browser’s previous one', async () => {
+    const did = 'did:plc:rotateaaaaaaaaaaaaaaaaaa'
+    const opts = { ttlMs: 2 * 3_600_000, secure: true, operators: new Set<string>() }
+    const app = new Hono()
+    app.get('/start', async (c) => {
+      const hash = await startSession(
+        c,
+        db,
+        opts,
+        did,
+        { ip: '192.0.2.1', userAgent: 'test' },
+        c.req.query('replacing'),
+      )
+      return c.text(hash)
+    })
+    const first = await app.request('/start')
+    const firstHash = await first.text()
+    const cookie = cookies(first).get('atmos_session') ?? ''
+    assert.match(cookie, /HttpOnly/)
+    assert.match(cookie, /SameSite=Lax/)
+    assert.match(cookie, /Secure/)
+    assert.match(cookie, /Max-Age=7200/)
+    assert.match(cookie, /Path=\//)
+    const second = await app.request(`/start?replacing=${encodeURIComponent(firstHash)}`)
+    const secondHash = await second.text()
+    assert.notEqual(secondHash, firstHash)
+    assert.notEqual(cookies(second).get('atmos_session'), cookie)
+    const rows = await db.select().from(webSessions).where(eq(webSessions.did, did))
+    assert.deepEqual(
+      rows.map((r) => [r.idHash, r.revokedAt !== null, r.ip, r.expiresAt.getTime() - r.createdAt.getTime()]),
+      [
+        [firstHash, true, '192.0.2.1', 7_200_000],
+        [secondHash, false, '192.0.2.1', 7_200_000],
+      ],
+    )
+  })
+
   it('an expired or revoked session is signed out, and its cookie dropped', async () => {
     const expired = await session('did:plc:expiredaaaaaaaaaaaaaaaaa', new Date(Date.now() - 1000))
     const res = await fetch(`${loopback}/account`, { headers: { cookie: expired.cookie }, redirect: 'manual' })

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { auditLog, type Db, webSessions } from '@atmos/db'
-import { and, eq, gt, isNull } from 'drizzle-orm'
+import { and, eq, gt, isNull, lt } from 'drizzle-orm'
 import type { Context, MiddlewareHandler } from 'hono'
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
 
@@ -27,6 +27,8 @@ export const csrfTokenFor = (id: string) => createHash('sha256').update(`csrf\0$
 
 export type ClientInfo = { ip: string | null; userAgent: string | null }
 
+const KEEP_DEAD_MS = 30 * 86_400_000
+
 /** Starts a session for the DID and sets its cookie; returns the new id's hash. */
 export async function startSession(
   c: Context,
@@ -34,11 +36,21 @@ export async function startSession(
   opts: SessionOptions,
   did: string,
   client: ClientInfo,
+  replacing?: string,
 ): Promise<string> {
   const id = randomBytes(32).toString('base64url')
   const now = new Date()
   const expiresAt = new Date(now.getTime() + opts.ttlMs)
   await db.transaction(async (tx) => {
+    // A browser signing in again (perhaps as another DID) leaves no live session behind.
+    if (replacing) {
+      await tx
+        .update(webSessions)
+        .set({ revokedAt: now })
+        .where(and(eq(webSessions.idHash, replacing), isNull(webSessions.revokedAt)))
+    }
+    // Rows long dead go as new ones come: no sweeper needed; a month keeps them for questions.
+    await tx.delete(webSessions).where(lt(webSessions.expiresAt, new Date(now.getTime() - KEEP_DEAD_MS)))
     await tx.insert(webSessions).values({
       idHash: hash(id),
       did,

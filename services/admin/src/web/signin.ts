@@ -170,7 +170,7 @@ export function signinRoutes(opts: {
       )
     }
     deleteCookie(c, PRE_COOKIE, { path: '/', secure: sessions.secure })
-    await startSession(c, db, sessions, did, clientInfo(c))
+    await startSession(c, db, sessions, did, clientInfo(c), c.get('session')?.idHash)
     return c.redirect('/account', 303)
   })
 
