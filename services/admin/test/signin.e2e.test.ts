@@ -28,6 +28,7 @@ let network: TestNetworkNoAppView
 let tdb: TestDatabase
 let db: Db
 let service: AdminService
+let env: Record<string, string>
 let base: string
 let browser: Browser
 let alice: string
@@ -48,22 +49,22 @@ before(async () => {
   db = createDb({ url: tdb.url, poolMax: 4 })
   const dir = mkdtempSync(join(tmpdir(), 'atmos-admin-'))
   createKeyringFile(join(dir, 'kek'))
-  const config = loadConfig(adminConfigSchema, {
-    env: {
-      ATMOS_DATABASE_URL: tdb.url,
-      ATMOS_HTTP_PORT: '0',
-      ATMOS_ADMIN_WEB_PORT: '0',
-      ATMOS_ADMIN_KEK_FILE: join(dir, 'kek'),
-      ATMOS_ADMIN_OPERATORS: olga,
-      ATMOS_ADMIN_OAUTH_PLC_URL: network.plc.url,
-      ATMOS_ADMIN_OAUTH_HANDLE_RESOLVER: network.pds.url,
-      ATMOS_ADMIN_OAUTH_ALLOW_HTTP: 'true',
-    },
-  })
-  service = new AdminService(createContext(config))
-  Object.assign(service.ctx, { logger: createLogger('admin', process.env.ATMOS_TEST_LOG ?? 'silent') })
-  await service.start()
-  await service.whenStarted()
+  // A fixed port: the loopback client's id names its redirect, so a restarted admin must
+  // come back on the same one.
+  const port = await closedPort()
+  env = {
+    ATMOS_DATABASE_URL: tdb.url,
+    ATMOS_HTTP_PORT: '0',
+    ATMOS_ADMIN_WEB_PORT: String(port),
+    ATMOS_ADMIN_KEK_FILE: join(dir, 'kek'),
+    ATMOS_ADMIN_OPERATORS: olga,
+    ATMOS_ADMIN_OAUTH_PLC_URL: network.plc.url,
+    ATMOS_ADMIN_OAUTH_HANDLE_RESOLVER: network.pds.url,
+    ATMOS_ADMIN_OAUTH_ALLOW_HTTP: 'true',
+    // Every browser here signs in from 127.0.0.1, more often than a person would (web.test.ts tests the limit).
+    ATMOS_ADMIN_SIGNIN_PER_MINUTE: '1000',
+  }
+  service = await startAdmin()
   base = service.webUrl!
   browser = await launchBrowser()
 })
@@ -76,6 +77,14 @@ after(async () => {
   await tdb?.drop()
   await network?.close()
 })
+
+async function startAdmin(): Promise<AdminService> {
+  const s = new AdminService(createContext(loadConfig(adminConfigSchema, { env })))
+  Object.assign(s.ctx, { logger: createLogger('admin', process.env.ATMOS_TEST_LOG ?? 'silent') })
+  await s.start()
+  await s.whenStarted()
+  return s
+}
 
 let shot = 0
 /** A page of ours: no console error, no axe violation, and a screenshot kept for people. */
@@ -291,6 +300,26 @@ describe('sign in with atproto in a real browser', () => {
     await checkPage(op, 'operator')
     assert.equal((await op.request.get(`${base}/api/operator/inbound`)).status(), 200)
     await op.context().close()
+  })
+
+  it('finishes a sign-in begun before the admin restarted (state sealed in Postgres, not in memory)', async () => {
+    const page = await newPage()
+    await page.goto(`${base}/`)
+    await page.getByLabel('Handle, DID or PDS address').fill('alice.test')
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.waitForURL((u) => u.origin === new URL(network.pds.url).origin)
+    await page.locator('input[name=password]').fill(PASSWORD)
+    await page.locator('button[type=submit]').click()
+    const authorize = page.getByRole('button', { name: 'Authorize' })
+    await authorize.waitFor()
+    // On the consent page: the admin goes away and a new process takes its place.
+    await service.destroy()
+    service = await startAdmin()
+    assert.equal(service.webUrl, base)
+    await authorize.click()
+    await page.waitForURL(`${base}/account`)
+    assert.equal(await page.getByTestId('did').textContent(), alice)
+    await page.context().close()
   })
 
   it('logged no console error on any page', () => {
