@@ -54,7 +54,8 @@ atmos_ensure_redis() {
 }
 
 # Debian packages the tests drive as real peers (docker-compose validates the compose file;
-# python3-dkim is the DKIM verifier that is not mailauth).
+# python3-dkim is the DKIM verifier that is not mailauth; chromium is the browser the admin's
+# end-to-end tests drive through playwright-core, never a downloaded one).
 atmos_ensure_apt() {
   local missing=()
   for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done

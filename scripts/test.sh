@@ -7,7 +7,7 @@ source "$ATMOS_ROOT/scripts/deps.sh"
 cd "$ATMOS_ROOT"
 
 atmos_prepare
-atmos_ensure_apt docker-compose python3-dkim
+atmos_ensure_apt docker-compose python3-dkim chromium
 
 echo "== lint" >&2
 biome ci --reporter=summary .

@@ -13,6 +13,43 @@ export const adminSection = section({
    * the operator API off. Same permission rule as every secret file (0600, or 0640 root-owned).
    */
   operatorTokenFile: z.string().default(''),
+  /**
+   * The URL members' browsers reach the admin at (scheme, host, port; no path). It names the
+   * OAuth client and its redirect, and decides the cookie's Secure flag. Empty: the web
+   * endpoint's own address (loopback development and tests). On a loopback http URL the
+   * admin is atproto's loopback client; anywhere else a confidential client with its keys.
+   */
+  publicUrl: z
+    .string()
+    .default('')
+    .refine((v) => v === '' || (URL.canParse(v) && /^https?:$/.test(new URL(v).protocol)), 'expected an http(s) URL'),
+  /**
+   * Key-encryption keys (the `@atmos/secrets` keyring file) sealing the OAuth states and
+   * sessions at rest: they hold DPoP private keys and tokens.
+   */
+  kekFile: field.string('.state/admin/kek'),
+  /** DIDs allowed into /operator and /api/operator with an atproto sign-in. */
+  operators: field.list([]),
+  session: section({
+    /** How long a sign-in lasts; the member signs in again after it. */
+    ttl: field.duration('12h'),
+  }),
+  oauth: section({
+    /**
+     * The confidential client's private signing keys (ES256 JWKs, `admin oauth init` creates
+     * the file mode 0600, `admin oauth rotate` adds a newer one): the newest signs, all are
+     * published at /oauth/jwks.json. Not read for the loopback client.
+     */
+    keysFile: field.string('.state/admin/oauth-keys.json'),
+    /** Where DIDs are resolved; a local PLC in tests. */
+    plcUrl: field.url('https://plc.directory', ['http', 'https']),
+    /** An XRPC service resolving handles (com.atproto.identity.resolveHandle); empty: DNS and HTTPS well-known. */
+    handleResolver: z.string().default(''),
+    /** Talk to authorization servers and PDSes over plain http (development and tests only). */
+    allowHttp: field.bool(false),
+  }),
+  /** Sign-in starts one client address may make per minute (each replica counts its own). */
+  signinPerMinute: field.int(10, { min: 1 }),
 })
 
 export const adminConfigSchema = serviceConfigSchema('admin', { httpPort: 8105, own: adminSection })

@@ -1,8 +1,11 @@
+import { existsSync } from 'node:fs'
 import type { Server } from 'node:http'
 import { BaseService } from '@atmos/runtime'
-import { readSecretFile, SecretFileError } from '@atmos/secrets'
+import { loadKeyring, readSecretFile, SecretFileError } from '@atmos/secrets'
 import type { AdminConfig } from './config.ts'
 import { type AppContext, createContext } from './context.ts'
+import { createOAuthClient, isLoopbackUrl } from './oauth/client.ts'
+import { loadClientKeys } from './oauth/keys.ts'
 import { createWebApp, listenWeb, webAddress } from './web.ts'
 
 /** Dashboard and enrollment wizard for members and operators. */
@@ -20,13 +23,42 @@ export class AdminService extends BaseService<AppContext> {
 
   protected override async startWork(): Promise<void> {
     const { config, db, logger } = this.ctx
-    const tokenFile = config.admin.operatorTokenFile
+    const admin = config.admin
+    const tokenFile = admin.operatorTokenFile
     const operatorToken = tokenFile ? readSecretFile(tokenFile) : undefined
     // An empty token would let anyone in who sends "Bearer" with nothing: refuse to start.
     if (tokenFile && !operatorToken) throw new SecretFileError(`${tokenFile} is empty`)
-    const app = createWebApp({ db, logger, operatorToken })
-    this.web = await listenWeb(app, config.admin.web.host, config.admin.web.port)
-    logger.info({ web: this.webUrl, operatorApi: Boolean(operatorToken) }, 'admin web endpoint listening')
+    // The public URL may name the port we are about to get (tests and development listen on
+    // port 0): listen first, answer 503 for the instant until the app exists.
+    let app: { fetch: (req: Request, env: object | undefined) => Response | Promise<Response> } | undefined
+    this.web = await listenWeb(
+      (req, env) => (app ? app.fetch(req, env as object | undefined) : new Response('starting', { status: 503 })),
+      admin.web.host,
+      admin.web.port,
+    )
+    const publicUrl = new URL(admin.publicUrl || this.webUrl!)
+    const loopback = isLoopbackUrl(publicUrl)
+    // Without its key-encryption key the admin cannot keep OAuth state: it serves the APIs
+    // and says on its pages that sign-in is off, rather than refusing to start.
+    let oauth: ReturnType<typeof createOAuthClient> | undefined
+    if (existsSync(admin.kekFile)) {
+      const keys = loopback ? [] : await loadClientKeys(admin.oauth.keysFile)
+      oauth = createOAuthClient({ config: admin, publicUrl, db, keyring: loadKeyring(admin.kekFile), keys })
+    } else {
+      logger.warn(
+        { kekFile: admin.kekFile },
+        'atproto sign-in is off: no key-encryption key file; run "admin oauth init"',
+      )
+    }
+    app = createWebApp({ db, logger, operatorToken, config: admin, publicUrl, oauth })
+    logger.info(
+      {
+        web: this.webUrl,
+        publicUrl: publicUrl.origin,
+        signin: oauth ? (loopback ? 'loopback' : 'confidential') : 'off',
+      },
+      'admin web endpoint listening',
+    )
   }
 
   protected override async stopWork(): Promise<void> {

@@ -1,33 +1,125 @@
+import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Db } from '@atmos/db'
 import type { Logger } from '@atmos/runtime'
+import type { NodeOAuthClient } from '@atproto/oauth-client-node'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
+import type { AdminConfig } from './config.ts'
 import { memberRoutes } from './member/routes.ts'
+import { isLoopbackUrl } from './oauth/client.ts'
+import { oauthMetadataRoutes } from './oauth/routes.ts'
 import { operatorRoutes } from './operator/routes.ts'
+import { csrfMiddleware } from './web/csrf.ts'
+import { errorPage } from './web/layout.ts'
+import { accountRoutes } from './web/pages.ts'
+import { WindowLimiter } from './web/rate-limit.ts'
+import { securityHeaders } from './web/security-headers.ts'
+import { type SessionOptions, type SessionVars, sessionMiddleware } from './web/session.ts'
+import { signinRoutes } from './web/signin.ts'
 
-/** The admin's web endpoint: the operator and member APIs now; the dashboard and wizard join them. */
-export function createWebApp(opts: { db: Db; logger: Logger; operatorToken: string | undefined }): Hono {
-  const app = new Hono()
-  app.route('/api/member', memberRoutes(opts.db))
-  if (opts.operatorToken) app.route('/api/operator', operatorRoutes(opts.db, opts.operatorToken))
+/** What /static serves: read once at start, a fixed list (no path from the request touches the disk). */
+const STATIC: Record<string, string> = { 'admin.css': 'text/css', 'admin.js': 'text/javascript' }
+
+export type WebAppOptions = {
+  db: Db
+  logger: Logger
+  operatorToken: string | undefined
+  config: AdminConfig['admin']
+  publicUrl: URL
+  /** Undefined when sign-in is off (no key-encryption key file yet): the pages say so. */
+  oauth: NodeOAuthClient | undefined
+}
+
+/** The admin's web endpoint: the sign-in and account pages, the operator and member APIs. */
+export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars }> {
+  const { db, config, publicUrl, oauth } = opts
+  const app = new Hono<{ Variables: SessionVars }>()
+  const operators = new Set(config.operators)
+  const sessions: SessionOptions = {
+    ttlMs: config.session.ttl,
+    // Browsers keep Secure cookies from http://127.0.0.1 only in some versions; loopback http is development.
+    secure: !(publicUrl.protocol === 'http:' && isLoopbackUrl(publicUrl)),
+    operators,
+  }
+  app.use('*', securityHeaders())
+  app.use('*', sessionMiddleware(db, sessions))
+  app.use('*', csrfMiddleware(publicUrl.origin))
+
+  const files = new Map(
+    Object.entries(STATIC).map(([name, type]) => [
+      name,
+      { type, body: readFileSync(new URL(`../static/${name}`, import.meta.url)) },
+    ]),
+  )
+  app.get('/static/:name', (c) => {
+    const f = files.get(c.req.param('name'))
+    if (!f) return c.text('not found', 404)
+    return c.body(new Uint8Array(f.body), 200, {
+      'Content-Type': `${f.type}; charset=utf-8`,
+      'Cache-Control': 'public, max-age=300',
+    })
+  })
+
+  if (oauth) {
+    if (!isLoopbackUrl(publicUrl)) app.route('/oauth', oauthMetadataRoutes(oauth))
+    app.route(
+      '/',
+      signinRoutes({
+        db,
+        logger: opts.logger,
+        oauth,
+        sessions,
+        limiter: new WindowLimiter(config.signinPerMinute, 60_000),
+      }),
+    )
+    app.route('/', accountRoutes(oauth))
+  } else {
+    // The reason (a file path) is in the admin's log, not on a public page.
+    app.get('/', () =>
+      errorPage(
+        503,
+        'Sign-in is not available',
+        'The operator has not finished setting up sign-in yet. Try again later.',
+      ),
+    )
+  }
+
+  app.route('/api/member', memberRoutes(db))
+  if (opts.operatorToken || operators.size) app.route('/api/operator', operatorRoutes(db, opts.operatorToken))
   else {
     app.all('/api/operator/*', (c) =>
       c.json({ error: 'NotConfigured', message: 'operator access is off: set admin.operatorTokenFile' }, 404),
     )
   }
-  app.notFound((c) => c.json({ error: 'NotFound', message: `${c.req.method} ${c.req.path}` }, 404))
+  app.notFound((c) => {
+    if (c.req.path.startsWith('/api/'))
+      return c.json({ error: 'NotFound', message: `${c.req.method} ${c.req.path}` }, 404)
+    return errorPage(404, 'Page not found', 'There is no page at this address.', null)
+  })
   app.onError((err, c) => {
     opts.logger.error({ err: err.message, path: c.req.path }, 'admin request failed')
-    return c.json({ error: 'InternalServerError', message: 'the request failed; see the admin log' }, 500)
+    if (c.req.path.startsWith('/api/')) {
+      return c.json({ error: 'InternalServerError', message: 'the request failed; see the admin log' }, 500)
+    }
+    return errorPage(
+      500,
+      'Something went wrong',
+      'The request failed on our side; try again. The operator can see the details in the admin log.',
+      null,
+    )
   })
   return app
 }
 
-export async function listenWeb(app: Hono, host: string, port: number): Promise<Server> {
+export async function listenWeb(
+  fetch: (req: Request, env: unknown) => Response | Promise<Response>,
+  host: string,
+  port: number,
+): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch: app.fetch, hostname: host, port }, () => resolve(server as Server)) as Server
+    const server = serve({ fetch, hostname: host, port }, () => resolve(server as Server)) as Server
     server.once('error', reject)
   })
 }

@@ -3,6 +3,7 @@ import { activeSuppression, listSuppressions, removeSuppression } from '@atmos/r
 import { sql } from 'drizzle-orm'
 import { Hono } from 'hono'
 import { memberDomains } from '../domains.ts'
+import type { SessionVars } from '../web/session.ts'
 import { type MemberIdentity, memberAuth } from './auth.ts'
 
 /**
@@ -13,8 +14,8 @@ import { type MemberIdentity, memberAuth } from './auth.ts'
  * another of its domains either. A complaint entry is not the member's to lift: the person
  * asked not to get its mail, and sending again would cost the whole pool; an operator can.
  */
-export function memberRoutes(db: Db): Hono<{ Variables: { member: MemberIdentity } }> {
-  const app = new Hono<{ Variables: { member: MemberIdentity } }>()
+export function memberRoutes(db: Db): Hono<{ Variables: { member: MemberIdentity } & SessionVars }> {
+  const app = new Hono<{ Variables: { member: MemberIdentity } & SessionVars }>()
   app.use('*', memberAuth(db, { maxChecks: 4 }))
 
   app.get('/', async (c) => {
@@ -26,8 +27,9 @@ export function memberRoutes(db: Db): Hono<{ Variables: { member: MemberIdentity
       member: member.did,
       status: rows[0]?.status ?? null,
       statusReason: rows[0]?.status_reason ?? null,
-      // The credential signed in with: scoped to one domain, or (null) to any of the member's.
-      credential: { username: member.username, domain: member.domain },
+      // The credential signed in with: scoped to one domain, or (null) to any of the member's;
+      // null when signed in with atproto.
+      credential: member.username ? { username: member.username, domain: member.domain } : null,
       domains: await memberDomains(db, member.id),
     })
   })

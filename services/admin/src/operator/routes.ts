@@ -1,6 +1,7 @@
 import type { Db } from '@atmos/db'
 import { type Context, Hono } from 'hono'
 import type { z } from 'zod'
+import type { SessionVars } from '../web/session.ts'
 import { AggregateInputError, aggregateBody, listAggregates, recordAggregate, UnknownMemberError } from './aggregate.ts'
 import { operatorAuth } from './auth.ts'
 import { complaintsQuery, listComplaints } from './complaints.ts'
@@ -20,8 +21,8 @@ const DID = /^did:(plc|web):[a-zA-Z0-9._:%-]{1,2048}$/
  * moved), inbound mail (operator mail and its forwards, quarantined reports), complaints
  * (counted or not, and why) and providers' aggregate complaint figures per member.
  */
-export function operatorRoutes(db: Db, token: string): Hono {
-  const app = new Hono()
+export function operatorRoutes(db: Db, token: string | undefined): Hono<{ Variables: SessionVars }> {
+  const app = new Hono<{ Variables: SessionVars }>()
   app.use('*', operatorAuth(token))
 
   app.get('/inbound', async (c) => {
