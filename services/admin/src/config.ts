@@ -1,5 +1,6 @@
 import { field, section, serviceConfigSchema } from '@atmos/config'
 import { z } from 'zod'
+import { enrollSection } from './enroll/config.ts'
 
 /** The admin's own settings, under `admin` in the config file and `ATMOS_ADMIN_*` in the environment. */
 export const adminSection = section({
@@ -13,6 +14,10 @@ export const adminSection = section({
    * the operator API off. Same permission rule as every secret file (0600, or 0640 root-owned).
    */
   operatorTokenFile: z.string().default(''),
+  /** The enrollment wizard (`ATMOS_ADMIN_ENROLL_*`): records to propose, check-now, the relay's key file. */
+  enroll: enrollSection,
+  /** Sending domains one member may hold: keep equal to the relay's `relay.pool.maxDomainsPerMember`. */
+  maxDomainsPerMember: field.int(2, { min: 1, max: 100 }),
   /**
    * The URL members' browsers reach the admin at (scheme, host, port; no path). It names the
    * OAuth client and its redirect, and decides the cookie's Secure flag. Empty: the web

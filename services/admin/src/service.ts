@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs'
 import type { Server } from 'node:http'
+import { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { BaseService } from '@atmos/runtime'
 import { loadKeyring, readSecretFile, SecretFileError } from '@atmos/secrets'
 import type { AdminConfig } from './config.ts'
@@ -11,6 +12,7 @@ import { createWebApp, listenWeb, webAddress } from './web.ts'
 /** Dashboard and enrollment wizard for members and operators. */
 export class AdminService extends BaseService<AppContext> {
   private web: Server | undefined
+  private statusQueue: TypedQueue<typeof memberStatusChanged> | undefined
 
   static async create(config: AdminConfig): Promise<AdminService> {
     return new AdminService(createContext(config))
@@ -50,7 +52,9 @@ export class AdminService extends BaseService<AppContext> {
         'atproto sign-in is off: no key-encryption key file; run "admin oauth init"',
       )
     }
-    app = createWebApp({ db, logger, operatorToken, config: admin, publicUrl, oauth })
+    // The wizard's activations tell the labeler; their history rows are the outbox if Redis is away.
+    this.statusQueue = new TypedQueue(memberStatusChanged, this.ctx.redis, config.redis.prefix)
+    app = createWebApp({ db, logger, operatorToken, config: admin, publicUrl, oauth, statusQueue: this.statusQueue })
     logger.info(
       {
         web: this.webUrl,
@@ -65,5 +69,7 @@ export class AdminService extends BaseService<AppContext> {
     const web = this.web
     this.web = undefined
     if (web) await new Promise<void>((resolve) => web.close(() => resolve()))
+    await this.statusQueue?.close()
+    this.statusQueue = undefined
   }
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Db } from '@atmos/db'
+import type { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import type { Logger } from '@atmos/runtime'
 import type { NodeOAuthClient } from '@atproto/oauth-client-node'
 import { serve } from '@hono/node-server'
@@ -12,6 +13,7 @@ import { isLoopbackUrl } from './oauth/client.ts'
 import { oauthMetadataRoutes } from './oauth/routes.ts'
 import { operatorRoutes } from './operator/routes.ts'
 import { csrfMiddleware } from './web/csrf.ts'
+import { mountEnroll } from './web/enroll.ts'
 import { errorPage } from './web/layout.ts'
 import { accountRoutes } from './web/pages.ts'
 import { WindowLimiter } from './web/rate-limit.ts'
@@ -30,6 +32,8 @@ export type WebAppOptions = {
   publicUrl: URL
   /** Undefined when sign-in is off (no key-encryption key file yet): the pages say so. */
   oauth: NodeOAuthClient | undefined
+  /** member-status-changed, for the wizard's activations; absent in tests that do not need it. */
+  statusQueue?: TypedQueue<typeof memberStatusChanged> | undefined
 }
 
 /** The admin's web endpoint: the sign-in and account pages, the operator and member APIs. */
@@ -75,6 +79,14 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
       }),
     )
     app.route('/', accountRoutes(oauth))
+    mountEnroll(app, {
+      db,
+      logger: opts.logger,
+      oauth,
+      config: config.enroll,
+      maxDomains: config.maxDomainsPerMember,
+      statusQueue: opts.statusQueue,
+    })
   } else {
     // The reason (a file path) is in the admin's log, not on a public page.
     app.get('/', () =>

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createPool, type Pool } from '@atmos/db'
-import { type StatusChange, startEnrolment } from '@atmos/enrolment'
+import { type AttestationRecord, type StatusChange, startEnrolment } from '@atmos/enrolment'
 import { createKeyringFile, type Keyring, loadKeyring } from '@atmos/secrets'
 import { createTestDatabase, type DnsZone, PlcDirectoryServer, type TestDatabase, TestDnsServer } from '@atmos/testkit'
 import { createDnsResolver, createIdentityResolver } from '@atmos/verify'
@@ -263,7 +263,15 @@ describe('routes under /enroll', () => {
       announce: async (change) => {
         announced.push(change)
       },
+      csrf: () => 'form-token-1',
+      render: (c, fragment, status = 200) => c.html(fragment, status),
+      // Stands in for the account's PDS (the browser test writes to a real one).
+      publish: async (account, record) => {
+        published.push(record)
+        return `at://${account.did}/email.atmos.attestation/${record.domain}`
+      },
     })
+    const published: AttestationRecord[] = []
     const as = { 'x-test-did': d }
     const anonymous = await app.request('/')
     assert.equal(anonymous.status, 403)
@@ -281,6 +289,20 @@ describe('routes under /enroll', () => {
     assert.match(page, /atmos1r\._domainkey\.route\.example\. IN TXT &quot;v=DKIM1; k=rsa; p=/)
     assert.match(page, /_atproto\.route\.example\. IN TXT &quot;did=did:plc:routea/)
     assert.doesNotMatch(page, /PRIVATE/)
+    assert.match(page, /<input type="hidden" name="_csrf" value="form-token-1">/, 'the forms carry the CSRF token')
+
+    const publish = await app.request('/route.example/publish', { method: 'POST', headers: as })
+    assert.equal(publish.status, 200)
+    assert.match(await publish.text(), /at:\/\/did:plc:routea[^<]*\/email\.atmos\.attestation\/route\.example/)
+    assert.deepEqual(
+      published.map((r) => [r.domain, r.dkimSelectors, r.relayMember]),
+      [['route.example', ['atmos1r', 'atmos1e'], true]],
+    )
+    const foreign = await app.request('/route.example/publish', {
+      method: 'POST',
+      headers: { 'x-test-did': did('routec') },
+    })
+    assert.equal(foreign.status, 404, 'another account cannot publish for a domain it is not enrolling')
 
     const check = await app.request('/route.example/check', { method: 'POST', headers: as })
     assert.equal(check.status, 200)

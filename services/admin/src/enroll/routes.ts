@@ -1,6 +1,14 @@
-import type { StatusChange } from '@atmos/enrolment'
+import { type AttestationRecord, heldEnrolment, type StatusChange } from '@atmos/enrolment'
 import { type Context, Hono } from 'hono'
-import { checkPage, credentialsPage, domainForm, errorPage, issueCredentialsPage, recordsPage } from './views.ts'
+import {
+  checkPage,
+  credentialsPage,
+  domainForm,
+  errorPage,
+  issueCredentialsPage,
+  publishedPage,
+  recordsPage,
+} from './views.ts'
 import {
   type Account,
   activate,
@@ -17,6 +25,12 @@ export type EnrollRouteDeps = WizardDeps & {
   account: (c: Context) => Promise<Account | null> | Account | null
   /** Tells the labeler of a status change (@atmos/reputation notifyStatusChange; the outbox covers a failure). */
   announce: (change: StatusChange) => Promise<void>
+  /** The session's CSRF token, for the forms. */
+  csrf: (c: Context) => string
+  /** Puts a page's own part in the shared layout; the status is the response's. */
+  render: (c: Context, fragment: string, status?: 200 | 400 | 403 | 404 | 409 | 429) => Response | Promise<Response>
+  /** Writes the attestation to the account's own repository through its OAuth session; returns the record's URI. */
+  publish: (account: Account, record: AttestationRecord) => Promise<string>
 }
 
 /**
@@ -34,7 +48,7 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
   app.onError((err, c) => {
     if (err instanceof WizardError) {
       if (err.retryAfterMs !== undefined) c.header('Retry-After', String(Math.ceil(err.retryAfterMs / 1000)))
-      return c.html(errorPage(err.message), err.status)
+      return deps.render(c, errorPage(err.message), err.status)
     }
     throw err
   })
@@ -42,7 +56,7 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
 
   app.get('/', async (c) => {
     await signedIn(c)
-    return c.html(domainForm())
+    return deps.render(c, domainForm(deps.csrf(c)))
   })
   app.post('/domain', async (c) => {
     const account = await signedIn(c)
@@ -52,11 +66,19 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
   })
   app.get('/:domain', async (c) => {
     const account = await signedIn(c)
-    return c.html(recordsPage(await domainRecords(deps, account, domainParam(c))))
+    return deps.render(c, recordsPage(await domainRecords(deps, account, domainParam(c)), deps.csrf(c)))
   })
   app.post('/:domain/check', async (c) => {
     const account = await signedIn(c)
-    return c.html(checkPage(await checkDomainNow(deps, account, domainParam(c))))
+    return deps.render(c, checkPage(await checkDomainNow(deps, account, domainParam(c)), deps.csrf(c)))
+  })
+  app.post('/:domain/publish', async (c) => {
+    const account = await signedIn(c)
+    const held = await heldEnrolment(deps.sql, account.did, domainParam(c).toLowerCase())
+    if (!held) throw new WizardError(`${account.did} is not enrolling ${domainParam(c)}`, 404)
+    // The record names the keys the pool issued for this domain: the labeler checks each.
+    const uri = await deps.publish(account, { ...held.attestation, createdAt: new Date().toISOString() })
+    return deps.render(c, publishedPage(held.domain, uri, deps.csrf(c)))
   })
   app.post('/:domain/activate', async (c) => {
     const account = await signedIn(c)
@@ -66,13 +88,13 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
   })
   app.get('/:domain/credentials', async (c) => {
     await signedIn(c)
-    return c.html(issueCredentialsPage(domainParam(c)))
+    return deps.render(c, issueCredentialsPage(domainParam(c), deps.csrf(c)))
   })
   app.post('/:domain/credentials', async (c) => {
     const account = await signedIn(c)
     const settings = await credentials(deps, account, domainParam(c))
     c.header('Cache-Control', 'no-store')
-    return c.html(credentialsPage(settings.username, settings))
+    return deps.render(c, credentialsPage(settings.username, settings))
   })
   return app
 }

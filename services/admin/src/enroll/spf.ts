@@ -55,12 +55,13 @@ export function parseSpf(record: string): ParsedSpf {
     }
     const qualifier = '+-~?'.includes(raw[0]!) ? (raw[0] as '+' | '-' | '~' | '?') : '+'
     const body = '+-~?'.includes(raw[0]!) ? raw.slice(1) : raw
-    const m = /^([a-z0-9]+)(.*)$/i.exec(body)
-    const name = m?.[1]?.toLowerCase()
-    if (!m || !name || !(MECHANISMS as readonly string[]).includes(name)) {
+    // The name, then the rest as it is: one anchored run, no backtracking over the value.
+    const word = /^[a-z0-9]+/i.exec(body)?.[0]
+    const name = word?.toLowerCase()
+    if (!word || !name || !(MECHANISMS as readonly string[]).includes(name)) {
       return { ok: false, reason: `"${clip(raw)}" is not an SPF mechanism or modifier` }
     }
-    const value = m[2] ?? ''
+    const value = body.slice(word.length)
     const problem = mechanismProblem(name as MechanismName, value)
     if (problem) return { ok: false, reason: `"${clip(raw)}" ${problem}` }
     terms.push({ kind: 'mechanism', raw, qualifier, name: name as MechanismName, value: value.replace(/^:/, '') })

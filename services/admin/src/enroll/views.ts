@@ -13,23 +13,22 @@ export function esc(value: unknown): string {
   return String(value).replace(/[&<>"']/g, (c) => ESCAPES[c]!)
 }
 
+/** The page's own part; the routes put it in the shared layout (web/layout.ts). */
 export function page(title: string, body: string): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(title)} · Atmosphere Mail</title></head>
-<body><main><h1>${esc(title)}</h1>
-${body}
-</main></body></html>`
+  return `<h1>${esc(title)}</h1>\n${body}`
 }
 
-const action = (path: string, label: string) =>
-  `<form method="post" action="${esc(path)}"><button type="submit">${esc(label)}</button></form>`
+/** Every POST form carries the session's CSRF token (web/csrf.ts refuses one without). */
+const token = (csrf: string) => `<input type="hidden" name="_csrf" value="${esc(csrf)}">`
 
-export function domainForm(error?: string): string {
+const action = (path: string, label: string, csrf: string) =>
+  `<form method="post" action="${esc(path)}">${token(csrf)}<button type="submit">${esc(label)}</button></form>`
+
+export function domainForm(csrf: string, error?: string): string {
   return page(
     'Enrol a mail domain',
     `${error ? `<p role="alert">${esc(error)}</p>` : ''}
-<form method="post" action="/enroll/domain">
+<form method="post" action="/enroll/domain">${token(csrf)}
 <label for="domain">Mail domain</label>
 <input id="domain" name="domain" required autocomplete="off" spellcheck="false">
 <button type="submit">Continue</button>
@@ -41,7 +40,7 @@ function controlText(control: Control): string {
   return `<p>${esc(control.reason)}</p>`
 }
 
-export function recordsPage(r: DomainRecords): string {
+export function recordsPage(r: DomainRecords, csrf: string): string {
   const base = `/enroll/${encodeURIComponent(r.domain)}`
   const spf = r.spf.ok
     ? r.spf.warnings.map((w) => `<p class="warning">${esc(w)}</p>`).join('')
@@ -63,13 +62,13 @@ export function recordsPage(r: DomainRecords): string {
 ${controlText(r.control)}
 ${spf}
 ${rows}
-${action(`${base}/check`, 'Check now')}`,
+${action(`${base}/check`, 'Check now', csrf)}`,
   )
 }
 
 const OUTCOME_TEXT = { pass: 'pass', fail: 'fail', 'try-again': 'try again' } as const
 
-export function checkPage(r: CheckNowResult & { domain: string }): string {
+export function checkPage(r: CheckNowResult & { domain: string }, csrf: string): string {
   const checks = r.checks
     .map(
       (c) =>
@@ -92,15 +91,23 @@ export function checkPage(r: CheckNowResult & { domain: string }): string {
 <table><caption>What DNS holds now</caption><thead><tr><th scope="col">Record</th><th scope="col">State</th><th scope="col">Seen</th><th scope="col">Note</th></tr></thead>
 <tbody>${seen}</tbody></table>
 <p>Checked at ${esc(r.checkedAt)}.</p>
-${action(`/enroll/${encodeURIComponent(r.domain)}/check`, 'Check again')}`,
+${action(`/enroll/${encodeURIComponent(r.domain)}/check`, 'Check again', csrf)}
+${
+  r.checks.every((c) => c.outcome === 'pass')
+    ? `<h2>Publish the attestation</h2>
+<p>Every check passes. Publishing writes the <code>email.atmos.attestation</code> record for ${esc(r.domain)} to your own
+repository (record key ${esc(r.domain)}); the labeler then verifies it as these checks did.</p>
+${action(`/enroll/${encodeURIComponent(r.domain)}/publish`, 'Publish the attestation', csrf)}`
+    : ''
+}`,
   )
 }
 
-export function issueCredentialsPage(domain: string): string {
+export function issueCredentialsPage(domain: string, csrf: string): string {
   return page(
     `SMTP credentials for ${domain}`,
     `<p>The password is shown once, when it is issued; issuing again replaces any earlier one.</p>
-${action(`/enroll/${encodeURIComponent(domain)}/credentials`, 'Issue credentials')}`,
+${action(`/enroll/${encodeURIComponent(domain)}/credentials`, 'Issue credentials', csrf)}`,
   )
 }
 
@@ -118,4 +125,14 @@ export function credentialsPage(domain: string, s: SmtpSettings): string {
 
 export function errorPage(message: string): string {
   return page('Enrolment', `<p role="alert">${esc(message)}</p><p><a href="/enroll">Back</a></p>`)
+}
+
+export function publishedPage(domain: string, uri: string, csrf: string): string {
+  return page(
+    `Attestation for ${domain} published`,
+    `<p>The record is in your repository: <code>${esc(uri)}</code>. The labeler reads it from the network and verifies
+it; this takes from a few seconds to a minute. Then activate the domain to send through the relay.</p>
+${action(`/enroll/${encodeURIComponent(domain)}/activate`, 'Activate the domain', csrf)}
+<p>If activation says the attestation does not verify yet, wait a little and try again.</p>`,
+  )
 }
