@@ -7,6 +7,7 @@ import {
   isAbsence,
   verifyAttestation,
 } from '@atmos/verify'
+import { WindowLimiter } from '../web/rate-limit.ts'
 import type { DnsRecordToPublish } from './records.ts'
 import { parseSpf } from './spf.ts'
 
@@ -262,32 +263,19 @@ async function deadline<T>(work: Promise<T>, ms: number): Promise<T | null> {
 }
 
 /**
- * Check-now runs per DID in a fixed window. In this process: the admin runs as one replica
- * today; with several, each allows `limit` (the lead may move it to Redis).
+ * Check-now runs per DID in a fixed window (the same counting as sign-in's per address).
+ * Each replica counts its own, which bounds the DNS work one account can cause.
  */
 export class CheckRateLimiter {
-  private readonly hits = new Map<string, { start: number; count: number }>()
-  private readonly limit: number
-  private readonly windowMs: number
-  private readonly now: () => number
+  private readonly window: WindowLimiter
 
   constructor(limit: number, windowMs: number, now: () => number = Date.now) {
-    this.limit = limit
-    this.windowMs = windowMs
-    this.now = now
+    this.window = new WindowLimiter(limit, windowMs, now)
   }
 
   /** Takes one run for `did`, or says how long until the next is allowed. */
   take(did: string): { ok: true } | { ok: false; retryAfterMs: number } {
-    const t = this.now()
-    const w = this.hits.get(did)
-    if (!w || t - w.start >= this.windowMs) {
-      if (this.hits.size > 10_000) for (const [k, v] of this.hits) if (t - v.start >= this.windowMs) this.hits.delete(k)
-      this.hits.set(did, { start: t, count: 1 })
-      return { ok: true }
-    }
-    if (w.count >= this.limit) return { ok: false, retryAfterMs: w.start + this.windowMs - t }
-    w.count++
-    return { ok: true }
+    const waitSeconds = this.window.take(did)
+    return waitSeconds ? { ok: false, retryAfterMs: waitSeconds * 1000 } : { ok: true }
   }
 }
