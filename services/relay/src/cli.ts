@@ -139,11 +139,20 @@ const membersAdd: Command = {
       actor: operatorActor(),
     })
     console.log(`member ${m.id} added: ${m.did} (active)`)
-    console.log(`domain ${m.domain} added to ${m.did} (active, ${warmingOf(config, Date.now())})`)
-    printDomainRecords(m)
-    await notifyAdded(config, db, m)
+    await announceAdded(config, db, m)
     return 0
   },
+}
+
+/** What `members add` and `domains add` both say of a new domain: its warming, its records, and the labeler told. */
+async function announceAdded(
+  config: RelayConfig,
+  db: Db,
+  added: Parameters<typeof printDomainRecords>[0] & Parameters<typeof notifyAdded>[2],
+) {
+  console.log(`domain ${added.domain} added to ${added.did} (active, ${warmingOf(config, Date.now())})`)
+  printDomainRecords(added)
+  await notifyAdded(config, db, added)
 }
 
 const membersList: Command = {
@@ -218,9 +227,7 @@ const domainsAdd: Command = {
       maxDomains: config.relay.pool.maxDomainsPerMember,
       actor: operatorActor(),
     })
-    console.log(`domain ${added.domain} added to ${added.did} (active, ${warmingOf(config, Date.now())})`)
-    printDomainRecords(added)
-    await notifyAdded(config, db, added)
+    await announceAdded(config, db, added)
     return 0
   },
 }
