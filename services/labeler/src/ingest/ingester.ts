@@ -158,7 +158,9 @@ export class Ingester {
       this.metrics.leader.set(1)
       await this.members.load(this.db)
       this.logger.info({ members: this.members.size }, 'ingest leader: subscribing')
-      await this.reconcile()
+      // The previous leader is gone: whatever it recorded but never queued is queued now, not a
+      // minute later (job ids make a request already in the queue a no-op).
+      await this.reconcile(0)
       const handlers: SourceHandlers = {
         onEvent: (e) => this.onEvent(e),
         onMalformed: (reason, cursor) => {
@@ -226,8 +228,8 @@ export class Ingester {
     }
   }
 
-  /** Re-enqueues verification requests older than a minute that no worker has answered. */
-  async reconcile(): Promise<number> {
+  /** Re-enqueues verification requests no worker has answered, older than `minAgeMs` (a minute on the timer). */
+  async reconcile(minAgeMs = 60_000): Promise<number> {
     if (!this.leader) return 0
     try {
       const due = await this.db
@@ -241,7 +243,7 @@ export class Ingester {
         .where(
           and(
             isNotNull(attestations.verifyRequestedAt),
-            lt(attestations.verifyRequestedAt, sql`now() - interval '1 minute'`),
+            lt(attestations.verifyRequestedAt, sql`now() - make_interval(secs => ${minAgeMs / 1000})`),
           ),
         )
         .limit(1000)
