@@ -53,6 +53,16 @@ export const adminSection = section({
     /** Talk to authorization servers and PDSes over plain http (development and tests only). */
     allowHttp: field.bool(false),
   }),
+  /** Our labeler's public label API, read for the account's labels and the wizard's last step. */
+  labeler: section({
+    /** Base URL of queryLabels (`/xrpc/com.atproto.label.queryLabels` is appended); empty: labels not shown. */
+    url: z
+      .string()
+      .default('http://127.0.0.1:2583')
+      .refine((v) => v === '' || (URL.canParse(v) && /^https?:$/.test(new URL(v).protocol)), 'expected an http(s) URL'),
+    /** The labeler's DID (`src` of its labels); empty: labels from any source the endpoint serves. */
+    did: z.string().default(''),
+  }),
   /** Sign-in starts one client address may make per minute (each replica counts its own). */
   signinPerMinute: field.int(10, { min: 1 }),
 })
