@@ -8,21 +8,23 @@ import { auditLog, createDb, type Db, members, webSessions } from '@atmos/db'
 import { createLogger } from '@atmos/runtime'
 import { createKeyringFile } from '@atmos/secrets'
 import { closedPort, createTestDatabase, type TestDatabase } from '@atmos/testkit'
-import type { Browser, BrowserContext, Page } from '@atmos/testkit/browser'
-import { axeCheck, collectConsoleErrors, launchBrowser } from '@atmos/testkit/browser'
+import type { Browser, Page } from '@atmos/testkit/browser'
+import { launchBrowser } from '@atmos/testkit/browser'
 import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
 import { eq } from 'drizzle-orm'
 import { adminConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
 import { AdminService } from '../src/service.ts'
+import { BrowserSteps, SIGNIN_FIELD, signInThroughPds } from './browser-harness.ts'
 
 // Signing in with atproto in a real browser (Debian's chromium) on a real local PDS's own
 // sign-in and consent pages, then our session: the account page, sign-out, sign-out
 // everywhere, CSRF, the operator area. Every page is checked for console errors and by axe.
 
 const PASSWORD = 'correct horse battery'
-const SHOTS = mkdtempSync(join(tmpdir(), 'atmos-admin-shots-'))
+/** Under the OS's temporary directory, taken before the PDS's is set as TMPDIR. */
+const SHOTS_PREFIX = join(tmpdir(), 'atmos-admin-shots-')
 
 let network: TestNetworkNoAppView
 let tdb: TestDatabase
@@ -31,9 +33,9 @@ let service: AdminService
 let env: Record<string, string>
 let base: string
 let browser: Browser
+let steps: BrowserSteps
 let alice: string
 let olga: string
-const consoleErrors: string[] = []
 
 before(async () => {
   process.env.TMPDIR = mkdtempSync(join(tmpdir(), 'atmos-pds-'))
@@ -67,10 +69,11 @@ before(async () => {
   service = await startAdmin()
   base = service.webUrl!
   browser = await launchBrowser()
+  steps = new BrowserSteps(browser, SHOTS_PREFIX)
 })
 
 after(async () => {
-  console.log(`screenshots: ${SHOTS}`)
+  console.log(`screenshots: ${steps?.dir}`)
   await browser?.close()
   await service?.destroy()
   await db?.$client.end({ timeout: 5 })
@@ -86,49 +89,13 @@ async function startAdmin(): Promise<AdminService> {
   return s
 }
 
-let shot = 0
 /** A page of ours: no console error, no axe violation, and a screenshot kept for people. */
-async function checkPage(page: Page, name: string) {
-  const violations = await axeCheck(page)
-  assert.deepEqual(violations, [], `axe on ${name}: ${JSON.stringify(violations, null, 2)}`)
-  await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, '0')}-${name}.png`), fullPage: true })
-}
-
-async function newPage(context?: BrowserContext): Promise<Page> {
-  const page = await (context ?? (await browser.newContext())).newPage()
-  const errors = collectConsoleErrors(page)
-  page.on('close', () => consoleErrors.push(...errors))
-  return page
-}
+const checkPage = (page: Page, name: string) => steps.check(page, name)
+const newPage = () => steps.newPage()
 
 /** Sign in on our page, then the PDS's own sign-in and consent pages; `consent` false denies. */
-async function signIn(page: Page, handle: string, consent = true) {
-  await page.goto(`${base}/`)
-  await page.getByLabel('Handle, DID or PDS address').fill(handle)
-  await page.getByRole('button', { name: 'Sign in' }).click()
-  await page
-    .waitForURL((u) => u.origin === new URL(network.pds.url).origin, { timeout: 10_000 })
-    .catch(async (e) => {
-      throw new Error(
-        `not on the PDS: ${page.url()}\n${((await page.locator('body').textContent()) ?? '').slice(0, 500)}`,
-        {
-          cause: e,
-        },
-      )
-    })
-  // The PDS fills in (read-only) the account we named.
-  const username = page.locator('input[name=username]')
-  if (await username.isEditable()) await username.fill(handle)
-  else assert.equal(await username.inputValue(), handle)
-  await page.locator('input[name=password]').fill(PASSWORD)
-  await page.screenshot({ path: join(SHOTS, `pds-signin-${handle}.png`) })
-  await page.locator('button[type=submit]').click()
-  const button = page.getByRole('button', { name: consent ? 'Authorize' : /Deny|Reject|Cancel/ })
-  await button.waitFor()
-  await page.screenshot({ path: join(SHOTS, `pds-consent-${handle}.png`) })
-  await button.click()
-  await page.waitForURL((u) => u.origin === base)
-}
+const signIn = (page: Page, handle: string, consent = true) =>
+  signInThroughPds(page, { adminUrl: base, pdsUrl: network.pds.url, handle, password: PASSWORD, consent, steps })
 
 /** The page's CSRF token, read from a form as a script of the member's could. */
 const csrfOf = (page: Page) => page.locator('input[name=_csrf]').first().inputValue()
@@ -172,7 +139,7 @@ describe('sign in with atproto in a real browser', () => {
   it('names an unknown handle on the sign-in page itself, with status 400', async () => {
     const page = await newPage()
     await page.goto(`${base}/`)
-    await page.getByLabel('Handle, DID or PDS address').fill('nobody.test')
+    await page.getByLabel(SIGNIN_FIELD).fill('nobody.test')
     const [res] = await Promise.all([
       page.waitForResponse((r) => r.url() === `${base}/signin`),
       page.getByRole('button', { name: 'Sign in' }).click(),
@@ -186,7 +153,7 @@ describe('sign in with atproto in a real browser', () => {
   it('says so when the PDS named does not answer (502 page)', async () => {
     const page = await newPage()
     await page.goto(`${base}/`)
-    await page.getByLabel('Handle, DID or PDS address').fill(`http://127.0.0.1:${await closedPort()}`)
+    await page.getByLabel(SIGNIN_FIELD).fill(`http://127.0.0.1:${await closedPort()}`)
     const [res] = await Promise.all([
       page.waitForResponse((r) => r.url() === `${base}/signin`),
       page.getByRole('button', { name: 'Sign in' }).click(),
@@ -305,7 +272,7 @@ describe('sign in with atproto in a real browser', () => {
   it('finishes a sign-in begun before the admin restarted (state sealed in Postgres, not in memory)', async () => {
     const page = await newPage()
     await page.goto(`${base}/`)
-    await page.getByLabel('Handle, DID or PDS address').fill('alice.test')
+    await page.getByLabel(SIGNIN_FIELD).fill('alice.test')
     await page.getByRole('button', { name: 'Sign in' }).click()
     await page.waitForURL((u) => u.origin === new URL(network.pds.url).origin)
     await page.locator('input[name=password]').fill(PASSWORD)
@@ -323,6 +290,6 @@ describe('sign in with atproto in a real browser', () => {
   })
 
   it('logged no console error on any page', () => {
-    assert.deepEqual(consoleErrors, [])
+    assert.deepEqual(steps.consoleErrors, [])
   })
 })

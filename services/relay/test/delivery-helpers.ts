@@ -97,7 +97,7 @@ export async function startDeliveryWorld(
 }
 
 /** The environment of a relay that only delivers, wired to the test's Postgres, Redis, DNS and MX port. */
-function deliveryEnv(opts: {
+export function deliveryEnv(opts: {
   databaseUrl: string
   redisPrefix: string
   dnsPort: number
