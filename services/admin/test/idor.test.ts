@@ -202,4 +202,49 @@ describe('another member\u2019s ids in every route', () => {
       assert.equal(res.status, 403, `${r.method} ${path}`)
     }
   })
+
+  it("every state-changing route refuses a request without the session's token or from another site", async () => {
+    const unsafe = admin.routes.filter((r) => ['POST', 'PUT', 'PATCH', 'DELETE', 'ALL'].includes(r.method))
+    assert.ok(unsafe.filter((r) => r.method !== 'ALL').length >= 6, 'the sweep sees the state-changing routes')
+    // A's own things this time: only the token may stand between the request and the change.
+    const own = (p: string) =>
+      ({ domain: A.domain, address: 'x@a-recipient.example', step: 'activate' })[p] ?? fill(p) ?? 'x'
+    const beforeA = JSON.stringify(
+      await db.execute(sql`select to_jsonb(t) - 'updated_at' as r from domains t order by id`),
+    )
+    const accepted: string[] = []
+    for (const r of unsafe) {
+      const path = r.path.replace(/:([A-Za-z]+)/g, (_m, p: string) => encodeURIComponent(own(p))).replace('/*', '/x')
+      for (const method of r.method === 'ALL' ? ['POST', 'DELETE'] : [r.method]) {
+        const attempts: Array<[string, Record<string, string>, URLSearchParams]> = [
+          ['no token', { cookie: sessionA.cookie }, new URLSearchParams({ domain: A.domain })],
+          [
+            'wrong token',
+            { cookie: sessionA.cookie, 'x-csrf-token': 'A'.repeat(43) },
+            new URLSearchParams({ _csrf: 'A'.repeat(43) }),
+          ],
+          [
+            'another site',
+            { cookie: sessionA.cookie, origin: 'https://evil.example', 'sec-fetch-site': 'cross-site' },
+            new URLSearchParams({ _csrf: sessionA.csrf }),
+          ],
+        ]
+        for (const [what, headers, body] of attempts) {
+          const res = await fetch(`${base}${path}`, {
+            method,
+            headers: { ...headers, 'content-type': 'application/x-www-form-urlencoded' },
+            body,
+            redirect: 'manual',
+          })
+          await res.body?.cancel()
+          if (res.status !== 403) accepted.push(`${method} ${path} with ${what}: ${res.status}`)
+        }
+      }
+    }
+    assert.deepEqual(accepted, [])
+    const afterA = JSON.stringify(
+      await db.execute(sql`select to_jsonb(t) - 'updated_at' as r from domains t order by id`),
+    )
+    assert.equal(afterA, beforeA)
+  })
 })
