@@ -1,5 +1,5 @@
 import { type AttestationRecord, heldEnrolment, type StatusChange } from '@atmos/enrolment'
-import { type Context, Hono } from 'hono'
+import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import {
   checkPage,
   credentialsPage,
@@ -53,6 +53,17 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
     throw err
   })
   const domainParam = (c: Context) => c.req.param('domain') ?? ''
+  // Every step after the first acts on a domain this account holds; any other name (another
+  // member's domain, one nobody holds) is 404 before a step runs, so no step can say whose it is.
+  const holdsDomain: MiddlewareHandler = async (c, next) => {
+    const account = await signedIn(c)
+    const name = domainParam(c).toLowerCase()
+    if (!(await heldEnrolment(deps.sql, account.did, name))) {
+      throw new WizardError(`You have not started enrolling ${name.slice(0, 253)}.`, 404)
+    }
+    await next()
+  }
+  app.use('/:domain/:step', holdsDomain)
 
   app.get('/', async (c) => {
     await signedIn(c)
