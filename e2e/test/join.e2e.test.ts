@@ -248,7 +248,8 @@ describe('a PDS operator joins through the browser and sends through the relay',
     await heading()
       .filter({ hasText: `Check of ${DOMAIN}` })
       .waitFor()
-    assert.ok((await page.getByRole('cell', { name: 'fail', exact: true }).count()) > 0, 'some check fails')
+    // Nothing is published yet: each of the five checks fails (none says "try again").
+    assert.equal(await page.getByRole('cell', { name: 'fail', exact: true }).count(), 5)
     assert.equal(await page.getByRole('button', { name: 'Publish the attestation' }).count(), 0)
     await steps.check(page, 'check-fails')
   })
@@ -354,6 +355,20 @@ describe('a PDS operator joins through the browser and sends through the relay',
       [POOL_DOMAIN, 'rsa-sha256', 'pool1', 'pass'],
     ])
     assert.equal(result.dmarc ? result.dmarc.status.result : 'absent', 'pass')
+  })
+
+  it('wrote each step the member took to the audit log, as the member', async () => {
+    const rows = await sql<{ actor: string; action: string; domain: string | null }[]>`
+      select actor, action, domain from audit_log where did = ${did} order by id`
+    assert.deepEqual(
+      rows.filter((r) => r.actor !== `admin:${did}`),
+      [],
+      'every row names the member',
+    )
+    const actions = rows.map((r) => r.action)
+    for (const action of ['web.signin', 'domain.added', 'domain.activated', 'member.activated', 'credential.rotated']) {
+      assert.ok(actions.includes(action), `${action} in ${actions.join(', ')}`)
+    }
   })
 
   it('logged no console error on any page', () => {
