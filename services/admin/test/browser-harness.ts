@@ -53,10 +53,16 @@ export class BrowserSteps {
     return path
   }
 
-  /** A page of ours: no axe violation, then its screenshot. */
+  /** A page of ours: no axe violation, no sideways scrolling, then its screenshot. */
   async check(page: Page, name: string): Promise<void> {
     const violations = await axeCheck(page)
     assert.deepEqual(violations, [], `axe on ${name}: ${JSON.stringify(violations, null, 2)}`)
+    const width = await page.evaluate(() => {
+      // biome-ignore lint/suspicious/noExplicitAny: the page's globals.
+      const g = globalThis as any
+      return { content: g.document.documentElement.scrollWidth as number, window: g.innerWidth as number }
+    })
+    assert.ok(width.content <= width.window, `${name} is ${width.content} px wide in a ${width.window} px window`)
     await this.shot(page, name)
   }
 }
