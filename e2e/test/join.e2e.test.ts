@@ -212,7 +212,20 @@ describe('a PDS operator joins through the browser and sends through the relay',
 
   const heading = () => page.getByRole('heading', { level: 1 })
 
-  it('signs in on the PDS’s own sign-in and consent pages and lands on the account page', async () => {
+  /** One step of the path: each needs the ones before it, so after a failure the rest are skipped, not waited out. */
+  let broken: string | undefined
+  const step = (name: string, fn: () => Promise<void>) =>
+    it(name, async (t) => {
+      if (broken) return t.skip(`"${broken}" failed`)
+      try {
+        await fn()
+      } catch (err) {
+        broken = name
+        throw err
+      }
+    })
+
+  step('signs in on the PDS’s own sign-in and consent pages and lands on the account page', async () => {
     await page.goto(`${adminUrl}/`)
     await steps.check(page, 'signin')
     await signInThroughPds(page, { adminUrl, pdsUrl: network.pds.url, handle: HANDLE, password: PASSWORD, steps })
@@ -220,7 +233,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
     await steps.check(page, 'account')
   })
 
-  it('enrols the domain and shows every record to publish, with its zone-file line', async () => {
+  step('enrols the domain and shows every record to publish, with its zone-file line', async () => {
     await page.getByRole('link', { name: 'Enrol a mail domain' }).click()
     await page.waitForURL(`${adminUrl}/enroll`)
     await steps.check(page, 'enroll')
@@ -243,7 +256,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
     ])
   })
 
-  it('check now fails while the domain has no records', async () => {
+  step('check now fails while the domain has no records', async () => {
     await page.getByRole('button', { name: 'Check now' }).click()
     await heading()
       .filter({ hasText: `Check of ${DOMAIN}` })
@@ -254,7 +267,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
     await steps.check(page, 'check-fails')
   })
 
-  it('passes once the records the page showed are in the zone', async () => {
+  step('passes once the records the page showed are in the zone', async () => {
     for (const [name, records] of Object.entries(zoneOf(published))) dns.set(name, records)
     await page.getByRole('button', { name: 'Check again' }).click()
     await page.getByRole('button', { name: 'Publish the attestation' }).waitFor()
@@ -264,7 +277,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
     await steps.check(page, 'check-passes')
   })
 
-  it('publishes the attestation into the PDS repo under the domain', async () => {
+  step('publishes the attestation into the PDS repo under the domain', async () => {
     await page.getByRole('button', { name: 'Publish the attestation' }).click()
     await heading().filter({ hasText: 'published' }).waitFor()
     await steps.check(page, 'published')
@@ -281,7 +294,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
     assert.ok((await page.locator('body').textContent())?.includes(data.uri), `the page names ${data.uri}`)
   })
 
-  it('the labeler reads it from the firehose and labels the account', async () => {
+  step('the labeler reads it from the firehose and labels the account', async () => {
     await eventually(
       async () => ((await labelValues()).includes('verified-mail-operator') ? true : undefined),
       WAIT,
@@ -289,7 +302,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
     )
   })
 
-  it('activates the domain and shows the SMTP credentials once', async () => {
+  step('activates the domain and shows the SMTP credentials once', async () => {
     await page.getByRole('button', { name: 'Activate the domain' }).click()
     await page.waitForURL(`${adminUrl}/enroll/${DOMAIN}/credentials`)
     await steps.check(page, 'activated')
@@ -318,7 +331,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
     await steps.check(page, 'credentials')
   })
 
-  it('sends with them through the relay: the MX receives mail the member’s keys and the pool’s sign', async () => {
+  step('sends with them through the relay: the MX receives mail the member’s keys and the pool’s sign', async () => {
     const from = `notify@${DOMAIN}`
     const to = `someone@${RECEIVER}`
     const transport = submitter(credentials.port, credentials.username, credentials.password, {
@@ -357,7 +370,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
     assert.equal(result.dmarc ? result.dmarc.status.result : 'absent', 'pass')
   })
 
-  it('wrote each step the member took to the audit log, as the member', async () => {
+  step('wrote each step the member took to the audit log, as the member', async () => {
     const rows = await sql<{ actor: string; action: string; domain: string | null }[]>`
       select actor, action, domain from audit_log where did = ${did} order by id`
     assert.deepEqual(
