@@ -8,6 +8,7 @@ import type { NodeOAuthClient } from '@atproto/oauth-client-node'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import type { AdminConfig } from './config.ts'
+import { labelReader } from './labels/query.ts'
 import { memberRoutes } from './member/routes.ts'
 import { isLoopbackUrl } from './oauth/client.ts'
 import { oauthMetadataRoutes } from './oauth/routes.ts'
@@ -86,6 +87,7 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
       config: config.enroll,
       maxDomains: config.maxDomainsPerMember,
       statusQueue: opts.statusQueue,
+      readLabels: labelReader({ baseUrl: config.labeler.url, labelerDid: config.labeler.did || undefined }),
     })
   } else {
     // The reason (a file path) is in the admin's log, not on a public page.

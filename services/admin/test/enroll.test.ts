@@ -292,8 +292,8 @@ describe('routes under /enroll', () => {
     assert.match(page, /<input type="hidden" name="_csrf" value="form-token-1">/, 'the forms carry the CSRF token')
 
     const publish = await app.request('/route.example/publish', { method: 'POST', headers: as })
-    assert.equal(publish.status, 200)
-    assert.match(await publish.text(), /at:\/\/did:plc:routea[^<]*\/email\.atmos\.attestation\/route\.example/)
+    assert.equal(publish.status, 303, 'to the labels page (enroll-labels.test.ts), which shows the record URI')
+    assert.equal(publish.headers.get('location'), '/enroll/route.example/watch')
     assert.deepEqual(
       published.map((r) => [r.domain, r.dkimSelectors, r.relayMember]),
       [['route.example', ['atmos1r', 'atmos1e'], true]],

@@ -42,6 +42,11 @@ export const enrollSection = section({
   plcUrl: field.url('https://plc.directory', ['http', 'https']),
   /** Bound on one check-now (every DNS query and the DID resolution in it). */
   checkTimeout: field.duration('15s'),
+  /**
+   * How long the page after publishing (or activating) watches for the labels before it stops
+   * and explains what may be holding them up.
+   */
+  labelsTimeout: field.duration('120s'),
 })
 
 export type EnrollConfig = z.output<typeof enrollSection>

@@ -1,14 +1,19 @@
 import { type AttestationRecord, heldEnrolment, type StatusChange } from '@atmos/enrolment'
 import { type Context, Hono } from 'hono'
+import type { LabelReader } from '../labels/query.ts'
+import { clientInfo } from '../web/signin.ts'
+import { enrolmentProgress } from './progress.ts'
 import {
   checkPage,
   credentialsPage,
   domainForm,
+  enrolmentList,
   errorPage,
   issueCredentialsPage,
-  publishedPage,
   recordsPage,
+  watchPage,
 } from './views.ts'
+import { watchLabels } from './watch.ts'
 import {
   type Account,
   activate,
@@ -31,7 +36,11 @@ export type EnrollRouteDeps = WizardDeps & {
   render: (c: Context, fragment: string, status?: 200 | 400 | 403 | 404 | 409 | 429) => Response | Promise<Response>
   /** Writes the attestation to the account's own repository through its OAuth session; returns the record's URI. */
   publish: (account: Account, record: AttestationRecord) => Promise<string>
+  /** Our labeler's queryLabels, for the page after publishing; absent: the page says labels cannot be read. */
+  readLabels?: LabelReader
 }
+
+const NO_LABELER: LabelReader = async () => ({ ok: false, reason: 'the labeler address is not configured' })
 
 /**
  * The wizard's pages under /enroll, server-rendered. Every route needs a signed-in account
@@ -55,8 +64,9 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
   const domainParam = (c: Context) => c.req.param('domain') ?? ''
 
   app.get('/', async (c) => {
-    await signedIn(c)
-    return deps.render(c, domainForm(deps.csrf(c)))
+    const account = await signedIn(c)
+    const progress = await enrolmentProgress(deps.sql, account.did)
+    return deps.render(c, `${domainForm(deps.csrf(c))}\n${enrolmentList(progress)}`)
   })
   app.post('/domain', async (c) => {
     const account = await signedIn(c)
@@ -78,13 +88,52 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
     if (!held) throw new WizardError(`${account.did} is not enrolling ${domainParam(c)}`, 404)
     // The record names the keys the pool issued for this domain: the labeler checks each.
     const uri = await deps.publish(account, { ...held.attestation, createdAt: new Date().toISOString() })
-    return deps.render(c, publishedPage(held.domain, uri, deps.csrf(c)))
+    // The audit row also starts the labels page's wait (and says the record's URI there).
+    await deps.sql`
+      insert into audit_log (actor, action, did, domain, member_id, detail)
+      values (${`admin:${account.did}`}, 'attestation.published', ${account.did}, ${held.domain}, ${held.memberId},
+              ${JSON.stringify({ uri, ip: clientInfo(c).ip })}::text::jsonb)`
+    // Redirect after the POST: reloading the labels page must not publish again.
+    return c.redirect(`/enroll/${encodeURIComponent(held.domain)}/watch`, 303)
+  })
+  const watchDeps = () => ({
+    sql: deps.sql,
+    readLabels: deps.readLabels ?? NO_LABELER,
+    timeoutMs: deps.config.labelsTimeout,
+  })
+  app.get('/:domain/watch', async (c) => {
+    const account = await signedIn(c)
+    const state = await watchLabels(watchDeps(), account, domainParam(c))
+    const [row] = await deps.sql<{ uri: string | null }[]>`
+      select detail->>'uri' as uri from audit_log
+      where did = ${account.did} and domain = ${state.domain} and action = 'attestation.published'
+      order by id desc limit 1`
+    return deps.render(
+      c,
+      watchPage(state, deps.csrf(c), { uri: row?.uri ?? null, timeoutMs: deps.config.labelsTimeout }),
+    )
+  })
+  // What static/admin.js polls on the labels page: the session DID's labels, never another's.
+  app.get('/:domain/labels', async (c) => {
+    const account = await deps.account(c)
+    if (!account) return c.json({ error: 'SignInRequired', message: 'Sign in first.' }, 403)
+    try {
+      const state = await watchLabels(watchDeps(), account, domainParam(c))
+      c.header('Cache-Control', 'no-store')
+      return c.json(state)
+    } catch (err) {
+      if (err instanceof WizardError) {
+        return c.json({ error: err.status === 404 ? 'NotFound' : 'InvalidRequest', message: err.message }, err.status)
+      }
+      throw err
+    }
   })
   app.post('/:domain/activate', async (c) => {
     const account = await signedIn(c)
     const activation = await activate(deps, account, domainParam(c))
     for (const change of activation.changes) await deps.announce(change).catch(() => {})
-    return c.redirect(`/enroll/${encodeURIComponent(activation.domain)}/credentials`, 303)
+    // Back to the labels: relay-member follows the activation, and the credentials are offered there.
+    return c.redirect(`/enroll/${encodeURIComponent(activation.domain)}/watch`, 303)
   })
   app.get('/:domain/credentials', async (c) => {
     await signedIn(c)

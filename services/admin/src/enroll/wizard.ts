@@ -59,7 +59,8 @@ async function refusing<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
-function domainOf(input: string): string {
+/** The domain a member typed or a URL carries, checked; a WizardError (400) says what is wrong. */
+export function domainOf(input: string): string {
   try {
     return checkDomain(String(input ?? '').slice(0, 300))
   } catch (err) {

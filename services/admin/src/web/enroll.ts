@@ -13,6 +13,7 @@ import { CheckRateLimiter } from '../enroll/check.ts'
 import type { EnrollConfig } from '../enroll/config.ts'
 import { enrollRoutes } from '../enroll/routes.ts'
 import { WizardError } from '../enroll/wizard.ts'
+import type { LabelReader } from '../labels/query.ts'
 import { errorPage, layout, raw } from './layout.ts'
 import { pageSession, requireSignIn } from './pages.ts'
 import type { SessionVars } from './session.ts'
@@ -34,6 +35,8 @@ export function mountEnroll(
     config: EnrollConfig
     maxDomains: number
     statusQueue: TypedQueue<typeof memberStatusChanged> | undefined
+    /** Our labeler's queryLabels: the labels page after publishing reads the account's labels through it. */
+    readLabels: LabelReader
   },
 ): void {
   const { config, logger } = opts
@@ -64,6 +67,7 @@ export function mountEnroll(
     config,
     maxDomains: opts.maxDomains,
     limiter: new CheckRateLimiter(config.checkLimit, config.checkWindow),
+    readLabels: opts.readLabels,
     account: (c: Context) => {
       const s = (c as Context<Env>).get('session')
       return s ? { did: s.did } : null
