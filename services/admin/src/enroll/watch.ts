@@ -79,10 +79,11 @@ async function labelerRecord(sql: Pool, did: string, domain: string): Promise<La
 
 /** When the member last published the attestation or activated the domain here (the wait's start). */
 async function waitingSince(sql: Pool, did: string, domain: string): Promise<number | null> {
-  const [row] = await sql<{ at: Date | null }[]>`
-    select max(at) as at from audit_log
+  // Milliseconds as a float: the pools of the admin and of tests parse timestamps differently.
+  const [row] = await sql<{ ms: number | null }[]>`
+    select (extract(epoch from max(at)) * 1000)::float8 as ms from audit_log
     where did = ${did} and domain = ${domain} and action in ('attestation.published', 'domain.activated')`
-  return row?.at ? row.at.getTime() : null
+  return row?.ms ?? null
 }
 
 function diagnose(
