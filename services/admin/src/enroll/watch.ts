@@ -90,6 +90,7 @@ function diagnose(
   stage: WatchStage,
   read: { ok: boolean; reason?: string },
   rec: LabelerRecord,
+  waitingSinceMs: number | null,
 ): { diagnosis: string[]; failedAtLabeler: boolean } {
   const out: string[] = []
   let failedAtLabeler = false
@@ -97,6 +98,8 @@ function diagnose(
   if (stage === 'verifying') {
     if (rec.rejected) {
       out.push(`The labeler rejected the attestation record: ${rec.rejected}. Publish it again from this wizard.`)
+    } else if (!rec.seen && waitingSinceMs === null) {
+      out.push('The attestation has not been published from this wizard: check the records, then publish it.')
     } else if (!rec.seen) {
       out.push(
         'The labeler has not seen the record yet. It reads the network (the firehose or Jetstream), which can ' +
@@ -150,7 +153,7 @@ export async function watchLabels(deps: WatchDeps, account: Account, input: stri
   const waiting = stage === 'verifying' || stage === 'member'
   // Without a recorded start (published elsewhere, or long ago) there is nothing to wait for.
   const overdue = waiting && (since === null || now - since >= deps.timeoutMs)
-  const { diagnosis, failedAtLabeler } = diagnose(stage, read, rec)
+  const { diagnosis, failedAtLabeler } = diagnose(stage, read, rec, since)
   return {
     domain,
     labels,
