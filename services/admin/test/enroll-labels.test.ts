@@ -259,6 +259,20 @@ describe('the labels page after publishing', () => {
   })
 })
 
+describe('the labels page before publishing', () => {
+  it('says the attestation was not published from the wizard rather than blaming the labeler', async () => {
+    const gina = did('labelsg')
+    const domain = 'labels-g.example'
+    await startEnrolment(sql, keyring, { did: gina, domain, maxDomains: 2 })
+    const r = await labelsOf(app(), gina, domain)
+    assert.equal(r.body.stage, 'verifying')
+    assert.equal(r.body.overdue, true, 'nothing to wait for')
+    assert.deepEqual(r.body.diagnosis, [
+      'The attestation has not been published from this wizard: check the records, then publish it.',
+    ])
+  })
+})
+
 describe('/enroll resumes', () => {
   it('lists the account’s own domains with the step each is at and where to continue', async () => {
     const erin = did('labelse')
