@@ -12,10 +12,16 @@ import { createWebApp, listenWeb, webAddress } from './web.ts'
 /** Dashboard and enrollment wizard for members and operators. */
 export class AdminService extends BaseService<AppContext> {
   private web: Server | undefined
+  private app: ReturnType<typeof createWebApp> | undefined
   private statusQueue: TypedQueue<typeof memberStatusChanged> | undefined
 
   static async create(config: AdminConfig): Promise<AdminService> {
     return new AdminService(createContext(config))
+  }
+
+  /** The routes the web endpoint serves (method and path pattern), once started: what a route sweep walks. */
+  get routes(): ReadonlyArray<{ method: string; path: string }> {
+    return (this.app?.routes ?? []).map((r) => ({ method: r.method, path: r.path }))
   }
 
   /** The web endpoint's base URL once started. */
@@ -54,7 +60,16 @@ export class AdminService extends BaseService<AppContext> {
     }
     // The wizard's activations tell the labeler; their history rows are the outbox if Redis is away.
     this.statusQueue = new TypedQueue(memberStatusChanged, this.ctx.redis, config.redis.prefix)
-    app = createWebApp({ db, logger, operatorToken, config: admin, publicUrl, oauth, statusQueue: this.statusQueue })
+    this.app = createWebApp({
+      db,
+      logger,
+      operatorToken,
+      config: admin,
+      publicUrl,
+      oauth,
+      statusQueue: this.statusQueue,
+    })
+    app = this.app
     logger.info(
       {
         web: this.webUrl,

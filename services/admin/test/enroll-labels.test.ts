@@ -201,7 +201,8 @@ describe('the labels page after publishing', () => {
     const anonymous = await a.request('/labels-a.example/labels')
     assert.equal(anonymous.status, 403)
     const bad = await labelsOf(a, did('labelsa'), 'not a domain')
-    assert.equal(bad.status, 400)
+    assert.equal(bad.status, 404, 'a name the account does not hold, whatever it is')
+    assert.equal((await a.request('/labels-a.example/labels')).headers.get('content-type'), 'application/json')
   })
 
   it('after the timeout explains the wait: a check failed at the labeler, with a way to check again', async () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
 import {
+  auditLog,
   createDb,
   type Db,
   domains,
@@ -246,6 +247,12 @@ describe('operator API', () => {
     assert.deepEqual(
       listed.items.map((i) => [i.provider, i.complaintRate, i.recordedBy]),
       [['gmail', 0.004, 'operator:admin']],
+    )
+    const audit = await db.select().from(auditLog).where(eq(auditLog.action, 'aggregate-feedback.recorded'))
+    assert.deepEqual(
+      audit.map((a) => [a.actor, a.did, (a.detail as { complaintRate: number }).complaintRate]),
+      [['operator:admin', m.did, 0.004]],
+      'the entry is in the audit log',
     )
 
     const post = (b: unknown, u = url) =>

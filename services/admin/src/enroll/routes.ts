@@ -1,5 +1,5 @@
 import { type AttestationRecord, heldEnrolment, type StatusChange } from '@atmos/enrolment'
-import { type Context, Hono } from 'hono'
+import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import type { LabelReader } from '../labels/query.ts'
 import { clientInfo } from '../web/signin.ts'
 import { enrolmentProgress } from './progress.ts'
@@ -55,6 +55,10 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
     return account
   }
   app.onError((err, c) => {
+    // The labels route is polled by static/admin.js: its refusals are JSON too.
+    if (err instanceof WizardError && c.req.path.endsWith('/labels')) {
+      return c.json({ error: err.status === 404 ? 'NotFound' : 'Refused', message: err.message }, err.status)
+    }
     if (err instanceof WizardError) {
       if (err.retryAfterMs !== undefined) c.header('Retry-After', String(Math.ceil(err.retryAfterMs / 1000)))
       return deps.render(c, errorPage(err.message), err.status)
@@ -62,6 +66,17 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
     throw err
   })
   const domainParam = (c: Context) => c.req.param('domain') ?? ''
+  // Every step after the first acts on a domain this account holds; any other name (another
+  // member's domain, one nobody holds) is 404 before a step runs, so no step can say whose it is.
+  const holdsDomain: MiddlewareHandler = async (c, next) => {
+    const account = await signedIn(c)
+    const name = domainParam(c).toLowerCase()
+    if (!(await heldEnrolment(deps.sql, account.did, name))) {
+      throw new WizardError(`You have not started enrolling ${name.slice(0, 253)}.`, 404)
+    }
+    await next()
+  }
+  app.use('/:domain/:step', holdsDomain)
 
   app.get('/', async (c) => {
     const account = await signedIn(c)
@@ -115,18 +130,9 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
   })
   // What static/admin.js polls on the labels page: the session DID's labels, never another's.
   app.get('/:domain/labels', async (c) => {
-    const account = await deps.account(c)
-    if (!account) return c.json({ error: 'SignInRequired', message: 'Sign in first.' }, 403)
-    try {
-      const state = await watchLabels(watchDeps(), account, domainParam(c))
-      c.header('Cache-Control', 'no-store')
-      return c.json(state)
-    } catch (err) {
-      if (err instanceof WizardError) {
-        return c.json({ error: err.status === 404 ? 'NotFound' : 'InvalidRequest', message: err.message }, err.status)
-      }
-      throw err
-    }
+    const account = await signedIn(c)
+    const state = await watchLabels(watchDeps(), account, domainParam(c))
+    return c.json(state)
   })
   app.post('/:domain/activate', async (c) => {
     const account = await signedIn(c)

@@ -1,7 +1,8 @@
-import type { Db } from '@atmos/db'
+import { auditLog, type Db } from '@atmos/db'
 import { type Context, Hono } from 'hono'
 import type { z } from 'zod'
 import type { SessionVars } from '../web/session.ts'
+import { clientInfo } from '../web/signin.ts'
 import { AggregateInputError, aggregateBody, listAggregates, recordAggregate, UnknownMemberError } from './aggregate.ts'
 import { operatorAuth } from './auth.ts'
 import { complaintsQuery, listComplaints } from './complaints.ts'
@@ -83,8 +84,18 @@ export function operatorRoutes(db: Db, token: string | undefined): Hono<{ Variab
     if (json === undefined) return c.json({ error: 'InvalidRequest', message: 'body: a JSON object' }, 400)
     const body = aggregateBody.safeParse(json)
     if (!body.success) return invalid(c, body.error)
+    // Who entered the figures: the signed-in operator's DID, or the token (scripts, the CLI).
+    const session = c.get('session')
+    const actor = !c.req.header('authorization') && session ? `admin:${session.did}` : 'operator:admin'
     try {
-      return c.json(await recordAggregate(db, did, body.data, 'operator:admin'), 201)
+      const recorded = await recordAggregate(db, did, body.data, actor)
+      await db.insert(auditLog).values({
+        actor,
+        action: 'aggregate-feedback.recorded',
+        did,
+        detail: { ...body.data, id: recorded.id, ip: clientInfo(c).ip },
+      })
+      return c.json(recorded, 201)
     } catch (err) {
       if (err instanceof UnknownMemberError) return c.json({ error: 'NotFound', message: err.message }, 404)
       if (err instanceof AggregateInputError) return c.json({ error: 'InvalidRequest', message: err.message }, 400)
