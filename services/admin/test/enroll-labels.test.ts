@@ -298,6 +298,15 @@ describe('/enroll resumes', () => {
     assert.match(row('resume-c.example'), /Verified: activate the domain.*href="\/enroll\/resume-c\.example\/watch"/s)
     assert.doesNotMatch(page, /labels-a\.example/, 'another account’s domains are not listed')
 
+    // Activated: the credentials are next; with a credential the wizard is done.
+    const as = { 'x-test-did': erin }
+    assert.equal((await a.request('/resume-c.example/activate', { method: 'POST', headers: as })).status, 303)
+    let later = await (await a.request('/', { headers: as })).text()
+    assert.match(later, /Active: issue the credentials<\/td>\s*<td><a href="\/enroll\/resume-c\.example\/credentials"/)
+    assert.equal((await a.request('/resume-c.example/credentials', { method: 'POST', headers: as })).status, 200)
+    later = await (await a.request('/', { headers: as })).text()
+    assert.match(later, /resume-c\.example<\/th><td>Enrolled<\/td>\s*<td><a href="\/account"/)
+
     const fresh = await (await a.request('/', { headers: { 'x-test-did': did('labelsf') } })).text()
     assert.doesNotMatch(fresh, /Your domains/)
     assert.match(fresh, /<label for="domain">Mail domain<\/label>/)

@@ -204,7 +204,7 @@ active.</li>
 </ol>
 <section id="labels-watch" data-watch="${esc(`${base}/labels`)}" data-timeout="${esc(opts.timeoutMs)}" data-stage="${esc(w.stage)}">
 <h2>Labels on your account</h2>
-<p id="labels-status" role="status">${esc(watchStatus(w))}</p>
+<p id="labels-status" role="status" aria-live="polite">${esc(watchStatus(w))}</p>
 <ul id="labels-list">${labelItems(w)}</ul>
 <form method="get" action="${esc(`${base}/watch`)}"><button type="submit">Look again</button></form>
 </section>
