@@ -124,11 +124,18 @@ export async function liveApiKey(
   did: string,
   domain: string,
 ): Promise<{ keyId: string; createdAt: Date; lastUsedAt: Date | null } | null> {
-  const [k] = await sql<{ keyId: string; createdAt: Date; lastUsedAt: Date | null }[]>`
-    select k.key_id as "keyId", k.created_at as "createdAt", k.last_used_at as "lastUsedAt"
+  // Epoch milliseconds: a pool made by drizzle parses no timestamps.
+  const [k] = await sql<{ keyId: string; createdAt: number; lastUsedAt: number | null }[]>`
+    select k.key_id as "keyId", (extract(epoch from k.created_at) * 1000)::float8 as "createdAt",
+      (extract(epoch from k.last_used_at) * 1000)::float8 as "lastUsedAt"
     from api_keys k join domains d on d.id = k.domain_id join members m on m.id = d.member_id
     where m.did = ${did} and d.domain = ${domain} and d.removed_at is null and k.revoked_at is null`
-  return k ?? null
+  if (!k) return null
+  return {
+    keyId: k.keyId,
+    createdAt: new Date(k.createdAt),
+    lastUsedAt: k.lastUsedAt === null ? null : new Date(k.lastUsedAt),
+  }
 }
 
 /** A hash to compare against when no row matched, so that a miss costs what a hit costs. */

@@ -39,6 +39,8 @@ export type RotationState = {
   startedAt: Date | null
   /** When the last rotation completed (the old keys' retirement), or null. */
   lastRotatedAt: Date | null
+  /** The selectors that rotation retired: their records may go once nothing signed by them is in flight. */
+  lastRetired: string[]
 }
 
 type KeyRow = {
@@ -46,8 +48,9 @@ type KeyRow = {
   algorithm: (typeof DKIM_ALGORITHMS)[number]
   publicKey: string
   status: 'active' | 'pending' | 'retired'
-  createdAt: Date
-  retiredAt: Date | null
+  /** Milliseconds since the epoch (a pool made by drizzle parses no timestamps). */
+  createdAt: number
+  retiredAt: number | null
 }
 
 const view = (domain: string, k: Pick<KeyRow, 'selector' | 'algorithm' | 'publicKey'>): RotationKey => ({
@@ -84,11 +87,13 @@ async function stateOf(
   d: { id: number; memberId: number; status: MemberStatus },
 ): Promise<RotationState> {
   const rows = await sql<KeyRow[]>`
-    select selector, algorithm, public_key as "publicKey", status, created_at as "createdAt", retired_at as "retiredAt"
+    select selector, algorithm, public_key as "publicKey", status,
+      (extract(epoch from created_at) * 1000)::float8 as "createdAt",
+      (extract(epoch from retired_at) * 1000)::float8 as "retiredAt"
     from dkim_keys where domain_id = ${d.id}`
   const active = rows.filter((k) => k.status === 'active').sort(RSA_FIRST)
   const pending = rows.filter((k) => k.status === 'pending').sort(RSA_FIRST)
-  const retired = rows.map((k) => k.retiredAt?.getTime() ?? 0)
+  const retired = rows.map((k) => k.retiredAt ?? 0)
   const last = Math.max(0, ...retired)
   return {
     domain,
@@ -97,8 +102,14 @@ async function stateOf(
     domainStatus: d.status,
     active: active.map((k) => view(domain, k)),
     pending: pending.length ? pending.map((k) => view(domain, k)) : null,
-    startedAt: pending.length ? new Date(Math.min(...pending.map((k) => k.createdAt.getTime()))) : null,
+    startedAt: pending.length ? new Date(Math.min(...pending.map((k) => k.createdAt))) : null,
     lastRotatedAt: last ? new Date(last) : null,
+    lastRetired: last
+      ? rows
+          .filter((k) => k.retiredAt === last)
+          .sort(RSA_FIRST)
+          .map((k) => k.selector)
+      : [],
   }
 }
 
