@@ -185,7 +185,14 @@ export async function startRotation(
  */
 export async function completeRotation(
   sql: Pool,
-  input: { did: string; domain: string; actor?: string; detail?: Record<string, unknown> },
+  input: {
+    did: string
+    domain: string
+    /** The pending selectors the caller checked in DNS: refused if the rotation changed meanwhile. */
+    expect?: string[]
+    actor?: string
+    detail?: Record<string, unknown>
+  },
 ): Promise<{ domain: string; from: string[]; to: string[] }> {
   const did = checkDid(input.did)
   const domain = checkDomain(input.domain)
@@ -196,13 +203,16 @@ export async function completeRotation(
     const pending = await t<{ selector: string }[]>`
       select selector from dkim_keys where domain_id = ${d.id} and status = 'pending' order by selector desc`
     if (!pending.length) throw new RotationError(`no key rotation of ${domain} is under way`)
+    const to = pending.map((p) => p.selector).sort()
+    if (input.expect && [...input.expect].sort().join() !== to.join()) {
+      throw new RotationError(`the key rotation of ${domain} changed meanwhile (now ${to.join(', ')}): check again`)
+    }
     const retired = await t<{ selector: string }[]>`
       update dkim_keys set status = 'retired', retired_at = now()
       where domain_id = ${d.id} and status = 'active' returning selector`
     await t`
       update dkim_keys set status = 'active', activated_at = now() where domain_id = ${d.id} and status = 'pending'`
     const from = retired.map((r) => r.selector).sort()
-    const to = pending.map((p) => p.selector).sort()
     await t`
       insert into audit_log (actor, action, did, domain, member_id, detail)
       values (${actor}, 'dkim.rotated', ${did}, ${domain}, ${d.memberId},

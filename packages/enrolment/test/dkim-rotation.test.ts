@@ -91,7 +91,11 @@ describe('DKIM key rotation (@atmos/enrolment)', () => {
     ]
     assert.equal(n, 4)
 
-    const done = await completeRotation(sql, { did: d, domain: 'rot.example' })
+    await assert.rejects(
+      completeRotation(sql, { did: d, domain: 'rot.example', expect: ['atmos9r', 'atmos9e'] }),
+      /changed meanwhile/,
+    )
+    const done = await completeRotation(sql, { did: d, domain: 'rot.example', expect: ['atmos2r', 'atmos2e'] })
     assert.deepEqual(done, { domain: 'rot.example', from: ['atmos1e', 'atmos1r'], to: ['atmos2e', 'atmos2r'] })
     assert.deepEqual(await signedSelectors(member.domainId), ['atmos2r', 'atmos2e'])
     const rows = await sql`select selector, status, activated_at, retired_at from dkim_keys

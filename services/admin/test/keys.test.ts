@@ -261,4 +261,39 @@ describe('/account/domains/:domain/keys', () => {
     assert.equal((await sql`select 1 from dkim_keys where domain = ${domain} and status = 'pending'`).length, 0)
     assert.equal((await post(`/account/domains/${domain}/keys/switch`, as)).status, 409)
   })
+
+  it('bounds the checks a DID runs, and says rotation is off without the key file', async () => {
+    const d = did('keysf')
+    const domain = 'keys-f.example'
+    await addMember(sql, keyring, { did: d, domain })
+    const as = await signIn(d)
+    const strict = new Hono<{ Variables: SessionVars }>()
+    strict.use('*', sessionMiddleware(db, { ttlMs: 3_600_000, secure: false, operators: new Set() }))
+    strict.use('*', csrfMiddleware(ORIGIN))
+    strict.route(
+      '/',
+      keysRoutes({
+        sql,
+        keyring: undefined,
+        dns: createDnsResolver({ servers: [dns.address], timeoutMs: 500, tries: 1 }),
+        config: { spfInclude: '_spf.pool.example', checkTimeout: 5000, oldKeyRetention: 86_400_000 },
+        limiter: new CheckRateLimiter(1, 60_000),
+        publish: async () => assert.fail('not reached'),
+      }),
+    )
+    const send = (path: string) =>
+      strict.request(path, {
+        method: 'POST',
+        headers: { cookie: as.cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ _csrf: as.csrf }),
+      })
+    const off = await send(`/account/domains/${domain}/keys/start`)
+    assert.equal(off.status, 503)
+    assert.match(await off.text(), /not available/)
+    await post(`/account/domains/${domain}/keys/start`, as)
+    assert.equal((await send(`/account/domains/${domain}/keys/check`)).status, 200)
+    const limited = await send(`/account/domains/${domain}/keys/switch`)
+    assert.equal(limited.status, 429)
+    assert.ok(Number(limited.headers.get('retry-after')) > 0)
+  })
 })

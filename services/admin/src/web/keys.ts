@@ -284,7 +284,12 @@ export function keysRoutes(deps: KeysDeps): Hono<Env> {
         'Your PDS did not take the new attestation record, so nothing was changed. Try again in a minute.',
       )
     }
-    const done = await completeRotation(deps.sql, { did, domain: state.domain, detail: { ...audit(c), uri } })
+    const done = await completeRotation(deps.sql, {
+      did,
+      domain: state.domain,
+      expect: selectors,
+      detail: { ...audit(c), uri },
+    })
     const removable = new Date(Date.now() + deps.config.oldKeyRetention)
     const body = html`<h1>${state.domain} switched to the new keys</h1>
       <p>The attestation now names ${done.to.map((s) => html`<code>${s}</code> `)}(<code>${uri}</code>). The relay signs
