@@ -290,6 +290,8 @@ export async function removeDomain(sql: Pool, input: string, reason: string, act
       update domains set removed_at = now(), removed_reason = ${reason}, updated_at = now() where id = ${d.id}`
     const revoked = await tx`
       update smtp_credentials set revoked_at = now() where domain_id = ${d.id} and revoked_at is null`
+    // Its API key goes with it (verifyApiKey refuses a removed domain's key anyway).
+    await tx`update api_keys set revoked_at = now() where domain_id = ${d.id} and revoked_at is null`
     const retired = await tx`
       update dkim_keys set status = 'retired', retired_at = now() where domain_id = ${d.id} and status <> 'retired'`
     const [change] = await tx<{ id: number }[]>`

@@ -14,6 +14,7 @@ import { oauthMetadataRoutes } from './oauth/routes.ts'
 import { operatorRoutes } from './operator/routes.ts'
 import { csrfMiddleware } from './web/csrf.ts'
 import { mountEnroll } from './web/enroll.ts'
+import { mountKeys } from './web/keys.ts'
 import { errorPage } from './web/layout.ts'
 import { accountRoutes } from './web/pages.ts'
 import { WindowLimiter } from './web/rate-limit.ts'
@@ -87,6 +88,7 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
       maxDomains: config.maxDomainsPerMember,
       statusQueue: opts.statusQueue,
     })
+    mountKeys(app, { db, logger: opts.logger, oauth, config: config.enroll })
   } else {
     // The reason (a file path) is in the admin's log, not on a public page.
     app.get('/', () =>

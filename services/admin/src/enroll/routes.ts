@@ -29,6 +29,8 @@ export type EnrollRouteDeps = WizardDeps & {
   csrf: (c: Context) => string
   /** Puts a page's own part in the shared layout; the status is the response's. */
   render: (c: Context, fragment: string, status?: 200 | 400 | 403 | 404 | 409 | 429) => Response | Promise<Response>
+  /** What audit rows of the request carry (the client's address); optional. */
+  auditDetail?: (c: Context) => Record<string, unknown>
   /** Writes the attestation to the account's own repository through its OAuth session; returns the record's URI. */
   publish: (account: Account, record: AttestationRecord) => Promise<string>
 }
@@ -103,9 +105,9 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
   })
   app.post('/:domain/credentials', async (c) => {
     const account = await signedIn(c)
-    const settings = await credentials(deps, account, domainParam(c))
+    const settings = await credentials(deps, account, domainParam(c), deps.auditDetail?.(c))
     c.header('Cache-Control', 'no-store')
-    return deps.render(c, credentialsPage(settings.username, settings))
+    return deps.render(c, credentialsPage(settings.username, settings, settings.apiKey))
   })
   return app
 }
