@@ -103,12 +103,12 @@ after(async () => {
   await tdb?.drop()
 })
 
-/** A browser signed in as `did`: the session row a sign-in makes, its cookie set in the context. */
-async function signedInPage(): Promise<Page> {
+/** A browser signed in as `as`: the session row a sign-in makes, its cookie set in the context. */
+async function signedInPage(as = did): Promise<Page> {
   const id = randomBytes(32).toString('base64url')
   await db.insert(webSessions).values({
     idHash: createHash('sha256').update(id).digest('base64url'),
-    did,
+    did: as,
     expiresAt: new Date(Date.now() + 3_600_000),
   })
   const context = await browser.newContext()
@@ -164,6 +164,18 @@ describe('the account pages in a real browser', () => {
     await page.getByRole('alert').waitFor()
     assert.match((await page.getByRole('alert').textContent()) ?? '', /would come back/)
     await checkPage(page, 'domain-forward-error')
+    await page.close()
+  })
+
+  it('shows an account that has no domain yet cleanly, with the way to enrol', async () => {
+    const page = await signedInPage('did:plc:nodomainyetnodomainyetnod')
+    assert.equal((await page.goto(`${base}/account`))?.status(), 200)
+    assert.equal(await page.getByRole('link', { name: 'Enrol a mail domain' }).count(), 1)
+    await checkPage(page, 'account-no-domain')
+    for (const path of ['/account/messages', '/account/suppressions']) {
+      assert.equal((await page.goto(`${base}${path}`))?.status(), 200, path)
+      await checkPage(page, `no-domain-${path.split('/').pop()}`)
+    }
     await page.close()
   })
 
