@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
 import { auditLog, createDb, type Db, webSessions } from '@atmos/db'
-import { addDomain, addMember } from '@atmos/enrolment'
+import { addDomain, addMember, DomainError, removeDomain } from '@atmos/enrolment'
 import { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { statusJobId, suppress } from '@atmos/reputation'
 import { createLogger } from '@atmos/runtime'
@@ -403,6 +403,14 @@ describe('/account/domains/:domain', () => {
       sql`select action from audit_log where domain = 'domb.example' and actor like 'admin:%'`,
     )
     assert.equal(touched.length, 0)
+  })
+
+  it("removeDomain bound to a member leaves another member's domain alone (the race after the page's look)", async () => {
+    await assert.rejects(
+      removeDomain(db.$client, 'domb.example', 'x', `admin:${a.did}`, { memberId: a.id }),
+      (err: Error) => err instanceof DomainError && /no member holds domb\.example/.test(err.message),
+    )
+    assert.equal((await domainRow('domb.example')).removed_at, null)
   })
 
   it('sets and clears the forward-to address, with audit rows', async () => {
