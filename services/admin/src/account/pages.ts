@@ -2,6 +2,7 @@ import type { LabelsRead } from '../labels/query.ts'
 import type { MemberSuppression } from '../member/suppressions.ts'
 import type { Figures, FigureWindow } from './figures.ts'
 import { count, esc, utc } from './html.ts'
+import type { OwnedLiveDomain } from './owner.ts'
 import type { AccountStanding, DomainStanding } from './standing.ts'
 import { figuresFragment, standingFragment } from './views.ts'
 
@@ -182,9 +183,6 @@ export function suppressionsPage(
   )
   return parts.join('')
 }
-
-/** A live domain of the member, as its own page shows it. */
-export type OwnedLiveDomain = { id: number; domain: string; status: string; forwardTo: string | null }
 
 /** /account/domains/:domain: forward-to, the SMTP password, links to keys and API key, removal. */
 export function domainPage(

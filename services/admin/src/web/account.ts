@@ -1,5 +1,5 @@
 import type { Db } from '@atmos/db'
-import { checkDomain, DomainError, dailyCapFor, issueCredential, removeDomain } from '@atmos/enrolment'
+import { DomainError, dailyCapFor, issueCredential, removeDomain } from '@atmos/enrolment'
 import type { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { notifyStatusChange } from '@atmos/reputation'
 import type { Logger } from '@atmos/runtime'
@@ -10,12 +10,11 @@ import { FIGURE_WINDOWS, type FigureWindow, memberFigures, NotMemberDomainError 
 import { ForwardToError, parseForwardTo, setForwardTo } from '../account/forward-to.ts'
 import { esc } from '../account/html.ts'
 import { type LogPage, LogQueryError, messageLog, readLogRequest } from '../account/message-log.ts'
-import { memberDomainIds } from '../account/owner.ts'
+import { memberDomainIds, ownedLiveDomain as ownedDomain } from '../account/owner.ts'
 import {
   accountPage,
   domainPage,
   domainPath,
-  type OwnedLiveDomain,
   removeConfirmPage,
   removedPage,
   suppressionsPage,
@@ -292,33 +291,6 @@ function noticeOf(key: string | undefined): string | undefined {
 async function memberOf(db: Db, did: string): Promise<{ id: number; did: string } | null> {
   const [m] = await db.execute<{ id: number }>(sql`select id::int as id from members where did = ${did}`)
   return m ? { id: Number(m.id), did } : null
-}
-
-/** The member's live domain named by the URL, or null (not a domain name, another member's, removed, no one's). */
-async function ownedDomain(
-  db: Db,
-  did: string,
-  param: string,
-): Promise<(OwnedLiveDomain & { memberId: number }) | null> {
-  let domain: string
-  try {
-    domain = checkDomain(param.slice(0, 300))
-  } catch {
-    return null
-  }
-  const [d] = await db.execute<{
-    id: number
-    member_id: number
-    domain: string
-    status: string
-    forward_to: string | null
-  }>(sql`
-    select d.id::int as id, d.member_id::int as member_id, d.domain, d.status, d.forward_to
-    from domains d join members m on m.id = d.member_id
-    where m.did = ${did} and d.domain = ${domain} and d.removed_at is null`)
-  return d
-    ? { id: Number(d.id), memberId: Number(d.member_id), domain: d.domain, status: d.status, forwardTo: d.forward_to }
-    : null
 }
 
 /** The handle the DID document claims, verified both ways by the resolver; null when it cannot be had now. */
