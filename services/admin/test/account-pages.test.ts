@@ -413,6 +413,22 @@ describe('/account/domains/:domain', () => {
     assert.equal((await domainRow('domb.example')).removed_at, null)
   })
 
+  it('refuses every POST without the form token (403) and changes nothing', async () => {
+    const posts: Array<[string, Record<string, string>]> = [
+      ['/account/domains/doma.example/forward-to', { forward_to: 'x@inbox.example' }],
+      ['/account/domains/doma.example/credential', {}],
+      ['/account/domains/doma.example/remove', { confirm: 'doma.example' }],
+    ]
+    for (const [path, fields] of posts) {
+      const res = await post(sa, path, fields, { csrf: false })
+      assert.equal(res.status, 403, path)
+      assert.match(await res.text(), /form token is missing/)
+    }
+    const row = await domainRow('doma.example')
+    assert.deepEqual(row, { forward_to: null, removed_at: null })
+    assert.equal(await relayAccepts(a.username, a.password), true)
+  })
+
   it('sets and clears the forward-to address, with audit rows', async () => {
     const page = await (await get(sa, '/account/domains/doma.example')).text()
     assert.match(page, /<label for="forward-to">/)
