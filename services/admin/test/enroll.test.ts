@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createPool, type Pool } from '@atmos/db'
-import { type AttestationRecord, type StatusChange, startEnrolment } from '@atmos/enrolment'
+import { type AttestationRecord, type StatusChange, startEnrolment, verifyApiKey } from '@atmos/enrolment'
 import { createKeyringFile, type Keyring, loadKeyring } from '@atmos/secrets'
 import { createTestDatabase, type DnsZone, PlcDirectoryServer, type TestDatabase, TestDnsServer } from '@atmos/testkit'
 import { createDnsResolver, createIdentityResolver } from '@atmos/verify'
@@ -328,5 +328,10 @@ describe('routes under /enroll', () => {
     const html = await creds.text()
     assert.match(html, /PDS_EMAIL_SMTP_URL=smtp:\/\/route\.example:/)
     assert.match(html, /STARTTLS \(required\)/)
+    // The API key is issued with the credential, shown once, and verifies as the domain's.
+    const key = /atmos_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(html)?.[0]
+    assert.ok(key, 'the API key is on the page')
+    assert.equal((await verifyApiKey(sql, key))?.domain, 'route.example')
+    assert.match(html, /Authorization: Bearer atmos_/)
   })
 })

@@ -47,6 +47,12 @@ export const enrollSection = section({
    * and explains what may be holding them up.
    */
   labelsTimeout: field.duration('120s'),
+  /**
+   * How long a DKIM key rotation's old records must stay in DNS after the switch: mail signed
+   * with the old keys before it may still be delivered (and verified) until the relay gives
+   * up on it, relay.delivery.maxAge (3d), plus a day for receivers that verify late.
+   */
+  oldKeyRetention: field.duration('4d'),
 })
 
 export type EnrollConfig = z.output<typeof enrollSection>

@@ -1,7 +1,6 @@
 import { type AttestationRecord, heldEnrolment, type StatusChange } from '@atmos/enrolment'
 import { type Context, Hono, type MiddlewareHandler } from 'hono'
 import type { LabelReader } from '../labels/query.ts'
-import { clientInfo } from '../web/signin.ts'
 import { enrolmentProgress } from './progress.ts'
 import {
   checkPage,
@@ -34,6 +33,8 @@ export type EnrollRouteDeps = WizardDeps & {
   csrf: (c: Context) => string
   /** Puts a page's own part in the shared layout; the status is the response's. */
   render: (c: Context, fragment: string, status?: 200 | 400 | 403 | 404 | 409 | 429) => Response | Promise<Response>
+  /** What audit rows of the request carry (the client's address); optional. */
+  auditDetail?: (c: Context) => Record<string, unknown>
   /** Writes the attestation to the account's own repository through its OAuth session; returns the record's URI. */
   publish: (account: Account, record: AttestationRecord) => Promise<string>
   /** Our labeler's queryLabels, for the page after publishing; absent: the page says labels cannot be read. */
@@ -107,7 +108,7 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
     await deps.sql`
       insert into audit_log (actor, action, did, domain, member_id, detail)
       values (${`admin:${account.did}`}, 'attestation.published', ${account.did}, ${held.domain}, ${held.memberId},
-              ${JSON.stringify({ uri, ip: clientInfo(c).ip })}::text::jsonb)`
+              ${JSON.stringify({ uri, ...deps.auditDetail?.(c) })}::text::jsonb)`
     // Redirect after the POST: reloading the labels page must not publish again.
     return c.redirect(`/enroll/${encodeURIComponent(held.domain)}/watch`, 303)
   })
@@ -147,9 +148,9 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
   })
   app.post('/:domain/credentials', async (c) => {
     const account = await signedIn(c)
-    const settings = await credentials(deps, account, domainParam(c))
+    const settings = await credentials(deps, account, domainParam(c), deps.auditDetail?.(c))
     c.header('Cache-Control', 'no-store')
-    return deps.render(c, credentialsPage(settings.username, settings))
+    return deps.render(c, credentialsPage(settings.username, settings, settings.apiKey))
   })
   return app
 }

@@ -1,7 +1,8 @@
-import type { CheckNowResult } from './check.ts'
+import type { CheckNowResult, SeenRecord } from './check.ts'
 import type { Control } from './control.ts'
 import type { SmtpSettings } from './credentials.ts'
 import type { EnrolmentProgress } from './progress.ts'
+import type { DnsRecordToPublish } from './records.ts'
 import type { WatchStage, WatchState } from './watch.ts'
 import type { DomainRecords } from './wizard.ts'
 
@@ -42,23 +43,35 @@ function controlText(control: Control): string {
   return `<p>${esc(control.reason)}</p>`
 }
 
+/** One record to publish as the member's DNS provider asks for it and as its zone-file line. */
+export function recordBlock(rec: DnsRecordToPublish, heading = 'h2', title = rec.purpose.toUpperCase()): string {
+  return `<section>
+<${heading}>${esc(title)}${rec.required ? '' : ' (optional)'}</${heading}>
+<p>${esc(rec.note)}</p>
+<dl><dt>Name</dt><dd><code>${esc(rec.name)}</code></dd><dt>Type</dt><dd>${esc(rec.type)}</dd>
+<dt>Value</dt><dd><code data-copy-label="${esc(`${rec.type} value of ${rec.name}`)}">${esc(rec.value)}</code></dd></dl>
+<p>Zone-file line:</p><pre data-copy-label="${esc(`zone-file line of ${rec.name}`)}">${esc(rec.zoneLine)}</pre>
+</section>`
+}
+
+/** What DNS holds now at each record's name (check now's second table). */
+export function seenTable(records: SeenRecord[]): string {
+  const seen = records
+    .map(
+      (s) => `<tr><th scope="row"><code>${esc(s.name)}</code> ${esc(s.type)}</th><td>${esc(s.state)}</td>
+<td>${s.seen.length ? s.seen.map((v) => `<code>${esc(v)}</code>`).join('<br>') : '(nothing)'}</td><td>${esc(s.hint)}</td></tr>`,
+    )
+    .join('\n')
+  return `<table><caption>What DNS holds now</caption><thead><tr><th scope="col">Record</th><th scope="col">State</th><th scope="col">Seen</th><th scope="col">Note</th></tr></thead>
+<tbody>${seen}</tbody></table>`
+}
+
 export function recordsPage(r: DomainRecords, csrf: string): string {
   const base = `/enroll/${encodeURIComponent(r.domain)}`
   const spf = r.spf.ok
     ? r.spf.warnings.map((w) => `<p class="warning">${esc(w)}</p>`).join('')
     : `<p role="alert">SPF: ${esc(r.spf.reason)}</p>`
-  // Ids and labels for the copy buttons static/admin.js adds next to each value and line.
-  const rows = r.records
-    .map(
-      (rec, i) => `<section>
-<h2>${esc(rec.purpose.toUpperCase())}${rec.required ? '' : ' (optional)'}</h2>
-<p>${esc(rec.note)}</p>
-<dl><dt>Name</dt><dd><code>${esc(rec.name)}</code></dd><dt>Type</dt><dd>${esc(rec.type)}</dd>
-<dt>Value</dt><dd><code id="record-${i}-value" data-copy-label="${esc(`${rec.type} value of ${rec.name}`)}">${esc(rec.value)}</code></dd></dl>
-<p>Zone-file line:</p><pre id="record-${i}-line" data-copy-label="${esc(`zone-file line of ${rec.name}`)}">${esc(rec.zoneLine)}</pre>
-</section>`,
-    )
-    .join('\n')
+  const rows = r.records.map((rec) => recordBlock(rec)).join('\n')
   return page(
     `DNS records for ${r.domain}`,
     `<p>Domain status: ${esc(r.status)}</p>
@@ -80,19 +93,12 @@ export function checkPage(r: CheckNowResult & { domain: string }, csrf: string):
         }${c.warnings.map((w) => `<br>Warning: ${esc(w)}`).join('')}</td></tr>`,
     )
     .join('\n')
-  const seen = r.records
-    .map(
-      (s) => `<tr><th scope="row"><code>${esc(s.name)}</code> ${esc(s.type)}</th><td>${esc(s.state)}</td>
-<td>${s.seen.length ? s.seen.map((v) => `<code>${esc(v)}</code>`).join('<br>') : '(nothing)'}</td><td>${esc(s.hint)}</td></tr>`,
-    )
-    .join('\n')
   return page(
     `Check of ${r.domain}`,
     `<p>${esc(r.summary)}</p>
 <table><caption>Checks</caption><thead><tr><th scope="col">Check</th><th scope="col">Outcome</th><th scope="col">Reason</th></tr></thead>
 <tbody>${checks}</tbody></table>
-<table><caption>What DNS holds now</caption><thead><tr><th scope="col">Record</th><th scope="col">State</th><th scope="col">Seen</th><th scope="col">Note</th></tr></thead>
-<tbody>${seen}</tbody></table>
+${seenTable(r.records)}
 <p>Checked at ${esc(r.checkedAt)}.</p>
 ${action(`/enroll/${encodeURIComponent(r.domain)}/check`, 'Check again', csrf)}
 ${
@@ -109,21 +115,30 @@ ${action(`/enroll/${encodeURIComponent(r.domain)}/publish`, 'Publish the attesta
 export function issueCredentialsPage(domain: string, csrf: string): string {
   return page(
     `SMTP credentials for ${domain}`,
-    `<p>The password is shown once, when it is issued; issuing again replaces any earlier one.</p>
+    `<p>The password and the API key are shown once, when they are issued; issuing again replaces any earlier ones.</p>
 ${action(`/enroll/${encodeURIComponent(domain)}/credentials`, 'Issue credentials', csrf)}`,
   )
 }
 
-export function credentialsPage(domain: string, s: SmtpSettings): string {
+export function credentialsPage(domain: string, s: SmtpSettings, apiKey?: string): string {
   return page(
     `SMTP credentials for ${domain}`,
-    `<p role="alert">The password is shown only now; only its hash is stored. Issuing again replaces it.</p>
+    `<p role="alert">The password${apiKey ? ' and the API key are' : ' is'} shown only now; only ${apiKey ? 'their hashes are' : 'its hash is'} stored. Issuing again replaces ${apiKey ? 'them' : 'it'}.</p>
 <dl><dt>Host</dt><dd><code>${esc(s.host)}</code></dd><dt>Port</dt><dd>${esc(s.port)}</dd>
 <dt>Security</dt><dd>${s.security === 'starttls' ? 'STARTTLS (required)' : 'TLS'}</dd>
 <dt>Username</dt><dd><code>${esc(s.username)}</code></dd><dt>Password</dt><dd><code>${esc(s.password)}</code></dd></dl>
 <h2>For a PDS (pds.env)</h2><pre>${esc(s.pdsEnv.join('\n'))}</pre>
-<h2>For any other application</h2><pre>${esc(s.generic.join('\n'))}</pre>`,
+<h2>For any other application</h2><pre>${esc(s.generic.join('\n'))}</pre>${apiKey ? apiKeyBlock(apiKey) : ''}`,
   )
+}
+
+/** The API key as issued (shown once) and how the HTTP send API takes it. */
+export function apiKeyBlock(key: string, heading = 'h2'): string {
+  return `
+<${heading}>API key</${heading}>
+<p>For the HTTP send API, which takes it as a bearer token. It sends as this domain only.</p>
+<p><code data-testid="api-key">${esc(key)}</code></p>
+<pre data-copy-label="Authorization header with the API key">${esc(`Authorization: Bearer ${key}`)}</pre>`
 }
 
 export function errorPage(message: string): string {
