@@ -183,6 +183,14 @@ describe('the labels page after publishing', () => {
     const active = await (await a.request(`/${domain}/watch`, { headers: as })).text()
     assert.match(active, /<section id="labels-credentials">/, 'credentials are offered once active')
 
+    // Should the verdict stop holding meanwhile, the page says that rather than "relay-member follows".
+    await sql`update verification_status set holds = false, last_outcome = 'temperror' where did = ${alice} and domain = ${domain}`
+    r = await labelsOf(a, alice, domain)
+    assert.equal(r.body.stage, 'member')
+    assert.match(r.body.diagnosis.join(' '), /temporary DNS error/)
+    assert.doesNotMatch(r.body.diagnosis.join(' '), /relay-member follows/)
+    await verifiedAtLabeler(alice, domain)
+
     labeler.label(alice, 'relay-member')
     r = await labelsOf(a, alice, domain)
     assert.equal(r.body.stage, 'done')

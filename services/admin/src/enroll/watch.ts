@@ -69,7 +69,8 @@ async function labelerRecord(sql: Pool, did: string, domain: string): Promise<La
         where run_id = ${v.runId} and outcome <> 'pass' order by "check" limit 10`
     : []
   return {
-    seen: Boolean(a),
+    // The labeler keeps a verification row only for a record it had read.
+    seen: Boolean(a) || Boolean(v),
     rejected: a?.state === 'rejected' ? (a.rejectionReason ?? 'no reason recorded') : null,
     holds: v ? v.holds : null,
     outcome: v?.outcome ?? null,
@@ -95,7 +96,9 @@ function diagnose(
   const out: string[] = []
   let failedAtLabeler = false
   if (!read.ok) out.push(`The labeler is unreachable from here: ${read.reason}. Look again in a minute.`)
-  if (stage === 'verifying') {
+  // An active domain whose verification stopped holding is waiting on the same things as a new one.
+  const verifying = stage === 'verifying' || (stage === 'member' && rec.holds !== true)
+  if (verifying) {
     if (rec.rejected) {
       out.push(`The labeler rejected the attestation record: ${rec.rejected}. Publish it again from this wizard.`)
     } else if (!rec.seen && waitingSinceMs === null) {
@@ -118,7 +121,8 @@ function diagnose(
     } else {
       out.push('The labeler has the record and is verifying it.')
     }
-  } else if (stage === 'member') {
+  }
+  if (stage === 'member' && rec.holds === true) {
     out.push(
       'The domain is active; relay-member follows once the labeler has taken in the activation (the relay tells ' +
         'it through its status queue). If it does not come, the operator can look at the labeler.',
