@@ -121,10 +121,12 @@ export async function holdDomainTx(
     credential?: string | undefined
     actor: string
     reason: string
+    /** Name the DID holding the domain in a refusal (the operator's CLI; not a member's page). */
+    nameHolder?: boolean
   },
 ): Promise<HeldDomain> {
   const { member, domain } = input
-  const holder = await domainHolder(tx, domain, member)
+  const holder = await domainHolder(tx, domain, member, { nameHolder: input.nameHolder ?? true })
   if (holder) throw new DomainError(holder)
   const live = await tx<{ domain: string }[]>`
     select domain from domains where member_id = ${member.id} and removed_at is null order by domain`
@@ -196,19 +198,25 @@ export async function holdDomainTx(
 /**
  * Why `member` cannot take `domain` because someone else has it (a live domains row, of this
  * member or another; or another DID's attestation holds it), or null when it is free.
+ * `nameHolder: false` words it for a member: an enrolment in the relay that is not published
+ * yet is nobody else's business (the operator's CLI names the holder, the wizard does not).
  */
 export async function domainHolder(
   sql: Pool,
   domain: string,
   member: { id?: number | undefined; did: string },
+  opts: { nameHolder?: boolean } = {},
 ): Promise<string | null> {
+  const nameHolder = opts.nameHolder ?? true
   const [held] = await sql<{ did: string; memberId: number }[]>`
     select m.did, m.id::int as "memberId" from domains d join members m on m.id = d.member_id
     where d.domain = ${domain} and d.removed_at is null`
   if (held) {
     return held.did === member.did
       ? `${member.did} already holds ${domain}`
-      : `${domain} is held in the relay by ${held.did}; a domain belongs to one account at a time`
+      : nameHolder
+        ? `${domain} is held in the relay by ${held.did}; a domain belongs to one account at a time`
+        : `${domain} is held by another account; a domain belongs to one account at a time. If it is yours, ask the pool's operators`
   }
   const [claimed] = await sql<{ did: string }[]>`
     select did from verification_status where domain = ${domain} and holds and did <> ${member.did}`

@@ -70,6 +70,8 @@ export async function startEnrolment(
         status: 'pending',
         actor,
         reason: `enrolment of ${domain} started by ${did}`,
+        // A member's wizard: another member's unpublished enrolment is not named.
+        nameHolder: false,
       })
       return { ...held, memberStatus: member.status, domainStatus: 'pending' as const, created: true }
     }),
