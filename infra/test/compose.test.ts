@@ -91,4 +91,42 @@ describe('docker-compose.yml', () => {
     assert.equal(target(fbl, 25), Number(fbl.environment.ATMOS_FBL_INGEST_SMTP_PORT))
     assert.ok(target(relay, 587) >= 1024 && target(fbl, 25) >= 1024)
   })
+
+  it('gives the admin its own keys, the relay KEK read-only for the wizard, and the labeler’s label API', () => {
+    const resolved = parse(
+      execFileSync('docker-compose', ['-f', composeFile, 'config'], { cwd: root, encoding: 'utf8' }),
+    )
+    const { admin, relay } = resolved.services
+    // docker-compose 1.29 writes `source:target:mode`; newer Compose an object.
+    const mounts = (
+      (admin.volumes ?? []) as Array<string | { source: string; target: string; read_only?: boolean }>
+    ).map((v) => {
+      if (typeof v !== 'string') return v
+      const [source = '', target = '', mode] = v.split(':')
+      return { source, target, read_only: mode === 'ro' }
+    })
+    const mountOf = (file: string) => mounts.find((m) => file.startsWith(`${m.target}/`))
+    const env = admin.environment
+    assert.equal(mountOf(env.ATMOS_ADMIN_KEK_FILE)?.source, 'admin-state')
+    assert.equal(mountOf(env.ATMOS_ADMIN_OAUTH_KEYS_FILE)?.source, 'admin-state')
+    // The relay's KEK: the same volume and file name submission reads, mounted read-only here.
+    const relayKek = mountOf(env.ATMOS_ADMIN_ENROLL_KEK_FILE)
+    assert.equal(relayKek?.source, 'relay-state')
+    assert.equal(relayKek?.read_only, true)
+    assert.equal(
+      env.ATMOS_ADMIN_ENROLL_KEK_FILE.split('/').at(-1),
+      relay.environment.ATMOS_RELAY_KEK_FILE.split('/').at(-1),
+    )
+    assert.equal(admin.depends_on['relay-init'].condition, 'service_completed_successfully')
+    assert.deepEqual(admin.command, ['sh', '-c', 'node src/cli.ts oauth init && exec node src/index.ts'])
+    assert.equal(new URL(env.ATMOS_ADMIN_LABELER_URL).hostname, 'labeler')
+    assert.ok(
+      resolved.services.labeler.ports.some(
+        (p: { target: number | string }) => Number(p.target) === Number(new URL(env.ATMOS_ADMIN_LABELER_URL).port),
+      ),
+      'the labeler listens where the admin reads labels',
+    )
+    assert.ok(URL.canParse(env.ATMOS_ADMIN_PUBLIC_URL))
+    assert.ok('ATMOS_ADMIN_OPERATORS' in env)
+  })
 })

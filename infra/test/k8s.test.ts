@@ -226,6 +226,37 @@ describe('kubernetes manifests', () => {
     }
   })
 
+  it('give the admin its keys, the relay KEK read-only for the wizard, its public URL and the labeler', () => {
+    const spec = deployments.find((x) => x.metadata.name === 'admin')!.spec.template.spec
+    const c = spec.containers[0]
+    const env = Object.fromEntries(c.env.map((e: { name: string; value: string }) => [e.name, e.value]))
+    /** The Secret behind the read-only mount a file lies in. */
+    const secretOf = (file: string) => {
+      const mount = c.volumeMounts.find((m: { mountPath: string }) => file.startsWith(`${m.mountPath}/`))
+      assert.ok(mount, `${file} lies in no mount`)
+      assert.equal(mount.readOnly, true, `${mount.mountPath} is read-only`)
+      return spec.volumes.find((v: { name: string }) => v.name === mount.name)?.secret?.secretName
+    }
+    assert.equal(secretOf(env.ATMOS_ADMIN_KEK_FILE), 'atmos-admin-keys')
+    assert.equal(secretOf(env.ATMOS_ADMIN_OAUTH_KEYS_FILE), 'atmos-admin-keys')
+    // The wizard seals members' DKIM keys under the relay's KEK: the very file submission opens them with.
+    assert.equal(secretOf(env.ATMOS_ADMIN_ENROLL_KEK_FILE), 'atmos-relay-keys')
+    const relay = deployments.find((x) => x.metadata.name === 'relay')!.spec.template.spec
+    const relayKek = relay.containers[0].env.find((e: { name: string }) => e.name === 'ATMOS_RELAY_KEK_FILE').value
+    assert.equal(env.ATMOS_ADMIN_ENROLL_KEK_FILE.split('/').at(-1), relayKek.split('/').at(-1), 'the same key in it')
+    // The labeler's label API, through its Service.
+    const labelerUrl = new URL(env.ATMOS_ADMIN_LABELER_URL)
+    const labelerSvc = base.objects.find((o) => o.kind === 'Service' && o.metadata.name === 'labeler')!
+    assert.equal(labelerUrl.hostname, 'labeler')
+    assert.equal(Number(labelerUrl.port), labelerSvc.spec.ports.find((p: { name: string }) => p.name === 'xrpc').port)
+    // Pool-wide settings in the ConfigMap: an https public URL (a confidential OAuth client) and the operators.
+    const config = base.objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'atmos-config') as Obj & {
+      data: Record<string, string>
+    }
+    assert.equal(new URL(config.data.ATMOS_ADMIN_PUBLIC_URL!).protocol, 'https:')
+    assert.ok('ATMOS_ADMIN_OPERATORS' in config.data, 'the operators allowlist is there to fill in')
+  })
+
   it('the production overlay builds on the base and patches only objects that exist', () => {
     const prod = kustomize(join(k8s, 'overlays/production'))
     assert.equal(prod.objects.length, base.objects.length)

@@ -93,3 +93,33 @@ export const poolSection = section({
    */
   maxDomainsPerMember: field.int(2, { min: 1, max: 100 }),
 })
+
+/**
+ * Warming tiers: `<from day>:<recipients a day>` pairs, comma-separated, by age in days
+ * since the domain's activation. Past the last tier the standard cap applies. Shared by the relay
+ * (which enforces the caps) and the admin (which shows what is left of today's): one format, one default.
+ */
+export const warmingTiersField = z
+  .preprocess(
+    (v) =>
+      typeof v === 'string'
+        ? v
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+            .map((pair) => {
+              const [fromDay, cap] = pair.split(':')
+              return { fromDay: Number(fromDay), cap: Number(cap) }
+            })
+        : v,
+    z
+      .array(z.object({ fromDay: z.number().int().min(0), cap: z.number().int().min(0) }).strict())
+      .refine((tiers) => tiers.every((t, i) => i === 0 || t.fromDay > tiers[i - 1]!.fromDay), {
+        message: 'tiers must be in increasing order of day, e.g. "0:50,3:200,7:1000"',
+      }),
+  )
+  .default([
+    { fromDay: 0, cap: 50 },
+    { fromDay: 3, cap: 200 },
+    { fromDay: 7, cap: 1000 },
+  ])

@@ -6,6 +6,7 @@ export {
   poolSection,
   redisSection,
   serviceConfigSchema,
+  warmingTiersField,
 } from './base.ts'
 export { field, parseDuration, section } from './fields.ts'
 export {

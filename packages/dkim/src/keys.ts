@@ -21,7 +21,8 @@ export type NewDkimKey = {
 /**
  * Generates a DKIM keypair of the algorithm asked for (RSA-2048 unless told), seals the
  * private half bound to its domain and selector, and stores it active (inside the caller's
- * transaction if given one).
+ * transaction if given one), or pending: a rotation's new key, which signs nothing until
+ * its record is published and the rotation completes.
  */
 export async function createDkimKey(
   sql: Pool,
@@ -32,16 +33,18 @@ export async function createDkimKey(
     domain: string
     selector: string
     algorithm?: DkimAlgorithm
+    status?: 'active' | 'pending' | undefined
   },
 ): Promise<NewDkimKey> {
   const algorithm = opts.algorithm ?? 'rsa-sha256'
+  const status = opts.status ?? 'active'
   const ed25519 = algorithm === 'ed25519-sha256'
   const pair = ed25519 ? await generateEd25519DkimKeyPair() : await generateDkimKeyPair()
   const { kekId, sealed } = keyring.seal(pair.privateKeyPem, dkimSealContext(opts.domain, opts.selector))
   const [row] = await sql<{ id: number }[]>`
     insert into dkim_keys (member_id, domain_id, domain, selector, algorithm, bits, public_key, private_key_sealed, kek_id, status, activated_at)
     values (${opts.memberId}, ${opts.domainId ?? null}, ${opts.domain}, ${opts.selector}, ${algorithm}, ${pair.bits},
-            ${pair.publicKey}, ${sealed}, ${kekId}, 'active', now())
+            ${pair.publicKey}, ${sealed}, ${kekId}, ${status}, ${status === 'active' ? sql`now()` : null})
     returning id::int as id`
   return {
     id: row!.id,
@@ -60,17 +63,17 @@ export function domainSelectors(stem: string): { rsa: string; ed25519: string } 
 }
 
 /**
- * A member domain's two keys, both active: RSA-2048 at `<stem>r`, which every receiver
+ * A member domain's two keys, both active (or both pending, for a rotation): RSA-2048 at `<stem>r`, which every receiver
  * verifies, and Ed25519 at `<stem>e` (RFC 8463), which receivers that know it prefer. Run it
  * inside the transaction that creates the domain.
  */
 export async function createDomainKeys(
   sql: Pool,
   keyring: Keyring,
-  opts: { memberId: number; domainId: number; domain: string; stem: string },
+  opts: { memberId: number; domainId: number; domain: string; stem: string; status?: 'active' | 'pending' | undefined },
 ): Promise<[NewDkimKey, NewDkimKey]> {
   const selectors = domainSelectors(opts.stem)
-  const base = { memberId: opts.memberId, domainId: opts.domainId, domain: opts.domain }
+  const base = { memberId: opts.memberId, domainId: opts.domainId, domain: opts.domain, status: opts.status }
   // One after the other: inside a transaction the connection runs one statement at a time anyway.
   const rsa = await createDkimKey(sql, keyring, { ...base, selector: selectors.rsa, algorithm: 'rsa-sha256' })
   const ed = await createDkimKey(sql, keyring, { ...base, selector: selectors.ed25519, algorithm: 'ed25519-sha256' })

@@ -121,10 +121,12 @@ export async function holdDomainTx(
     credential?: string | undefined
     actor: string
     reason: string
+    /** Name the DID holding the domain in a refusal (the operator's CLI; not a member's page). */
+    nameHolder?: boolean
   },
 ): Promise<HeldDomain> {
   const { member, domain } = input
-  const holder = await domainHolder(tx, domain, member)
+  const holder = await domainHolder(tx, domain, member, { nameHolder: input.nameHolder ?? true })
   if (holder) throw new DomainError(holder)
   const live = await tx<{ domain: string }[]>`
     select domain from domains where member_id = ${member.id} and removed_at is null order by domain`
@@ -196,19 +198,25 @@ export async function holdDomainTx(
 /**
  * Why `member` cannot take `domain` because someone else has it (a live domains row, of this
  * member or another; or another DID's attestation holds it), or null when it is free.
+ * `nameHolder: false` words it for a member: an enrolment in the relay that is not published
+ * yet is nobody else's business (the operator's CLI names the holder, the wizard does not).
  */
 export async function domainHolder(
   sql: Pool,
   domain: string,
   member: { id?: number | undefined; did: string },
+  opts: { nameHolder?: boolean } = {},
 ): Promise<string | null> {
+  const nameHolder = opts.nameHolder ?? true
   const [held] = await sql<{ did: string; memberId: number }[]>`
     select m.did, m.id::int as "memberId" from domains d join members m on m.id = d.member_id
     where d.domain = ${domain} and d.removed_at is null`
   if (held) {
     return held.did === member.did
       ? `${member.did} already holds ${domain}`
-      : `${domain} is held in the relay by ${held.did}; a domain belongs to one account at a time`
+      : nameHolder
+        ? `${domain} is held in the relay by ${held.did}; a domain belongs to one account at a time`
+        : `${domain} is held by another account; a domain belongs to one account at a time. If it is yours, ask the pool's operators`
   }
   const [claimed] = await sql<{ did: string }[]>`
     select did from verification_status where domain = ${domain} and holds and did <> ${member.did}`
@@ -276,20 +284,36 @@ export type RemovedDomain = {
  * change to 'suspended' of that domain (reason 'domain removed: …') so that the labeler
  * recomputes the DID's labels; notify it after the commit.
  */
-export async function removeDomain(sql: Pool, input: string, reason: string, actor: string): Promise<RemovedDomain> {
+export async function removeDomain(
+  sql: Pool,
+  input: string,
+  reason: string,
+  actor: string,
+  opts: {
+    /** Only when this member holds it (a member giving up its own domain); else DomainError as if no one did. */
+    memberId?: number | undefined
+    /** Added to the audit row's detail (the client's address of a web request). */
+    auditDetail?: Record<string, unknown> | undefined
+  } = {},
+): Promise<RemovedDomain> {
   const domain = checkDomain(input)
   if (!reason.trim()) throw new DomainError('a removal needs a reason')
   return sql.begin(async (tx) => {
+    // The member is checked on the locked row: a domain that moved to another account
+    // between the caller's look and this statement is not removed from under its new holder.
     const [d] = await tx<{ id: number; memberId: number; did: string; status: MemberStatus }[]>`
       select d.id::int as id, d.member_id::int as "memberId", m.did, d.status
       from domains d join members m on m.id = d.member_id
       where d.domain = ${domain} and d.removed_at is null
+        ${opts.memberId === undefined ? tx`` : tx`and d.member_id = ${opts.memberId}`}
       for update of d`
     if (!d) throw new DomainError(`no member holds ${domain} in the relay`)
     await tx`
       update domains set removed_at = now(), removed_reason = ${reason}, updated_at = now() where id = ${d.id}`
     const revoked = await tx`
       update smtp_credentials set revoked_at = now() where domain_id = ${d.id} and revoked_at is null`
+    // Its API key goes with it (verifyApiKey refuses a removed domain's key anyway).
+    await tx`update api_keys set revoked_at = now() where domain_id = ${d.id} and revoked_at is null`
     const retired = await tx`
       update dkim_keys set status = 'retired', retired_at = now() where domain_id = ${d.id} and status <> 'retired'`
     const [change] = await tx<{ id: number }[]>`
@@ -299,7 +323,7 @@ export async function removeDomain(sql: Pool, input: string, reason: string, act
     await tx`
       insert into audit_log (actor, action, did, domain, member_id, detail)
       values (${actor}, 'domain.removed', ${d.did}, ${domain}, ${d.memberId},
-              ${JSON.stringify({ reason, revokedCredentials: revoked.count, retiredKeys: retired.count, changeId: change!.id })}::text::jsonb)`
+              ${JSON.stringify({ ...opts.auditDetail, reason, revokedCredentials: revoked.count, retiredKeys: retired.count, changeId: change!.id })}::text::jsonb)`
     return {
       memberId: d.memberId,
       did: d.did,

@@ -70,6 +70,8 @@ export async function startEnrolment(
         status: 'pending',
         actor,
         reason: `enrolment of ${domain} started by ${did}`,
+        // A member's wizard: another member's unpublished enrolment is not named.
+        nameHolder: false,
       })
       return { ...held, memberStatus: member.status, domainStatus: 'pending' as const, created: true }
     }),
@@ -220,7 +222,7 @@ export async function activateDomain(
  */
 export async function issueCredential(
   sql: Pool,
-  input: { did: string; domain: string; actor?: string },
+  input: { did: string; domain: string; actor?: string; auditDetail?: Record<string, unknown> },
 ): Promise<{ username: string; password: string }> {
   const did = checkDid(input.did)
   const domain = checkDomain(input.domain)
@@ -234,7 +236,7 @@ export async function issueCredential(
         'credentials are issued once the domain is verified and active',
     )
   }
-  const [one] = await rotatePassword(sql, domain, input.actor ?? `admin:${did}`)
+  const [one] = await rotatePassword(sql, domain, input.actor ?? `admin:${did}`, input.auditDetail)
   if (!one) throw new DomainError(`no credential was issued for ${domain}`)
   return one
 }

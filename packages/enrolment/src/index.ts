@@ -1,4 +1,24 @@
 export {
+  API_KEY_PREFIX,
+  type IssuedApiKey,
+  issueApiKey,
+  liveApiKey,
+  parseApiKey,
+  revokeApiKey,
+  type VerifiedApiKey,
+  verifyApiKey,
+} from './api-keys.ts'
+export {
+  cancelRotation,
+  completeRotation,
+  nextStem,
+  RotationError,
+  type RotationKey,
+  type RotationState,
+  rotationState,
+  startRotation,
+} from './dkim-rotation.ts'
+export {
   type AddedDomain,
   ATTESTATION_COLLECTION,
   type AttestationRecord,

@@ -127,6 +127,8 @@ export async function rotatePassword(
   sql: Pool,
   who: string,
   actor = operatorActor(),
+  /** Added to each audit row's detail (the client's address of a web request). */
+  auditDetail: Record<string, unknown> = {},
 ): Promise<Array<{ username: string; password: string }>> {
   const byDid = who.startsWith('did:')
   const domain = byDid ? '' : checkDomain(who)
@@ -154,7 +156,12 @@ export async function rotatePassword(
         insert into smtp_credentials (member_id, domain_id, username, password_hash)
         select ${m.id}, d.id, ${domain}, ${passwordHash} from domains d where d.domain = ${domain} and d.removed_at is null
         returning id::int as id`
-      await audit(tx as unknown as Pool, actor, m, domain, { credentialId: cred!.id, username: domain, created: true })
+      await audit(tx as unknown as Pool, actor, m, domain, {
+        ...auditDetail,
+        credentialId: cred!.id,
+        username: domain,
+        created: true,
+      })
       out.push({ username: domain, password })
       return out
     }
@@ -163,7 +170,11 @@ export async function rotatePassword(
       await tx`
         update smtp_credentials set password_hash = ${passwordHash}, created_at = now(), last_used_at = null
         where id = ${c.id}`
-      await audit(tx as unknown as Pool, actor, m, domain || null, { credentialId: c.id, username: c.username })
+      await audit(tx as unknown as Pool, actor, m, domain || null, {
+        ...auditDetail,
+        credentialId: c.id,
+        username: c.username,
+      })
       out.push({ username: c.username, password })
     }
     return out

@@ -30,7 +30,8 @@ async function main(args: string[]): Promise<number> {
   }
   const kid = await rotateClientKeys(admin.oauth.keysFile)
   console.log(`added signing key ${kid} to ${admin.oauth.keysFile}; it signs after the admin restarts.`)
-  console.log('Keep the older keys in the file for an hour after every replica restarted, then remove them.')
+  // An OAuth session refreshes with the key it was made with: the old key must outlive the sign-ins made with it.
+  console.log('Keep the older keys in the file for admin.session.ttl after every replica restarted, then remove them.')
   return 0
 }
 

@@ -1,4 +1,4 @@
-import { field, section, serviceConfigSchema } from '@atmos/config'
+import { field, section, serviceConfigSchema, warmingTiersField } from '@atmos/config'
 import { z } from 'zod'
 import { enrollSection } from './enroll/config.ts'
 
@@ -18,6 +18,13 @@ export const adminSection = section({
   enroll: enrollSection,
   /** Sending domains one member may hold: keep equal to the relay's `relay.pool.maxDomainsPerMember`. */
   maxDomainsPerMember: field.int(2, { min: 1, max: 100 }),
+  /**
+   * The relay's warming tiers and standard daily cap, for the account page's "today's cap and
+   * what is left": keep equal to `relay.submission.warmingTiers` and `relay.submission.dailyCap`
+   * (the same format and defaults; the admin computes the cap with the relay's own dailyCapFor).
+   */
+  warmingTiers: warmingTiersField,
+  dailyCap: field.int(10_000, { min: 0 }),
   /**
    * The URL members' browsers reach the admin at (scheme, host, port; no path). It names the
    * OAuth client and its redirect, and decides the cookie's Secure flag. Empty: the web

@@ -8,14 +8,17 @@ import type { NodeOAuthClient } from '@atproto/oauth-client-node'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import type { AdminConfig } from './config.ts'
+import { labelReader } from './labels/query.ts'
 import { memberRoutes } from './member/routes.ts'
 import { isLoopbackUrl } from './oauth/client.ts'
 import { oauthMetadataRoutes } from './oauth/routes.ts'
 import { operatorRoutes } from './operator/routes.ts'
+import { accountPages } from './web/account.ts'
 import { csrfMiddleware } from './web/csrf.ts'
 import { mountEnroll } from './web/enroll.ts'
+import { mountKeys } from './web/keys.ts'
 import { errorPage } from './web/layout.ts'
-import { accountRoutes } from './web/pages.ts'
+import { operatorPages } from './web/pages.ts'
 import { WindowLimiter } from './web/rate-limit.ts'
 import { securityHeaders } from './web/security-headers.ts'
 import { type SessionOptions, type SessionVars, sessionMiddleware } from './web/session.ts'
@@ -78,7 +81,20 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
         limiter: new WindowLimiter(config.signinPerMinute, 60_000),
       }),
     )
-    app.route('/', accountRoutes(oauth))
+    // One reader of our labeler's queryLabels for the account pages and the wizard's last step.
+    const labels = labelReader({ baseUrl: config.labeler.url, labelerDid: config.labeler.did || undefined })
+    app.route(
+      '/',
+      accountPages({
+        db,
+        logger: opts.logger,
+        oauth,
+        config,
+        labels,
+        statusQueue: opts.statusQueue,
+      }),
+    )
+    app.route('/', operatorPages())
     mountEnroll(app, {
       db,
       logger: opts.logger,
@@ -86,7 +102,9 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
       config: config.enroll,
       maxDomains: config.maxDomainsPerMember,
       statusQueue: opts.statusQueue,
+      readLabels: labels,
     })
+    mountKeys(app, { db, logger: opts.logger, oauth, config: config.enroll })
   } else {
     // The reason (a file path) is in the admin's log, not on a public page.
     app.get('/', () =>

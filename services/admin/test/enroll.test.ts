@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createPool, type Pool } from '@atmos/db'
-import { type AttestationRecord, type StatusChange, startEnrolment } from '@atmos/enrolment'
+import { type AttestationRecord, type StatusChange, startEnrolment, verifyApiKey } from '@atmos/enrolment'
 import { createKeyringFile, type Keyring, loadKeyring } from '@atmos/secrets'
 import { createTestDatabase, type DnsZone, PlcDirectoryServer, type TestDatabase, TestDnsServer } from '@atmos/testkit'
 import { createDnsResolver, createIdentityResolver } from '@atmos/verify'
@@ -100,7 +100,10 @@ describe('the wizard', () => {
     await startEnrolment(sql, keyring, { did: holder, domain: 'held.example', maxDomains: 2 })
     await assert.rejects(
       chooseDomain(deps, { did: did('claimerb') }, 'held.example'),
-      (err: unknown) => err instanceof WizardError && /held in the relay by did:plc:holdera/.test(err.message),
+      (err: unknown) =>
+        err instanceof WizardError &&
+        /held by another account/.test(err.message) &&
+        !err.message.includes('did:plc:holdera'),
     )
     // Nothing was created for the refused DIDs.
     assert.equal((await sql`select 1 from members where did in (${did('claimera')}, ${did('claimerb')})`).length, 0)
@@ -292,8 +295,8 @@ describe('routes under /enroll', () => {
     assert.match(page, /<input type="hidden" name="_csrf" value="form-token-1">/, 'the forms carry the CSRF token')
 
     const publish = await app.request('/route.example/publish', { method: 'POST', headers: as })
-    assert.equal(publish.status, 200)
-    assert.match(await publish.text(), /at:\/\/did:plc:routea[^<]*\/email\.atmos\.attestation\/route\.example/)
+    assert.equal(publish.status, 303, 'to the labels page (enroll-labels.test.ts), which shows the record URI')
+    assert.equal(publish.headers.get('location'), '/enroll/route.example/watch')
     assert.deepEqual(
       published.map((r) => [r.domain, r.dkimSelectors, r.relayMember]),
       [['route.example', ['atmos1r', 'atmos1e'], true]],
@@ -328,5 +331,10 @@ describe('routes under /enroll', () => {
     const html = await creds.text()
     assert.match(html, /PDS_EMAIL_SMTP_URL=smtp:\/\/route\.example:/)
     assert.match(html, /STARTTLS \(required\)/)
+    // The API key is issued with the credential, shown once, and verifies as the domain's.
+    const key = /atmos_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/.exec(html)?.[0]
+    assert.ok(key, 'the API key is on the page')
+    assert.equal((await verifyApiKey(sql, key))?.domain, 'route.example')
+    assert.match(html, /Authorization: Bearer atmos_/)
   })
 })

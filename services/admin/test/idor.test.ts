@@ -182,6 +182,26 @@ describe('another member\u2019s ids in every route', () => {
         if (text.includes(B_MARKER) || text.includes(B.did)) leaks.push(`${method} ${path} shows B's data`)
       }
     }
+    // Routes that take what they act on from the form, not the path: the same form names B's
+    // domain and address. Whatever they answer, B's rows stay as they were and nothing of B's shows.
+    const formRoutes = admin.routes.filter(
+      (r) => r.method === 'POST' && !r.path.includes('/:') && !/^\/(signin|signout)/.test(r.path),
+    )
+    assert.ok(
+      formRoutes.some((r) => r.path === '/account/suppressions/lift'),
+      'the form routes are swept',
+    )
+    for (const route of formRoutes) {
+      const res = await fetch(`${base}${route.path}`, {
+        method: 'POST',
+        headers: { cookie: sessionA.cookie, origin: base, 'content-type': 'application/x-www-form-urlencoded' },
+        body: formFor(),
+        redirect: 'manual',
+      })
+      const text = await res.text()
+      if (text.includes(B_MARKER) || text.includes(B.did)) leaks.push(`POST ${route.path} shows B's data`)
+      if (res.status < 400) leaks.push(`POST ${route.path} with B's names answered ${res.status}`)
+    }
     assert.deepEqual(unknown, [], 'routes with parameters the sweep cannot fill')
     assert.deepEqual(leaks, [])
     assert.equal(await snapshotOfB(), before, "B's rows are unchanged")

@@ -146,6 +146,36 @@ export const smtpCredentials = pgTable(
   ],
 )
 
+/**
+ * API keys for the HTTP send API (`Authorization: Bearer atmos_<key_id>_<secret>`), each
+ * scoped to one domain of the member, at most one live key a domain. `key_id` is public (it
+ * finds the row); only a keyed hash of the secret is kept (@atmos/enrolment api-keys.ts).
+ */
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: id(),
+    memberId: ref()
+      .notNull()
+      .references(() => members.id, { onDelete: 'cascade' }),
+    domainId: ref()
+      .notNull()
+      .references(() => domains.id, { onDelete: 'cascade' }),
+    /** The public part of the key: 16 lower-case hex digits. */
+    keyId: text().notNull(),
+    /** HMAC-SHA256 of the secret, keyed by the key id (see api-keys.ts for why not scrypt). */
+    secretHash: bytea().notNull(),
+    createdAt: createdAt(),
+    lastUsedAt: at(),
+    revokedAt: at(),
+  },
+  (t) => [
+    uniqueIndex('api_keys_key_id_key').on(t.keyId),
+    uniqueIndex('api_keys_one_live_key').on(t.domainId).where(sql`revoked_at IS NULL`),
+    index('api_keys_member_idx').on(t.memberId),
+  ],
+)
+
 export const DKIM_ALGORITHMS = ['rsa-sha256', 'ed25519-sha256'] as const
 export const DKIM_KEY_STATUSES = ['pending', 'active', 'retired'] as const
 
@@ -177,6 +207,11 @@ export const dkimKeys = pgTable(
     uniqueIndex('dkim_keys_domain_selector_key').on(t.domain, t.selector),
     index('dkim_keys_member_idx').on(t.memberId, t.status),
     index('dkim_keys_domain_idx').on(t.domainId, t.status),
+    // A rotation issues one pending key of each algorithm; a second concurrent rotation of the
+    // same domain loses on this index.
+    uniqueIndex('dkim_keys_one_pending_key')
+      .on(t.domainId, t.algorithm)
+      .where(sql`status = 'pending' AND domain_id IS NOT NULL`),
     check('dkim_keys_algorithm_check', sql.raw(`algorithm IN (${oneOf(DKIM_ALGORITHMS)})`)),
     check('dkim_keys_status_check', sql.raw(`status IN (${oneOf(DKIM_KEY_STATUSES)})`)),
   ],

@@ -46,6 +46,8 @@ export type DomainStanding = {
   }
   /** Standing suppressions that this domain's mail led to (the list itself is the member's). */
   suppressions: number
+  /** Where replies to the domain are forwarded (domains.forward_to); null for nowhere. */
+  forwardTo: string | null
 }
 
 export type AccountStanding = {
@@ -87,8 +89,9 @@ export async function accountStanding(
     checks: CheckView[] | null
     sent_today: number | null
     suppressions: string
+    forward_to: string | null
   }>(sql`
-    select d.domain, d.status, d.status_reason, (extract(epoch from d.activated_at) * 1000)::float8 as activated_ms,
+    select d.domain, d.status, d.status_reason, d.forward_to, (extract(epoch from d.activated_at) * 1000)::float8 as activated_ms,
       vs.holds, vs.last_run_at, vs.last_outcome, vs.last_pass_at, vs.temperror_since, vs.next_due_at,
       (select json_agg(json_build_object('check', c."check", 'outcome', c.outcome, 'reason', c.reason,
                                          'warnings', c.warnings))
@@ -139,6 +142,7 @@ export async function accountStanding(
           resetsAt,
         },
         suppressions: Number(r.suppressions),
+        forwardTo: r.forward_to,
       }
     }),
   }

@@ -60,7 +60,10 @@ export function seriesChart(figures: Figures, series: Series, opts: { id: string
  * The figures of one window: the member's chart, then a table of the totals per domain
  * (the member's line first), deferral attempts and unattributed complaints included.
  */
-export function figuresFragment(figures: Figures, opts: { id?: string; perDomainCharts?: boolean } = {}): string {
+export function figuresFragment(
+  figures: Figures,
+  opts: { id?: string; perDomainCharts?: boolean; controls?: string } = {},
+): string {
   const id = opts.id ?? `figures-${figures.window}`
   const when = WINDOW_TITLES[figures.window]
   const row = (name: string, s: Series, header = false) => {
@@ -72,6 +75,8 @@ export function figuresFragment(figures: Figures, opts: { id?: string; perDomain
   const parts = [
     `<section class="account-figures" aria-labelledby="${esc(id)}-h">`,
     `<h2 id="${esc(id)}-h">Mail over ${esc(when)}</h2>`,
+    // The page's own controls (a window switch), already HTML.
+    opts.controls ?? '',
     seriesChart(figures, figures.member, { id: `${id}-all`, subject: 'all your domains' }),
     `<table class="figures-table"><caption>Totals over ${esc(when)}</caption>`,
     '<thead><tr><th scope="col">Domain</th><th scope="col">Sent</th><th scope="col">Delivered</th>',
@@ -186,9 +191,12 @@ const CHECK_WORDS = {
 } as const
 
 /** One card a live domain: verification and its checks, warming and today's cap, suppressions. */
-export function standingFragment(standing: AccountStanding, opts: { id?: string } = {}): string {
+export function standingFragment(
+  standing: AccountStanding,
+  opts: { id?: string; actions?: (d: DomainStanding) => string } = {},
+): string {
   const id = opts.id ?? 'standing'
-  const cards = standing.domains.map((d, i) => domainCard(d, `${id}-${i}`)).join('')
+  const cards = standing.domains.map((d, i) => domainCard(d, `${id}-${i}`, opts.actions?.(d) ?? '')).join('')
   return (
     `<section class="account-standing" aria-labelledby="${esc(id)}-h"><h2 id="${esc(id)}-h">Your domains</h2>` +
     `<p>Your suppression list holds ${esc(count(standing.suppressions))} address${standing.suppressions === 1 ? '' : 'es'} ` +
@@ -198,7 +206,8 @@ export function standingFragment(standing: AccountStanding, opts: { id?: string 
   )
 }
 
-function domainCard(d: DomainStanding, id: string): string {
+/** `actions`: HTML the page adds at the end of the card (links to the domain's own pages). */
+function domainCard(d: DomainStanding, id: string, actions: string): string {
   const v = d.verification
   const rows: Array<[string, string]> = [
     ['Status', `${d.status}${d.statusReason ? ` (${d.statusReason})` : ''}`],
@@ -217,6 +226,7 @@ function domainCard(d: DomainStanding, id: string): string {
     ["Today's cap", `${count(w.cap)} recipients`],
     ['Left today', `${count(w.left)} (${count(w.sentToday)} sent; the count starts again at ${utc(w.resetsAt)})`],
     ['Suppressions from its mail', count(d.suppressions)],
+    ['Replies forwarded to', d.forwardTo ?? 'nowhere (not set)'],
   )
   const dl = rows.map(([k, val]) => `<dt>${esc(k)}</dt><dd>${esc(val)}</dd>`).join('')
   const checks = v?.checks.length
@@ -232,5 +242,5 @@ function domainCard(d: DomainStanding, id: string): string {
         )
         .join('')}</ul>`
     : ''
-  return `<section class="domain-card" aria-labelledby="${esc(id)}-h"><h3 id="${esc(id)}-h">${esc(d.domain)}</h3><dl>${dl}</dl>${checks}</section>`
+  return `<section class="domain-card" aria-labelledby="${esc(id)}-h"><h3 id="${esc(id)}-h">${esc(d.domain)}</h3><dl>${dl}</dl>${checks}${actions}</section>`
 }

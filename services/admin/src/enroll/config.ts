@@ -42,6 +42,17 @@ export const enrollSection = section({
   plcUrl: field.url('https://plc.directory', ['http', 'https']),
   /** Bound on one check-now (every DNS query and the DID resolution in it). */
   checkTimeout: field.duration('15s'),
+  /**
+   * How long the page after publishing (or activating) watches for the labels before it stops
+   * and explains what may be holding them up.
+   */
+  labelsTimeout: field.duration('120s'),
+  /**
+   * How long a DKIM key rotation's old records must stay in DNS after the switch: mail signed
+   * with the old keys before it may still be delivered (and verified) until the relay gives
+   * up on it, relay.delivery.maxAge (3d), plus a day for receivers that verify late.
+   */
+  oldKeyRetention: field.duration('4d'),
 })
 
 export type EnrollConfig = z.output<typeof enrollSection>

@@ -43,7 +43,7 @@ export async function domainControl(
   opts: { timeoutMs?: number } = {},
 ): Promise<Control> {
   const { did, domain } = input
-  const held = await domainHolder(sql, domain, { did })
+  const held = await domainHolder(sql, domain, { did }, { nameHolder: false })
   // The member's own live domain is a resumed enrolment, not a refusal.
   if (held && !held.startsWith(`${did} already holds`)) return { status: 'refused', reason: held }
   const record = controlRecord(did, domain)

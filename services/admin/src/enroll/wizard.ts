@@ -6,6 +6,7 @@ import {
   DomainError,
   type Enrolment,
   heldEnrolment,
+  issueApiKey,
   issueCredential,
   MemberError,
   startEnrolment,
@@ -59,7 +60,8 @@ async function refusing<T>(run: () => Promise<T>): Promise<T> {
   }
 }
 
-function domainOf(input: string): string {
+/** The domain a member typed or a URL carries, checked; a WizardError (400) says what is wrong. */
+export function domainOf(input: string): string {
   try {
     return checkDomain(String(input ?? '').slice(0, 300))
   } catch (err) {
@@ -178,9 +180,18 @@ export async function activate(deps: WizardDeps, account: Account, input: string
   return refusing(() => activateDomain(deps.sql, { did: account.did, domain }))
 }
 
-/** Step 6: the domain's SMTP credential (new password each time), shown once with how to use it. */
-export async function credentials(deps: WizardDeps, account: Account, input: string): Promise<SmtpSettings> {
+/**
+ * Step 6: the domain's SMTP credential (new password each time) and its API key (a new key
+ * each time, the previous one revoked), shown once with how to use them.
+ */
+export async function credentials(
+  deps: WizardDeps,
+  account: Account,
+  input: string,
+  detail?: Record<string, unknown>,
+): Promise<SmtpSettings & { apiKey: string }> {
   const domain = domainOf(input)
   const issued = await refusing(() => issueCredential(deps.sql, { did: account.did, domain }))
-  return smtpSettings(deps.config, issued)
+  const key = await refusing(() => issueApiKey(deps.sql, { did: account.did, domain, ...(detail ? { detail } : {}) }))
+  return { ...smtpSettings(deps.config, issued), apiKey: key.key }
 }

@@ -1,18 +1,17 @@
 import type { Db } from '@atmos/db'
-import { activeSuppression, listSuppressions, removeSuppression } from '@atmos/reputation'
 import { sql } from 'drizzle-orm'
 import { Hono } from 'hono'
 import { memberDomains } from '../domains.ts'
 import type { SessionVars } from '../web/session.ts'
+import { clientInfo } from '../web/signin.ts'
 import { type MemberIdentity, memberAuth } from './auth.ts'
+import { liftSuppression, memberSuppressions } from './suppressions.ts'
 
 /**
  * A member's own view under /api/member: who it is (its domains, each with its status and
  * warming), its suppression list, and lifting an entry it knows to be good again (a mailbox
- * that bounced and was fixed, an operator's manual entry). The list is the member's, over
- * all its domains: a recipient who bounced or complained is not sent the member's mail from
- * another of its domains either. A complaint entry is not the member's to lift: the person
- * asked not to get its mail, and sending again would cost the whole pool; an operator can.
+ * that bounced and was fixed, an operator's manual entry). The rules of the list and of
+ * lifting are ./suppressions.ts's, shared with the account page.
  */
 export function memberRoutes(db: Db): Hono<{ Variables: { member: MemberIdentity } & SessionVars }> {
   const app = new Hono<{ Variables: { member: MemberIdentity } & SessionVars }>()
@@ -36,7 +35,7 @@ export function memberRoutes(db: Db): Hono<{ Variables: { member: MemberIdentity
 
   app.get('/suppressions', async (c) => {
     const member = c.get('member')
-    const items = await listSuppressions(db, { memberId: member.id, limit: 10_000 })
+    const items = await memberSuppressions(db, member.id)
     return c.json({
       member: member.did,
       domains: (await memberDomains(db, member.id)).map((d) => d.domain),
@@ -46,7 +45,7 @@ export function memberRoutes(db: Db): Hono<{ Variables: { member: MemberIdentity
         detail: s.detail,
         // The domain whose mail led to the entry, when known; the entry stands for all of them.
         domain: s.domain,
-        since: s.createdAt.toISOString(),
+        since: s.since.toISOString(),
         expiresAt: s.expiresAt ? s.expiresAt.toISOString() : null,
       })),
     })
@@ -54,25 +53,19 @@ export function memberRoutes(db: Db): Hono<{ Variables: { member: MemberIdentity
 
   app.delete('/suppressions/:address', async (c) => {
     const member = c.get('member')
-    const address = decodeURIComponent(c.req.param('address')).trim().toLowerCase()
-    if (!/^[^\s@]{1,64}@[^\s@]{1,255}$/.test(address)) {
+    let address: string
+    try {
+      address = decodeURIComponent(c.req.param('address'))
+    } catch {
       return c.json({ error: 'InvalidRequest', message: 'address: an email address' }, 400)
     }
-    const entry = await activeSuppression(db, member.id, address)
-    if (!entry) {
-      return c.json({ error: 'NotFound', message: `${address} is not on the suppression list of ${member.did}` }, 404)
-    }
-    if (entry.reason === 'complaint') {
-      const whose = entry.domain ? `${entry.domain}'s` : `${member.did}'s`
-      return c.json(
-        {
-          error: 'Forbidden',
-          message: `${address} complained about ${whose} mail; only a pool operator can lift that entry`,
-        },
-        403,
-      )
-    }
-    await removeSuppression(db, { memberId: member.id, address, by: `member:${member.did}` })
+    const result = await liftSuppression(db, {
+      member,
+      address,
+      actor: `admin:${member.did}`,
+      detail: { ip: clientInfo(c).ip, via: member.username ? `credential ${member.username}` : 'session' },
+    })
+    if (!result.ok) return c.json({ error: result.error, message: result.message }, result.status)
     return c.body(null, 204)
   })
 

@@ -7,8 +7,9 @@ import { JoseKey } from '@atproto/oauth-client-node'
 // a JSON file `{"keys": [<private ES256 JWK>, ...]}`, mode 0600. Rotation: `admin oauth
 // rotate` adds a newer key; the newest (by `iat`) signs from the next start, and every key
 // in the file stays published at /oauth/jwks.json so that assertions signed a moment ago
-// still verify. Remove an old key from the file once the new one has been live longer than
-// authorization servers cache our JWKS (an hour is plenty).
+// still verify. An OAuth session refreshes its tokens with the key it was made with
+// (@atproto/oauth-client keeps its kid), so an old key leaves the file only once the sign-ins
+// made with it are over (admin.session.ttl; docs/operations.md).
 
 type PrivateJwk = Record<string, unknown> & { kid: string; iat?: number }
 

@@ -1,21 +1,23 @@
 import { getServers } from 'node:dns'
 import type { Db } from '@atmos/db'
-import { ATTESTATION_COLLECTION, type StatusChange } from '@atmos/enrolment'
+import { ATTESTATION_COLLECTION, type AttestationRecord, type StatusChange } from '@atmos/enrolment'
 import type { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { notifyStatusChange } from '@atmos/reputation'
 import type { Logger } from '@atmos/runtime'
 import { loadKeyring } from '@atmos/secrets'
-import { createDnsResolver, createIdentityResolver } from '@atmos/verify'
+import { createDnsResolver, createIdentityResolver, type DnsResolver } from '@atmos/verify'
 import { Agent } from '@atproto/api'
 import type { NodeOAuthClient } from '@atproto/oauth-client-node'
 import type { Context, Hono } from 'hono'
 import { CheckRateLimiter } from '../enroll/check.ts'
 import type { EnrollConfig } from '../enroll/config.ts'
 import { enrollRoutes } from '../enroll/routes.ts'
-import { WizardError } from '../enroll/wizard.ts'
+import { type Account, WizardError } from '../enroll/wizard.ts'
+import type { LabelReader } from '../labels/query.ts'
 import { errorPage, layout, raw } from './layout.ts'
 import { pageSession, requireSignIn } from './pages.ts'
 import type { SessionVars } from './session.ts'
+import { clientInfo } from './signin.ts'
 
 type Env = { Variables: SessionVars }
 
@@ -34,6 +36,8 @@ export function mountEnroll(
     config: EnrollConfig
     maxDomains: number
     statusQueue: TypedQueue<typeof memberStatusChanged> | undefined
+    /** Our labeler's queryLabels: the labels page after publishing reads the account's labels through it. */
+    readLabels: LabelReader
   },
 ): void {
   const { config, logger } = opts
@@ -50,20 +54,15 @@ export function mountEnroll(
     app.all('/enroll/*', off)
     return
   }
-  const servers = config.dnsServers.length ? config.dnsServers : getServers()
   const routes = enrollRoutes({
     sql: opts.db.$client,
     keyring,
-    dns: createDnsResolver({
-      servers,
-      port: config.dnsPort || undefined,
-      timeoutMs: config.dnsTimeout,
-      tries: config.dnsTries,
-    }),
+    dns: wizardResolver(config),
     identity: createIdentityResolver({ plcUrl: config.plcUrl }),
     config,
     maxDomains: opts.maxDomains,
     limiter: new CheckRateLimiter(config.checkLimit, config.checkWindow),
+    readLabels: opts.readLabels,
     account: (c: Context) => {
       const s = (c as Context<Env>).get('session')
       return s ? { did: s.did } : null
@@ -81,23 +80,45 @@ export function mountEnroll(
       const title = heading ? unescapeHtml(heading) : 'Enrol a mail domain'
       return c.html(layout({ title, body: raw(fragment), session: s ? pageSession(s, null) : null }), status)
     },
-    publish: async (account, record) => {
-      let agent: Agent
-      try {
-        agent = new Agent(await opts.oauth.restore(account.did))
-      } catch {
-        throw new WizardError('Your sign-in at your PDS has ended: sign out and in again, then publish.', 403)
-      }
-      const res = await agent.com.atproto.repo.putRecord({
-        repo: account.did,
-        collection: ATTESTATION_COLLECTION,
-        rkey: record.domain,
-        record: { ...record },
-      })
-      return res.data.uri
-    },
+    auditDetail: (c: Context) => ({ ip: clientInfo(c).ip }),
+    publish: (account, record) => publishAttestation(opts.oauth, account, record),
   })
   app.route('/enroll', routes)
+}
+
+/** The resolver the wizard's checks ask (admin.enroll.dns*): the labeler's own must answer the same. */
+export function wizardResolver(config: EnrollConfig): DnsResolver {
+  return createDnsResolver({
+    servers: config.dnsServers.length ? config.dnsServers : getServers(),
+    port: config.dnsPort || undefined,
+    timeoutMs: config.dnsTimeout,
+    tries: config.dnsTries,
+  })
+}
+
+/**
+ * Writes the attestation record (record key = the domain) to the account's own repository
+ * through its OAuth session; returns the record's URI. A session the PDS no longer honours
+ * is a WizardError (403) telling the member to sign in again.
+ */
+export async function publishAttestation(
+  oauth: NodeOAuthClient,
+  account: Account,
+  record: AttestationRecord,
+): Promise<string> {
+  let agent: Agent
+  try {
+    agent = new Agent(await oauth.restore(account.did))
+  } catch {
+    throw new WizardError('Your sign-in at your PDS has ended: sign out and in again, then publish.', 403)
+  }
+  const res = await agent.com.atproto.repo.putRecord({
+    repo: account.did,
+    collection: ATTESTATION_COLLECTION,
+    rkey: record.domain,
+    record: { ...record },
+  })
+  return res.data.uri
 }
 
 const ENTITIES: Record<string, string> = { '&amp;': '&', '&lt;': '<', '&gt;': '>', '&quot;': '"', '&#39;': "'" }

@@ -1,34 +1,5 @@
-import { field, section } from '@atmos/config'
+import { field, section, warmingTiersField } from '@atmos/config'
 import { z } from 'zod'
-
-/**
- * Warming tiers: `<from day>:<recipients a day>` pairs, comma-separated, by age in days
- * since the member's activation. Past the last tier the standard cap applies.
- */
-const warmingTiers = z
-  .preprocess(
-    (v) =>
-      typeof v === 'string'
-        ? v
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean)
-            .map((pair) => {
-              const [fromDay, cap] = pair.split(':')
-              return { fromDay: Number(fromDay), cap: Number(cap) }
-            })
-        : v,
-    z
-      .array(z.object({ fromDay: z.number().int().min(0), cap: z.number().int().min(0) }).strict())
-      .refine((tiers) => tiers.every((t, i) => i === 0 || t.fromDay > tiers[i - 1]!.fromDay), {
-        message: 'tiers must be in increasing order of day, e.g. "0:50,3:200,7:1000"',
-      }),
-  )
-  .default([
-    { fromDay: 0, cap: 50 },
-    { fromDay: 3, cap: 200 },
-    { fromDay: 7, cap: 1000 },
-  ])
 
 /** SMTP submission (587/465) for members: TLS, AUTH, limits, warming caps. */
 export const submissionSection = section({
@@ -60,7 +31,7 @@ export const submissionSection = section({
   /** Bytes a second a client must keep up during DATA, over each `dataRateWindow` (the first is its grace); 0: off. */
   minDataRate: field.int(1024, { min: 0 }),
   dataRateWindow: field.duration('10s'),
-  warmingTiers,
+  warmingTiers: warmingTiersField,
   /** Recipients a day once warming is over. */
   dailyCap: field.int(10_000, { min: 0 }),
   /** A message not delivered by then bounces as expired (delivery reads messages.expires_at). */
