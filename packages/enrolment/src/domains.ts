@@ -123,6 +123,8 @@ export async function holdDomainTx(
     reason: string
     /** Name the DID holding the domain in a refusal (the operator's CLI; not a member's page). */
     nameHolder?: boolean
+    /** Added to the audit row's detail (the client's address of a web request). */
+    auditDetail?: Record<string, unknown> | undefined
   },
 ): Promise<HeldDomain> {
   const { member, domain } = input
@@ -172,6 +174,7 @@ export async function holdDomainTx(
     returning id::int as id`
   const selectors = keys.map((k) => k.selector)
   const detail = {
+    ...input.auditDetail,
     selectors,
     ...(input.credential !== undefined ? { username: domain } : {}),
     ...(input.status === 'pending' ? { status: 'pending' } : {}),

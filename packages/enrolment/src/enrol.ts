@@ -42,6 +42,8 @@ export async function startEnrolment(
     selector?: string | undefined
     maxDomains: number
     actor?: string
+    /** Added to the audit row's detail (the client's address of a web request). */
+    auditDetail?: Record<string, unknown> | undefined
   },
 ): Promise<Enrolment> {
   const did = checkDid(input.did)
@@ -72,6 +74,7 @@ export async function startEnrolment(
         reason: `enrolment of ${domain} started by ${did}`,
         // A member's wizard: another member's unpublished enrolment is not named.
         nameHolder: false,
+        auditDetail: input.auditDetail,
       })
       return { ...held, memberStatus: member.status, domainStatus: 'pending' as const, created: true }
     }),
@@ -154,7 +157,7 @@ export type Activation = {
  */
 export async function activateDomain(
   sql: Pool,
-  input: { did: string; domain: string; actor?: string },
+  input: { did: string; domain: string; actor?: string; auditDetail?: Record<string, unknown> | undefined },
 ): Promise<Activation> {
   const did = checkDid(input.did)
   const domain = checkDomain(input.domain)
@@ -194,7 +197,7 @@ export async function activateDomain(
       await t`
         insert into audit_log (actor, action, did, domain, member_id, detail)
         values (${actor}, 'domain.activated', ${did}, ${domain}, ${m.id},
-                ${JSON.stringify({ from: 'pending', to: 'active', changeId: c!.id })}::text::jsonb)`
+                ${JSON.stringify({ ...input.auditDetail, from: 'pending', to: 'active', changeId: c!.id })}::text::jsonb)`
       changes.push({ did, status: 'active', reason, changeId: c!.id })
     }
     if (m.status === 'pending') {
@@ -208,7 +211,7 @@ export async function activateDomain(
       await t`
         insert into audit_log (actor, action, did, domain, member_id, detail)
         values (${actor}, 'member.activated', ${did}, ${domain}, ${m.id},
-                ${JSON.stringify({ from: 'pending', to: 'active', changeId: c!.id })}::text::jsonb)`
+                ${JSON.stringify({ ...input.auditDetail, from: 'pending', to: 'active', changeId: c!.id })}::text::jsonb)`
       changes.push({ did, status: 'active', reason, changeId: c!.id })
     }
     return { ...base, activated: d.status === 'pending', memberActivated: m.status === 'pending', changes }

@@ -48,7 +48,12 @@ async function verified(d: string, domain: string) {
 describe('enrolment as a pending member (@atmos/enrolment)', () => {
   it('starts pending with two keys and no credential, resumes with the same keys, activates only once verified', async () => {
     const d = did('pendinga')
-    const e = await startEnrolment(sql, keyring, { did: d, domain: 'Pending.Example.', maxDomains: 2 })
+    const e = await startEnrolment(sql, keyring, {
+      did: d,
+      domain: 'Pending.Example.',
+      maxDomains: 2,
+      auditDetail: { ip: '203.0.113.9' },
+    })
     assert.equal(e.domain, 'pending.example')
     assert.equal(e.memberStatus, 'pending')
     assert.equal(e.domainStatus, 'pending')
@@ -71,6 +76,7 @@ describe('enrolment as a pending member (@atmos/enrolment)', () => {
       await sql`select actor, detail from audit_log where action = 'domain.added' and domain = 'pending.example'`
     assert.equal(audit!.actor, `admin:${d}`)
     assert.equal(audit!.detail.status, 'pending')
+    assert.equal(audit!.detail.ip, '203.0.113.9', "the caller's detail (a web request's address) is kept")
     // No private key anywhere in what is returned.
     assert.doesNotMatch(JSON.stringify(e), /PRIVATE KEY/)
 
@@ -89,7 +95,7 @@ describe('enrolment as a pending member (@atmos/enrolment)', () => {
     )
 
     await verified(d, 'pending.example')
-    const a = await activateDomain(sql, { did: d, domain: 'pending.example' })
+    const a = await activateDomain(sql, { did: d, domain: 'pending.example', auditDetail: { ip: '203.0.113.9' } })
     assert.equal(a.activated, true)
     assert.equal(a.memberActivated, true)
     assert.deepEqual(
@@ -105,10 +111,14 @@ describe('enrolment as a pending member (@atmos/enrolment)', () => {
     const [dom2] = await sql`select status, activated_at from domains where domain = 'pending.example'`
     assert.equal(dom2!.status, 'active')
     assert.ok(dom2!.activated_at)
-    const actions = await sql`select action from audit_log where did = ${d} order by id`
+    const actions = await sql`select action, detail->>'ip' as ip from audit_log where did = ${d} order by id`
     assert.deepEqual(
-      actions.map((r) => r.action),
-      ['domain.added', 'domain.activated', 'member.activated'],
+      actions.map((r) => [r.action, r.ip]),
+      [
+        ['domain.added', '203.0.113.9'],
+        ['domain.activated', '203.0.113.9'],
+        ['member.activated', '203.0.113.9'],
+      ],
     )
     const twice = await activateDomain(sql, { did: d, domain: 'pending.example' })
     assert.equal(twice.activated, false)

@@ -87,7 +87,7 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
   app.post('/domain', async (c) => {
     const account = await signedIn(c)
     const form = await c.req.parseBody()
-    const { enrolment } = await chooseDomain(deps, account, String(form.domain ?? ''))
+    const { enrolment } = await chooseDomain(deps, account, String(form.domain ?? ''), deps.auditDetail?.(c))
     return c.redirect(`/enroll/${encodeURIComponent(enrolment.domain)}`, 303)
   })
   app.get('/:domain', async (c) => {
@@ -137,7 +137,7 @@ export function enrollRoutes(deps: EnrollRouteDeps): Hono {
   })
   app.post('/:domain/activate', async (c) => {
     const account = await signedIn(c)
-    const activation = await activate(deps, account, domainParam(c))
+    const activation = await activate(deps, account, domainParam(c), deps.auditDetail?.(c))
     for (const change of activation.changes) await deps.announce(change).catch(() => {})
     // Back to the labels: relay-member follows the activation, and the credentials are offered there.
     return c.redirect(`/enroll/${encodeURIComponent(activation.domain)}/watch`, 303)

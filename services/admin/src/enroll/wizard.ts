@@ -78,6 +78,7 @@ export async function chooseDomain(
   deps: WizardDeps,
   account: Account,
   input: string,
+  detail?: Record<string, unknown>,
 ): Promise<{ control: Control; enrolment: Enrolment }> {
   const domain = domainOf(input)
   const control = await domainControl(deps.sql, deps.dns, { ...account, domain })
@@ -89,6 +90,7 @@ export async function chooseDomain(
       domain,
       selector: deps.config.selectorStem,
       maxDomains: deps.maxDomains,
+      auditDetail: detail,
     }),
   )
   return { control, enrolment }
@@ -175,9 +177,14 @@ export async function checkDomainNow(
  * After step 5: the labeler verified the attestation, so the domain (and a pending member)
  * becomes active. The caller announces `changes` to the labeler after this returns.
  */
-export async function activate(deps: WizardDeps, account: Account, input: string): Promise<Activation> {
+export async function activate(
+  deps: WizardDeps,
+  account: Account,
+  input: string,
+  detail?: Record<string, unknown>,
+): Promise<Activation> {
   const domain = domainOf(input)
-  return refusing(() => activateDomain(deps.sql, { did: account.did, domain }))
+  return refusing(() => activateDomain(deps.sql, { did: account.did, domain, auditDetail: detail }))
 }
 
 /**
@@ -191,7 +198,7 @@ export async function credentials(
   detail?: Record<string, unknown>,
 ): Promise<SmtpSettings & { apiKey: string }> {
   const domain = domainOf(input)
-  const issued = await refusing(() => issueCredential(deps.sql, { did: account.did, domain }))
+  const issued = await refusing(() => issueCredential(deps.sql, { did: account.did, domain, auditDetail: detail }))
   const key = await refusing(() => issueApiKey(deps.sql, { did: account.did, domain, ...(detail ? { detail } : {}) }))
   return { ...smtpSettings(deps.config, issued), apiKey: key.key }
 }
