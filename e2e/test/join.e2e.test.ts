@@ -212,6 +212,16 @@ describe('a PDS operator joins through the browser and sends through the relay',
 
   const heading = () => page.getByRole('heading', { level: 1 })
 
+  /** The labels the wizard's labels page lists under its heading (it rewrites the list as it polls). */
+  const pageLabels = async () =>
+    (
+      await page
+        .locator('section', { has: page.getByRole('heading', { name: 'Labels on your account' }) })
+        .getByRole('listitem')
+        .locator('strong')
+        .allTextContents()
+    ).sort()
+
   /** One step of the path: each needs the ones before it, so after a failure the rest are skipped, not waited out. */
   let broken: string | undefined
   const step = (name: string, fn: () => Promise<void>) =>
@@ -279,7 +289,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
 
   step('publishes the attestation into the PDS repo under the domain', async () => {
     await page.getByRole('button', { name: 'Publish the attestation' }).click()
-    await heading().filter({ hasText: 'published' }).waitFor()
+    await page.waitForURL(`${adminUrl}/enroll/${DOMAIN}/watch`)
     await steps.check(page, 'published')
     const { data } = await new AtpAgent({ service: network.pds.url }).com.atproto.repo.getRecord({
       repo: did,
@@ -290,29 +300,38 @@ describe('a PDS operator joins through the browser and sends through the relay',
     assert.equal(record.domain, DOMAIN)
     assert.equal(record.relayMember, true)
     assert.deepEqual(record.dkimSelectors, ['atmos1r', 'atmos1e'])
-    assert.ok(page.url().startsWith(adminUrl))
-    assert.ok((await page.locator('body').textContent())?.includes(data.uri), `the page names ${data.uri}`)
+    assert.ok((await page.locator('main').textContent())?.includes(data.uri), `the page names ${data.uri}`)
   })
 
-  step('the labeler reads it from the firehose and labels the account', async () => {
+  step('the labeler reads it from the firehose: the label appears in queryLabels and on the page', async () => {
     await eventually(
       async () => ((await labelValues()).includes('verified-mail-operator') ? true : undefined),
       WAIT,
       'verified-mail-operator from the labeler',
     )
+    // The page polls the labeler itself and offers activation once the label is there.
+    await page.getByRole('button', { name: 'Activate the domain' }).waitFor()
+    assert.deepEqual(await pageLabels(), ['verified-mail-operator'])
+    await steps.check(page, 'labels-verified')
   })
 
-  step('activates the domain and shows the SMTP credentials once', async () => {
+  step('activates the domain: relay-member follows, and the SMTP credentials are shown once', async () => {
     await page.getByRole('button', { name: 'Activate the domain' }).click()
-    await page.waitForURL(`${adminUrl}/enroll/${DOMAIN}/credentials`)
-    await steps.check(page, 'activated')
-    // Activation tells the labeler, which adds relay-member.
+    await page.waitForURL(`${adminUrl}/enroll/${DOMAIN}/watch`)
+    // Activation tells the labeler (member-status-changed), which adds relay-member.
     await eventually(
       async () => ((await labelValues()).includes('relay-member') ? true : undefined),
       WAIT,
       'relay-member from the labeler',
     )
     assert.deepEqual(await labelValues(), ['relay-member', 'verified-mail-operator'])
+    await eventually(
+      async () => ((await pageLabels()).length === 2 ? true : undefined),
+      WAIT,
+      'both labels on the page',
+    )
+    assert.deepEqual(await pageLabels(), ['relay-member', 'verified-mail-operator'])
+    await steps.check(page, 'labels-member')
     await Promise.all([
       page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/credentials')),
       page.getByRole('button', { name: 'Issue credentials' }).click(),
@@ -370,16 +389,23 @@ describe('a PDS operator joins through the browser and sends through the relay',
     assert.equal(result.dmarc ? result.dmarc.status.result : 'absent', 'pass')
   })
 
-  step('wrote each step the member took to the audit log, as the member', async () => {
-    const rows = await sql<{ actor: string; action: string; domain: string | null }[]>`
-      select actor, action, domain from audit_log where did = ${did} order by id`
+  step('wrote each step the member took to the audit log, as the member and from where', async () => {
+    const rows = await sql<{ actor: string; action: string; domain: string | null; detail: unknown }[]>`
+      select actor, action, domain, detail from audit_log where did = ${did} order by id`
     assert.deepEqual(
-      rows.filter((r) => r.actor !== `admin:${did}`),
+      rows.filter((r) => r.actor !== `admin:${did}` || (r.detail as { ip?: string }).ip !== '127.0.0.1'),
       [],
-      'every row names the member',
+      'every row names the member and the address the request came from',
     )
     const actions = rows.map((r) => r.action)
-    for (const action of ['web.signin', 'domain.added', 'domain.activated', 'member.activated', 'credential.rotated']) {
+    for (const action of [
+      'web.signin',
+      'domain.added',
+      'attestation.published',
+      'domain.activated',
+      'member.activated',
+      'credential.rotated',
+    ]) {
       assert.ok(actions.includes(action), `${action} in ${actions.join(', ')}`)
     }
   })
