@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -7,18 +6,19 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { createDb, type Db, webSessions } from '@atmos/db'
+import { createDb, type Db } from '@atmos/db'
 import { addMember } from '@atmos/enrolment'
 import { suppress } from '@atmos/reputation'
 import { createLogger } from '@atmos/runtime'
 import { createKeyringFile, loadKeyring } from '@atmos/secrets'
 import { closedPort, createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import type { Browser, Page } from '@atmos/testkit/browser'
-import { axeCheck, collectConsoleErrors, launchBrowser } from '@atmos/testkit/browser'
+import { launchBrowser } from '@atmos/testkit/browser'
 import { sql } from 'drizzle-orm'
 import { adminConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
 import { AdminService } from '../src/service.ts'
+import { BrowserSteps, signedInContext } from './browser-harness.ts'
 
 // The member's account pages in a real browser (Debian's chromium): a member with a domain,
 // mail, suppressions and labels, signed in by a session row (signin.e2e.test.ts covers the
@@ -26,7 +26,6 @@ import { AdminService } from '../src/service.ts'
 // dialog of a lift, and the typed confirmation of a removal, as a person meets them.
 
 const LABELER = 'did:plc:ourlabelerourlabelerourl'
-const SHOTS = mkdtempSync(join(tmpdir(), 'atmos-account-shots-'))
 
 let tdb: TestDatabase
 let db: Db
@@ -35,7 +34,7 @@ let base: string
 let browser: Browser
 let labeler: Server
 let did: string
-const consoleErrors: string[] = []
+let steps: BrowserSteps
 
 before(async () => {
   tdb = await createTestDatabase()
@@ -92,10 +91,11 @@ before(async () => {
   await suppress(db, { memberId: m.id, address: 'gone@r.example', reason: 'hard_bounce', detail: '550 5.1.1 unknown' })
   await suppress(db, { memberId: m.id, address: 'angry@r.example', reason: 'complaint' })
   browser = await launchBrowser()
+  steps = new BrowserSteps(browser, 'atmos-account-shots-')
 })
 
 after(async () => {
-  console.log(`screenshots: ${SHOTS}`)
+  console.log(`screenshots: ${steps?.dir}`)
   await browser?.close()
   await service?.destroy()
   await new Promise<void>((r) => (labeler ? labeler.close(() => r()) : r()))
@@ -103,28 +103,12 @@ after(async () => {
   await tdb?.drop()
 })
 
-/** A browser signed in as `as`: the session row a sign-in makes, its cookie set in the context. */
-async function signedInPage(as = did): Promise<Page> {
-  const id = randomBytes(32).toString('base64url')
-  await db.insert(webSessions).values({
-    idHash: createHash('sha256').update(id).digest('base64url'),
-    did: as,
-    expiresAt: new Date(Date.now() + 3_600_000),
-  })
-  const context = await browser.newContext()
-  await context.addCookies([{ name: 'atmos_session', value: id, url: base, httpOnly: true, sameSite: 'Lax' }])
-  const page = await context.newPage()
-  const errors = collectConsoleErrors(page)
-  page.on('close', () => consoleErrors.push(...errors))
-  return page
-}
+/** A page signed in as `as`, its console errors kept. */
+const signedInPage = async (as = did): Promise<Page> =>
+  steps.newPage(await signedInContext(browser, { db, adminUrl: base, did: as }))
 
-let shot = 0
-async function checkPage(page: Page, name: string) {
-  const violations = await axeCheck(page)
-  assert.deepEqual(violations, [], `axe on ${name}: ${JSON.stringify(violations, null, 2)}`)
-  await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, '0')}-${name}.png`), fullPage: true })
-}
+/** A page of ours: no console error, no axe violation, no sideways scrolling, and a screenshot kept for people. */
+const checkPage = (page: Page, name: string) => steps.check(page, name)
 
 describe('the account pages in a real browser', () => {
   it('shows the account, the figures of each window, the log, the list and the domain pages cleanly', async () => {
@@ -180,6 +164,6 @@ describe('the account pages in a real browser', () => {
   })
 
   it('logged no console error on any page', () => {
-    assert.deepEqual(consoleErrors, [])
+    assert.deepEqual(steps.consoleErrors, [])
   })
 })

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { isAbsolute, join } from 'node:path'
+import { type Db, webSessions } from '@atmos/db'
 import type { Browser, BrowserContext, Page } from '@atmos/testkit/browser'
 import { axeCheck, collectConsoleErrors } from '@atmos/testkit/browser'
 
-// What the admin's browser tests share (services/admin/test/signin.e2e.test.ts and
+// What the admin's browser tests share (services/admin/test/*.e2e.test.ts and
 // e2e/test/join.e2e.test.ts): pages whose console errors are kept, axe checks with a
-// numbered screenshot of each step, and the atproto sign-in through a PDS's own pages.
+// numbered screenshot of each step, the atproto sign-in through a PDS's own pages, and a
+// signed-in browser without a PDS for tests whose subject is a page behind the sign-in.
 
 /** The label and button of our sign-in form. */
 export const SIGNIN_FIELD = 'Handle, DID or PDS address'
@@ -109,4 +112,23 @@ export async function signInThroughPds(
   if (steps) await steps.shot(page, `pds-consent-${handle}`)
   await button.click()
   await page.waitForURL((u) => u.origin === new URL(adminUrl).origin, { timeout })
+}
+
+/**
+ * A browser context signed in as `did` without a PDS: the session row a sign-in makes, and
+ * its cookie. For tests of the pages behind the sign-in (signin.e2e.test.ts tests the sign-in).
+ */
+export async function signedInContext(
+  browser: Browser,
+  opts: { db: Db; adminUrl: string; did: string; context?: Parameters<Browser['newContext']>[0] },
+): Promise<BrowserContext> {
+  const id = randomBytes(32).toString('base64url')
+  await opts.db.insert(webSessions).values({
+    idHash: createHash('sha256').update(id).digest('base64url'),
+    did: opts.did,
+    expiresAt: new Date(Date.now() + 3_600_000),
+  })
+  const context = await browser.newContext(opts.context)
+  await context.addCookies([{ name: 'atmos_session', value: id, url: opts.adminUrl, httpOnly: true, sameSite: 'Lax' }])
+  return context
 }

@@ -1,19 +1,19 @@
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { createDb, type Db, webSessions } from '@atmos/db'
+import { createDb, type Db } from '@atmos/db'
 import { addMember } from '@atmos/enrolment'
 import { createLogger } from '@atmos/runtime'
 import { createKeyringFile, loadKeyring } from '@atmos/secrets'
 import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
-import { axeCheck, type Browser, collectConsoleErrors, launchBrowser, type Page } from '@atmos/testkit/browser'
+import { type Browser, launchBrowser, type Page } from '@atmos/testkit/browser'
 import { adminConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
 import { AdminService } from '../src/service.ts'
+import { BrowserSteps, signedInContext } from './browser-harness.ts'
 
 // The key pages in a real browser against a real admin (its CSP, static files, session and
 // CSRF layers): no console error, no axe violation, the confirm dialogs, the forms' tokens.
@@ -24,6 +24,7 @@ let db: Db
 let service: AdminService
 let browser: Browser
 let base: string
+let steps: BrowserSteps
 const dir = mkdtempSync(join(tmpdir(), 'atmos-admin-keys-e2e-'))
 
 before(async () => {
@@ -46,38 +47,29 @@ before(async () => {
   await service.whenStarted()
   base = service.webUrl!
   browser = await launchBrowser()
+  steps = new BrowserSteps(browser, join(tmpdir(), 'atmos-keys-shots-'))
 })
 
 after(async () => {
+  console.log(`screenshots: ${steps?.dir}`)
   await browser?.close()
   await service?.destroy()
   await db?.$client.end({ timeout: 5 })
   await tdb?.drop()
 })
 
-async function signedIn(did: string): Promise<{ page: Page; errors: string[] }> {
-  const id = randomBytes(32).toString('base64url')
-  await db.insert(webSessions).values({
-    idHash: createHash('sha256').update(id).digest('base64url'),
-    did,
-    expiresAt: new Date(Date.now() + 3_600_000),
-  })
-  const context = await browser.newContext()
-  await context.addCookies([{ name: 'atmos_session', value: id, url: base, httpOnly: true, sameSite: 'Lax' }])
-  const page = await context.newPage()
-  const errors = collectConsoleErrors(page)
-  return { page, errors }
-}
+/** A page signed in as `did`, its console errors kept. */
+const signedIn = async (did: string): Promise<Page> =>
+  steps.newPage(await signedInContext(browser, { db, adminUrl: base, did }))
 
-async function clean(page: Page, name: string) {
-  assert.deepEqual(await axeCheck(page), [], `axe on ${name}`)
-}
+/** No axe violation, no sideways scrolling; a screenshot kept for people. */
+const clean = (page: Page, name: string) => steps.check(page, name)
 
 describe('key pages in a browser', () => {
   it('issue an API key and rotate DKIM keys through forms, axe-clean, without console errors', async () => {
     const did = `did:plc:${'keyse2e'.padEnd(24, 'z')}`
     await addMember(db.$client, loadKeyring(join(dir, 'relay-kek')), { did, domain: 'browser.example' })
-    const { page, errors } = await signedIn(did)
+    const page = await signedIn(did)
     const questions: string[] = []
     page.on('dialog', (d) => {
       questions.push(d.message())
@@ -106,6 +98,6 @@ describe('key pages in a browser', () => {
     await page.getByRole('button', { name: 'Cancel the rotation' }).click()
     await page.getByRole('button', { name: 'Start a key rotation' }).waitFor()
     assert.match(questions[1] ?? '', /Cancel the key rotation of browser\.example\?/)
-    assert.deepEqual(errors, [])
+    assert.deepEqual(steps.errorsSoFar(), [])
   })
 })

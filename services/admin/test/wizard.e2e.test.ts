@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -7,16 +6,17 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { createDb, type Db, webSessions } from '@atmos/db'
+import { createDb, type Db } from '@atmos/db'
 import { startEnrolment } from '@atmos/enrolment'
 import { createLogger } from '@atmos/runtime'
 import { createKeyringFile, loadKeyring } from '@atmos/secrets'
 import { createTestDatabase, type TestDatabase, TestDnsServer } from '@atmos/testkit'
 import type { Browser, BrowserContext, Page } from '@atmos/testkit/browser'
-import { axeCheck, collectConsoleErrors, launchBrowser } from '@atmos/testkit/browser'
+import { launchBrowser } from '@atmos/testkit/browser'
 import { adminConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
 import { AdminService } from '../src/service.ts'
+import { BrowserSteps, signedInContext } from './browser-harness.ts'
 
 // The wizard's last mile in a real browser (Debian's chromium): the copy buttons on the DNS
 // records and the credentials, the labels page picking up labels as a stand-in labeler starts
@@ -24,7 +24,6 @@ import { AdminService } from '../src/service.ts'
 // and writing to a real PDS are signin.e2e.test.ts's and the join test's: here a session row
 // stands in for a sign-in and an audit row for the publish. Every page: no console errors, axe.
 
-const SHOTS = mkdtempSync(join(tmpdir(), 'atmos-wizard-shots-'))
 const LABELER = 'did:plc:labelerlabelerlabelerla'
 const ALICE = 'did:plc:wizardalicewizardalicewi'
 const DOMAIN = 'wizard.example'
@@ -63,7 +62,7 @@ let base: string
 let browser: Browser
 const dns = new TestDnsServer()
 const labeler = new StandInLabeler()
-const consoleErrors: string[] = []
+let steps: BrowserSteps
 
 before(async () => {
   tdb = await createTestDatabase()
@@ -98,51 +97,37 @@ before(async () => {
   const keyring = loadKeyring(join(dir, 'relay-kek'))
   for (const domain of [DOMAIN, LATE]) await startEnrolment(db.$client, keyring, { did: ALICE, domain, maxDomains: 2 })
   browser = await launchBrowser()
+  steps = new BrowserSteps(browser, 'atmos-wizard-shots-')
 })
 
 after(async () => {
-  console.log(`screenshots: ${SHOTS}`)
+  console.log(`screenshots: ${steps?.dir}`)
   await browser?.close()
   await service?.destroy()
   await db?.$client.end({ timeout: 5 })
   await tdb?.drop()
   await dns.close()
   await labeler.close()
-  assert.deepEqual(consoleErrors, [], 'no console errors on any page')
+  assert.deepEqual(steps.errorsSoFar(), [], 'no console errors on any page')
 })
 
-/** A browser signed in as `did`: a session row as the sign-in makes one, and its cookie. */
-async function signedIn(did: string, opts: { javaScript?: boolean } = {}): Promise<BrowserContext> {
-  const id = randomBytes(32).toString('base64url')
-  await db.insert(webSessions).values({
-    idHash: createHash('sha256').update(id).digest('base64url'),
+/** A browser signed in as `did` (a session row as the sign-in makes one, and its cookie). */
+const signedIn = (did: string, opts: { javaScript?: boolean } = {}): Promise<BrowserContext> =>
+  signedInContext(browser, {
+    db,
+    adminUrl: base,
     did,
-    expiresAt: new Date(Date.now() + 3_600_000),
+    context: { javaScriptEnabled: opts.javaScript ?? true, permissions: ['clipboard-read', 'clipboard-write'] },
   })
-  const context = await browser.newContext({
-    javaScriptEnabled: opts.javaScript ?? true,
-    permissions: ['clipboard-read', 'clipboard-write'],
-  })
-  await context.addCookies([{ name: 'atmos_session', value: id, url: base, httpOnly: true, sameSite: 'Lax' }])
-  return context
-}
 
-async function newPage(context: BrowserContext): Promise<Page> {
-  const page = await context.newPage()
-  const errors = collectConsoleErrors(page)
-  page.on('close', () => consoleErrors.push(...errors))
-  return page
-}
+/** A page whose console errors are kept. */
+const newPage = (context: BrowserContext): Promise<Page> => steps.newPage(context)
 
 /** What the page's clipboard holds (the tests' tsconfig has no DOM types: an expression string). */
 const clipboardOf = (page: Page) => page.evaluate('navigator.clipboard.readText()') as Promise<string>
 
-let shot = 0
-async function checkPage(page: Page, name: string) {
-  const violations = await axeCheck(page)
-  assert.deepEqual(violations, [], `axe on ${name}: ${JSON.stringify(violations, null, 2)}`)
-  await page.screenshot({ path: join(SHOTS, `${String(++shot).padStart(2, '0')}-${name}.png`), fullPage: true })
-}
+/** A page of ours: no axe violation, no sideways scrolling, and a screenshot kept for people. */
+const checkPage = (page: Page, name: string) => steps.check(page, name)
 
 /** What the publish step records (the PDS write itself is the join test's). */
 async function published(domain: string) {
