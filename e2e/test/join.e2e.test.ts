@@ -389,6 +389,22 @@ describe('a PDS operator joins through the browser and sends through the relay',
     assert.equal(result.dmarc ? result.dmarc.status.result : 'absent', 'pass')
   })
 
+  step('the account page shows both labels and the message, and never the password again', async () => {
+    await page.goto(`${adminUrl}/account`)
+    const labels = page.getByRole('region', { name: 'Labels' })
+    assert.deepEqual((await labels.getByRole('listitem').locator('code').allTextContents()).sort(), [
+      'relay-member',
+      'verified-mail-operator',
+    ])
+    assert.equal((await page.content()).includes(credentials.password), false)
+    await steps.check(page, 'account-member')
+    await page.goto(`${adminUrl}/account/messages`)
+    const log = page.getByRole('region', { name: 'Message log' })
+    assert.ok((await log.textContent())?.includes(`someone@${RECEIVER}`), 'the message is in the log')
+    assert.equal((await page.content()).includes(credentials.password), false)
+    await steps.check(page, 'message-log')
+  })
+
   step('wrote each step the member took to the audit log, as the member and from where', async () => {
     const rows = await sql<{ actor: string; action: string; domain: string | null; detail: unknown }[]>`
       select actor, action, domain, detail from audit_log where did = ${did} order by id`
