@@ -56,7 +56,7 @@ const POOL_SPF = `_spf.${POOL_DOMAIN}`
 const POOL_MX = `mx.${POOL_DOMAIN}`
 const LOG_LEVEL = process.env.ATMOS_TEST_LOG ?? 'warn'
 /** Bound of each wait on a page or a service: generous, for a busy two-core machine. */
-const WAIT = 30_000
+const WAIT = 5_000
 /** The OS's temporary directory, before the PDS's is set as TMPDIR: the screenshots go there. */
 const OS_TMP = tmpdir()
 
@@ -231,6 +231,8 @@ describe('a PDS operator joins through the browser and sends through the relay',
         await fn()
       } catch (err) {
         broken = name
+        // What the browser showed when the step failed, beside the steps' screenshots.
+        await steps.shot(page, 'failed').catch(() => {})
         throw err
       }
     })
@@ -267,7 +269,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
   })
 
   step('check now fails while the domain has no records', async () => {
-    await page.getByRole('button', { name: 'Check now' }).click()
+    await page.getByRole('button', { name: 'Check nowX' }).click()
     await heading()
       .filter({ hasText: `Check of ${DOMAIN}` })
       .waitFor()
