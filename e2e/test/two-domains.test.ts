@@ -3,11 +3,9 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { loadConfig } from '@atmos/config'
 import { verificationRuns, verificationStatus } from '@atmos/db'
-import { LabelerService } from '@atmos/labeler'
-import { labelerConfigSchema } from '@atmos/labeler/config'
-import { eventually, firehoseLive, labelerEnv, queryLabels } from '@atmos/labeler/test-harness'
+import type { LabelerService } from '@atmos/labeler'
+import { eventually, labelerEnv, queryLabels } from '@atmos/labeler/test-harness'
 import { TypedQueue, verifyAttestation } from '@atmos/queues'
 import { type AddedDomain, addDomain } from '@atmos/relay/domains'
 import { addMember } from '@atmos/relay/members'
@@ -26,6 +24,7 @@ import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
 import { and, desc, eq } from 'drizzle-orm'
 import { authenticate } from 'mailauth'
+import { startFirehoseLabeler } from './firehose-labeler.ts'
 
 // Issue 14's path across services: one account holds two sending domains. Both attestations
 // are written to a real PDS under their own record keys and read from its firehose by the
@@ -86,16 +85,7 @@ describe('a member with two domains, from the PDS to signed mail', () => {
     }
     dns.set(`pool1._domainkey.${POOL_DOMAIN}`, { TXT: [`v=DKIM1; k=rsa; p=${await poolPublicKey(relay.sql)}`] })
 
-    const env = {
-      ...setup.env,
-      ATMOS_DATABASE_URL: relay.db.url,
-      ATMOS_LABELER_INGEST_SOURCE: 'firehose',
-      ATMOS_LABELER_INGEST_FIREHOSE_URL: network.pds.url,
-    }
-    labeler = await LabelerService.create(loadConfig(labelerConfigSchema, { env }))
-    await labeler.start()
-    await labeler.whenStarted()
-    await firehoseLive(labeler, network.pds.url)
+    labeler = await startFirehoseLabeler({ env: setup.env, databaseUrl: relay.db.url, pdsUrl: network.pds.url })
   })
 
   after(async () => {
