@@ -1,5 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { MemberStatus, Pool } from '@atmos/db'
+import { audit } from './audit.ts'
 import { checkDomain, DomainError } from './domains.ts'
 import { checkDid } from './members.ts'
 
@@ -85,10 +86,14 @@ export async function issueApiKey(
       values (${d.memberId}, ${d.id}, ${keyId}, ${secretHash(keyId, secret)})`
     const revokedKeyId = revoked[0]?.keyId ?? null
     const detail = { ...input.detail, keyId, ...(revokedKeyId ? { revokedKeyId } : {}) }
-    await t`
-      insert into audit_log (actor, action, did, domain, member_id, detail)
-      values (${actor}, ${revokedKeyId ? 'api_key.rotated' : 'api_key.issued'}, ${did}, ${domain}, ${d.memberId},
-              ${JSON.stringify(detail)}::text::jsonb)`
+    await audit(t, {
+      actor,
+      action: revokedKeyId ? 'api_key.rotated' : 'api_key.issued',
+      did: did,
+      domain: domain,
+      memberId: d.memberId,
+      detail: detail,
+    })
     return { keyId, domain, key: `${API_KEY_PREFIX}${keyId}_${secret}`, revokedKeyId }
   })
 }
@@ -110,10 +115,14 @@ export async function revokeApiKey(
       returning k.key_id as "keyId", k.member_id::int as "memberId"`
     const [r] = rows
     if (!r) return false
-    await t`
-      insert into audit_log (actor, action, did, domain, member_id, detail)
-      values (${input.actor ?? `admin:${did}`}, 'api_key.revoked', ${did}, ${domain}, ${r.memberId},
-              ${JSON.stringify({ ...input.detail, keyId: r.keyId })}::text::jsonb)`
+    await audit(t, {
+      actor: input.actor ?? `admin:${did}`,
+      action: 'api_key.revoked',
+      did: did,
+      domain: domain,
+      memberId: r.memberId,
+      detail: { ...input.detail, keyId: r.keyId },
+    })
     return true
   })
 }

@@ -1,6 +1,7 @@
 import type { DKIM_ALGORITHMS, MemberStatus, Pool } from '@atmos/db'
 import { createDomainKeys, type NewDkimKey } from '@atmos/dkim'
 import { dkimTxtRecord, type Keyring } from '@atmos/secrets'
+import { audit } from './audit.ts'
 import { checkDomain, checkSelectorStem, DomainError } from './domains.ts'
 import { checkDid } from './members.ts'
 
@@ -169,10 +170,14 @@ export async function startRotation(
       stem,
       status: 'pending',
     })
-    await t`
-      insert into audit_log (actor, action, did, domain, member_id, detail)
-      values (${actor}, 'dkim.rotation_started', ${did}, ${domain}, ${d.memberId},
-              ${JSON.stringify({ ...input.detail, from: before.active.map((k) => k.selector), to: keys.map((k) => k.selector) })}::text::jsonb)`
+    await audit(t, {
+      actor,
+      action: 'dkim.rotation_started',
+      did: did,
+      domain: domain,
+      memberId: d.memberId,
+      detail: { ...input.detail, from: before.active.map((k) => k.selector), to: keys.map((k) => k.selector) },
+    })
     return { ...(await stateOf(t, domain, d)), started: true, keys }
   })
 }
@@ -213,10 +218,14 @@ export async function completeRotation(
     await t`
       update dkim_keys set status = 'active', activated_at = now() where domain_id = ${d.id} and status = 'pending'`
     const from = retired.map((r) => r.selector).sort()
-    await t`
-      insert into audit_log (actor, action, did, domain, member_id, detail)
-      values (${actor}, 'dkim.rotated', ${did}, ${domain}, ${d.memberId},
-              ${JSON.stringify({ ...input.detail, from, to })}::text::jsonb)`
+    await audit(t, {
+      actor,
+      action: 'dkim.rotated',
+      did: did,
+      domain: domain,
+      memberId: d.memberId,
+      detail: { ...input.detail, from, to },
+    })
     return { domain, from, to }
   })
 }
@@ -238,10 +247,14 @@ export async function cancelRotation(
     const gone = await t<{ selector: string }[]>`
       delete from dkim_keys where domain_id = ${d.id} and status = 'pending' returning selector`
     if (!gone.length) return false
-    await t`
-      insert into audit_log (actor, action, did, domain, member_id, detail)
-      values (${actor}, 'dkim.rotation_cancelled', ${did}, ${domain}, ${d.memberId},
-              ${JSON.stringify({ ...input.detail, selectors: gone.map((g) => g.selector).sort() })}::text::jsonb)`
+    await audit(t, {
+      actor,
+      action: 'dkim.rotation_cancelled',
+      did: did,
+      domain: domain,
+      memberId: d.memberId,
+      detail: { ...input.detail, selectors: gone.map((g) => g.selector).sort() },
+    })
     return true
   })
 }

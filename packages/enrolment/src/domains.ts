@@ -1,6 +1,7 @@
 import type { MemberStatus, Pool } from '@atmos/db'
 import { createDomainKeys, type NewDkimKey } from '@atmos/dkim'
 import { generatePassword, hashPassword, type Keyring } from '@atmos/secrets'
+import { audit } from './audit.ts'
 import { normalizeDomain } from './names.ts'
 
 // The domains members send as: adding one (its two DKIM keys, a credential scoped to it, the
@@ -183,9 +184,14 @@ export async function holdDomainTx(
   }
   // `::text::jsonb`: a parameter cast straight to jsonb is serialized by postgres.js as JSON a
   // second time (a jsonb string) unless the pool went through drizzle, which turns that off.
-  await tx`
-    insert into audit_log (actor, action, did, domain, member_id, detail)
-    values (${input.actor}, 'domain.added', ${member.did}, ${domain}, ${member.id}, ${JSON.stringify(detail)}::text::jsonb)`
+  await audit(tx, {
+    actor: input.actor,
+    action: 'domain.added',
+    did: member.did,
+    domain: domain,
+    memberId: member.id,
+    detail: detail,
+  })
   return {
     memberId: member.id,
     did: member.did,
@@ -323,10 +329,20 @@ export async function removeDomain(
       insert into member_status_changes (member_id, domain_id, from_status, to_status, reason, actor)
       values (${d.memberId}, ${d.id}, ${d.status}, 'suspended', ${`domain removed: ${reason}`}, ${actor})
       returning id::int as id`
-    await tx`
-      insert into audit_log (actor, action, did, domain, member_id, detail)
-      values (${actor}, 'domain.removed', ${d.did}, ${domain}, ${d.memberId},
-              ${JSON.stringify({ ...opts.auditDetail, reason, revokedCredentials: revoked.count, retiredKeys: retired.count, changeId: change!.id })}::text::jsonb)`
+    await audit(tx as unknown as Pool, {
+      actor,
+      action: 'domain.removed',
+      did: d.did,
+      domain: domain,
+      memberId: d.memberId,
+      detail: {
+        ...opts.auditDetail,
+        reason,
+        revokedCredentials: revoked.count,
+        retiredKeys: retired.count,
+        changeId: change!.id,
+      },
+    })
     return {
       memberId: d.memberId,
       did: d.did,

@@ -1,6 +1,7 @@
 import type { DKIM_ALGORITHMS, MemberStatus, Pool } from '@atmos/db'
 import type { NewDkimKey } from '@atmos/dkim'
 import { dkimTxtRecord, type Keyring } from '@atmos/secrets'
+import { audit } from './audit.ts'
 import {
   attestationRecord,
   checkDomain,
@@ -194,10 +195,14 @@ export async function activateDomain(
       const [c] = await t<{ id: number }[]>`
         insert into member_status_changes (member_id, domain_id, from_status, to_status, reason, actor)
         values (${m.id}, ${d.id}, 'pending', 'active', ${reason}, ${actor}) returning id::int as id`
-      await t`
-        insert into audit_log (actor, action, did, domain, member_id, detail)
-        values (${actor}, 'domain.activated', ${did}, ${domain}, ${m.id},
-                ${JSON.stringify({ ...input.auditDetail, from: 'pending', to: 'active', changeId: c!.id })}::text::jsonb)`
+      await audit(t, {
+        actor,
+        action: 'domain.activated',
+        did: did,
+        domain: domain,
+        memberId: m.id,
+        detail: { ...input.auditDetail, from: 'pending', to: 'active', changeId: c!.id },
+      })
       changes.push({ did, status: 'active', reason, changeId: c!.id })
     }
     if (m.status === 'pending') {
@@ -208,10 +213,14 @@ export async function activateDomain(
       const [c] = await t<{ id: number }[]>`
         insert into member_status_changes (member_id, from_status, to_status, reason, actor)
         values (${m.id}, 'pending', 'active', ${reason}, ${actor}) returning id::int as id`
-      await t`
-        insert into audit_log (actor, action, did, domain, member_id, detail)
-        values (${actor}, 'member.activated', ${did}, ${domain}, ${m.id},
-                ${JSON.stringify({ ...input.auditDetail, from: 'pending', to: 'active', changeId: c!.id })}::text::jsonb)`
+      await audit(t, {
+        actor,
+        action: 'member.activated',
+        did: did,
+        domain: domain,
+        memberId: m.id,
+        detail: { ...input.auditDetail, from: 'pending', to: 'active', changeId: c!.id },
+      })
       changes.push({ did, status: 'active', reason, changeId: c!.id })
     }
     return { ...base, activated: d.status === 'pending', memberActivated: m.status === 'pending', changes }

@@ -1,5 +1,6 @@
 import type { MemberStatus, Pool } from '@atmos/db'
 import type { Keyring } from '@atmos/secrets'
+import { audit } from './audit.ts'
 import {
   type AddedDomain,
   addDomainTx,
@@ -156,7 +157,7 @@ export async function rotatePassword(
         insert into smtp_credentials (member_id, domain_id, username, password_hash)
         select ${m.id}, d.id, ${domain}, ${passwordHash} from domains d where d.domain = ${domain} and d.removed_at is null
         returning id::int as id`
-      await audit(tx as unknown as Pool, actor, m, domain, {
+      await credentialRotated(tx as unknown as Pool, actor, m, domain, {
         ...auditDetail,
         credentialId: cred!.id,
         username: domain,
@@ -170,7 +171,7 @@ export async function rotatePassword(
       await tx`
         update smtp_credentials set password_hash = ${passwordHash}, created_at = now(), last_used_at = null
         where id = ${c.id}`
-      await audit(tx as unknown as Pool, actor, m, domain || null, {
+      await credentialRotated(tx as unknown as Pool, actor, m, domain || null, {
         ...auditDetail,
         credentialId: c.id,
         username: c.username,
@@ -181,10 +182,14 @@ export async function rotatePassword(
   })
 }
 
-async function audit(sql: Pool, actor: string, m: Member, domain: string | null, detail: Record<string, unknown>) {
-  await sql`
-    insert into audit_log (actor, action, did, domain, member_id, detail)
-    values (${actor}, 'credential.rotated', ${m.did}, ${domain}, ${m.id}, ${JSON.stringify(detail)}::text::jsonb)`
+function credentialRotated(
+  sql: Pool,
+  actor: string,
+  m: Member,
+  domain: string | null,
+  detail: Record<string, unknown>,
+) {
+  return audit(sql, { actor, action: 'credential.rotated', did: m.did, domain, memberId: m.id, detail })
 }
 
 export function operatorActor(): string {

@@ -1,12 +1,6 @@
 import assert from 'node:assert/strict'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { after, before, describe, it } from 'node:test'
-import { createPool, type Pool } from '@atmos/db'
+import { describe, it } from 'node:test'
 import { SigningKeys, signMessage } from '@atmos/dkim'
-import { createKeyringFile, type Keyring, loadKeyring } from '@atmos/secrets'
-import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import {
   addMember,
   cancelRotation,
@@ -17,33 +11,17 @@ import {
   startEnrolment,
   startRotation,
 } from '../src/index.ts'
+import { did, enrolmentHarness } from './harness.ts'
 
 // DKIM key rotation against real Postgres, and what the relay signs with (the relay's own
 // SigningKeys over the same rows): the old pair until the rotation completes, the new after.
 
-const did = (tag: string) => `did:plc:${tag.padEnd(24, 'z')}`
-
-let tdb: TestDatabase
-let sql: Pool
-let keyring: Keyring
-
-before(async () => {
-  tdb = await createTestDatabase()
-  sql = createPool({ url: tdb.url, poolMax: 4 })
-  const kek = join(mkdtempSync(join(tmpdir(), 'atmos-rotation-')), 'kek')
-  createKeyringFile(kek)
-  keyring = loadKeyring(kek)
-})
-
-after(async () => {
-  await sql?.end({ timeout: 5 })
-  await tdb?.drop()
-})
+const h = enrolmentHarness()
 
 /** The selectors (s=) of the DKIM-Signature fields the relay's keys put on a message. */
 async function signedSelectors(domainId: number): Promise<string[]> {
   // A TTL of 0: what the relay reads now, not a minute ago.
-  const keys = await new SigningKeys(sql, { members: keyring }, 0).domain(domainId)
+  const keys = await new SigningKeys(h.sql, { members: h.keyring }, 0).domain(domainId)
   const message = Buffer.from('From: a@rot.example\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nhello\r\n')
   const signed = (await signMessage(message, keys)).toString()
   const head = signed.slice(0, signed.indexOf('\r\n\r\n')).replace(/\r\n[ \t]+/g, ' ')
@@ -56,10 +34,14 @@ async function signedSelectors(domainId: number): Promise<string[]> {
 describe('DKIM key rotation (@atmos/enrolment)', () => {
   it('issues a pending pair under the next stem, signs with the old until complete, then with the new', async () => {
     const d = did('rota')
-    const member = await addMember(sql, keyring, { did: d, domain: 'rot.example' })
+    const member = await addMember(h.sql, h.keyring, { did: d, domain: 'rot.example' })
     assert.deepEqual(await signedSelectors(member.domainId), ['atmos1r', 'atmos1e'])
 
-    const started = await startRotation(sql, keyring, { did: d, domain: 'rot.example', detail: { ip: '192.0.2.9' } })
+    const started = await startRotation(h.sql, h.keyring, {
+      did: d,
+      domain: 'rot.example',
+      detail: { ip: '192.0.2.9' },
+    })
     assert.equal(started.started, true)
     assert.deepEqual(
       started.active.map((k) => k.selector),
@@ -80,25 +62,25 @@ describe('DKIM key rotation (@atmos/enrolment)', () => {
     assert.deepEqual(await signedSelectors(member.domainId), ['atmos1r', 'atmos1e'])
 
     // One rotation at a time: a second start returns the one under way.
-    const again = await startRotation(sql, keyring, { did: d, domain: 'rot.example' })
+    const again = await startRotation(h.sql, h.keyring, { did: d, domain: 'rot.example' })
     assert.equal(again.started, false)
     assert.deepEqual(
       again.pending?.map((k) => k.txt),
       started.pending?.map((k) => k.txt),
     )
-    const [{ n }] = (await sql`select count(*)::int as n from dkim_keys where domain = 'rot.example'`) as [
+    const [{ n }] = (await h.sql`select count(*)::int as n from dkim_keys where domain = 'rot.example'`) as [
       { n: number },
     ]
     assert.equal(n, 4)
 
     await assert.rejects(
-      completeRotation(sql, { did: d, domain: 'rot.example', expect: ['atmos9r', 'atmos9e'] }),
+      completeRotation(h.sql, { did: d, domain: 'rot.example', expect: ['atmos9r', 'atmos9e'] }),
       /changed meanwhile/,
     )
-    const done = await completeRotation(sql, { did: d, domain: 'rot.example', expect: ['atmos2r', 'atmos2e'] })
+    const done = await completeRotation(h.sql, { did: d, domain: 'rot.example', expect: ['atmos2r', 'atmos2e'] })
     assert.deepEqual(done, { domain: 'rot.example', from: ['atmos1e', 'atmos1r'], to: ['atmos2e', 'atmos2r'] })
     assert.deepEqual(await signedSelectors(member.domainId), ['atmos2r', 'atmos2e'])
-    const rows = await sql`select selector, status, activated_at, retired_at from dkim_keys
+    const rows = await h.sql`select selector, status, activated_at, retired_at from dkim_keys
                            where domain = 'rot.example' order by selector`
     assert.deepEqual(
       rows.map((r) => [r.selector, r.status]),
@@ -110,12 +92,12 @@ describe('DKIM key rotation (@atmos/enrolment)', () => {
       ],
     )
     assert.ok(rows.every((r) => r.activated_at instanceof Date))
-    const state = await rotationState(sql, d, 'rot.example')
+    const state = await rotationState(h.sql, d, 'rot.example')
     assert.equal(state.pending, null)
     assert.ok(state.lastRotatedAt instanceof Date)
-    await assert.rejects(completeRotation(sql, { did: d, domain: 'rot.example' }), RotationError)
+    await assert.rejects(completeRotation(h.sql, { did: d, domain: 'rot.example' }), RotationError)
 
-    const audit = await sql`select action, actor, detail from audit_log
+    const audit = await h.sql`select action, actor, detail from audit_log
                             where domain = 'rot.example' and action like 'dkim.%' order by id`
     assert.deepEqual(
       audit.map((a) => [a.action, a.actor]),
@@ -127,7 +109,7 @@ describe('DKIM key rotation (@atmos/enrolment)', () => {
     assert.deepEqual(audit[0]!.detail, { ip: '192.0.2.9', from: ['atmos1r', 'atmos1e'], to: ['atmos2r', 'atmos2e'] })
 
     // The next rotation goes on to atmos3.
-    const third = await startRotation(sql, keyring, { did: d, domain: 'rot.example' })
+    const third = await startRotation(h.sql, h.keyring, { did: d, domain: 'rot.example' })
     assert.deepEqual(
       third.pending?.map((k) => k.selector),
       ['atmos3r', 'atmos3e'],
@@ -136,33 +118,39 @@ describe('DKIM key rotation (@atmos/enrolment)', () => {
 
   it('cancels a rotation (its keys deleted), and refuses another DID, a pending domain, and a race', async () => {
     const d = did('rotb')
-    const member = await addMember(sql, keyring, { did: d, domain: 'rot-b.example' })
-    assert.equal(await cancelRotation(sql, { did: d, domain: 'rot-b.example' }), false)
-    await startRotation(sql, keyring, { did: d, domain: 'rot-b.example' })
-    assert.equal(await cancelRotation(sql, { did: d, domain: 'rot-b.example' }), true)
+    const member = await addMember(h.sql, h.keyring, { did: d, domain: 'rot-b.example' })
+    assert.equal(await cancelRotation(h.sql, { did: d, domain: 'rot-b.example' }), false)
+    await startRotation(h.sql, h.keyring, { did: d, domain: 'rot-b.example' })
+    assert.equal(await cancelRotation(h.sql, { did: d, domain: 'rot-b.example' }), true)
     assert.deepEqual(
-      (await sql`select selector from dkim_keys where domain = 'rot-b.example' order by selector`).map(
+      (await h.sql`select selector from dkim_keys where domain = 'rot-b.example' order by selector`).map(
         (r) => r.selector,
       ),
       ['atmos1e', 'atmos1r'],
     )
     assert.deepEqual(await signedSelectors(member.domainId), ['atmos1r', 'atmos1e'])
-    const [cancelled] = await sql`select detail from audit_log where action = 'dkim.rotation_cancelled'`
+    const [cancelled] = await h.sql`select detail from audit_log where action = 'dkim.rotation_cancelled'`
     assert.deepEqual(cancelled!.detail, { selectors: ['atmos2e', 'atmos2r'] })
 
-    await assert.rejects(startRotation(sql, keyring, { did: did('rotc'), domain: 'rot-b.example' }), /does not hold/)
-    await assert.rejects(completeRotation(sql, { did: did('rotc'), domain: 'rot-b.example' }), /does not hold/)
+    await assert.rejects(
+      startRotation(h.sql, h.keyring, { did: did('rotc'), domain: 'rot-b.example' }),
+      /does not hold/,
+    )
+    await assert.rejects(completeRotation(h.sql, { did: did('rotc'), domain: 'rot-b.example' }), /does not hold/)
     const p = did('rotd')
-    await startEnrolment(sql, keyring, { did: p, domain: 'rot-pending.example', maxDomains: 1 })
-    await assert.rejects(startRotation(sql, keyring, { did: p, domain: 'rot-pending.example' }), /still being enrolled/)
+    await startEnrolment(h.sql, h.keyring, { did: p, domain: 'rot-pending.example', maxDomains: 1 })
+    await assert.rejects(
+      startRotation(h.sql, h.keyring, { did: p, domain: 'rot-pending.example' }),
+      /still being enrolled/,
+    )
 
     // Two starts at once: one pair, not two.
     const both = await Promise.all([
-      startRotation(sql, keyring, { did: d, domain: 'rot-b.example' }),
-      startRotation(sql, keyring, { did: d, domain: 'rot-b.example' }),
+      startRotation(h.sql, h.keyring, { did: d, domain: 'rot-b.example' }),
+      startRotation(h.sql, h.keyring, { did: d, domain: 'rot-b.example' }),
     ])
     assert.deepEqual(both.map((s) => s.started).sort(), [false, true])
-    const pending = await sql`select selector from dkim_keys where domain = 'rot-b.example' and status = 'pending'`
+    const pending = await h.sql`select selector from dkim_keys where domain = 'rot-b.example' and status = 'pending'`
     assert.equal(pending.length, 2)
   })
 
