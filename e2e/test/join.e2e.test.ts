@@ -14,14 +14,7 @@ import { eventually, labelerEnv, queryLabels } from '@atmos/labeler/test-harness
 import { RelayService } from '@atmos/relay'
 import { relayConfigSchema } from '@atmos/relay/config'
 import { deliveryEnv } from '@atmos/relay/delivery-harness'
-import {
-  dnsResolverFor,
-  POOL_DOMAIN,
-  poolPublicKey,
-  relayFiles,
-  submissionEnv,
-  submitter,
-} from '@atmos/relay/test-harness'
+import { POOL_DOMAIN, poolPublicKey, relayFiles, submissionEnv, submitter } from '@atmos/relay/test-harness'
 import { createKeyringFile, loadKeyring } from '@atmos/secrets'
 import {
   createTestDatabase,
@@ -36,8 +29,8 @@ import {
 import { type Browser, launchBrowser, type Page } from '@atmos/testkit/browser'
 import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
-import { authenticate } from 'mailauth'
 import { startFirehoseLabeler } from './firehose-labeler.ts'
+import { receiverVerdicts } from './receiver.ts'
 import { parseZoneLine, type ZoneLine, zoneOf } from './zone-lines.ts'
 
 // Issue 15's path, as a person joins: in Debian's chromium, sign in on a real PDS's own
@@ -359,28 +352,18 @@ describe('a PDS operator joins through the browser and sends through the relay',
     const [message] = sink.to(to)
     assert.ok(message, `a message to ${to}`)
     assert.equal(message.secure, true, 'the relay delivered over STARTTLS')
-    const result = await authenticate(Buffer.from(message.raw), {
+    const { signatures, dmarc } = await receiverVerdicts(Buffer.from(message.raw), {
       ip: '127.0.0.1',
       helo: 'relay.pool.example',
       sender: message.mailFrom,
-      resolver: dnsResolverFor(dns.address),
-    } as Parameters<typeof authenticate>[1])
-    const signatures = (
-      result.dkim.results as Array<{
-        signingDomain: string
-        algo: string
-        selector: string
-        status: { result: string }
-      }>
-    )
-      .map((r) => [r.signingDomain, r.algo, r.selector, r.status.result])
-      .sort()
+      dnsAddress: dns.address,
+    })
     assert.deepEqual(signatures, [
       [DOMAIN, 'ed25519-sha256', 'atmos1e', 'pass'],
       [DOMAIN, 'rsa-sha256', 'atmos1r', 'pass'],
       [POOL_DOMAIN, 'rsa-sha256', 'pool1', 'pass'],
     ])
-    assert.equal(result.dmarc ? result.dmarc.status.result : 'absent', 'pass')
+    assert.equal(dmarc, 'pass')
   })
 
   step('the account page shows both labels and the message, and never the password again', async () => {

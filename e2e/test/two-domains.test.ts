@@ -10,7 +10,6 @@ import { TypedQueue, verifyAttestation } from '@atmos/queues'
 import { type AddedDomain, addDomain } from '@atmos/relay/domains'
 import { addMember } from '@atmos/relay/members'
 import {
-  dnsResolverFor,
   type Harness,
   POOL_DOMAIN,
   poolPublicKey,
@@ -23,8 +22,8 @@ import { goodMailZone, TestDnsServer } from '@atmos/testkit'
 import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
 import { and, desc, eq } from 'drizzle-orm'
-import { authenticate } from 'mailauth'
 import { startFirehoseLabeler } from './firehose-labeler.ts'
+import { receiverVerdicts } from './receiver.ts'
 
 // Issue 14's path across services: one account holds two sending domains. Both attestations
 // are written to a real PDS under their own record keys and read from its firehose by the
@@ -170,28 +169,18 @@ describe('a member with two domains, from the PDS to signed mail', () => {
   it('signs each domain with its RSA and Ed25519 keys and the pool key, each verifying on its own', async () => {
     for (const domain of [ALPHA, BETA]) {
       const body = await send(domain)
-      const result = await authenticate(body, {
+      const { signatures, dmarc } = await receiverVerdicts(body, {
         ip: '198.51.100.7',
         helo: 'relay.pool.example',
         sender: `b+x@bounces.${POOL_DOMAIN}`,
-        resolver: dnsResolverFor(`127.0.0.1:${dns.port}`),
-      } as Parameters<typeof authenticate>[1])
-      const signatures = (
-        result.dkim.results as Array<{
-          signingDomain: string
-          algo: string
-          selector: string
-          status: { result: string }
-        }>
-      )
-        .map((r) => [r.signingDomain, r.algo, r.selector, r.status.result])
-        .sort()
+        dnsAddress: `127.0.0.1:${dns.port}`,
+      })
       assert.deepEqual(signatures, [
         [domain, 'ed25519-sha256', 'atmos1e', 'pass'],
         [domain, 'rsa-sha256', 'atmos1r', 'pass'],
         [POOL_DOMAIN, 'rsa-sha256', 'pool1', 'pass'],
       ])
-      assert.equal(result.dmarc ? result.dmarc.status.result : 'absent', 'pass', `DMARC aligned for ${domain}`)
+      assert.equal(dmarc, 'pass', `DMARC aligned for ${domain}`)
     }
   })
 

@@ -74,6 +74,27 @@ async function heldDomain(sql: Pool, did: string, domain: string, lock: boolean)
   return d
 }
 
+type HeldRow = { id: number; memberId: number; status: MemberStatus }
+type RotationInput = { did: string; domain: string; actor?: string | undefined }
+
+/**
+ * Runs one step of a rotation in a transaction with the domain's row locked (two steps of
+ * the same domain never interleave), after checking the names and that the DID holds it.
+ */
+function lockedStep<T>(
+  sql: Pool,
+  input: RotationInput,
+  step: (t: Pool, ctx: { did: string; domain: string; actor: string; d: HeldRow }) => Promise<T>,
+): Promise<T> {
+  const did = checkDid(input.did)
+  const domain = checkDomain(input.domain)
+  const actor = input.actor ?? `admin:${did}`
+  return sql.begin(async (tx) => {
+    const t = tx as unknown as Pool
+    return step(t, { did, domain, actor, d: await heldDomain(t, did, domain, true) })
+  }) as Promise<T>
+}
+
 /** A DID's domain's keys and its rotation under way, if any. Throws RotationError if the DID does not hold it. */
 export async function rotationState(sql: Pool, didInput: string, domainInput: string): Promise<RotationState> {
   const did = checkDid(didInput)
@@ -149,12 +170,7 @@ export async function startRotation(
   keyring: Keyring,
   input: { did: string; domain: string; actor?: string; detail?: Record<string, unknown> },
 ): Promise<RotationState & { started: boolean; keys: NewDkimKey[] }> {
-  const did = checkDid(input.did)
-  const domain = checkDomain(input.domain)
-  const actor = input.actor ?? `admin:${did}`
-  return sql.begin(async (tx) => {
-    const t = tx as unknown as Pool
-    const d = await heldDomain(t, did, domain, true)
+  return lockedStep(sql, input, async (t, { did, domain, actor, d }) => {
     if (d.status === 'pending') {
       throw new RotationError(`${domain} is still being enrolled: its keys are rotated once it is active`)
     }
@@ -199,12 +215,7 @@ export async function completeRotation(
     detail?: Record<string, unknown>
   },
 ): Promise<{ domain: string; from: string[]; to: string[] }> {
-  const did = checkDid(input.did)
-  const domain = checkDomain(input.domain)
-  const actor = input.actor ?? `admin:${did}`
-  return sql.begin(async (tx) => {
-    const t = tx as unknown as Pool
-    const d = await heldDomain(t, did, domain, true)
+  return lockedStep(sql, input, async (t, { did, domain, actor, d }) => {
     const pending = await t<{ selector: string }[]>`
       select selector from dkim_keys where domain_id = ${d.id} and status = 'pending' order by selector desc`
     if (!pending.length) throw new RotationError(`no key rotation of ${domain} is under way`)
@@ -238,12 +249,7 @@ export async function cancelRotation(
   sql: Pool,
   input: { did: string; domain: string; actor?: string; detail?: Record<string, unknown> },
 ): Promise<boolean> {
-  const did = checkDid(input.did)
-  const domain = checkDomain(input.domain)
-  const actor = input.actor ?? `admin:${did}`
-  return sql.begin(async (tx) => {
-    const t = tx as unknown as Pool
-    const d = await heldDomain(t, did, domain, true)
+  return lockedStep(sql, input, async (t, { did, domain, actor, d }) => {
     const gone = await t<{ selector: string }[]>`
       delete from dkim_keys where domain_id = ${d.id} and status = 'pending' returning selector`
     if (!gone.length) return false
