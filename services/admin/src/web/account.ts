@@ -61,8 +61,8 @@ export function accountPages(opts: AccountPagesOptions): Hono<Env> {
   // The relay's own rule with the relay's tiers (admin.warmingTiers and admin.dailyCap mirror them).
   const capFor: CapRule = (activatedAt, now) => dailyCapFor(activatedAt, now, config.warmingTiers, config.dailyCap)
 
-  const render = (c: Context<Env>, title: string, body: string, status: 200 | 400 = 200) =>
-    c.html(layout({ title, body: raw(body), session: pageSession(c.get('session')!, null) }), status)
+  const render = (c: Context<Env>, title: string, body: string, status: 200 | 400 = 200, wide = false) =>
+    c.html(layout({ title, body: raw(body), session: pageSession(c.get('session')!, null), wide }), status)
   const notFound = (s: WebSession) =>
     errorPage(404, 'Page not found', 'There is no page at this address.', pageSession(s, null))
 
@@ -122,7 +122,7 @@ export function accountPages(opts: AccountPagesOptions): Hono<Env> {
     const body =
       '<h1>Your messages</h1><p><a href="/account">Back to your account</a></p>' +
       messageLogFragment(page, { action: '/account/messages', form: read.form, domains: names, error })
-    return render(c, 'Your messages', body, error ? 400 : 200)
+    return render(c, 'Your messages', body, error ? 400 : 200, true)
   })
 
   app.get('/account/suppressions', async (c) => {

@@ -16,7 +16,8 @@ export function csrfField(token: string): Html {
   return html`<input type="hidden" name="_csrf" value="${token}" />`
 }
 
-export function layout(opts: { title: string; body: Html; session?: PageSession | null }): Html {
+/** `wide`: a page of tables (the message log) gets the window's width instead of a reading column. */
+export function layout(opts: { title: string; body: Html; session?: PageSession | null; wide?: boolean }): Html {
   const s = opts.session
   const nav = s
     ? html`<nav aria-label="Account">
@@ -42,7 +43,7 @@ export function layout(opts: { title: string; body: Html; session?: PageSession 
       <a class="brand" href="/">Atmosphere Mail</a>
       ${nav}
     </header>
-    <main id="main">${opts.body}</main>
+    <main id="main" class="${opts.wide ? 'wide' : ''}">${opts.body}</main>
   </body>
 </html>`
 }
