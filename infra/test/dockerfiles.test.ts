@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFile, execFileSync, spawnSync } from 'node:child_process'
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
@@ -31,7 +33,11 @@ function parseDockerfile(text: string): Instruction[] {
 
 /** The instructions as `docker build --build-arg SERVICE=<name>` sees them. */
 function stepsFor(service: string): Instruction[] {
-  return parseDockerfile(dockerfile).map((s) => ({ op: s.op, args: s.args.replaceAll('${SERVICE}', service) }))
+  return parseDockerfile(dockerfile).map((s) => ({
+    op: s.op,
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own build-argument reference
+    args: s.args.replaceAll('${SERVICE}', service),
+  }))
 }
 
 /** The ops port a service listens on by default (its config schema's httpPort). */
@@ -60,6 +66,7 @@ describe('Dockerfile (one for the five services)', () => {
       )
     }
     // The guard's case statement, run by sh as the build would: the five pass, anything else fails.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own build-argument reference
     const guard = steps.find((s) => s.op === 'RUN' && s.args.startsWith('case "${SERVICE}"'))
     assert.ok(guard, 'no guard on SERVICE')
     for (const name of SERVICES)
@@ -83,6 +90,34 @@ describe('Dockerfile (one for the five services)', () => {
       const key = name.includes('-') ? `'${name}'` : name
       assert.ok(check.includes(`${key}: ${port}`), `${name}: ${port} in the health check`)
     }
+  })
+
+  it('the health check succeeds on a healthy /healthz and fails on an unhealthy or absent one', async () => {
+    const check = parseDockerfile(dockerfile).find((s) => s.op === 'HEALTHCHECK')?.args ?? ''
+    const [command, flag, script] = JSON.parse(check.slice(check.indexOf('CMD ') + 4)) as string[]
+    assert.deepEqual([command, flag], ['node', '-e'])
+    let status = 200
+    const server = createServer((req, res) => {
+      res.statusCode = req.url === '/healthz' ? status : 404
+      res.end()
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as AddressInfo
+    /** The check's exit code as Docker would see it, with the service's environment. */
+    const run = (env: Record<string, string>) =>
+      new Promise<number>((resolve) => {
+        execFile(process.execPath, ['-e', script!], { env: { PATH: process.env.PATH, ...env } }, (err) =>
+          resolve(err ? Number(err.code) : 0),
+        )
+      })
+    try {
+      assert.equal(await run({ ATMOS_SERVICE: 'relay', ATMOS_HTTP_PORT: String(port) }), 0)
+      status = 503
+      assert.equal(await run({ ATMOS_SERVICE: 'relay', ATMOS_HTTP_PORT: String(port) }), 1)
+    } finally {
+      await new Promise((resolve) => server.close(resolve))
+    }
+    assert.equal(await run({ ATMOS_SERVICE: 'relay', ATMOS_HTTP_PORT: String(port) }), 1, 'nothing listening')
   })
 
   for (const name of SERVICES) {
