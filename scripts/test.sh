@@ -7,7 +7,8 @@ source "$ATMOS_ROOT/scripts/deps.sh"
 cd "$ATMOS_ROOT"
 
 atmos_prepare
-atmos_ensure_apt docker-compose python3-dkim chromium
+# prometheus: promtool, which checks and unit-tests infra/prometheus/alerts.yaml.
+atmos_ensure_apt docker-compose python3-dkim chromium prometheus
 
 echo "== lint" >&2
 biome ci --reporter=summary .

@@ -11,6 +11,18 @@ const root = fileURLToPath(new URL('../..', import.meta.url))
 const composeFile = join(root, 'docker-compose.yml')
 const SERVICES = ['labeler', 'relay', 'scheduler', 'fbl-ingest', 'admin']
 
+type Port = { host: string | undefined; published: number; target: number }
+
+/** A published port in either form docker-compose 1.29 writes: `ip:published:target/tcp` or an object. */
+function portOf(p: string | { host_ip?: string; published: number | string; target: number | string }): Port {
+  if (typeof p !== 'string') return { host: p.host_ip, published: Number(p.published), target: Number(p.target) }
+  const parts = p.split('/')[0]!.split(':')
+  const [target, published, host] = parts.reverse()
+  return { host, published: Number(published), target: Number(target) }
+}
+
+const ports = (svc: { ports?: Parameters<typeof portOf>[0][] }) => (svc.ports ?? []).map(portOf)
+
 // Debian's docker-compose (1.29) validates a file without a Docker engine; the test
 // command installs it. It also keeps the file to keys both Compose generations accept.
 function composeConfig(file: string) {
@@ -34,7 +46,7 @@ describe('docker-compose.yml', () => {
     assert.notEqual(result.status, 0)
   })
 
-  it('runs Postgres, Redis, a migration and the five services, each from its own Dockerfile', () => {
+  it('runs Postgres, Redis, a migration and the five services, each from the one Dockerfile', () => {
     const doc = parse(readFileSync(composeFile, 'utf8'))
     const resolved = parse(
       execFileSync('docker-compose', ['-f', composeFile, 'config'], { cwd: root, encoding: 'utf8' }),
@@ -43,8 +55,10 @@ describe('docker-compose.yml', () => {
     for (const name of SERVICES) {
       const svc = resolved.services[name]
       assert.ok(svc, `no service ${name}`)
-      assert.equal(svc.build.dockerfile, `services/${name}/Dockerfile`)
-      assert.ok(existsSync(join(root, svc.build.dockerfile)))
+      assert.equal(svc.build.dockerfile, 'Dockerfile')
+      assert.equal(svc.build.args.SERVICE, name, `${name} builds with SERVICE=${name}`)
+      assert.equal(svc.image, `atmos/${name}:local`)
+      assert.ok(existsSync(join(svc.build.context, svc.build.dockerfile)))
       assert.equal(svc.depends_on.migrate.condition, 'service_completed_successfully')
       assert.equal(svc.depends_on.postgres.condition, 'service_healthy')
       assert.equal(svc.depends_on.redis.condition, 'service_healthy')
@@ -52,9 +66,11 @@ describe('docker-compose.yml', () => {
       assert.equal(svc.environment.ATMOS_HTTP_HOST, '0.0.0.0')
     }
     assert.deepEqual(resolved.services.migrate.command, ['node', '/app/packages/db/src/bin/migrate.ts'])
-    const published = Object.values(resolved.services).flatMap((s: any) =>
-      (s.ports ?? []).map((p: any) => (typeof p === 'string' ? p.split(':').at(-2) : String(p.published))),
-    )
+    // The migration runs from the labeler's image; relay-delivery from the relay's.
+    assert.equal(resolved.services.migrate.build.args.SERVICE, 'labeler')
+    assert.equal(resolved.services.migrate.image, 'atmos/labeler:local')
+    assert.equal(resolved.services['relay-delivery'].image, 'atmos/relay:local')
+    const published = Object.values(resolved.services).flatMap((s: any) => ports(s).map((p) => p.published))
     assert.equal(new Set(published).size, published.length, 'two services publish the same port')
   })
 
@@ -83,10 +99,8 @@ describe('docker-compose.yml', () => {
     assert.ok(fbl.environment.ATMOS_FBL_INGEST_POOL_KEK_FILE.startsWith('/var/lib/atmos-pool/'))
     assert.equal(fbl.environment.ATMOS_FBL_INGEST_POOL_KEK_FILE, delivery.environment.ATMOS_RELAY_POOL_KEK_FILE)
     // Their user cannot bind below 1024: 587 and 25 are published onto high container ports.
-    const target = (
-      svc: { ports: Array<{ published: number | string; target: number | string }> },
-      published: number,
-    ) => Number(svc.ports.find((p) => Number(p.published) === published)?.target)
+    const target = (svc: Parameters<typeof ports>[0], published: number) =>
+      ports(svc).find((p) => p.published === published)?.target ?? Number.NaN
     assert.equal(target(relay, 587), Number(relay.environment.ATMOS_RELAY_SUBMISSION_PORT))
     assert.equal(target(fbl, 25), Number(fbl.environment.ATMOS_FBL_INGEST_SMTP_PORT))
     assert.ok(target(relay, 587) >= 1024 && target(fbl, 25) >= 1024)
@@ -121,12 +135,52 @@ describe('docker-compose.yml', () => {
     assert.deepEqual(admin.command, ['sh', '-c', 'node src/cli.ts oauth init && exec node src/index.ts'])
     assert.equal(new URL(env.ATMOS_ADMIN_LABELER_URL).hostname, 'labeler')
     assert.ok(
-      resolved.services.labeler.ports.some(
-        (p: { target: number | string }) => Number(p.target) === Number(new URL(env.ATMOS_ADMIN_LABELER_URL).port),
-      ),
+      ports(resolved.services.labeler).some((p) => p.target === Number(new URL(env.ATMOS_ADMIN_LABELER_URL).port)),
       'the labeler listens where the admin reads labels',
     )
     assert.ok(URL.canParse(env.ATMOS_ADMIN_PUBLIC_URL))
     assert.ok('ATMOS_ADMIN_OPERATORS' in env)
+  })
+
+  it("publishes neither Postgres nor Redis, and the ops ports and the admin's plain HTTP on loopback only", () => {
+    const resolved = parse(
+      execFileSync('docker-compose', ['-f', composeFile, 'config'], { cwd: root, encoding: 'utf8' }),
+    )
+    // A host that runs its own Postgres or Redis keeps 5432 and 6379.
+    assert.deepEqual(ports(resolved.services.postgres), [])
+    assert.deepEqual(ports(resolved.services.redis), [])
+    const everywhere = new Set([587, 25, 2583]) // submission, inbound SMTP, the public label API
+    for (const [name, svc] of Object.entries(resolved.services) as [string, any][]) {
+      for (const p of ports(svc)) {
+        if (everywhere.has(p.published)) continue
+        assert.equal(p.host, '127.0.0.1', `${name}: ${p.published} is published on every interface`)
+      }
+    }
+    // Each service's ops port (ATMOS_HTTP_PORT) and the admin's web are among them.
+    for (const name of SERVICES) {
+      const ops = Number(resolved.services[name].environment.ATMOS_HTTP_PORT)
+      assert.equal(ports(resolved.services[name]).find((p) => p.target === ops)?.host, '127.0.0.1', name)
+    }
+    assert.equal(ports(resolved.services.admin).find((p) => p.target === 3000)?.host, '127.0.0.1')
+  })
+
+  it('relay-cert runs after relay-init as its user, so the shared volume never turns root-owned', () => {
+    const resolved = parse(
+      execFileSync('docker-compose', ['-f', composeFile, 'config'], { cwd: root, encoding: 'utf8' }),
+    )
+    const { 'relay-cert': cert, 'relay-init': init } = resolved.services
+    // relay-init (user node, uid 1000, in the services' image) creates the volume from the
+    // image's node-owned directory; relay-cert writes into it afterwards as the same uid.
+    assert.equal(cert.depends_on['relay-init'].condition, 'service_completed_successfully')
+    assert.equal(String(cert.user).split(':')[0], '1000')
+    assert.ok(!String(cert.command).includes('chown'), 'no chown needed (nor possible) as uid 1000')
+    const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
+    assert.match(dockerfile, /^USER node$/m)
+    assert.match(dockerfile, /chown node:node \/var\/lib\/atmos /)
+    const volumeAt = (svc: { volumes: string[] }, target: string) =>
+      svc.volumes.find((v) => v.split(':')[1] === target)?.split(':')[0]
+    assert.equal(volumeAt(cert, '/var/lib/atmos'), volumeAt(init, '/var/lib/atmos'))
+    // Everything that reads the certificate waits for it.
+    assert.equal(resolved.services.relay.depends_on['relay-cert'].condition, 'service_completed_successfully')
   })
 })

@@ -4,8 +4,12 @@ import { dirname, join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment'
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler'
 import { Job } from 'kubernetes-models/batch/v1/Job'
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy'
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget'
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
+import { Namespace } from 'kubernetes-models/v1/Namespace'
 import { Service } from 'kubernetes-models/v1/Service'
 import { parseAllDocuments } from 'yaml'
 
@@ -22,6 +26,10 @@ const MODELS: Record<string, new (o: any) => { validate(): void }> = {
   'v1/Service': Service,
   'v1/ConfigMap': ConfigMap,
   'batch/v1/Job': Job,
+  'v1/Namespace': Namespace,
+  'networking.k8s.io/v1/NetworkPolicy': NetworkPolicy,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'autoscaling/v2/HorizontalPodAutoscaler': HorizontalPodAutoscaler,
 }
 
 function loadYaml(file: string): Obj[] {
@@ -281,4 +289,281 @@ describe('kubernetes manifests', () => {
       )
     assert.ok(dirname(k8s))
   })
+
+  it('put everything in one namespace, which a manifest creates', () => {
+    const namespaces = base.objects.filter((o) => o.kind === 'Namespace').map((o) => o.metadata.name)
+    assert.deepEqual(namespaces, [NAMESPACE])
+    for (const dir of ['base', 'overlays/production']) {
+      const k = loadYaml(join(k8s, dir, 'kustomization.yaml'))[0] as unknown as { namespace?: string }
+      assert.equal(k.namespace, NAMESPACE, `${dir}: namespace`)
+    }
+  })
+
+  it("the runbook's kubectl commands name the namespace, and create every Secret the manifests mount", () => {
+    const commands = kubectlCommands(readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8'))
+    assert.ok(commands.length >= 8, `only ${commands.length} kubectl commands in docs/operations.md`)
+    for (const c of commands)
+      assert.ok(
+        c.includes(` -n ${NAMESPACE}`) ||
+          c.includes(` --namespace ${NAMESPACE}`) ||
+          c.includes(` --namespace=${NAMESPACE}`),
+        `no -n ${NAMESPACE}: ${c}`,
+      )
+    const created = new Set(
+      commands.flatMap((c) => /^kubectl create secret (?:generic|tls) ([a-z0-9-]+)/.exec(c)?.slice(1) ?? []),
+    )
+    const mounted = new Set([
+      ...deployments.flatMap((d) =>
+        (d.spec.template.spec.volumes ?? []).flatMap((v: { secret?: { secretName: string } }) =>
+          v.secret ? [v.secret.secretName] : [],
+        ),
+      ),
+      ...deployments.flatMap((d) =>
+        d.spec.template.spec.containers.flatMap((c: { envFrom: { secretRef?: { name: string } }[] }) =>
+          c.envFrom.flatMap((e) => (e.secretRef ? [e.secretRef.name] : [])),
+        ),
+      ),
+    ])
+    for (const secret of mounted) assert.ok(created.has(secret), `the runbook never creates ${secret}`)
+  })
+
+  it("name Postgres and Redis as the operator's to bring, and set the labeler's public URL", () => {
+    const config = base.objects.find((o) => o.kind === 'ConfigMap') as Obj & { data: Record<string, string> }
+    assert.equal(new URL(config.data.ATMOS_LABELER_PUBLIC_URL!).protocol, 'https:')
+    assert.ok(URL.canParse(config.data.ATMOS_REDIS_URL!))
+    // Nothing here runs a database: no StatefulSet, no Deployment of postgres or redis.
+    assert.ok(!base.objects.some((o) => /postgres|redis/.test(o.metadata.name)))
+    const configText = readFileSync(join(k8s, 'base', 'config.yaml'), 'utf8')
+    const runbook = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8')
+    for (const text of [configText, runbook]) {
+      assert.match(text, /CloudNativePG/)
+      assert.match(text, /managed/)
+      assert.match(text, /ATMOS_DATABASE_URL/)
+      assert.match(text, /ATMOS_REDIS_URL/)
+    }
+  })
+
+  it("run each service from its image, built from the one Dockerfile with that service's name", () => {
+    const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8')
+    const imageOf: Record<string, string> = { 'relay-delivery': 'relay', 'atmos-migrate': 'labeler' }
+    const workloads = base.objects.filter((o) => o.kind === 'Deployment' || o.kind === 'Job')
+    for (const w of workloads) {
+      for (const c of w.spec.template.spec.containers) {
+        const service = imageOf[w.metadata.name] ?? w.metadata.name
+        assert.ok(SERVICES.includes(service), `${w.metadata.name}: ${service} is not a service`)
+        assert.equal(c.image.split(':')[0], `atmos/${service}`, `${w.metadata.name}: image`)
+        // The Dockerfile's guard accepts that name (docker build --build-arg SERVICE=<name>).
+        assert.match(dockerfile, new RegExp(`in (?:[a-z-]+\\|)*${service}(?:\\|[a-z-]+)*\\)`))
+      }
+    }
+  })
+
+  it('keep the ops ports off the LoadBalancer Services, on ClusterIP Services of their own', () => {
+    const services = base.objects.filter((o) => o.kind === 'Service')
+    const balancers = services.filter((s) => s.spec.type === 'LoadBalancer')
+    assert.deepEqual(balancers.map((s) => s.metadata.name).sort(), ['fbl-ingest', 'relay'])
+    for (const svc of balancers) {
+      for (const p of svc.spec.ports) assert.notEqual(p.targetPort, 'ops', `${svc.metadata.name} exposes ops`)
+      const ops = services.find((s) => s.metadata.name === `${svc.metadata.name}-ops`)
+      assert.ok(ops, `no ${svc.metadata.name}-ops Service`)
+      assert.equal(ops.spec.type, 'ClusterIP')
+      assert.deepEqual(ops.spec.selector, svc.spec.selector)
+      assert.deepEqual(
+        ops.spec.ports.map((p: { targetPort: string }) => p.targetPort),
+        ['ops'],
+      )
+    }
+  })
+
+  it('give every Deployment a PodDisruptionBudget that selects its pods and lets a drain proceed', () => {
+    const budgets = base.objects.filter((o) => o.kind === 'PodDisruptionBudget')
+    for (const d of deployments) {
+      const pdb = budgets.filter((b) => selects(b.spec.selector.matchLabels, d.spec.template.metadata.labels))
+      assert.equal(pdb.length, 1, `${d.metadata.name}: ${pdb.length} budgets`)
+      // maxUnavailable: a single-replica Deployment would block every drain with minAvailable: 1.
+      assert.equal(pdb[0]!.spec.maxUnavailable, 1, `${d.metadata.name}: maxUnavailable`)
+      assert.equal(pdb[0]!.spec.minAvailable, undefined)
+    }
+  })
+
+  it('autoscale the delivery and verification workers, which leave their replica count to it', () => {
+    const hpas = base.objects.filter((o) => o.kind === 'HorizontalPodAutoscaler')
+    const prod = kustomize(join(k8s, 'overlays/production'))
+    const overlay = loadYaml(join(k8s, 'overlays/production/kustomization.yaml'))[0] as unknown as {
+      replicas: { name: string }[]
+    }
+    assert.deepEqual(hpas.map((h) => h.spec.scaleTargetRef.name).sort(), ['labeler', 'relay-delivery'])
+    for (const hpa of hpas) {
+      const target = deployments.find((d) => d.metadata.name === hpa.spec.scaleTargetRef.name)
+      assert.ok(target && hpa.spec.scaleTargetRef.kind === 'Deployment', `${hpa.metadata.name}: target`)
+      assert.equal(target.spec.replicas, undefined, `${target.metadata.name}: replicas fights the autoscaler`)
+      assert.ok(!overlay.replicas.some((r) => r.name === target.metadata.name), 'overlay sets replicas too')
+      assert.ok(hpa.spec.minReplicas >= 1 && hpa.spec.maxReplicas > hpa.spec.minReplicas)
+      // CPU utilisation is measured against the request: every container must have one.
+      const cpu = hpa.spec.metrics.find(
+        (m: { type: string; resource?: { name: string } }) => m.type === 'Resource' && m.resource?.name === 'cpu',
+      )
+      assert.ok(cpu, `${hpa.metadata.name}: a CPU metric`)
+      for (const c of target.spec.template.spec.containers) assert.ok(c.resources.requests.cpu)
+      for (const patch of prod.patches.filter((p) => p.kind === 'HorizontalPodAutoscaler'))
+        assert.ok(patch.spec.maxReplicas > patch.spec.minReplicas, `${patch.metadata.name}: production bounds`)
+    }
+  })
+
+  describe('network policies: only what talks to what', () => {
+    const policies = base.objects.filter((o) => o.kind === 'NetworkPolicy')
+    const PUBLIC: Record<string, string[]> = {
+      labeler: ['xrpc'],
+      relay: ['submission'],
+      'fbl-ingest': ['smtp'],
+      admin: ['web'],
+      scheduler: [],
+      'relay-delivery': [],
+    }
+    const pods = [...deployments, ...base.objects.filter((o) => o.kind === 'Job')].map((w) => ({
+      name: w.metadata.name,
+      labels: w.spec.template.metadata.labels as Record<string, string>,
+      ports: w.spec.template.spec.containers.flatMap((c: { ports?: Port[] }) => c.ports ?? []) as Port[],
+    }))
+    const pod = (name: string) => pods.find((p) => p.name === name)!
+    const monitoring = { 'kubernetes.io/metadata.name': 'monitoring' }
+    const elsewhere = { 'kubernetes.io/metadata.name': 'somewhere-else' }
+
+    it('start from deny-all, both ways', () => {
+      assert.ok(
+        policies.some(
+          (p) =>
+            Object.keys(p.spec.podSelector).length === 0 &&
+            [...p.spec.policyTypes].sort().join() === 'Egress,Ingress' &&
+            !p.spec.ingress &&
+            !p.spec.egress,
+        ),
+      )
+    })
+
+    it('admit the world only on the public listeners; ops only from the monitoring namespace', () => {
+      assert.deepEqual(Object.keys(PUBLIC).sort(), deployments.map((d) => d.metadata.name).sort())
+      for (const name of Object.keys(PUBLIC)) {
+        const p = pod(name)
+        for (const port of p.ports) {
+          const open = ingressAllowed(policies, p, port, { namespace: elsewhere })
+          assert.equal(open, PUBLIC[name]!.includes(port.name), `${name}:${port.name} open to anyone: ${open}`)
+        }
+        const ops = p.ports.find((x) => x.name === 'ops')!
+        assert.ok(ingressAllowed(policies, p, ops, { namespace: monitoring }), `${name}: Prometheus scrapes ops`)
+      }
+    })
+
+    it('let every pod reach DNS, Postgres and Redis', () => {
+      for (const p of pods)
+        for (const port of [53, 5432, 6379]) assert.ok(egressAllowed(policies, p, port), `${p.name} -> ${port}`)
+    })
+
+    it('let only delivery reach port 25, and only the labeler, delivery and the admin reach HTTPS', () => {
+      for (const p of pods) {
+        assert.equal(egressAllowed(policies, p, 25), p.name === 'relay-delivery', `${p.name} -> 25`)
+        assert.equal(
+          egressAllowed(policies, p, 443),
+          ['labeler', 'relay-delivery', 'admin'].includes(p.name),
+          `${p.name} -> 443`,
+        )
+      }
+    })
+
+    it("let the admin, and no other service inside the cluster, reach the labeler's label API", () => {
+      const labeler = pod('labeler')
+      const xrpc = labeler.ports.find((x) => x.name === 'xrpc')!
+      for (const p of pods)
+        assert.equal(
+          egressAllowed(policies, p, xrpc.containerPort, { pod: labeler, portName: 'xrpc' }),
+          p.name === 'admin',
+          `${p.name} -> labeler:xrpc`,
+        )
+      // ...and the labeler admits it (its xrpc port is public anyway).
+      assert.ok(ingressAllowed(policies, labeler, xrpc, { pod: pod('admin') }))
+    })
+  })
 })
+
+const NAMESPACE = 'atmosphere-mail'
+
+type Port = { name: string; containerPort: number; protocol?: string }
+type Peer = { pod?: { labels: Record<string, string> }; namespace?: Record<string, string> }
+type PolicyPort = { port?: number | string; protocol?: string }
+type PolicyPeer = {
+  podSelector?: { matchLabels?: Record<string, string> }
+  namespaceSelector?: { matchLabels?: Record<string, string> }
+  ipBlock?: unknown
+}
+
+/** Whether a label selector (matchLabels only: ours use nothing else) selects these labels. */
+function selects(matchLabels: Record<string, string> | undefined, labels: Record<string, string>): boolean {
+  return Object.entries(matchLabels ?? {}).every(([k, v]) => labels[k] === v)
+}
+
+/** Whether a rule's ports admit a port, by number or by the destination's port name. */
+function portMatches(ports: PolicyPort[] | undefined, number: number, name?: string): boolean {
+  if (!ports || ports.length === 0) return true
+  return ports.some(
+    (p) => (p.protocol ?? 'TCP') !== 'SCTP' && (p.port === undefined || p.port === number || p.port === name),
+  )
+}
+
+/** Whether a rule's peers admit a peer: no peers is anyone; a pod peer is in our namespace. */
+function peerMatches(peers: PolicyPeer[] | undefined, peer: Peer): boolean {
+  if (!peers || peers.length === 0) return true
+  return peers.some((p) => {
+    if (p.ipBlock) return !peer.pod
+    if (p.namespaceSelector) {
+      const ns = peer.pod ? { 'kubernetes.io/metadata.name': NAMESPACE } : (peer.namespace ?? {})
+      if (!selects(p.namespaceSelector.matchLabels, ns)) return false
+      return !p.podSelector || (peer.pod !== undefined && selects(p.podSelector.matchLabels, peer.pod.labels))
+    }
+    // A podSelector alone: pods of this namespace only.
+    return peer.pod !== undefined && selects(p.podSelector?.matchLabels, peer.pod.labels)
+  })
+}
+
+function ingressAllowed(policies: Obj[], pod: { labels: Record<string, string> }, port: Port, from: Peer): boolean {
+  return policies
+    .filter((p) => p.spec.policyTypes.includes('Ingress') && selects(p.spec.podSelector.matchLabels, pod.labels))
+    .some((p) =>
+      (p.spec.ingress ?? []).some(
+        (r: { from?: PolicyPeer[]; ports?: PolicyPort[] }) =>
+          peerMatches(r.from, from) && portMatches(r.ports, port.containerPort, port.name),
+      ),
+    )
+}
+
+/** Whether a pod may open a connection to a port: on the Internet (no `to`), or on a pod of ours. */
+function egressAllowed(
+  policies: Obj[],
+  pod: { labels: Record<string, string> },
+  port: number,
+  to: { pod: { labels: Record<string, string> }; portName: string } | undefined = undefined,
+): boolean {
+  const peer: Peer = to ? { pod: to.pod } : { namespace: {} }
+  return policies
+    .filter((p) => p.spec.policyTypes.includes('Egress') && selects(p.spec.podSelector.matchLabels, pod.labels))
+    .some((p) =>
+      (p.spec.egress ?? []).some((r: { to?: PolicyPeer[]; ports?: PolicyPort[] }) => {
+        if (!to && r.to && r.to.length > 0 && !r.to.some((x) => x.ipBlock)) return false
+        return peerMatches(r.to, peer) && portMatches(r.ports, port, to?.portName)
+      }),
+    )
+}
+
+/** The kubectl commands in a Markdown page: fenced blocks (continuations joined) and inline code. */
+function kubectlCommands(markdown: string): string[] {
+  const commands: string[] = []
+  const fences = markdown.split('```')
+  for (const [i, part] of fences.entries()) {
+    if (i % 2 === 1) {
+      const lines = part.replace(/\\\n\s*/g, ' ').split('\n')
+      commands.push(...lines.map((l) => l.trim()).filter((l) => l.startsWith('kubectl ')))
+    } else {
+      for (const m of part.replace(/\n/g, ' ').matchAll(/`(kubectl [^`]+)`/g)) commands.push(m[1]!)
+    }
+  }
+  return commands
+}

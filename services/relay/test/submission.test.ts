@@ -654,5 +654,9 @@ describe('relay submission', () => {
     assert.match(text, /^atmos_relay_submissions_accepted_total\{service="relay"\} [1-9]\d*$/m)
     assert.match(text, /^atmos_relay_submissions_refused_total\{reason="suppressed",service="relay"\} [1-9]\d*$/m)
     assert.match(text, /^atmos_relay_submissions_refused_total\{reason="foreign_from",service="relay"\} [1-9]\d*$/m)
+    // The served certificate's expiry, for the certificate-expiry alert: in the future, as a Unix time.
+    const expiry = /^atmos_relay_submission_tls_cert_expiry_timestamp_seconds\{service="relay"\} (\S+)$/m.exec(text)
+    assert.ok(expiry, 'no certificate expiry gauge')
+    assert.ok(Number(expiry[1]) > Date.now() / 1000, `expiry ${expiry[1]} is not in the future`)
   })
 })

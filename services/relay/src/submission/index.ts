@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { SigningKeys } from '@atmos/dkim'
 import { deliverMessage, TypedQueue } from '@atmos/queues'
@@ -30,6 +31,8 @@ export class Submission {
     const sub = config.relay.submission
     // Files first: a missing certificate or secret fails start-up (retried, not ready) with the path named.
     const tls = { key: readFileSync(sub.tlsKeyFile), cert: readFileSync(sub.tlsCertFile) }
+    // The certificate is read once: the one being served is the one whose expiry matters.
+    this.metrics.tlsCertExpiry.set(Date.parse(new X509Certificate(tls.cert).validTo) / 1000)
     const keyring = loadKeyring(config.relay.kekFile)
     // Submission signs as members and as the pool, so it holds both KEKs. A deployment from
     // before the pool had a KEK of its own has no such file yet: its pool key, still sealed

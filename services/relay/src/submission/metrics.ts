@@ -1,5 +1,5 @@
 import type { BaseContext } from '@atmos/runtime'
-import { Counter } from 'prom-client'
+import { Counter, Gauge } from 'prom-client'
 
 type Registry = BaseContext['metrics']
 
@@ -57,6 +57,8 @@ export type SubmissionMetrics = {
   accepted: LabelledCounter
   recipients: LabelledCounter
   refused: LabelledCounter<'reason'>
+  /** When the certificate submission serves stops being valid (the alert rules watch it). */
+  tlsCertExpiry: Gauge<string>
 }
 
 export function submissionMetrics(registry: Registry): SubmissionMetrics {
@@ -77,5 +79,10 @@ export function submissionMetrics(registry: Registry): SubmissionMetrics {
       'Submission commands refused, by reason',
       ['reason'],
     ),
+    tlsCertExpiry: new Gauge({
+      name: 'atmos_relay_submission_tls_cert_expiry_timestamp_seconds',
+      help: 'Unix time at which the STARTTLS certificate submission loaded at start stops being valid',
+      registers: [registry],
+    }),
   }
 }
