@@ -65,11 +65,13 @@ export function planServices(base: Env): PlannedService[] {
     )
   const offset = portOffset(base)
   const shared: Env = { ...base }
-  for (const [name, port] of Object.entries(LOCAL_PORTS)) shared[name] = base[name] ?? String(port + offset)
+  for (const [name, port] of Object.entries(LOCAL_PORTS)) shared[name] = base[name] || String(port + offset)
   // Locally the inbound listener is for this machine's sink and tests only.
-  shared.ATMOS_FBL_INGEST_SMTP_HOST = base.ATMOS_FBL_INGEST_SMTP_HOST ?? '127.0.0.1'
-  // The admin reads labels from this stack's labeler, wherever the offset put it.
-  if (base.ATMOS_ADMIN_LABELER_URL === undefined && shared.ATMOS_LABELER_XRPC_PORT !== '0')
+  shared.ATMOS_FBL_INGEST_SMTP_HOST = base.ATMOS_FBL_INGEST_SMTP_HOST || '127.0.0.1'
+  // The admin reads labels from this stack's labeler, wherever the offset put it (an
+  // invalid port is the labeler's error to report, not a URL made from it).
+  const xrpcPort = shared.ATMOS_LABELER_XRPC_PORT ?? ''
+  if (base.ATMOS_ADMIN_LABELER_URL === undefined && /^\d{1,5}$/.test(xrpcPort) && Number(xrpcPort) > 0)
     shared.ATMOS_ADMIN_LABELER_URL = `http://${base.ATMOS_LABELER_XRPC_HOST || '127.0.0.1'}:${shared.ATMOS_LABELER_XRPC_PORT}`
   // The local network's MX hosts are on loopback, which the relay refuses unless allowed.
   shared.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS =
