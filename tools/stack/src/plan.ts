@@ -71,8 +71,11 @@ export function planServices(base: Env): PlannedService[] {
   // The admin reads labels from this stack's labeler, wherever the offset put it (an
   // invalid port is the labeler's error to report, not a URL made from it).
   const xrpcPort = shared.ATMOS_LABELER_XRPC_PORT ?? ''
-  if (base.ATMOS_ADMIN_LABELER_URL === undefined && /^\d{1,5}$/.test(xrpcPort) && Number(xrpcPort) > 0)
-    shared.ATMOS_ADMIN_LABELER_URL = `http://${base.ATMOS_LABELER_XRPC_HOST || '127.0.0.1'}:${shared.ATMOS_LABELER_XRPC_PORT}`
+  if (/^\d{1,5}$/.test(xrpcPort) && Number(xrpcPort) > 0) {
+    const labelApi = `http://${base.ATMOS_LABELER_XRPC_HOST || '127.0.0.1'}:${xrpcPort}`
+    shared.ATMOS_ADMIN_LABELER_URL = base.ATMOS_ADMIN_LABELER_URL ?? labelApi
+    shared.ATMOS_LABELER_PUBLIC_URL = base.ATMOS_LABELER_PUBLIC_URL ?? labelApi
+  }
   // The local network's MX hosts are on loopback, which the relay refuses unless allowed.
   shared.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS =
     base.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS ?? '127.0.0.0/8,::1/128'
