@@ -164,7 +164,9 @@ function onLog(entry: Running, line: string) {
   } catch {}
   const listener = listenerFromLog(parsed)
   if (listener) entry.listeners.push(listener)
-  if (!quiet) process.stdout.write(`${entry.name.padEnd(10)} ${line}\n`)
+  // Quiet keeps errors: a service that cannot start must say why (a port taken since the check).
+  if (!quiet || parsed.level === 'error' || parsed.level === 'fatal')
+    process.stdout.write(`${entry.name.padEnd(10)} ${line}\n`)
   if (parsed.msg === 'started' && !started.has(entry.name)) {
     started.add(entry.name)
     if (started.size === running.length) printReady()
