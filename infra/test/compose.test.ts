@@ -104,6 +104,9 @@ describe('docker-compose.yml', () => {
     assert.equal(target(relay, 587), Number(relay.environment.ATMOS_RELAY_SUBMISSION_PORT))
     assert.equal(target(fbl, 25), Number(fbl.environment.ATMOS_FBL_INGEST_SMTP_PORT))
     assert.ok(target(relay, 587) >= 1024 && target(fbl, 25) >= 1024)
+    // The services' own defaults are loopback: a published port must name every interface.
+    assert.equal(relay.environment.ATMOS_RELAY_SUBMISSION_HOST, '0.0.0.0')
+    assert.equal(fbl.environment.ATMOS_FBL_INGEST_SMTP_HOST, '0.0.0.0')
   })
 
   it('gives the admin its own keys, the relay KEK read-only for the wizard, and the labeler’s label API', () => {

@@ -176,6 +176,18 @@ describe('kubernetes manifests', () => {
         .spec.ports.find((p: { name: string }) => p.name === name)
     assert.deepEqual([port('relay', 'submission').port, port('relay', 'submission').protocol], [587, 'TCP'])
     assert.deepEqual([port('fbl-ingest', 'smtp').port, port('fbl-ingest', 'smtp').protocol], [25, 'TCP'])
+    // Each listens where its Service sends it, on every interface (the services' defaults are
+    // loopback and unprivileged, 127.0.0.1:2587-style, for a start by hand).
+    const container = (d: string) => deployments.find((x) => x.metadata.name === d)!.spec.template.spec.containers[0]
+    const env = (d: string) =>
+      Object.fromEntries(container(d).env.map((e: { name: string; value: string }) => [e.name, e.value]))
+    const containerPort = (d: string, name: string) =>
+      container(d).ports.find((p: { name: string }) => p.name === name).containerPort
+    assert.equal(port('fbl-ingest', 'smtp').targetPort, 'smtp')
+    assert.equal(Number(env('fbl-ingest').ATMOS_FBL_INGEST_SMTP_PORT), containerPort('fbl-ingest', 'smtp'))
+    assert.equal(env('fbl-ingest').ATMOS_FBL_INGEST_SMTP_HOST, '0.0.0.0')
+    assert.equal(Number(env('relay').ATMOS_RELAY_SUBMISSION_PORT), containerPort('relay', 'submission'))
+    assert.equal(env('relay').ATMOS_RELAY_SUBMISSION_HOST, '0.0.0.0')
   })
 
   it('run relay delivery as its own Deployment, and give submission its keys, token and certificate', () => {

@@ -64,8 +64,11 @@ export const fblIngestSection = section({
     .default(['smtp', 'worker']),
   pool: poolSection,
   smtp: section({
-    host: field.string('0.0.0.0'),
-    port: field.port(25),
+    // Unprivileged and on loopback unless configured: a service started by hand as anyone
+    // works; the public port 25 is a deployment's choice (compose and k8s map 25 to 2525
+    // and set the host to 0.0.0.0 explicitly).
+    host: field.string('127.0.0.1'),
+    port: field.port(2525),
     /** Name in the greeting and EHLO answer; empty: the pool domain. */
     hostname: z.string().default(''),
     /** STARTTLS is offered only when both files are set. */

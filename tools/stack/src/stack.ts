@@ -1,50 +1,53 @@
-// Runs the local stack in the foreground: applies migrations (creating the database when
-// missing), starts the five services as child processes, prints where each listens once
-// all are ready, relays their logs, and on Ctrl-C (or SIGTERM) stops them all cleanly.
+// Runs the local stack in the foreground: checks the configuration and that every port is
+// free, applies migrations (creating the database when missing), starts the five services
+// as child processes, prints every listener once all are ready, relays their logs, and on
+// Ctrl-C, SIGTERM or a closed terminal (SIGHUP) stops them all cleanly. If the stack itself
+// is killed outright, each service notices its stdin pipe close and stops (parent-watch.ts).
 // Started by scripts/start.sh; the services' config comes from the same environment.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { redactUrl, runMigrations } from '@atmos/db'
-import { SERVICES } from './services.ts'
+import { type PlannedService, planServices, StackConfigError } from './plan.ts'
+import { portProblems } from './ports.ts'
+import { formatListener, type LoggedListener, listenerFromLog } from './summary.ts'
 import { ensureSelfSignedCertificate } from './tls.ts'
 
 const databaseUrl = process.env.ATMOS_DATABASE_URL ?? 'postgres://root@127.0.0.1:5432/atmos'
-/** Shifts every service's ops port, so that two stacks (or a test) can run side by side. */
-const portOffset = Number(process.env.ATMOS_STACK_PORT_OFFSET ?? 0)
 const quiet = process.env.ATMOS_STACK_QUIET === '1'
+
+// A closed terminal makes every write fail; the stack must still stop its services.
+process.stdout.on('error', () => {})
+process.stderr.on('error', () => {})
 
 function say(text: string) {
   process.stdout.write(`stack: ${text}\n`)
 }
 
-const migrated = await runMigrations(databaseUrl, { createDatabase: true }).catch((err: Error) => {
-  say(`migration failed on ${redactUrl(databaseUrl)}: ${err.message}`)
-  process.exit(1)
+type Running = { name: string; child: ChildProcess; listeners: LoggedListener[]; exited: Promise<number | null> }
+let running: Running[] = []
+let stopping = false
+
+async function stopAll(exitCode: number) {
+  if (stopping) return
+  stopping = true
+  say('stopping all services')
+  for (const r of running) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM')
+  const codes = await Promise.all(running.map((r) => r.exited))
+  const failed = running.filter((_, i) => codes[i] !== 0 && codes[i] !== null)
+  for (const r of failed) say(`${r.name} did not stop cleanly (exit ${r.child.exitCode})`)
+  say('stopped')
+  process.exit(exitCode || (failed.length ? 1 : 0))
+}
+
+process.on('exit', () => {
+  for (const r of running) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGTERM')
 })
-say(`database ${redactUrl(databaseUrl)}: ${migrated.applied} migrations applied, ${migrated.total} in all`)
+process.on('SIGINT', () => void stopAll(0))
+process.on('SIGTERM', () => void stopAll(0))
+// The terminal closed: without this Node's default would end the stack alone.
+process.on('SIGHUP', () => void stopAll(0))
 
-// The labeler signs with a key of its own; create it on first start (never overwritten).
-const labelerCli = fileURLToPath(new URL('../../../services/labeler/src/cli.ts', import.meta.url))
-try {
-  say(execFileSync(process.execPath, [labelerCli, 'init'], { encoding: 'utf8' }).trim().replace(/\n/g, ': '))
-} catch (err) {
-  say(`labeler init failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`)
-  process.exit(1)
-}
-
-// The relay's submission needs a certificate for STARTTLS, and its and the pool's
-// key-encryption keys, token secret and pool DKIM key (`relay keys init`, which never
-// overwrites anything).
-const certFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE ?? '.state/relay/tls.crt'
-const keyFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE ?? '.state/relay/tls.key'
-try {
-  if (ensureSelfSignedCertificate(certFile, keyFile))
-    say(`created a self-signed certificate ${certFile} for submission`)
-} catch (err) {
-  say(`relay certificate: ${(err as Error).message}`)
-  process.exit(1)
-}
 // Relay and fbl-ingest share the pool's identity: the token secret that `relay keys init`
 // creates is the one fbl-ingest verifies bounces with, and so on for every pool field; the
 // pool's KEK too (fbl-ingest signs forwards as the pool), never the relay's.
@@ -57,11 +60,65 @@ for (const f of POOL_FIELDS) {
     poolEnv[`ATMOS_FBL_INGEST_POOL_${f}`] = value
   }
 }
+const certFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE ?? '.state/relay/tls.crt'
+const keyFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE ?? '.state/relay/tls.key'
+
+let planned: PlannedService[]
+try {
+  planned = planServices({
+    ...process.env,
+    ...poolEnv,
+    ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE: certFile,
+    ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE: keyFile,
+  })
+} catch (err) {
+  if (!(err instanceof StackConfigError)) throw err
+  say(`invalid configuration, nothing started:\n  ${err.message.replace(/\n/g, '\n  ')}`)
+  process.exit(2)
+}
+const envOf = (name: string) => planned.find((s) => s.name === name)!.env
+
+const taken = await portProblems(planned.flatMap((s) => s.listeners))
+if (taken.length) {
+  for (const problem of taken) say(problem)
+  say('nothing started')
+  process.exit(1)
+}
+
+const migrated = await runMigrations(databaseUrl, { createDatabase: true }).catch((err: Error) => {
+  say(`migration failed on ${redactUrl(databaseUrl)}: ${err.message}`)
+  process.exit(1)
+})
+say(`database ${redactUrl(databaseUrl)}: ${migrated.applied} migrations applied, ${migrated.total} in all`)
+
+// The labeler signs with a key of its own; create it on first start (never overwritten).
+const labelerCli = fileURLToPath(new URL('../../../services/labeler/src/cli.ts', import.meta.url))
+try {
+  say(
+    execFileSync(process.execPath, [labelerCli, 'init'], { encoding: 'utf8', env: envOf('labeler') })
+      .trim()
+      .replace(/\n/g, ': '),
+  )
+} catch (err) {
+  say(`labeler init failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`)
+  process.exit(1)
+}
+
+// The relay's submission needs a certificate for STARTTLS, and its and the pool's
+// key-encryption keys, token secret and pool DKIM key (`relay keys init`, which never
+// overwrites anything).
+try {
+  if (ensureSelfSignedCertificate(certFile, keyFile))
+    say(`created a self-signed certificate ${certFile} for submission`)
+} catch (err) {
+  say(`relay certificate: ${(err as Error).message}`)
+  process.exit(1)
+}
 const relayCli = fileURLToPath(new URL('../../../services/relay/src/cli.ts', import.meta.url))
 try {
   const out = execFileSync(process.execPath, [relayCli, 'keys', 'init'], {
     encoding: 'utf8',
-    env: { ...process.env, ...poolEnv },
+    env: envOf('relay'),
   }).trim()
   for (const line of out.split('\n')) say(`relay keys: ${line}`)
 } catch (err) {
@@ -69,56 +126,47 @@ try {
   process.exit(1)
 }
 
-type Running = { name: string; child: ChildProcess; ops?: string; smtp?: string; exited: Promise<number | null> }
-let stopping = false
-
-const running: Running[] = SERVICES.map((service) => {
-  const child = spawn(process.execPath, [service.entry], {
-    env: {
-      ...process.env,
-      ...poolEnv,
-      ATMOS_HTTP_PORT: String(service.port + portOffset),
-      ATMOS_LABELER_XRPC_PORT: process.env.ATMOS_LABELER_XRPC_PORT ?? String(2583 + portOffset),
-      // 587 needs root; locally submission listens on 2587 (shifted like the ops ports).
-      ATMOS_RELAY_SUBMISSION_PORT: process.env.ATMOS_RELAY_SUBMISSION_PORT ?? String(2587 + portOffset),
-      ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE: certFile,
-      ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE: keyFile,
-      // The local network's MX hosts are on loopback, which the relay refuses unless allowed.
-      ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS:
-        process.env.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS ?? '127.0.0.0/8,::1/128',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    // A group of its own: Ctrl-C in the terminal reaches only the stack, which then stops
-    // each service once with SIGTERM (a second signal would skip the service's drain).
-    detached: true,
-  })
-  const entry: Running = {
-    name: service.name,
-    child,
-    exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
-  }
-  createInterface({ input: child.stdout! }).on('line', (line) => onLog(entry, line))
-  createInterface({ input: child.stderr! }).on('line', (line) =>
-    process.stderr.write(`${service.name.padEnd(10)} ${line}\n`),
-  )
-  entry.exited.then((code) => {
-    if (!stopping) {
-      say(`${service.name} exited unexpectedly (code ${code}); stopping the stack`)
-      void stopAll(1)
+const parentWatch = new URL('./parent-watch.ts', import.meta.url).href
+if (!stopping)
+  running = planned.map((service) => {
+    const child = spawn(process.execPath, ['--import', parentWatch, service.entry], {
+      env: service.env,
+      // stdin: the pipe parent-watch.ts watches; the stack never writes to it.
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // A group of its own: Ctrl-C in the terminal reaches only the stack, which then stops
+      // each service once with SIGTERM (a second signal would skip the service's drain).
+      detached: true,
+    })
+    const entry: Running = {
+      name: service.name,
+      child,
+      listeners: [],
+      exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
     }
+    createInterface({ input: child.stdout! }).on('line', (line) => onLog(entry, line))
+    createInterface({ input: child.stderr! }).on('line', (line) =>
+      process.stderr.write(`${service.name.padEnd(10)} ${line}\n`),
+    )
+    entry.exited.then((code) => {
+      if (!stopping) {
+        say(`${service.name} exited unexpectedly (code ${code}); stopping the stack`)
+        void stopAll(1)
+      }
+    })
+    return entry
   })
-  return entry
-})
 
 const started = new Set<string>()
 function onLog(entry: Running, line: string) {
-  let parsed: { msg?: string; level?: string; http?: string; smtp?: string } = {}
+  let parsed: Record<string, unknown> = {}
   try {
     parsed = JSON.parse(line)
   } catch {}
-  if (parsed.msg === 'ops endpoint listening') entry.ops = parsed.http
-  if (parsed.msg === 'submission listening (STARTTLS)') entry.smtp = parsed.smtp
-  if (!quiet) process.stdout.write(`${entry.name.padEnd(10)} ${line}\n`)
+  const listener = listenerFromLog(parsed)
+  if (listener) entry.listeners.push(listener)
+  // Quiet keeps errors: a service that cannot start must say why (a port taken since the check).
+  if (!quiet || parsed.level === 'error' || parsed.level === 'fatal')
+    process.stdout.write(`${entry.name.padEnd(10)} ${line}\n`)
   if (parsed.msg === 'started' && !started.has(entry.name)) {
     started.add(entry.name)
     if (started.size === running.length) printReady()
@@ -127,30 +175,6 @@ function onLog(entry: Running, line: string) {
 
 function printReady() {
   say('all services started:')
-  for (const r of running) {
-    say(`  ${r.name.padEnd(10)} ops ${r.ops}  (GET /healthz /readyz /metrics)`)
-    if (r.smtp)
-      say(
-        `  ${''.padEnd(10)} submission ${r.smtp}  (STARTTLS, AUTH; members: node services/relay/src/cli.ts members add)`,
-      )
-  }
+  for (const r of running) for (const l of r.listeners) say(`  ${r.name.padEnd(10)} ${formatListener(l)}`)
   say('press Ctrl-C to stop')
 }
-
-async function stopAll(exitCode: number) {
-  if (stopping) return
-  stopping = true
-  say('stopping all services')
-  for (const r of running) if (r.child.exitCode === null) r.child.kill('SIGTERM')
-  const codes = await Promise.all(running.map((r) => r.exited))
-  const failed = running.filter((_, i) => codes[i] !== 0 && codes[i] !== null)
-  for (const r of failed) say(`${r.name} did not stop cleanly (exit ${r.child.exitCode})`)
-  say('stopped')
-  process.exit(exitCode || (failed.length ? 1 : 0))
-}
-
-process.on('exit', () => {
-  for (const r of running) if (r.child.exitCode === null) r.child.kill('SIGTERM')
-})
-process.on('SIGINT', () => void stopAll(0))
-process.on('SIGTERM', () => void stopAll(0))

@@ -1,75 +1,35 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { after, it } from 'node:test'
-import { fileURLToPath } from 'node:url'
-import { createTestDatabase, TEST_REDIS_URL, testRedisPrefix } from '@atmos/testkit'
+import { createTestDatabase } from '@atmos/testkit'
 import { SERVICES } from '../src/services.ts'
+import { stackEnv, startStack } from './stack-process.ts'
 
-const startScript = fileURLToPath(new URL('../../../scripts/start.sh', import.meta.url))
 const cleanups: Array<() => Promise<void>> = []
 after(async () => {
   for (const c of cleanups) await c()
 })
 
-it("the README's start command brings all five services up ready, and Ctrl-C stops them with exit 0", async () => {
+it("the README's start command brings all five services up ready, names every listener, and Ctrl-C stops them with exit 0", async () => {
   const db = await createTestDatabase({ migrated: false })
   await db.drop() // the start command must create it
   cleanups.push(db.drop)
-  const offset = 1000 + Math.floor(Math.random() * 20_000)
-  const state = mkdtempSync(join(tmpdir(), 'atmos-stack-'))
-  const child = spawn('bash', [startScript], {
-    env: {
-      ...process.env,
-      ATMOS_DATABASE_URL: db.url,
-      ATMOS_REDIS_URL: TEST_REDIS_URL,
-      ATMOS_REDIS_PREFIX: testRedisPrefix('stack'),
-      ATMOS_STACK_PORT_OFFSET: String(offset),
-      ATMOS_STACK_QUIET: '1',
-      ATMOS_LABELER_SIGNING_KEY_FILE: join(state, 'label-signing.key'),
-      ATMOS_RELAY_KEK_FILE: join(state, 'relay', 'kek'),
-      ATMOS_RELAY_POOL_TOKEN_SECRET_FILE: join(state, 'pool', 'token.secret'),
-      ATMOS_RELAY_POOL_KEK_FILE: join(state, 'pool', 'kek'),
-      ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE: join(state, 'relay', 'tls.crt'),
-      ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE: join(state, 'relay', 'tls.key'),
-      ATMOS_RELAY_SUBMISSION_PORT: '0',
-      ATMOS_LABELER_XRPC_PORT: '0',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
+  const env = stackEnv(db.url, {
+    ATMOS_RELAY_SUBMISSION_PORT: '0',
+    ATMOS_LABELER_XRPC_PORT: '0',
+    ATMOS_FBL_INGEST_SMTP_PORT: '0',
+    ATMOS_ADMIN_WEB_PORT: '0',
   })
-  let out = ''
-  child.stdout.on('data', (d) => {
-    out += d
-  })
-  child.stderr.on('data', (d) => {
-    out += d
-  })
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  cleanups.push(async () => {
-    if (child.exitCode !== null) return
-    // The services run in process groups of their own: only the stack's own stop reaches
-    // them, so ask it first and kill its group only if it does not finish.
-    process.kill(child.pid!, 'SIGINT')
-    const stopped = await Promise.race([
-      exited.then(() => true),
-      new Promise((r) => setTimeout(() => r(false), 20_000)),
-    ])
-    if (!stopped) process.kill(-child.pid!, 'SIGKILL')
-  })
+  const offset = Number(env.ATMOS_STACK_PORT_OFFSET)
+  const stack = startStack(env)
+  cleanups.push(stack.stop)
 
-  const deadline = Date.now() + 90_000
-  while (!out.includes('stack: press Ctrl-C to stop')) {
-    assert.ok(Date.now() < deadline, `stack did not come up:\n${out}`)
-    assert.equal(child.exitCode, null, `stack exited early:\n${out}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
+  await stack.waitFor('stack: press Ctrl-C to stop')
+  const out = stack.output()
+  const summary = out.slice(out.indexOf('stack: all services started:'))
   for (const service of SERVICES) {
     const base = `http://127.0.0.1:${service.port + offset}`
-    assert.match(out, new RegExp(`${service.name}\\s+ops ${base}`))
+    assert.match(summary, new RegExp(`stack:\\s+${service.name}\\s+ops ${base}`))
     const res = await fetch(`${base}/readyz`)
     assert.equal(res.status, 200, `${service.name}: ${await res.text()}`)
   }
@@ -77,13 +37,30 @@ it("the README's start command brings all five services up ready, and Ctrl-C sto
   // The relay's first-start files: a certificate, the KEK and token secret, the pool DKIM key.
   assert.match(out, /stack: created a self-signed certificate .*tls\.crt for submission/)
   assert.match(out, /stack: relay keys: created pool DKIM key pool1\._domainkey\..* \(sealed under .*pool\/kek\)/)
-  const smtp = /stack:\s+submission (127\.0\.0\.1:\d+)\s+\(STARTTLS/.exec(out)
-  assert.ok(smtp, out)
-  const greeting = await smtpGreeting(smtp[1]!)
-  assert.match(greeting, /^220 /)
-  process.kill(child.pid!, 'SIGINT')
-  assert.equal(await exited, 0, out)
-  assert.match(out, /stack: stopped/)
+
+  // Every listener is in the summary, on loopback, and answers there.
+  const label =
+    /stack:\s+labeler\s+label API (http:\/\/127\.0\.0\.1:\d+)\/xrpc\/com\.atproto\.label\.queryLabels\?uriPatterns=\*\s+and ws:\/\/127\.0\.0\.1:\d+\/xrpc\/com\.atproto\.label\.subscribeLabels/.exec(
+      summary,
+    )
+  assert.ok(label, summary)
+  const labels = await fetch(`${label[1]}/xrpc/com.atproto.label.queryLabels?uriPatterns=*`)
+  assert.equal(labels.status, 200, await labels.text())
+  const web = /stack:\s+admin\s+admin web (http:\/\/127\.0\.0\.1:\d+)/.exec(summary)
+  assert.ok(web, summary)
+  const page = await fetch(web[1]!, { redirect: 'manual' })
+  // Its sign-in page (503 "not available" here: this stack has no admin KEK).
+  assert.match(await page.text(), /<title>[^<]*Atmosphere Mail<\/title>/)
+  const submission = /stack:\s+relay\s+submission (127\.0\.0\.1:\d+)\s+\(STARTTLS/.exec(summary)
+  assert.ok(submission, summary)
+  assert.match(await smtpGreeting(submission[1]!), /^220 /)
+  const inbound = /stack:\s+fbl-ingest\s+inbound SMTP (127\.0\.0\.1:\d+)/.exec(summary)
+  assert.ok(inbound, summary)
+  assert.match(await smtpGreeting(inbound[1]!), /^220 /)
+
+  process.kill(stack.child.pid!, 'SIGINT')
+  assert.equal(await stack.exited, 0, stack.output())
+  assert.match(stack.output(), /stack: stopped/)
 })
 
 /** The first line a server sends on connect. */

@@ -1,0 +1,92 @@
+// What the stack refuses before it starts anything: a port already taken, and a setting
+// that is not valid, each named by the variable that sets it, with a non-zero exit at once.
+import assert from 'node:assert/strict'
+import { createServer, type Server } from 'node:net'
+import { after, it } from 'node:test'
+import { SERVICES } from '../src/services.ts'
+import { stackEnv, startStack } from './stack-process.ts'
+
+// Nothing below reaches the database: the checks come first. A name that does not exist
+// makes a check that came too late fail loudly.
+const NO_DATABASE = 'postgres://root@127.0.0.1:5432/atmos_stack_never_created'
+
+const servers: Server[] = []
+after(async () => {
+  for (const s of servers) await new Promise((r) => s.close(r))
+})
+
+async function holdPort(port: number): Promise<void> {
+  const server = createServer()
+  servers.push(server)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', resolve)
+  })
+}
+
+async function runToExit(extra: Record<string, string>) {
+  const stack = startStack(stackEnv(NO_DATABASE, extra), 'stack.ts')
+  const code = await stack.exited
+  return { code, out: stack.output() }
+}
+
+it('a taken ops port stops the start at once, naming the port, the service and the variable', async () => {
+  const offset = 1000 + Math.floor(Math.random() * 20_000)
+  const relay = SERVICES.find((s) => s.name === 'relay')!
+  const port = relay.port + offset
+  await holdPort(port)
+  const { code, out } = await runToExit({ ATMOS_STACK_PORT_OFFSET: String(offset) })
+  assert.equal(code, 1, out)
+  assert.ok(
+    out.includes(
+      `stack: port ${port} is taken: 127.0.0.1:${port} (relay ops, set by ATMOS_STACK_PORT_OFFSET (8102 + offset))`,
+    ),
+    out,
+  )
+  assert.match(out, /stack: nothing started/)
+  assert.doesNotMatch(out, /migration|database/)
+})
+
+it("a taken listener port (fbl-ingest's inbound SMTP) names its own variable", async () => {
+  const port = 30_000 + Math.floor(Math.random() * 20_000)
+  await holdPort(port)
+  const { code, out } = await runToExit({ ATMOS_FBL_INGEST_SMTP_PORT: String(port) })
+  assert.equal(code, 1, out)
+  assert.ok(
+    out.includes(
+      `port ${port} is taken: 127.0.0.1:${port} (fbl-ingest inbound SMTP, set by ATMOS_FBL_INGEST_SMTP_PORT)`,
+    ),
+    out,
+  )
+})
+
+it('an ATMOS_HTTP_PORT is reported by the stack, by name, and nothing starts', async () => {
+  for (const value of ['not-a-port', '8200']) {
+    const { code, out } = await runToExit({ ATMOS_HTTP_PORT: value })
+    assert.equal(code, 2, out)
+    assert.match(out, /stack: invalid configuration, nothing started:/)
+    assert.ok(out.includes(`ATMOS_HTTP_PORT="${value}" is set, but the stack gives each service its own ops port`), out)
+    assert.match(out, /ATMOS_STACK_PORT_OFFSET/)
+    assert.doesNotMatch(out, /labeler init/)
+  }
+})
+
+it("any service's invalid setting is reported by the stack with the variable's name", async () => {
+  const { code, out } = await runToExit({
+    ATMOS_RELAY_SUBMISSION_PORT: '70000',
+    ATMOS_LABELER_XRPC_PORT: 'abc',
+  })
+  assert.equal(code, 2, out)
+  assert.match(out, /stack: invalid configuration, nothing started:/)
+  assert.match(out, /labeler: invalid configuration:\s+labeler\.xrpc\.port \(from ATMOS_LABELER_XRPC_PORT\)/)
+  assert.match(out, /relay: invalid configuration:\s+relay\.submission\.port \(from ATMOS_RELAY_SUBMISSION_PORT\)/)
+  assert.doesNotMatch(out, /labeler init/)
+  // Only what was set wrong is named: not a setting the stack derives from it.
+  assert.doesNotMatch(out, /admin/)
+})
+
+it('an ATMOS_STACK_PORT_OFFSET that would push a port past 65535 is refused by name', async () => {
+  const { code, out } = await runToExit({ ATMOS_STACK_PORT_OFFSET: '60000' })
+  assert.equal(code, 2, out)
+  assert.match(out, /ATMOS_STACK_PORT_OFFSET="60000": a whole number from 0 to \d+/)
+})
