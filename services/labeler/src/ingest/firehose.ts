@@ -51,7 +51,8 @@ export class FirehoseSource {
       maxReconnectSeconds: Math.ceil(this.opts.reconnectMaxMs / 1000),
       getCursor: () => this.handlers.resumeFrom(),
       handleEvent: async (evt) => {
-        this.connected = true
+        // The library says nothing when its socket opens: an event is the first sign of it.
+        this.setConnected(true)
         const event = normalise(evt)
         if (event) await this.handlers.onEvent(event)
       },
@@ -74,14 +75,19 @@ export class FirehoseSource {
       this.handlers.onMalformed(`${err.name}: ${err.message}`)
       return
     }
-    this.connected = false
+    this.setConnected(false)
     this.logger.warn({ err: err.message }, 'firehose connection error')
+  }
+
+  private setConnected(up: boolean) {
+    this.connected = up
+    this.handlers.onConnection?.(up)
   }
 
   private async restart() {
     const old = this.firehose
     this.firehose = undefined
-    this.connected = false
+    this.setConnected(false)
     await old?.destroy().catch(() => {})
     if (this.stopped) return
     this.failures++
@@ -109,13 +115,28 @@ function normalise(evt: Event): IngestEvent | undefined {
         cid: evt.cid.toString(),
         record: evt.record,
         cursor: evt.seq,
+        time: evt.time,
       }
     case 'delete':
-      return { kind: 'delete', did: evt.did, collection: evt.collection, rkey: evt.rkey, cursor: evt.seq }
+      return {
+        kind: 'delete',
+        did: evt.did,
+        collection: evt.collection,
+        rkey: evt.rkey,
+        cursor: evt.seq,
+        time: evt.time,
+      }
     case 'identity':
-      return { kind: 'identity', did: evt.did, handle: evt.handle, cursor: evt.seq }
+      return { kind: 'identity', did: evt.did, handle: evt.handle, cursor: evt.seq, time: evt.time }
     case 'account':
-      return { kind: 'account', did: evt.did, active: evt.active, status: evt.status, cursor: evt.seq }
+      return {
+        kind: 'account',
+        did: evt.did,
+        active: evt.active,
+        status: evt.status,
+        cursor: evt.seq,
+        time: evt.time,
+      }
     default:
       return undefined
   }
