@@ -57,3 +57,17 @@ export function urlTarget(url: string, defaultPort: number): string {
     return 'an invalid URL'
   }
 }
+
+/**
+ * The level for an error a retry loop will meet again: a dependency that cannot be reached is
+ * said once by the dependency watch, so each retry's failure is debug; anything else a warning.
+ */
+export function retryLogLevel(err: unknown): 'debug' | 'warn' {
+  return isNetworkError(err) ? 'debug' : 'warn'
+}
+
+/** The fields to log an error by: its readable cause and code. */
+export function errorFields(err: unknown): { err: string; code?: string } {
+  const { code, message } = describeError(err)
+  return code ? { err: message, code } : { err: message }
+}

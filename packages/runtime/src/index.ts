@@ -10,7 +10,7 @@ export {
   withTimeout,
 } from './connections.ts'
 export { type BaseContext, type BaseContextOptions, closeBaseContext, createBaseContext } from './context.ts'
-export { describeError, isNetworkError, urlTarget } from './dependency-error.ts'
+export { describeError, errorFields, isNetworkError, retryLogLevel, urlTarget } from './dependency-error.ts'
 export {
   baseDependencyWatch,
   DependencyWatch,

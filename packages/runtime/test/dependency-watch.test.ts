@@ -9,8 +9,10 @@ import {
   createLogger,
   DependencyWatch,
   describeError,
+  errorFields,
   postgresProbe,
   redisProbe,
+  retryLogLevel,
   urlTarget,
   type WatchedDependency,
 } from '../src/index.ts'
@@ -33,9 +35,9 @@ function capture(): { logger: ReturnType<typeof createLogger>; lines: Line[] } {
 }
 
 /** Listens on `port` and forwards every connection to `upstreamPort` (the dependency "comes back"). */
-async function forward(port: number, upstreamPort: number): Promise<Server> {
+async function forward(port: number, upstreamPort: number): Promise<{ close: () => Promise<void> }> {
   const sockets = new Set<Socket>()
-  const server = createServer((client) => {
+  const server: Server = createServer((client) => {
     const upstream = connect(upstreamPort, '127.0.0.1')
     for (const s of [client, upstream]) {
       sockets.add(s)
@@ -44,11 +46,15 @@ async function forward(port: number, upstreamPort: number): Promise<Server> {
     }
     client.pipe(upstream).pipe(client)
   })
-  server.on('close', () => {
-    for (const s of sockets) s.destroy()
-  })
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
-  return server
+  return {
+    // server.close waits for open connections: cut them first.
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const s of sockets) s.destroy()
+      await closed
+    },
+  }
 }
 
 async function until(ok: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
@@ -102,7 +108,7 @@ describe('DependencyWatch', () => {
     assert.ok(watch.isDown('postgres'))
 
     const proxy = await forward(port, 5432)
-    cleanups.push(() => new Promise((r) => proxy.close(r)))
+    cleanups.push(() => proxy.close())
     await until(() => !watch.isDown('postgres'), 'postgres seen back')
     const seen = probe.calls()
     await until(() => probe.calls() >= seen + 3, 'more probes once it is back')
@@ -135,7 +141,7 @@ describe('DependencyWatch', () => {
     assert.equal(lines[0]?.code, 'ECONNREFUSED')
 
     const proxy = await forward(port, 6379)
-    cleanups.push(() => new Promise((r) => proxy.close(r)))
+    cleanups.push(() => proxy.close())
     await until(() => !watch.isDown('redis'), 'redis seen back')
     assert.equal(lines.length, 2, JSON.stringify(lines))
     assert.match(lines[1]?.msg ?? '', /^redis at 127\.0\.0\.1:\d+ is back$/)
@@ -164,6 +170,20 @@ describe('describeError', () => {
   it('keeps an error that has its own code and message', () => {
     const err = Object.assign(new Error('password authentication failed for user "x"'), { code: '28P01' })
     assert.deepEqual(describeError(err), { code: '28P01', message: 'password authentication failed for user "x"' })
+  })
+})
+
+describe('retryLogLevel and errorFields', () => {
+  it('a retry that meets an unreachable dependency is debug (the watch said it); any other failure a warning', () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5999'), { code: 'ECONNREFUSED' })
+    assert.equal(retryLogLevel(new Error('Failed query: select 1', { cause: refused })), 'debug')
+    assert.equal(retryLogLevel(Object.assign(new Error('relation "x" does not exist'), { code: '42P01' })), 'warn')
+    assert.equal(retryLogLevel(new Error('no code at all')), 'warn')
+    assert.deepEqual(errorFields(new Error('Failed query: select 1', { cause: refused })), {
+      err: 'connect ECONNREFUSED 127.0.0.1:5999',
+      code: 'ECONNREFUSED',
+    })
+    assert.deepEqual(errorFields(new Error('plain')), { err: 'plain' })
   })
 })
 

@@ -1,4 +1,4 @@
-import type { Logger } from '@atmos/runtime'
+import { errorFields, type Logger } from '@atmos/runtime'
 import { IdResolver } from '@atproto/identity'
 import { type Event, Firehose } from '@atproto/sync'
 import type { IngestEvent } from './events.ts'
@@ -25,6 +25,7 @@ export class FirehoseSource {
   private stopped = false
   private restartTimer: NodeJS.Timeout | undefined
   private failures = 0
+  private lastError: string | undefined
   connected = false
 
   constructor(opts: FirehoseOptions, handlers: SourceHandlers, logger: Logger) {
@@ -67,7 +68,7 @@ export class FirehoseSource {
     if (err.name === 'FirehoseHandlerError') {
       // Applying an event failed (Postgres down…): the library would carry on with the
       // next one and the cursor would pass this event by. Restart from the saved cursor.
-      this.logger.error({ err: err.message }, 'ingest failed; restarting the firehose from the cursor')
+      this.logger.error(errorFields(err), 'ingest failed; restarting the firehose from the cursor')
       void this.restart()
       return
     }
@@ -76,10 +77,14 @@ export class FirehoseSource {
       return
     }
     this.setConnected(false)
-    this.logger.warn({ err: err.message }, 'firehose connection error')
+    // One line per outage (or per new reason), not one per reconnection attempt.
+    if (err.message === this.lastError) return
+    this.lastError = err.message
+    this.logger.warn({ service: this.opts.service, ...errorFields(err) }, 'firehose connection error; retrying')
   }
 
   private setConnected(up: boolean) {
+    if (up) this.lastError = undefined
     this.connected = up
     this.handlers.onConnection?.(up)
   }

@@ -1,7 +1,7 @@
 import { attestations, type Db } from '@atmos/db'
 import { ATTESTATION_COLLECTION } from '@atmos/lexicon'
 import { TypedQueue, verifyAttestation } from '@atmos/queues'
-import type { Logger } from '@atmos/runtime'
+import { errorFields, type Logger, retryLogLevel } from '@atmos/runtime'
 import { and, isNotNull, lt, sql } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -145,7 +145,7 @@ export class Ingester {
       try {
         await this.leader.check()
       } catch (err) {
-        this.logger.warn({ err: (err as Error).message }, 'lost the ingest lock; stopping ingest')
+        this.logger.warn(errorFields(err), 'lost the ingest lock; stopping ingest')
         await this.source?.stop()
         this.source = undefined
         this.leader = undefined
@@ -217,7 +217,7 @@ export class Ingester {
             )
       this.source.start()
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'cannot take the ingest lock yet')
+      this.logger[retryLogLevel(err)](errorFields(err), 'cannot take the ingest lock yet')
     }
   }
 
@@ -248,7 +248,7 @@ export class Ingester {
       await this.processor.saveCursor(this.db, cursor)
       if (this.pendingCursor === cursor) this.pendingCursor = undefined
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'cursor flush failed')
+      this.logger[retryLogLevel(err)](errorFields(err), 'cursor flush failed')
     }
   }
 
@@ -280,7 +280,7 @@ export class Ingester {
       await enqueueRequests(this.verifyQueue, requests, this.logger)
       return due.length
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'verify reconcile failed')
+      this.logger[retryLogLevel(err)](errorFields(err), 'verify reconcile failed')
       return 0
     }
   }

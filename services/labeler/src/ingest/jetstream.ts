@@ -1,4 +1,4 @@
-import type { Logger } from '@atmos/runtime'
+import { errorFields, type Logger, retryLogLevel } from '@atmos/runtime'
 import WebSocket from 'ws'
 import { type IngestEvent, parseJetstreamFrame } from './events.ts'
 
@@ -70,7 +70,7 @@ export class JetstreamSource {
       const saved = await this.handlers.resumeFrom()
       cursor = saved === undefined ? undefined : Math.max(0, saved - this.opts.rewindUs)
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'cannot read the ingest cursor; retrying')
+      this.logger[retryLogLevel(err)](errorFields(err), 'cannot read the ingest cursor; retrying')
       return this.scheduleReconnect()
     }
     const url = new URL(this.opts.url)
@@ -126,7 +126,7 @@ export class JetstreamSource {
             await this.handlers.onEvent(parsed.event)
           } catch (err) {
             // Postgres is down or similar: drop the connection and replay from the cursor.
-            this.logger.error({ err: (err as Error).message }, 'ingest failed; reconnecting from the cursor')
+            this.logger.error(errorFields(err), 'ingest failed; reconnecting from the cursor')
             this.queue = []
             this.socket?.terminate()
             break
