@@ -61,11 +61,11 @@ export class DependencyWatch {
     this.timer.unref()
   }
 
+  /** Stops probing. A probe in flight is not waited for (a hung peer would hold the shutdown); its answer is ignored. */
   async stop(): Promise<void> {
     this.stopped = true
     clearTimeout(this.timer)
     this.timer = undefined
-    await this.probing
   }
 
   /** Whether the dependency is known to be down now. */
@@ -95,6 +95,8 @@ export class DependencyWatch {
     try {
       result = await dep.probe()
     } catch (err) {
+      // The pools are closing under a probe that was in flight: not an outage.
+      if (this.stopped) return
       const { code, message } = describeError(err)
       const known = this.down.get(dep.name)
       // A new error code is news (refused, then timing out); the same one again is a retry.
@@ -106,7 +108,7 @@ export class DependencyWatch {
       )
       return
     }
-    if (result === 'unknown') return
+    if (result === 'unknown' || this.stopped) return
     const known = this.down.get(dep.name)
     if (!known) return
     this.down.delete(dep.name)
