@@ -39,15 +39,10 @@ export function createBaseContext<C extends BaseConfig>(
   const metrics = createMetricsRegistry(service)
   const db = connectDb(service, config)
   const redis = connectRedis(config)
-  // ioredis reconnects by itself; log the outage instead of crashing on 'error'.
-  let lastRedisError = ''
-  redis.on('error', (err: Error) => {
-    if (err.message !== lastRedisError) logger.warn({ err: err.message }, 'redis connection error')
-    lastRedisError = err.message
-  })
-  redis.on('ready', () => {
-    lastRedisError = ''
-  })
+  // ioredis reconnects by itself and would crash the process on an unheard 'error'. The
+  // outage is said once by the service's dependency watch (dependency-watch.ts), not here
+  // on every reconnection attempt.
+  redis.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'))
   const ops = new OpsServer({
     host: config.http.host,
     port: config.http.port,

@@ -10,6 +10,15 @@ export {
   withTimeout,
 } from './connections.ts'
 export { type BaseContext, type BaseContextOptions, closeBaseContext, createBaseContext } from './context.ts'
+export { describeError, errorFields, isNetworkError, retryLogLevel, urlTarget } from './dependency-error.ts'
+export {
+  baseDependencyWatch,
+  DependencyWatch,
+  postgresProbe,
+  redisProbe,
+  WATCH_INTERVAL_MS,
+  type WatchedDependency,
+} from './dependency-watch.ts'
 export { logQueueErrors, routeProcessOutput } from './json-output.ts'
 export { createLogger, type Logger, REDACTED_KEYS } from './logger.ts'
 export { type MainOptions, runMain, type Service } from './main.ts'

@@ -1,5 +1,6 @@
 import { format } from 'node:util'
 import { setQueueErrorHandler } from '@atmos/queues'
+import { isNetworkError } from './dependency-error.ts'
 import type { Logger } from './logger.ts'
 
 /** How long the same queue error is counted instead of logged again (an outage repeats it every few seconds). */
@@ -13,6 +14,11 @@ const REPEAT_MS = 10_000
 export function logQueueErrors(logger: Logger): void {
   const seen = new Map<string, { at: number; repeats: number }>()
   setQueueErrorHandler((err, where) => {
+    // Redis unreachable: the dependency watch says so once; each queue's retries stay quiet.
+    if (isNetworkError(err)) {
+      logger.debug({ queue: where.queue, role: where.role, err: err.message }, 'queue error')
+      return
+    }
     const key = `${where.role}:${where.queue}:${err.message}`
     const now = Date.now()
     const last = seen.get(key)

@@ -72,6 +72,13 @@ export async function runMain<S extends z.ZodType<BaseConfig>>(opts: MainOptions
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('unhandledRejection', (err) => {
+    // A Redis command cut off by a connection that was closed (a worker stopped mid start-up,
+    // or Redis gone): bullmq leaves such promises unheard. The outage itself is said by the
+    // dependency watch; a stack per cut-off command would bury it.
+    if ((err as Error)?.message === 'Connection is closed.') {
+      logger.debug({ err: (err as Error).message }, 'unhandled rejection')
+      return
+    }
     logger.error({ err }, 'unhandled rejection')
   })
 }

@@ -1,6 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { BaseConfig } from '@atmos/config'
 import { type BaseContext, closeBaseContext } from './context.ts'
+import { describeError } from './dependency-error.ts'
+import { baseDependencyWatch, type DependencyWatch } from './dependency-watch.ts'
 import type { Logger } from './logger.ts'
 import type { Service } from './main.ts'
 
@@ -21,6 +23,7 @@ export abstract class BaseService<Ctx extends BaseContext<BaseConfig>> implement
   private startError = 'starting'
   private starting: Promise<void> | undefined
   private readonly stopSignal = new AbortController()
+  private watch: DependencyWatch | undefined
 
   constructor(ctx: Ctx) {
     this.ctx = ctx
@@ -50,12 +53,17 @@ export abstract class BaseService<Ctx extends BaseContext<BaseConfig>> implement
       },
     })
     await this.ctx.ops.start()
+    this.watch = baseDependencyWatch(this.ctx)
+    this.watch.start()
     this.starting = this.startWithRetry()
   }
 
   private async startWithRetry(): Promise<void> {
     let delay = RETRY_MIN_MS
+    let attempts = 0
+    let lastLogged: string | undefined
     while (!this.stopping) {
+      attempts++
       try {
         await this.startWork()
         if (this.stopping) {
@@ -64,15 +72,25 @@ export abstract class BaseService<Ctx extends BaseContext<BaseConfig>> implement
           return
         }
         this.started = true
-        this.logger.info('started')
+        this.logger.info(attempts > 1 ? { attempts } : {}, 'started')
         return
       } catch (err) {
-        this.startError = `start-up failed: ${(err as Error).message}`
-        this.logger.warn({ err: (err as Error).message, retryInMs: delay }, 'start-up failed; retrying')
+        const { code, message } = describeError(err)
+        this.startError = `start-up failed: ${message}`
+        // The first failure, and each new reason, is logged; the same one again is a retry
+        // (a dependency that is down is said once by the dependency watch).
+        const level = message === lastLogged ? 'debug' : 'warn'
+        lastLogged = message
+        this.logger[level]({ err: message, code, retryInMs: delay }, 'start-up failed; retrying quietly')
         // Undo whatever half-started, so the next attempt starts clean.
         await this.stopWork().catch(() => {})
         await sleep(delay, undefined, { signal: this.stopSignal.signal }).catch(() => {})
         delay = Math.min(delay * 2, RETRY_MAX_MS)
+        // Starting and undoing the work again while Postgres is down only churns connections
+        // (and bullmq complains of each one closed under it): wait for the watch to see it back.
+        while (!this.stopping && this.watch?.isDown('postgres')) {
+          await sleep(RETRY_MIN_MS, undefined, { signal: this.stopSignal.signal }).catch(() => {})
+        }
       }
     }
   }
@@ -81,6 +99,7 @@ export abstract class BaseService<Ctx extends BaseContext<BaseConfig>> implement
     this.stopping = true
     this.stopSignal.abort()
     this.ctx.ops.startDraining()
+    await this.watch?.stop()
     try {
       // A start-up that waits on a dependency that is down (commands queue while Redis
       // reconnects) would hold the shutdown past its timeout: wait for it only half of it.

@@ -62,9 +62,20 @@ export class JetstreamServer {
     })
   }
 
-  async start(): Promise<this> {
-    await new Promise<void>((resolve) => this.http.listen(0, '127.0.0.1', resolve))
+  /** `port`: a fixed one, to bring a server back where a stopped one was (an outage that ends). */
+  async start(port = 0): Promise<this> {
+    await new Promise<void>((resolve, reject) => {
+      this.http.once('error', reject)
+      this.http.listen(port, '127.0.0.1', () => {
+        this.http.off('error', reject)
+        resolve()
+      })
+    })
     return this
+  }
+
+  get port(): number {
+    return (this.http.address() as AddressInfo).port
   }
 
   get url(): string {

@@ -84,8 +84,16 @@ export function describeServiceLifecycle(
         assert.notEqual(ready.checks.postgres, 'ok')
         assert.equal(ready.checks.redis, 'ok')
         assert.equal((await fetch(`${base}/healthz`)).status, 200)
+        // One line says which dependency is down, where it was sought and why.
+        const down = await proc.waitForLog((l) => l.dependency === 'postgres')
+        assert.equal(down.level, 'error')
+        assert.equal(down.target, `127.0.0.1:${port}`)
+        assert.equal(down.code, 'ECONNREFUSED')
+        assert.match(down.msg ?? '', /postgres at 127\.0\.0\.1:\d+ is unreachable \(ECONNREFUSED\)/)
         const exit = await proc.stop('SIGINT')
         assert.equal(exit.code, 0, proc.dump())
+        assertQuietJson(proc)
+        assert.equal(proc.logs.filter((l) => l.dependency === 'postgres').length, 1, proc.dump())
       } finally {
         await proc.stop('SIGKILL')
       }
@@ -107,10 +115,13 @@ export function describeServiceLifecycle(
           metrics,
           new RegExp(`^atmos_readiness_check\\{check="redis",required="${opts.redis === 'required'}"[^}]*\\} 0$`, 'm'),
         )
+        const down = await proc.waitForLog((l) => l.dependency === 'redis')
+        assert.equal(down.target, `127.0.0.1:${port}`)
+        assert.equal(down.code, 'ECONNREFUSED')
         const exit = await proc.stop('SIGTERM')
         assert.equal(exit.code, 0, proc.dump())
-        for (const line of proc.logs) assert.equal(line.unparsed, undefined, `not JSON: ${line.msg}`)
-        assert.equal(proc.stderr, '', 'nothing but JSON log lines on stdout')
+        assertQuietJson(proc)
+        assert.equal(proc.logs.filter((l) => l.dependency === 'redis').length, 1, proc.dump())
       } finally {
         await proc.stop('SIGKILL')
       }
@@ -123,6 +134,20 @@ export function describeServiceLifecycle(
       assert.match(proc.stderr, /http\.port \(from ATMOS_HTTP_PORT\)/)
     })
   })
+}
+
+/**
+ * Every line is JSON, nothing on stderr, and no warning or error repeats itself: a dependency
+ * that stays down is said once, not on every retry (and no stack trace is printed raw).
+ */
+function assertQuietJson(proc: ServiceProcess): void {
+  for (const line of proc.logs) assert.equal(line.unparsed, undefined, `not JSON: ${line.msg}`)
+  assert.equal(proc.stderr, '', 'nothing but JSON log lines on stdout')
+  const loud = proc.logs.filter((l) => l.level === 'warn' || l.level === 'error' || l.level === 'fatal')
+  const counts = new Map<string, number>()
+  for (const l of loud) counts.set(String(l.msg), (counts.get(String(l.msg)) ?? 0) + 1)
+  const repeated = [...counts].filter(([, n]) => n > 1)
+  assert.deepEqual(repeated, [], `warnings repeated while a dependency is down:\n${proc.dump()}`)
 }
 
 /** Polls /readyz until it answers the expected status (dependencies connect lazily). */

@@ -80,6 +80,20 @@ describe('labeler ingest from a local PDS firehose', () => {
     await network?.close()
   })
 
+  it("reports the firehose connected, and its lag from the events' time (a seq is no time)", async () => {
+    const text = await (await fetch(`http://127.0.0.1:${service.ctx.ops.address!.port}/metrics`)).text()
+    const value = (name: string) =>
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith(`${name}{`))
+          ?.split(' ')[1],
+      )
+    assert.equal(value('atmos_labeler_ingest_connected'), 1)
+    const lag = value('atmos_labeler_ingest_lag_seconds')
+    assert.ok(lag >= 0 && lag < 120, `lag ${lag} s`)
+  })
+
   it('labels an attestation written to the PDS, and negates when it is deleted', async () => {
     await agent.com.atproto.repo.createRecord({
       repo: did,

@@ -9,7 +9,7 @@ import {
   verifyAttestation,
   type Worker,
 } from '@atmos/queues'
-import { type Clock, type Logger, systemClock, withTimeout } from '@atmos/runtime'
+import { type Clock, errorFields, type Logger, retryLogLevel, systemClock, withTimeout } from '@atmos/runtime'
 import { and, asc, eq, gt } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -190,7 +190,9 @@ export class Sweeper {
     this.worker = createWorker(reverifySweep, this.connection(), this.prefix, (payload, job) =>
       this.sweep(payload.intervalMs, job),
     )
-    this.worker.on('failed', (job, err) => this.logger.warn({ jobId: job?.id, err: err.message }, 'sweep failed'))
+    this.worker.on('failed', (job, err) =>
+      this.logger[retryLogLevel(err)]({ jobId: job?.id, ...errorFields(err) }, 'sweep failed'),
+    )
   }
 
   async stop(): Promise<void> {

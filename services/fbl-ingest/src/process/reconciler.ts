@@ -1,6 +1,6 @@
 import type { Db } from '@atmos/db'
 import type { processInbound, TypedQueue } from '@atmos/queues'
-import type { Logger } from '@atmos/runtime'
+import { errorFields, type Logger, retryLogLevel } from '@atmos/runtime'
 import { sql } from 'drizzle-orm'
 import { inboundJobId } from './jobs.ts'
 
@@ -47,7 +47,7 @@ export class InboundReconciler {
     this.timer = setTimeout(() => {
       this.running = this.runOnce()
         .catch((err: Error) =>
-          this.logger.warn({ err: err.message }, 'inbound reconcile failed; next interval retries'),
+          this.logger[retryLogLevel(err)](errorFields(err), 'inbound reconcile failed; next interval retries'),
         )
         .finally(() => {
           if (this.timer) this.schedule()

@@ -1,11 +1,15 @@
 import { z } from 'zod'
 
-/** What any source (Jetstream, a repo firehose) reports, once normalised. */
-export type IngestEvent =
+/**
+ * What any source (Jetstream, a repo firehose) reports, once normalised. `time` is when the
+ * source says the event happened (a firehose's ISO time; Jetstream's cursor is its time_us).
+ */
+export type IngestEvent = (
   | { kind: 'record'; did: string; collection: string; rkey: string; cid?: string; record: unknown; cursor: number }
   | { kind: 'delete'; did: string; collection: string; rkey: string; cursor: number }
   | { kind: 'identity'; did: string; handle?: string; cursor: number }
   | { kind: 'account'; did: string; active: boolean; status?: string; cursor: number }
+) & { time?: string }
 
 const did = z
   .string()

@@ -1,4 +1,4 @@
-import type { Logger } from '@atmos/runtime'
+import { errorFields, type Logger } from '@atmos/runtime'
 import { IdResolver } from '@atproto/identity'
 import { type Event, Firehose } from '@atproto/sync'
 import type { IngestEvent } from './events.ts'
@@ -25,6 +25,7 @@ export class FirehoseSource {
   private stopped = false
   private restartTimer: NodeJS.Timeout | undefined
   private failures = 0
+  private lastError: string | undefined
   connected = false
 
   constructor(opts: FirehoseOptions, handlers: SourceHandlers, logger: Logger) {
@@ -51,7 +52,8 @@ export class FirehoseSource {
       maxReconnectSeconds: Math.ceil(this.opts.reconnectMaxMs / 1000),
       getCursor: () => this.handlers.resumeFrom(),
       handleEvent: async (evt) => {
-        this.connected = true
+        // The library says nothing when its socket opens: an event is the first sign of it.
+        this.setConnected(true)
         const event = normalise(evt)
         if (event) await this.handlers.onEvent(event)
       },
@@ -66,7 +68,7 @@ export class FirehoseSource {
     if (err.name === 'FirehoseHandlerError') {
       // Applying an event failed (Postgres down…): the library would carry on with the
       // next one and the cursor would pass this event by. Restart from the saved cursor.
-      this.logger.error({ err: err.message }, 'ingest failed; restarting the firehose from the cursor')
+      this.logger.error(errorFields(err), 'ingest failed; restarting the firehose from the cursor')
       void this.restart()
       return
     }
@@ -74,14 +76,23 @@ export class FirehoseSource {
       this.handlers.onMalformed(`${err.name}: ${err.message}`)
       return
     }
-    this.connected = false
-    this.logger.warn({ err: err.message }, 'firehose connection error')
+    this.setConnected(false)
+    // One line per outage (or per new reason), not one per reconnection attempt.
+    if (err.message === this.lastError) return
+    this.lastError = err.message
+    this.logger.warn({ service: this.opts.service, ...errorFields(err) }, 'firehose connection error; retrying')
+  }
+
+  private setConnected(up: boolean) {
+    if (up) this.lastError = undefined
+    this.connected = up
+    this.handlers.onConnection?.(up)
   }
 
   private async restart() {
     const old = this.firehose
     this.firehose = undefined
-    this.connected = false
+    this.setConnected(false)
     await old?.destroy().catch(() => {})
     if (this.stopped) return
     this.failures++
@@ -109,13 +120,28 @@ function normalise(evt: Event): IngestEvent | undefined {
         cid: evt.cid.toString(),
         record: evt.record,
         cursor: evt.seq,
+        time: evt.time,
       }
     case 'delete':
-      return { kind: 'delete', did: evt.did, collection: evt.collection, rkey: evt.rkey, cursor: evt.seq }
+      return {
+        kind: 'delete',
+        did: evt.did,
+        collection: evt.collection,
+        rkey: evt.rkey,
+        cursor: evt.seq,
+        time: evt.time,
+      }
     case 'identity':
-      return { kind: 'identity', did: evt.did, handle: evt.handle, cursor: evt.seq }
+      return { kind: 'identity', did: evt.did, handle: evt.handle, cursor: evt.seq, time: evt.time }
     case 'account':
-      return { kind: 'account', did: evt.did, active: evt.active, status: evt.status, cursor: evt.seq }
+      return {
+        kind: 'account',
+        did: evt.did,
+        active: evt.active,
+        status: evt.status,
+        cursor: evt.seq,
+        time: evt.time,
+      }
     default:
       return undefined
   }

@@ -1,7 +1,7 @@
 import { attestations, type Db } from '@atmos/db'
 import { ATTESTATION_COLLECTION } from '@atmos/lexicon'
 import { TypedQueue, verifyAttestation } from '@atmos/queues'
-import type { Logger } from '@atmos/runtime'
+import { errorFields, type Logger, retryLogLevel } from '@atmos/runtime'
 import { and, isNotNull, lt, sql } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { Counter, Gauge, type Registry } from 'prom-client'
@@ -13,6 +13,7 @@ import { FirehoseSource } from './firehose.ts'
 import { JetstreamSource, type SourceHandlers } from './jetstream.ts'
 import { MemberFilter } from './member-filter.ts'
 import { IngestProcessor } from './processor.ts'
+import { SourceHealth } from './source-health.ts'
 
 /** Session-level advisory lock held by the one labeler process that ingests ("atmosing"). */
 export const INGEST_LEADER_LOCK = 0x61746d6f73696e67n
@@ -49,6 +50,7 @@ export class Ingester {
   private timers: NodeJS.Timeout[] = []
   private stopped = false
   private pendingCursor: number | undefined
+  private health = new SourceHealth()
   private readonly metrics
   private readonly onLabels: (labels: StoredLabel[]) => void
 
@@ -78,6 +80,7 @@ export class Ingester {
     })
     this.verifyQueue = new TypedQueue(verifyAttestation, opts.redis, opts.redisPrefix)
     const registers = [opts.registry]
+    const self = this
     this.metrics = {
       events: new Counter({
         name: 'atmos_labeler_ingest_events_total',
@@ -92,8 +95,19 @@ export class Ingester {
       }),
       lag: new Gauge({
         name: 'atmos_labeler_ingest_lag_seconds',
-        help: 'Now minus the time of the last event applied',
+        help: "How far behind the network ingest is: the last applied event's age when it was applied, plus, while the source is unreachable, the time since it went away (0 in a process that does not ingest)",
         registers,
+        collect() {
+          this.set(self.leader ? self.health.lagSeconds() : 0)
+        },
+      }),
+      connected: new Gauge({
+        name: 'atmos_labeler_ingest_connected',
+        help: '1 while this process ingests and its source (Jetstream or firehose) is connected, else 0',
+        registers,
+        collect() {
+          this.set(self.leader && self.health.isConnected ? 1 : 0)
+        },
       }),
       leader: new Gauge({ name: 'atmos_labeler_ingest_leader', help: '1 while this process ingests', registers }),
     }
@@ -131,11 +145,12 @@ export class Ingester {
       try {
         await this.leader.check()
       } catch (err) {
-        this.logger.warn({ err: (err as Error).message }, 'lost the ingest lock; stopping ingest')
+        this.logger.warn(errorFields(err), 'lost the ingest lock; stopping ingest')
         await this.source?.stop()
         this.source = undefined
         this.leader = undefined
         this.metrics.leader.set(0)
+        this.health.connection(false)
       }
       return
     }
@@ -156,6 +171,8 @@ export class Ingester {
         },
       }
       this.metrics.leader.set(1)
+      // Down from the moment this process is meant to ingest until the source answers.
+      this.health = new SourceHealth()
       await this.members.load(this.db)
       this.logger.info({ members: this.members.size }, 'ingest leader: subscribing')
       // The previous leader is gone: whatever it recorded but never queued is queued now, not a
@@ -172,6 +189,7 @@ export class Ingester {
           await this.flushCursor()
           return this.processor.loadCursor()
         },
+        onConnection: (up) => this.health.connection(up),
       }
       this.source =
         this.opts.source === 'jetstream'
@@ -199,12 +217,18 @@ export class Ingester {
             )
       this.source.start()
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'cannot take the ingest lock yet')
+      this.logger[retryLogLevel(err)](errorFields(err), 'cannot take the ingest lock yet')
     }
   }
 
   private async onEvent(event: IngestEvent): Promise<void> {
-    this.metrics.lag.set(Math.max(0, Date.now() / 1000 - event.cursor / 1e6))
+    // A firehose's cursor is a sequence number, not a time: its events carry their time.
+    const timeS = event.time
+      ? Date.parse(event.time) / 1000
+      : this.opts.source === 'jetstream'
+        ? event.cursor / 1e6
+        : NaN
+    this.health.event(timeS)
     if (!this.processor.isRelevant(event)) {
       // Not ours: no transaction, the cursor catches up on the next flush.
       this.pendingCursor = Math.max(this.pendingCursor ?? 0, event.cursor)
@@ -224,7 +248,7 @@ export class Ingester {
       await this.processor.saveCursor(this.db, cursor)
       if (this.pendingCursor === cursor) this.pendingCursor = undefined
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'cursor flush failed')
+      this.logger[retryLogLevel(err)](errorFields(err), 'cursor flush failed')
     }
   }
 
@@ -256,7 +280,7 @@ export class Ingester {
       await enqueueRequests(this.verifyQueue, requests, this.logger)
       return due.length
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'verify reconcile failed')
+      this.logger[retryLogLevel(err)](errorFields(err), 'verify reconcile failed')
       return 0
     }
   }

@@ -1,4 +1,4 @@
-import type { Logger } from '@atmos/runtime'
+import { errorFields, type Logger, retryLogLevel } from '@atmos/runtime'
 import WebSocket from 'ws'
 import { type IngestEvent, parseJetstreamFrame } from './events.ts'
 
@@ -9,6 +9,8 @@ export type SourceHandlers = {
   onMalformed: (reason: string, cursor?: number) => void
   /** Where to resume (time_us) on each (re)connect; undefined: live only. */
   resumeFrom: () => Promise<number | undefined>
+  /** The source connected (true) or went away (false), for the connected gauge and the lag. */
+  onConnection?: (up: boolean) => void
 }
 
 export type JetstreamOptions = {
@@ -38,6 +40,8 @@ export class JetstreamSource {
   private draining: Promise<void> | undefined
   private reconnectTimer: NodeJS.Timeout | undefined
   private failures = 0
+  /** The error last logged: an outage is one line when it starts, not one per retry. */
+  private lastError: string | undefined
   connected = false
 
   constructor(opts: JetstreamOptions, handlers: SourceHandlers, logger: Logger) {
@@ -66,7 +70,7 @@ export class JetstreamSource {
       const saved = await this.handlers.resumeFrom()
       cursor = saved === undefined ? undefined : Math.max(0, saved - this.opts.rewindUs)
     } catch (err) {
-      this.logger.warn({ err: (err as Error).message }, 'cannot read the ingest cursor; retrying')
+      this.logger[retryLogLevel(err)](errorFields(err), 'cannot read the ingest cursor; retrying')
       return this.scheduleReconnect()
     }
     const url = new URL(this.opts.url)
@@ -76,7 +80,9 @@ export class JetstreamSource {
     this.socket = socket
     socket.on('open', () => {
       this.connected = true
+      this.handlers.onConnection?.(true)
       this.failures = 0
+      this.lastError = undefined
       this.logger.info({ url: this.opts.url, cursor }, 'jetstream connected')
     })
     socket.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
@@ -85,9 +91,14 @@ export class JetstreamSource {
       if (this.queue.length >= this.opts.highWaterMark) socket.pause()
       this.drain()
     })
-    socket.on('error', (err) => this.logger.warn({ err: err.message }, 'jetstream connection error'))
+    socket.on('error', (err) => {
+      if (err.message === this.lastError) return
+      this.lastError = err.message
+      this.logger.warn({ url: this.opts.url, err: err.message }, 'jetstream connection error; retrying')
+    })
     socket.on('close', () => {
       this.connected = false
+      this.handlers.onConnection?.(false)
       if (this.socket === socket) this.socket = undefined
       // Wait for what was received to be applied, so the resume cursor is current.
       void (this.draining ?? Promise.resolve()).then(() => this.scheduleReconnect())
@@ -99,7 +110,7 @@ export class JetstreamSource {
     this.failures++
     const base = Math.min(this.opts.reconnectMaxMs, this.opts.reconnectMinMs * 2 ** (this.failures - 1))
     const delay = Math.round(base / 2 + Math.random() * (base / 2))
-    this.logger.info({ inMs: delay }, 'jetstream reconnecting')
+    this.logger.debug({ inMs: delay }, 'jetstream reconnecting')
     this.reconnectTimer = setTimeout(() => void this.connect(), delay)
   }
 
@@ -115,7 +126,7 @@ export class JetstreamSource {
             await this.handlers.onEvent(parsed.event)
           } catch (err) {
             // Postgres is down or similar: drop the connection and replay from the cursor.
-            this.logger.error({ err: (err as Error).message }, 'ingest failed; reconnecting from the cursor')
+            this.logger.error(errorFields(err), 'ingest failed; reconnecting from the cursor')
             this.queue = []
             this.socket?.terminate()
             break

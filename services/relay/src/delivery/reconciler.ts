@@ -1,4 +1,4 @@
-import type { Logger } from '@atmos/runtime'
+import { errorFields, type Logger, retryLogLevel } from '@atmos/runtime'
 import { type DeliveryQueue, enqueueRecipient, recipientJobId } from './jobs.ts'
 import type { DeliveryMetrics } from './metrics.ts'
 import type { DeliverySpool } from './spool.ts'
@@ -42,7 +42,9 @@ export class Reconciler {
     const tick = () => {
       this.running ??= this.reconcile()
         .then(() => undefined)
-        .catch((err: Error) => this.logger.warn({ err: err.message }, 'reconcile failed; retrying next interval'))
+        .catch((err: Error) =>
+          this.logger[retryLogLevel(err)](errorFields(err), 'reconcile failed; retrying next interval'),
+        )
         .finally(() => {
           this.running = undefined
         })
