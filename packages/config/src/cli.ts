@@ -158,7 +158,7 @@ function resolve(prog: string, tree: CommandTree, argv: string[]): Resolved {
       return { name, command: node, args: words.slice(i) }
     }
     const word = words[i]
-    if (word === undefined || (HELP_WORDS.has(word) && !asked)) {
+    if (word === undefined || HELP_WORDS.has(word)) {
       const usage = groupUsage(name, node)
       if (word !== undefined || asked) return { help: usage }
       const e = new UsageError(
