@@ -8,6 +8,21 @@ export {
   serviceConfigSchema,
   warmingTiersField,
 } from './base.ts'
+export {
+  type ArgSpec,
+  type Command,
+  type CommandContext,
+  type CommandTree,
+  command,
+  EX_CONFIG,
+  EX_USAGE,
+  type OptionSpec,
+  type Parsed,
+  runCli,
+  subject,
+  UsageError,
+  type Values,
+} from './cli.ts'
 export { field, parseDuration, section } from './fields.ts'
 export {
   CONFIG_FILE_ENV,

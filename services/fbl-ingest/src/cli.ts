@@ -9,20 +9,19 @@
 //
 //   aggregate | suppressions | reinstate   feedback and reputation commands (src/ops-cli.ts)
 //
+// `fbl-ingest --help` lists every command, `fbl-ingest help <command>` explains one.
+//
 // The pool identity (VERP domain and prefix, Feedback-ID sender id, token secret) comes
 // from the usual config: `fblIngest.pool.*` in $ATMOS_CONFIG or ATMOS_FBL_INGEST_POOL_*.
 // Without the secret file, tokens cannot be verified: the command says so on stderr and
 // prints the other hints.
 import { readFileSync } from 'node:fs'
-import { ConfigError, loadConfig, poolSection } from '@atmos/config'
+import { command, loadConfig, poolSection, runCli } from '@atmos/config'
 import { type Classification, type ClassifyOptions, classifyMessage } from '@atmos/mail-feedback'
 import { z } from 'zod'
-import { OPS_USAGE, main as opsMain } from './ops-cli.ts'
+import { OPS_COMMANDS } from './ops-cli.ts'
 
-const EX_USAGE = 64
 const EX_NOINPUT = 66
-
-class UsageError extends Error {}
 
 const cliConfigSchema = z.object({
   fblIngest: z.object({ pool: poolSection }).prefault({}),
@@ -69,7 +68,6 @@ function classificationLines(file: string, c: Classification): Record<string, un
 }
 
 async function classify(files: string[]): Promise<number> {
-  if (!files.length) throw new UsageError('usage: fbl-ingest classify FILE...')
   const opts = classifyOptions()
   let code = 0
   for (const file of files) {
@@ -88,25 +86,17 @@ async function classify(files: string[]): Promise<number> {
   return code
 }
 
-// Feedback and reputation commands (aggregate, suppressions, reinstate) live in ops-cli.ts.
-const OPS_COMMANDS = new Set(['aggregate', 'suppressions', 'reinstate'])
-const USAGE = `usage: fbl-ingest classify FILE...\n${OPS_USAGE.replace(/^usage:\n/, '')}`
-const [command, ...rest] = process.argv.slice(2)
-if (command === '--help' || command === '-h' || command === 'help') {
-  console.log(USAGE)
-  process.exit(0)
-}
-try {
-  const code =
-    command === 'classify'
-      ? await classify(rest)
-      : command && OPS_COMMANDS.has(command)
-        ? await opsMain([command, ...rest])
-        : (() => {
-            throw new UsageError(USAGE)
-          })()
-  process.exit(code)
-} catch (err) {
-  console.error(`fbl-ingest ${command ?? ''}: ${(err as Error).message}`)
-  process.exit(err instanceof UsageError ? EX_USAGE : err instanceof ConfigError ? 2 : 1)
-}
+const classifyCommand = command({
+  usage: 'FILE...',
+  help:
+    'Reads each file as one inbound message and prints, per recipient, one JSON line: what the message\n' +
+    'is (arf, dsn, plain_bounce, auto_reply, other, unparseable), address, action, status, reply code,\n' +
+    'reason class, hard or soft, the feedback type of a complaint, and the attribution hints. Nothing is\n' +
+    'stored. Exit 66 when a file could not be read.',
+  args: [{ name: 'FILE...', help: 'a message as received (RFC 5322), one per file' }],
+  min: 1,
+  max: Number.POSITIVE_INFINITY,
+  run: ({ positionals }) => classify(positionals),
+})
+
+process.exit(await runCli('fbl-ingest', { classify: classifyCommand, ...OPS_COMMANDS }, process.argv.slice(2)))

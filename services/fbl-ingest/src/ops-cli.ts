@@ -1,12 +1,22 @@
 // Operator commands for feedback and reputation, run through `fbl-ingest` (src/cli.ts). A
 // member is named by its DID or by one of the domains it holds; reputation, suppressions and
 // status are the member's, over all its domains, and each line shows them with their status.
-//   aggregate add (--did D | --domain M) --provider gmail --from ISO --to ISO --rate 0.002 [--volume N]
-//   suppressions list [--did D | --domain M]
-//   suppressions remove (--did D | --domain M) --address A
-//   reinstate (--did D | --domain M) [--reason TEXT]
-import { parseArgs } from 'node:util'
-import { loadConfig } from '@atmos/config'
+//   aggregate add <did|domain> --provider gmail --from ISO --to ISO --rate 0.002 [--volume N]
+//   suppressions list [<did|domain>]
+//   suppressions remove <did|domain> <address>
+//   reinstate <did|domain> [--reason TEXT]
+// The older `--did D` / `--domain M` / `--address A` forms still work, with a deprecation line.
+import {
+  type Command,
+  type CommandContext,
+  type CommandTree,
+  command,
+  loadConfig,
+  type OptionSpec,
+  type Parsed,
+  subject,
+  UsageError,
+} from '@atmos/config'
 import { createDb, type Db, domains, members } from '@atmos/db'
 import { createRedis, memberStatusChanged, TypedQueue } from '@atmos/queues'
 import {
@@ -18,16 +28,7 @@ import {
   setMemberStatus,
 } from '@atmos/reputation'
 import { and, asc, eq, inArray, isNull } from 'drizzle-orm'
-import { fblIngestConfigSchema } from './config.ts'
-
-export const OPS_USAGE = `usage:
-  fbl-ingest aggregate add (--did DID | --domain DOMAIN) --provider gmail --from ISO --to ISO --rate 0.002 [--volume N]
-  fbl-ingest suppressions list [--did DID | --domain DOMAIN]
-  fbl-ingest suppressions remove (--did DID | --domain DOMAIN) --address ADDRESS
-  fbl-ingest reinstate (--did DID | --domain DOMAIN) [--reason TEXT]
-A member is named by its DID or by a domain it holds; its reputation, suppressions and status are over all its domains.`
-
-class UsageError extends Error {}
+import { type FblIngestConfig, fblIngestConfigSchema } from './config.ts'
 
 function actor(): string {
   return `operator:${process.env.USER ?? process.env.LOGNAME ?? 'cli'}`
@@ -37,19 +38,19 @@ function actor(): string {
 type DomainLine = { domain: string; status: string; activatedAt: string | null }
 type Member = { id: number; did: string; domains: DomainLine[] }
 
-/** The member named by --did, or by --domain (a domain it holds now). */
-async function memberNamed(db: Db, opts: { did?: string | undefined; domain?: string | undefined }): Promise<Member> {
-  if (opts.did && opts.domain) throw new UsageError('give --did or --domain, not both')
-  if (!opts.did && !opts.domain) throw new UsageError('--did or --domain is required')
-  const domain = opts.domain?.trim().toLowerCase().replace(/\.$/, '')
-  const [m] = opts.did
-    ? await db.select({ id: members.id, did: members.did }).from(members).where(eq(members.did, opts.did))
+/** The member named by a DID or by a domain it holds now. */
+async function memberNamed(db: Db, who: string | undefined): Promise<Member> {
+  if (!who) throw new UsageError('a DID or a domain is required')
+  const byDid = who.startsWith('did:')
+  const domain = who.trim().toLowerCase().replace(/\.$/, '')
+  const [m] = byDid
+    ? await db.select({ id: members.id, did: members.did }).from(members).where(eq(members.did, who))
     : await db
         .select({ id: members.id, did: members.did })
         .from(domains)
         .innerJoin(members, eq(members.id, domains.memberId))
-        .where(and(eq(domains.domain, domain!), isNull(domains.removedAt)))
-  if (!m) throw new UsageError(opts.did ? `no member ${opts.did}` : `no member holds ${domain}`)
+        .where(and(eq(domains.domain, domain), isNull(domains.removedAt)))
+  if (!m) throw new UsageError(byDid ? `no member ${who}` : `no member holds ${domain}`)
   return { ...m, domains: (await domainsOf(db, [m.id])).get(m.id) ?? [] }
 }
 
@@ -80,100 +81,155 @@ function isoDate(name: string, value: string | undefined): Date {
   return d
 }
 
-const OPTIONS = {
-  did: { type: 'string' },
-  domain: { type: 'string' },
-  provider: { type: 'string' },
-  from: { type: 'string' },
-  to: { type: 'string' },
-  rate: { type: 'string' },
-  volume: { type: 'string' },
-  address: { type: 'string' },
-  reason: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
+/** A feedback command: configuration and database are set up once help and usage are settled. */
+function opsCommand<O extends Record<string, OptionSpec>>(
+  c: Omit<Command<O>, 'run'> & {
+    run: (config: FblIngestConfig, db: Db, parsed: Parsed<O>, ctx: CommandContext) => Promise<number>
+  },
+): Command<O> {
+  return command<O>({
+    ...c,
+    async run(parsed, ctx) {
+      const config = loadConfig(fblIngestConfigSchema)
+      const db = createDb({ url: config.database.url, poolMax: 2, connectTimeout: config.database.connectTimeout })
+      try {
+        return await c.run(config, db, parsed, ctx)
+      } catch (err) {
+        // A rate out of range, a period that ends before it starts: the operator's to correct.
+        if (err instanceof AggregateInputError) throw new UsageError(err.message)
+        throw err
+      } finally {
+        await db.$client.end({ timeout: 5 })
+      }
+    },
+  })
+}
+
+const WHO = {
+  name: '<did|domain>',
+  help: 'the member: its DID, or a domain it holds (its reputation, suppressions and status are over all its domains)',
+}
+const OLD_WHO = {
+  did: { type: 'string', value: 'DID', help: 'deprecated: give <did|domain> as an argument' },
+  domain: { type: 'string', value: 'DOMAIN', help: 'deprecated: give <did|domain> as an argument' },
 } as const
 
-export async function main(argv: string[], env: Record<string, string | undefined> = process.env): Promise<number> {
-  let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof OPTIONS }>>
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
-  } catch (err) {
-    // An unknown option or one missing its value: a usage error like any other.
-    process.stderr.write(`${(err as Error).message}\n${OPS_USAGE}\n`)
-    return 64
-  }
-  const { positionals, values } = parsed
-  const command = positionals.join(' ')
-  if (values.help) {
-    process.stdout.write(`${OPS_USAGE}\n`)
+/** The member's DID or domain, from the argument or (deprecated) --did / --domain. */
+function who(ctx: CommandContext, positional: string | undefined, values: { did?: string; domain?: string }) {
+  return subject(ctx, positional, { did: values.did, domain: values.domain }, '<did|domain>')
+}
+
+const aggregateAdd = opsCommand({
+  usage: '<did|domain> --provider gmail --from ISO --to ISO --rate 0.002 [--volume N]',
+  help:
+    "Records a provider's aggregate complaint rate for a member over a period (e.g. from Gmail's Postmaster\n" +
+    'Tools) and prints, as one JSON line, the reputation level it now has and why.',
+  args: [WHO],
+  options: {
+    provider: { type: 'string', value: 'NAME', help: 'who reported the rate, e.g. gmail (required)' },
+    from: { type: 'string', value: 'ISO', help: 'start of the period, an ISO date (required)' },
+    to: { type: 'string', value: 'ISO', help: 'end of the period, an ISO date (required)' },
+    rate: { type: 'string', value: 'RATE', help: 'complaint rate as a fraction, e.g. 0.002 for 0.2% (required)' },
+    volume: { type: 'string', value: 'N', help: 'messages the rate is over, when known' },
+    ...OLD_WHO,
+  },
+  async run(config, db, { values, positionals }, ctx) {
+    const m = await memberNamed(db, who(ctx, positionals[0], values))
+    const rate = Number(required('rate', values.rate))
+    const volume = values.volume === undefined ? null : Number(values.volume)
+    const id = await recordAggregateFeedback(db, {
+      memberId: m.id,
+      provider: required('provider', values.provider),
+      periodStart: isoDate('from', values.from),
+      periodEnd: isoDate('to', values.to),
+      complaintRate: rate,
+      volume,
+      recordedBy: actor(),
+    })
+    const rep = await computeReputation(db, m.id, { thresholds: config.fblIngest.thresholds })
+    console.log(
+      JSON.stringify({ recorded: id, member: m.did, domains: m.domains, level: rep.level, reasons: rep.reasons }),
+    )
     return 0
-  }
-  if (!['aggregate add', 'suppressions list', 'suppressions remove', 'reinstate'].includes(command)) {
-    process.stderr.write(`${OPS_USAGE}\n`)
-    return 64
-  }
-  const config = loadConfig(fblIngestConfigSchema, { env })
-  const db = createDb({ url: config.database.url, poolMax: 2, connectTimeout: config.database.connectTimeout })
-  try {
-    if (command === 'aggregate add') {
-      const m = await memberNamed(db, values)
-      const rate = Number(required('rate', values.rate))
-      const volume = values.volume === undefined ? null : Number(values.volume)
-      const id = await recordAggregateFeedback(db, {
-        memberId: m.id,
-        provider: required('provider', values.provider),
-        periodStart: isoDate('from', values.from),
-        periodEnd: isoDate('to', values.to),
-        complaintRate: rate,
-        volume,
-        recordedBy: actor(),
-      })
-      const rep = await computeReputation(db, m.id, { thresholds: config.fblIngest.thresholds })
+  },
+})
+
+const suppressionsList = opsCommand({
+  usage: '[<did|domain>]',
+  help:
+    "Suppressed addresses, one JSON line each (every member's, or one member's). With none, stdout\n" +
+    'stays empty (for scripts) and stderr says "no suppressions".',
+  args: [WHO],
+  options: OLD_WHO,
+  async run(_config, db, { values, positionals }, ctx) {
+    const named = who(ctx, positionals[0], values)
+    const m = named ? await memberNamed(db, named) : undefined
+    const entries = await listSuppressions(db, m ? { memberId: m.id } : {})
+    if (!entries.length) process.stderr.write(m ? `no suppressions for ${m.did}\n` : 'no suppressions\n')
+    const dids = new Map<number, string>()
+    if (m) dids.set(m.id, m.did)
+    else {
+      const ids = [...new Set(entries.map((s) => s.memberId))]
+      if (ids.length) {
+        const rows = await db.select({ id: members.id, did: members.did }).from(members).where(inArray(members.id, ids))
+        for (const r of rows) dids.set(r.id, r.did)
+      }
+    }
+    for (const s of entries) {
       console.log(
-        JSON.stringify({ recorded: id, member: m.did, domains: m.domains, level: rep.level, reasons: rep.reasons }),
+        JSON.stringify({
+          // The list is the member's over all its domains; `domain` is the one whose mail led to the entry.
+          member: dids.get(s.memberId) ?? s.memberId,
+          domain: s.domain,
+          address: s.address,
+          reason: s.reason,
+          detail: s.detail,
+          since: s.createdAt.toISOString(),
+          expires: s.expiresAt?.toISOString() ?? null,
+        }),
       )
-      return 0
     }
-    if (command === 'suppressions list') {
-      const m = values.did || values.domain ? await memberNamed(db, values) : undefined
-      const entries = await listSuppressions(db, m ? { memberId: m.id } : {})
-      const dids = new Map<number, string>()
-      if (m) dids.set(m.id, m.did)
-      else {
-        const ids = [...new Set(entries.map((s) => s.memberId))]
-        if (ids.length) {
-          const rows = await db
-            .select({ id: members.id, did: members.did })
-            .from(members)
-            .where(inArray(members.id, ids))
-          for (const r of rows) dids.set(r.id, r.did)
-        }
-      }
-      for (const s of entries) {
-        console.log(
-          JSON.stringify({
-            // The list is the member's over all its domains; `domain` is the one whose mail led to the entry.
-            member: dids.get(s.memberId) ?? s.memberId,
-            domain: s.domain,
-            address: s.address,
-            reason: s.reason,
-            detail: s.detail,
-            since: s.createdAt.toISOString(),
-            expires: s.expiresAt?.toISOString() ?? null,
-          }),
-        )
-      }
-      return 0
-    }
-    if (command === 'suppressions remove') {
-      const m = await memberNamed(db, values)
-      const address = required('address', values.address)
-      const removed = await removeSuppression(db, { memberId: m.id, address, by: actor() })
-      console.log(JSON.stringify({ member: m.did, address: address.toLowerCase(), removed }))
-      return removed ? 0 : 1
-    }
-    // reinstate
-    const m = await memberNamed(db, values)
+    return 0
+  },
+})
+
+const suppressionsRemove = opsCommand({
+  usage: '<did|domain> <address>',
+  help: 'Lets the member send to the address again. Exit 1 when it was not suppressed.',
+  args: [WHO, { name: '<address>', help: 'the suppressed recipient address' }],
+  options: {
+    ...OLD_WHO,
+    address: { type: 'string', value: 'ADDRESS', help: 'deprecated: give <address> as an argument' },
+  },
+  async run(_config, db, { values, positionals }, ctx) {
+    const byFlag = values.did !== undefined || values.domain !== undefined
+    const rest = byFlag ? positionals : positionals.slice(1)
+    const expected = 2 - Number(byFlag) - Number(values.address !== undefined)
+    if (positionals.length > expected) throw new UsageError(`unexpected argument ${positionals[expected]}`)
+    const m = await memberNamed(db, who(ctx, byFlag ? undefined : positionals[0], values))
+    const address = required('address', subject(ctx, rest[0], { address: values.address }, '<address>'))
+    const removed = await removeSuppression(db, { memberId: m.id, address, by: actor() })
+    console.log(JSON.stringify({ member: m.did, address: address.toLowerCase(), removed }))
+    return removed ? 0 : 1
+  },
+})
+
+const reinstate = opsCommand({
+  usage: '<did|domain> [--reason TEXT]',
+  help:
+    'Sets a suspended member active again and tells the labeler (member-status-changed), which re-issues\n' +
+    'relay-member. Prints the change as one JSON line; exit 1 when Redis did not take the event.',
+  args: [WHO],
+  options: {
+    reason: {
+      type: 'string',
+      value: 'TEXT',
+      help: 'why, recorded with the change; default "reinstated by an operator"',
+    },
+    ...OLD_WHO,
+  },
+  async run(config, db, { values, positionals }, ctx) {
+    const m = await memberNamed(db, who(ctx, positionals[0], values))
     const redis = createRedis(config.redis.url)
     redis.on('error', () => {})
     const queue = new TypedQueue(memberStatusChanged, redis, config.redis.prefix)
@@ -199,13 +255,12 @@ export async function main(argv: string[], env: Record<string, string | undefine
       await queue.close()
       await redis.quit().catch(() => redis.disconnect())
     }
-  } catch (err) {
-    if (err instanceof UsageError || err instanceof AggregateInputError) {
-      process.stderr.write(`${err.message}\n`)
-      return 64
-    }
-    throw err
-  } finally {
-    await db.$client.end({ timeout: 5 })
-  }
+  },
+})
+
+/** The feedback and reputation commands, as `fbl-ingest` offers them. */
+export const OPS_COMMANDS: CommandTree = {
+  aggregate: { add: aggregateAdd },
+  suppressions: { list: suppressionsList, remove: suppressionsRemove },
+  reinstate,
 }

@@ -12,8 +12,7 @@
 //                              entries; with --publish, write the record to the labeler's
 //                              repository (password from ATMOS_LABELER_ACCOUNT_PASSWORD)
 import { existsSync } from 'node:fs'
-import { parseArgs } from 'node:util'
-import { ConfigError, loadConfig } from '@atmos/config'
+import { command, loadConfig, type Parsed, runCli, UsageError } from '@atmos/config'
 import { attestations, createDb, verificationStatus } from '@atmos/db'
 import { createSigningKeyFile, loadSigningKeyFile } from '@atmos/labels'
 import { verifyAttestation } from '@atmos/verify'
@@ -23,10 +22,7 @@ import { type LabelerConfig, labelerConfigSchema } from './config.ts'
 import { didDocumentChanges, labelerServiceRecord } from './labels/declaration.ts'
 import { createVerifyDeps } from './verify/deps.ts'
 
-const EX_USAGE = 64
 const EX_TEMPFAIL = 75
-
-class UsageError extends Error {}
 
 async function init(config: LabelerConfig) {
   const path = config.labeler.signingKeyFile
@@ -42,14 +38,19 @@ async function init(config: LabelerConfig) {
 
 type Standing = { holds: boolean; lastOutcome: string; lastRunAt: Date } | undefined
 
-async function verify(config: LabelerConfig, args: string[]) {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { did: { type: 'string' }, selector: { type: 'string', multiple: true } },
-  })
-  const target = positionals[0]?.toLowerCase()
-  if (!target) throw new UsageError('usage: labeler verify <did-or-domain> [--did DID --selector SEL ...]')
+const VERIFY_OPTIONS = {
+  did: {
+    type: 'string',
+    value: 'DID',
+    help: 'check the domain for this DID, without an attestation (needs --selector)',
+  },
+  selector: { type: 'string', multiple: true, value: 'SEL', help: 'a DKIM selector to check (with --did)' },
+} as const
+
+async function verify(config: LabelerConfig, { values, positionals }: Parsed<typeof VERIFY_OPTIONS>) {
+  const target = positionals[0]!.toLowerCase()
+  if (values.did && !values.selector?.length) throw new UsageError('--did needs at least one --selector')
+  if (!values.did && values.selector?.length) throw new UsageError('--selector needs --did')
   let inputs: Array<{ did: string; domain: string; dkimSelectors: string[]; standing?: Standing; heldBy?: string }>
   if (values.did && values.selector?.length) {
     inputs = [{ did: values.did, domain: target, dkimSelectors: values.selector }]
@@ -114,11 +115,16 @@ function standingLine(standing: Standing, heldBy: string | undefined): string | 
   return `${standing.holds ? 'held by this DID' : 'not held'} (${last})`
 }
 
-async function declare(config: LabelerConfig, args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: { publish: { type: 'boolean', default: false }, pds: { type: 'string' }, identifier: { type: 'string' } },
-  })
+const DECLARE_OPTIONS = {
+  publish: {
+    type: 'boolean',
+    help: "write the record to the labeler's repository (password from ATMOS_LABELER_ACCOUNT_PASSWORD)",
+  },
+  pds: { type: 'string', value: 'URL', help: "the PDS of the labeler's account (with --publish)" },
+  identifier: { type: 'string', value: 'HANDLE', help: "the labeler account's handle or DID (with --publish)" },
+} as const
+
+async function declare(config: LabelerConfig, { values }: Parsed<typeof DECLARE_OPTIONS>) {
   const keypair = await loadSigningKeyFile(config.labeler.signingKeyFile)
   const did = config.labeler.did || keypair.did()
   const record = labelerServiceRecord()
@@ -147,22 +153,33 @@ async function declare(config: LabelerConfig, args: string[]) {
   return 0
 }
 
-const [command, ...rest] = process.argv.slice(2)
-try {
-  const config = loadConfig(labelerConfigSchema)
-  const code =
-    command === 'init'
-      ? await init(config)
-      : command === 'verify'
-        ? await verify(config, rest)
-        : command === 'declare'
-          ? await declare(config, rest)
-          : (() => {
-              throw new UsageError('usage: labeler init | verify <did-or-domain> | declare [--publish ...]')
-            })()
-  process.exit(code)
-} catch (err) {
-  const message = err instanceof ConfigError || err instanceof UsageError ? err.message : (err as Error).message
-  console.error(`labeler ${command ?? ''}: ${message}`)
-  process.exit(err instanceof UsageError ? EX_USAGE : 1)
+const config = () => loadConfig(labelerConfigSchema)
+
+const COMMANDS = {
+  init: command({
+    usage: '',
+    help: 'Creates the label signing key (mode 0600) if it is missing and prints its did:key;\nan existing key is never overwritten.',
+    run: () => init(config()),
+  }),
+  verify: command({
+    usage: '<did-or-domain> [--did DID --selector SEL ...]',
+    help:
+      'Runs every check now for each live attestation of the DID (or of the domain) and prints a report per\n' +
+      'domain with whether the DID holds it. Exit 0 only if all pass, 1 when a check failed, 75 when DNS\n' +
+      'could not answer. --did and --selector check a domain that has no attestation yet.',
+    args: [{ name: '<did-or-domain>', help: 'a DID (each domain it attests) or a domain (each DID attesting it)' }],
+    min: 1,
+    options: VERIFY_OPTIONS,
+    run: (parsed) => verify(config(), parsed),
+  }),
+  declare: command({
+    usage: '[--publish --pds URL --identifier HANDLE]',
+    help:
+      'Prints the app.bsky.labeler.service record and the DID document entries the labeler needs;\n' +
+      "with --publish, writes the record to the labeler's repository.",
+    options: DECLARE_OPTIONS,
+    run: (parsed) => declare(config(), parsed),
+  }),
 }
+
+process.exit(await runCli('labeler', COMMANDS, process.argv.slice(2)))

@@ -1,8 +1,18 @@
 // Operator commands (`pnpm --filter @atmos/relay relay <command>`, or `node src/cli.ts`).
 // Every command answers --help; `relay --help` lists them all. A usage error exits 64.
 import { randomBytes } from 'node:crypto'
-import { parseArgs } from 'node:util'
-import { loadConfig } from '@atmos/config'
+import {
+  type Command,
+  type CommandContext,
+  type CommandTree,
+  command,
+  loadConfig,
+  type OptionSpec,
+  type Parsed,
+  runCli,
+  subject,
+  UsageError,
+} from '@atmos/config'
 import { createDb, type Db } from '@atmos/db'
 import { activePoolKey, createDkimKey, resealPoolKeys } from '@atmos/dkim'
 import {
@@ -24,22 +34,7 @@ import { notifyStatusChange, type StatusQueue, setDomainStatus, setMemberStatus 
 import { createKeyringFile, createSecretFile, dkimTxtRecord, loadKeyring } from '@atmos/secrets'
 import { type RelayConfig, relayConfigSchema } from './config.ts'
 
-const EX_USAGE = 64
 const EX_TEMPFAIL = 75
-
-/** A command used wrongly: its usage goes to stderr and the exit code is 64. */
-class UsageError extends Error {}
-
-/** `--help` asked for: the usage goes to stdout and the exit code is 0. */
-class HelpRequested extends Error {}
-
-type Command = {
-  /** The synopsis, e.g. `relay domains add <did> <domain> [--selector STEM]`. */
-  usage: string
-  /** What it does, a few lines. */
-  help: string
-  run: (config: RelayConfig, db: Db, args: string[]) => Promise<number>
-}
 
 /** A TXT record as a zone-file line, cut into the 255-octet strings DNS requires. */
 function zoneLine(name: string, txt: string): string {
@@ -116,23 +111,58 @@ function warmingOf(config: RelayConfig, activatedAt: number | null): string {
   return warming ? `day ${ageDays}, cap ${cap}/day` : `warm, cap ${cap}/day`
 }
 
-const membersAdd: Command = {
-  usage: 'relay members add --did DID --domain DOMAIN [--handle H] [--selector STEM]',
+/** A relay command: it runs with the configuration and a database, both set up only once help and usage are settled. */
+function relayCommand<O extends Record<string, OptionSpec> = Record<never, OptionSpec>>(
+  c: Omit<Command<O>, 'run'> & {
+    run: (config: RelayConfig, db: Db, parsed: Parsed<O>, ctx: CommandContext) => Promise<number>
+  },
+): Command<O> {
+  return command({
+    ...c,
+    async run(parsed, ctx) {
+      const config = loadConfig(relayConfigSchema)
+      const db = createDb({ url: config.database.url, poolMax: 2 })
+      try {
+        return await c.run(config, db, parsed, ctx)
+      } finally {
+        await db.$client.end({ timeout: 5 }).catch(() => {})
+      }
+    },
+  })
+}
+
+const DID_ARG = { name: '<did>', help: "the member's DID (did:plc:... or did:web:...)" }
+const WHO_ARG = { name: '<did|domain>', help: 'a DID (the member, all its domains) or a domain (that domain only)' }
+const SELECTOR_OPT = {
+  type: 'string',
+  value: 'STEM',
+  help: 'DKIM selector stem: keys <STEM>r (RSA-2048) and <STEM>e (Ed25519); default atmos1',
+} as const
+const REASON_OPT = { type: 'string', value: 'REASON', help: 'why, recorded with the change (required)' } as const
+
+const membersAdd = relayCommand({
+  usage: '<did> <domain> [--handle H] [--selector STEM]',
   help:
     'Enrols a member (active at once) with its first sending domain, as `domains add` adds one:\n' +
     'DKIM keys <STEM>r (RSA-2048) and <STEM>e (Ed25519), sealed; a credential scoped to the domain.\n' +
-    'Prints the password once, the DKIM records and the attestation record to write. STEM: atmos1.',
-  async run(config, db, args) {
-    const { values } = parse(this, args, {
-      did: { type: 'string' },
-      domain: { type: 'string' },
-      handle: { type: 'string' },
-      selector: { type: 'string' },
-    })
-    if (!values.did || !values.domain) throw new UsageError('--did and --domain are required')
+    'Prints the password once, the DKIM records and the attestation record to write.\n' +
+    'The older form `--did DID --domain DOMAIN` still works and says it is deprecated.',
+  args: [DID_ARG, { name: '<domain>', help: 'its first sending domain' }],
+  options: {
+    handle: { type: 'string', value: 'H', help: "the member's handle, shown in listings" },
+    selector: SELECTOR_OPT,
+    did: { type: 'string', value: 'DID', help: 'deprecated: give <did> as an argument' },
+    domain: { type: 'string', value: 'DOMAIN', help: 'deprecated: give <domain> as an argument' },
+  },
+  async run(config, db, { values, positionals }, ctx) {
+    const did = subject(ctx, positionals[0], { did: values.did }, '<did>')
+    const domain = subject(ctx, positionals[values.did === undefined ? 1 : 0], { domain: values.domain }, '<domain>')
+    const expected = 2 - Number(values.did !== undefined) - Number(values.domain !== undefined)
+    if (positionals.length > expected) throw new UsageError(`unexpected argument ${positionals[expected]}`)
+    if (!did || !domain) throw new UsageError('a DID and a domain are required')
     const m = await addMember(db.$client, loadKeyring(config.relay.kekFile), {
-      did: values.did,
-      domain: values.domain,
+      did,
+      domain,
       handle: values.handle,
       selector: values.selector,
       maxDomains: config.relay.pool.maxDomainsPerMember,
@@ -142,7 +172,7 @@ const membersAdd: Command = {
     await announceAdded(config, db, m)
     return 0
   },
-}
+})
 
 /** What `members add` and `domains add` both say of a new domain: its warming, its records, and the labeler told. */
 async function announceAdded(
@@ -155,11 +185,10 @@ async function announceAdded(
   await notifyAdded(config, db, added)
 }
 
-const membersList: Command = {
-  usage: 'relay members list',
-  help: 'Every member with its status and the domains it holds now.',
-  async run(_config, db, args) {
-    parse(this, args, {})
+const membersList = relayCommand({
+  usage: '',
+  help: 'Every member with its status and the domains it holds now; "no members" when there are none.',
+  async run(_config, db) {
     const rows = await listMembers(db.$client)
     if (!rows.length) console.log('no members')
     for (const r of rows) {
@@ -175,31 +204,37 @@ const membersList: Command = {
     }
     return 0
   },
-}
-
-const statusCommand = (sub: 'suspend' | 'reinstate'): Command => ({
-  usage: `relay members ${sub} <did|domain> --reason REASON`,
-  help:
-    `${sub === 'suspend' ? 'Suspends' : 'Reinstates'} a member (given its DID: all its domains) or one domain ` +
-    '(given a domain: that domain only),\nrecords the change and tells the labeler (member-status-changed). ' +
-    'Exit 75 when Redis did not take the event.',
-  async run(config, db, args) {
-    const { values, positionals } = parse(this, args, { reason: { type: 'string' } }, 1)
-    const who = positionals[0]
-    if (!who || !values.reason) throw new UsageError('a DID or domain and --reason are required')
-    return changeStatus(config, db, who, sub === 'suspend' ? 'suspended' : 'active', values.reason)
-  },
 })
 
-const membersRotate: Command = {
-  usage: 'relay members rotate-password <did|domain>',
+const statusCommand = (sub: 'suspend' | 'reinstate') =>
+  relayCommand({
+    usage: '<did|domain> --reason REASON',
+    help:
+      `${sub === 'suspend' ? 'Suspends' : 'Reinstates'} a member (given its DID: all its domains) or one domain ` +
+      '(given a domain: that domain only),\nrecords the change and tells the labeler (member-status-changed). ' +
+      'Exit 75 when Redis did not take the event.',
+    args: [WHO_ARG],
+    options: {
+      reason: REASON_OPT,
+      did: { type: 'string', value: 'DID', help: 'deprecated: give <did> as an argument' },
+    },
+    async run(config, db, { values, positionals }, ctx) {
+      const who = subject(ctx, positionals[0], { did: values.did }, '<did|domain>')
+      if (!who) throw new UsageError('a DID or domain is required')
+      if (!values.reason) throw new UsageError('--reason is required')
+      return changeStatus(config, db, who, sub === 'suspend' ? 'suspended' : 'active', values.reason)
+    },
+  })
+
+const membersRotate = relayCommand({
+  usage: '<did|domain>',
   help:
     'New SMTP passwords, each printed once: for a domain, its credential; for a DID, each live\n' +
     'credential of the member. The old ones stop working at once.',
-  async run(_config, db, args) {
-    const { positionals } = parse(this, args, {}, 1)
-    if (!positionals[0]) throw new UsageError('a DID or domain is required')
-    const rotated = await rotatePassword(db.$client, positionals[0])
+  args: [{ name: '<did|domain>', help: 'a DID (every live credential of the member) or a domain (its credential)' }],
+  min: 1,
+  async run(_config, db, { positionals }) {
+    const rotated = await rotatePassword(db.$client, positionals[0]!)
     for (const { username, password } of rotated) {
       console.log(`SMTP username: ${username}`)
       console.log(`SMTP password: ${password}`)
@@ -207,19 +242,20 @@ const membersRotate: Command = {
     console.log(`(the old password${rotated.length === 1 ? '' : 's'} no longer work; shown only now)`)
     return 0
   },
-}
+})
 
-const domainsAdd: Command = {
-  usage: 'relay domains add <did> <domain> [--selector STEM]',
+const domainsAdd = relayCommand({
+  usage: '<did> <domain> [--selector STEM]',
   help:
     'Adds a sending domain to a member (at most pool.maxDomainsPerMember): active, warming from now,\n' +
     'DKIM keys <STEM>r (RSA-2048) and <STEM>e (Ed25519), a credential scoped to it (username = the\n' +
     "domain). Refuses a domain another member holds or another DID's attestation holds.\n" +
-    'Prints the password once, the DKIM records and the attestation record to write. STEM: atmos1.',
-  async run(config, db, args) {
-    const { values, positionals } = parse(this, args, { selector: { type: 'string' } }, 2)
-    const [did, domain] = positionals
-    if (!did || !domain) throw new UsageError('a DID and a domain are required')
+    'Prints the password once, the DKIM records and the attestation record to write.',
+  args: [DID_ARG, { name: '<domain>', help: 'the domain to add' }],
+  min: 2,
+  options: { selector: SELECTOR_OPT },
+  async run(config, db, { values, positionals }) {
+    const [did, domain] = positionals as [string, string]
     const added = await addDomain(db.$client, loadKeyring(config.relay.kekFile), {
       did,
       domain,
@@ -230,13 +266,15 @@ const domainsAdd: Command = {
     await announceAdded(config, db, added)
     return 0
   },
-}
+})
 
-const domainsList: Command = {
-  usage: 'relay domains list [<did>]',
-  help: "Domains held now (one member's with a DID): member, status, warming day and cap, selectors, credential.",
-  async run(config, db, args) {
-    const { positionals } = parse(this, args, {}, 1)
+const domainsList = relayCommand({
+  usage: '[<did>]',
+  help:
+    "Domains held now (one member's with a DID): member, status, warming day and cap, selectors, credential;\n" +
+    '"no domains" when there are none.',
+  args: [{ name: '<did>', help: "only this member's domains" }],
+  async run(config, db, { positionals }) {
     const rows = await listDomains(db.$client, positionals[0])
     if (!rows.length) console.log(positionals[0] ? `${positionals[0]} holds no domains` : 'no domains')
     for (const r of rows) {
@@ -254,18 +292,21 @@ const domainsList: Command = {
     }
     return 0
   },
-}
+})
 
-const domainsRemove: Command = {
-  usage: 'relay domains remove <domain> --reason REASON',
+const domainsRemove = relayCommand({
+  usage: '<domain> --reason REASON',
   help:
     'Gives a domain up: the row stays (removed, with the reason), its scoped credentials are revoked\n' +
     'and its DKIM keys retired; the labeler is told. Exit 75 when Redis did not take the event.',
-  async run(config, db, args) {
-    const { values, positionals } = parse(this, args, { reason: { type: 'string' } }, 1)
-    if (!positionals[0] || !values.reason) throw new UsageError('a domain and --reason are required')
-    checkDomain(positionals[0])
-    const removed = await removeDomain(db.$client, positionals[0], values.reason, operatorActor())
+  args: [{ name: '<domain>', help: 'the domain to give up' }],
+  min: 1,
+  options: { reason: REASON_OPT },
+  async run(config, db, { values, positionals }) {
+    if (!values.reason) throw new UsageError('--reason is required')
+    const reason = values.reason
+    checkDomain(positionals[0]!)
+    const removed = await removeDomain(db.$client, positionals[0]!, reason, operatorActor())
     console.log(
       `${removed.domain} removed from ${removed.did} (change ${removed.changeId}); ` +
         `revoked ${removed.revokedCredentials} credential${removed.revokedCredentials === 1 ? '' : 's'}, ` +
@@ -275,7 +316,7 @@ const domainsRemove: Command = {
       notifyStatusChange(db, queue, {
         did: removed.did,
         status: 'suspended',
-        reason: `domain removed: ${values.reason}`,
+        reason: `domain removed: ${reason}`,
         changeId: removed.changeId,
       }).then(
         () => true,
@@ -284,33 +325,32 @@ const domainsRemove: Command = {
     )
     return reportNotified(sent, removed.changeId)
   },
-}
+})
 
-const keysInitCommand: Command = {
-  usage: 'relay keys init [--selector S]',
+const keysInitCommand = relayCommand({
+  usage: '[--selector S]',
   help:
     "Creates what the relay needs once: the relay's and the pool's key-encryption key files and the\n" +
     "pool's token secret (mode 0600, never overwritten) and the pool DKIM key, sealed under the pool's\n" +
     "KEK; prints its DNS record. Re-seals a pool key still under the relay's KEK (as reseal-pool).",
-  async run(config, db, args) {
-    const { values } = parse(this, args, { selector: { type: 'string' } })
+  options: { selector: { type: 'string', value: 'S', help: "the pool DKIM key's selector; default pool1" } },
+  async run(config, db, { values }) {
     return keysInit(config, db, values.selector ?? 'pool1')
   },
-}
+})
 
-const keysResealCommand: Command = {
-  usage: 'relay keys reseal-pool',
+const keysResealCommand = relayCommand({
+  usage: '',
   help:
     "Moves pool DKIM keys sealed under the relay's KEK (before the pool had its own) under the pool's,\n" +
     "so that fbl-ingest and delivery, which hold only the pool's KEK, can sign.",
-  async run(config, db, args) {
-    parse(this, args, {})
+  async run(config, db) {
     return keysResealPool(config, db)
   },
-}
+})
 
 /** Commands by group and name. */
-const COMMANDS: Record<string, Record<string, Command>> = {
+export const COMMANDS: CommandTree = {
   keys: { init: keysInitCommand, 'reseal-pool': keysResealCommand },
   members: {
     add: membersAdd,
@@ -320,55 +360,6 @@ const COMMANDS: Record<string, Record<string, Command>> = {
     'rotate-password': membersRotate,
   },
   domains: { add: domainsAdd, list: domainsList, remove: domainsRemove },
-}
-
-function groupUsage(group: string): string {
-  return Object.values(COMMANDS[group]!)
-    .map((c) => `  ${c.usage}`)
-    .join('\n')
-}
-
-function topUsage(): string {
-  return `usage:\n${Object.keys(COMMANDS).map(groupUsage).join('\n')}\n\nrelay <group> [<command>] --help for more`
-}
-
-type Options = NonNullable<Parameters<typeof parseArgs>[0]>['options']
-
-/**
- * Parses a command's arguments strictly (an unknown option or an extra argument is a usage
- * error); --help anywhere asks for the command's help.
- */
-function parse<O extends Options>(command: Command, args: string[], options: O, positionals = 0) {
-  if (args.includes('--help') || args.includes('-h'))
-    throw new HelpRequested(`usage: ${command.usage}\n\n${command.help}`)
-  let parsed: ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>>
-  try {
-    parsed = parseArgs({ args, options, allowPositionals: true, strict: true })
-  } catch (err) {
-    throw new UsageError((err as Error).message)
-  }
-  if (parsed.positionals.length > positionals) {
-    throw new UsageError(`unexpected argument ${parsed.positionals[positionals]}`)
-  }
-  return parsed
-}
-
-/** The command named by argv, or HelpRequested / UsageError with the usage that fits. */
-function resolve(argv: string[]): { command: Command; args: string[] } {
-  const [group, name, ...args] = argv
-  if (!group || group === '--help' || group === '-h' || group === 'help') {
-    if (group) throw new HelpRequested(topUsage())
-    throw new UsageError('a command is required')
-  }
-  const commands = COMMANDS[group]
-  if (!commands) throw new UsageError(`unknown command ${group}`)
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
-    if (name) throw new HelpRequested(`usage:\n${groupUsage(group)}`)
-    throw new UsageError(`${group} needs a command`, { cause: group })
-  }
-  const command = commands[name]
-  if (!command) throw new UsageError(`unknown command ${group} ${name}`, { cause: group })
-  return { command, args }
 }
 
 /**
@@ -448,37 +439,4 @@ async function withStatusQueue<T>(config: RelayConfig, run: (queue: StatusQueue)
   }
 }
 
-let db: Db | undefined
-let group: string | undefined
-try {
-  const argv = process.argv.slice(2)
-  group = argv[0]
-  const { command, args } = resolve(argv)
-  // Help and usage errors need neither configuration nor a database.
-  if (args.includes('--help') || args.includes('-h')) parse(command, args, {})
-  const config = loadConfig(relayConfigSchema)
-  db = createDb({ url: config.database.url, poolMax: 2 })
-  const code = await command.run(config, db, args)
-  await db.$client.end({ timeout: 5 })
-  process.exit(code)
-} catch (err) {
-  await db?.$client.end({ timeout: 5 }).catch(() => {})
-  if (err instanceof HelpRequested) {
-    console.log(err.message)
-    process.exit(0)
-  }
-  if (err instanceof UsageError) {
-    const inGroup = typeof err.cause === 'string' ? `usage:\n${groupUsage(err.cause)}` : undefined
-    console.error(`relay: ${err.message}`)
-    console.error(usageFor(process.argv.slice(2)) ?? inGroup ?? topUsage())
-    process.exit(EX_USAGE)
-  }
-  console.error(`relay ${group ?? ''}: ${(err as Error).message}`)
-  process.exit(1)
-}
-
-/** The usage of the command argv names, when it names one. */
-function usageFor(argv: string[]): string | undefined {
-  const command = COMMANDS[argv[0] ?? '']?.[argv[1] ?? '']
-  return command ? `usage: ${command.usage}` : undefined
-}
+process.exit(await runCli('relay', COMMANDS, process.argv.slice(2)))

@@ -96,6 +96,17 @@ describe('relay operator commands', () => {
     await tdb?.drop()
   })
 
+  it('an empty listing says so', async () => {
+    const members = await runCli(['members', 'list'], env)
+    assert.equal(members.code, 0, members.err)
+    assert.equal(members.out, 'no members\n')
+    const domains = await runCli(['domains', 'list'], env)
+    assert.equal(domains.code, 0, domains.err)
+    assert.equal(domains.out, 'no domains\n')
+    const ofDid = await runCli(['domains', 'list', DID], env)
+    assert.equal(ofDid.out, `${DID} holds no domains\n`)
+  })
+
   it('keys init creates the KEK, the token secret and the pool DKIM key once', async () => {
     const first = await runCli(['keys', 'init'], env)
     assert.equal(first.code, 0, first.err)
@@ -132,10 +143,7 @@ describe('relay operator commands', () => {
   let password = ''
 
   it('members add enrols the member with its first domain: two sealed keys, a scoped credential, the records to publish', async () => {
-    const res = await runCli(
-      ['members', 'add', '--did', DID, '--domain', 'Mail.Example.ORG', '--handle', 'op.example.org'],
-      env,
-    )
+    const res = await runCli(['members', 'add', DID, 'Mail.Example.ORG', '--handle', 'op.example.org'], env)
     assert.equal(res.code, 0, res.err)
     password = /^SMTP password: (\S+)$/m.exec(res.out)![1]!
     assert.match(res.out, /^SMTP username: mail\.example\.org$/m)
@@ -230,7 +238,13 @@ describe('relay operator commands', () => {
     assert.match(badDomain.err, /not a domain name: not_a domain/)
     const usage = await runCli(['members', 'add', '--did', DID], env)
     assert.equal(usage.code, 64)
-    assert.match(usage.err, /usage: relay members add --did DID --domain DOMAIN/)
+    assert.match(usage.err, /usage: relay members add <did> <domain>/)
+    const twice = await runCli(['members', 'add', DID, 'x.example', '--did', DID], env)
+    assert.equal(twice.code, 64)
+    assert.match(twice.err, /give <did> once: as an argument or --did, not both/)
+    const extra = await runCli(['members', 'add', DID, 'x.example', 'y.example'], env)
+    assert.equal(extra.code, 64)
+    assert.match(extra.err, /unexpected argument y\.example/)
   })
 
   it('keys reseal-pool moves a pool key still sealed under the relay KEK under the pool KEK; until then a pool-only process names the command', async () => {
@@ -307,8 +321,11 @@ describe('relay operator commands', () => {
     assert.equal(gone.code, 0, gone.err)
 
     // Another member: a domain held in the relay, or one another DID's attestation holds, is refused.
+    // The older flag form still works, with a deprecation line on stderr.
     const other = await runCli(['members', 'add', '--did', OTHER, '--domain', 'other.example'], env)
     assert.equal(other.code, 0, other.err)
+    assert.match(other.err, /relay members add: deprecated: --did did:plc:\S+: give <did> as an argument/)
+    assert.match(other.err, /deprecated: --domain other\.example/)
     const taken = await runCli(['domains', 'add', OTHER, 'second.example'], env)
     assert.equal(taken.code, 1)
     assert.match(

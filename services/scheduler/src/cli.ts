@@ -4,54 +4,52 @@
 //                              verify queue (a labeler must be running), wait, and print a
 //                              summary table; exit 0 when every verification finished, 75 when
 //                              some did not within the timeout
-import { parseArgs } from 'node:util'
-import { ConfigError, loadConfig, parseDuration } from '@atmos/config'
+import { command, loadConfig, parseDuration, runCli, UsageError } from '@atmos/config'
 import { createDb } from '@atmos/db'
 import { createRedis } from '@atmos/queues'
 import { schedulerConfigSchema } from './config.ts'
 import { formatSummary, runOnce } from './run-once.ts'
 
-const EX_USAGE = 64
-// As the services: a bad config exits 2, naming the field.
-const EX_CONFIG = 2
 const EX_TEMPFAIL = 75
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv
-  if (command !== 'run-once') {
-    console.error('usage: scheduler run-once [--timeout 10m]')
-    return EX_USAGE
-  }
-  const { values } = parseArgs({ args: rest, options: { timeout: { type: 'string', default: '10m' } } })
-  const timeoutMs = parseDuration(values.timeout)
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-    console.error(`--timeout: expected a duration such as "30s" or "10m", got ${JSON.stringify(values.timeout)}`)
-    return EX_USAGE
-  }
-  let config: ReturnType<typeof loadConfig<typeof schedulerConfigSchema>>
-  try {
-    config = loadConfig(schedulerConfigSchema)
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err
-    console.error(err.message)
-    return EX_CONFIG
-  }
-  const db = createDb({ url: config.database.url, poolMax: 2 })
-  const redis = createRedis(config.redis.url)
-  try {
-    const result = await runOnce({
-      db,
-      redis,
-      prefix: config.redis.prefix,
-      rate: config.scheduler.verifyRate,
-      timeoutMs,
-    })
-    console.log(formatSummary(result))
-    return result.counts.unfinished ? EX_TEMPFAIL : 0
-  } finally {
-    await redis.quit().catch(() => redis.disconnect())
-    await db.$client.end()
-  }
-}
+const runOnceCommand = command({
+  usage: '[--timeout 10m]',
+  help:
+    "Re-verifies every live attestation now through the labeler's verify queue (a labeler must be\n" +
+    'running), waits, and prints a summary table. Exit 0 when every verification finished, 75 when\n' +
+    'some did not within the timeout.',
+  options: {
+    timeout: {
+      type: 'string',
+      value: 'DURATION',
+      help: 'how long to wait for the verifications, e.g. 30s or 10m; default 10m',
+    },
+  },
+  async run({ values }) {
+    const timeout = values.timeout ?? '10m'
+    const timeoutMs = parseDuration(timeout)
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+      throw new UsageError(`--timeout: expected a duration such as "30s" or "10m", got ${JSON.stringify(timeout)}`)
+    }
+    // A bad configuration exits 2, naming the field, as the services do (runCli).
+    const config = loadConfig(schedulerConfigSchema)
+    const db = createDb({ url: config.database.url, poolMax: 2 })
+    const redis = createRedis(config.redis.url)
+    try {
+      const result = await runOnce({
+        db,
+        redis,
+        prefix: config.redis.prefix,
+        rate: config.scheduler.verifyRate,
+        timeoutMs,
+      })
+      console.log(formatSummary(result))
+      return result.counts.unfinished ? EX_TEMPFAIL : 0
+    } finally {
+      await redis.quit().catch(() => redis.disconnect())
+      await db.$client.end()
+    }
+  },
+})
 
-process.exitCode = await main(process.argv.slice(2))
+process.exitCode = await runCli('scheduler', { 'run-once': runOnceCommand }, process.argv.slice(2))
