@@ -76,6 +76,10 @@ export function planServices(base: Env): PlannedService[] {
     shared.ATMOS_ADMIN_LABELER_URL = base.ATMOS_ADMIN_LABELER_URL ?? labelApi
     shared.ATMOS_LABELER_PUBLIC_URL = base.ATMOS_LABELER_PUBLIC_URL ?? labelApi
   }
+  // The wizard tells members where to submit: this stack's submission listener, not the
+  // production default of 587 (a newcomer would copy a port nothing listens on).
+  shared.ATMOS_ADMIN_ENROLL_RELAY_PORT = base.ATMOS_ADMIN_ENROLL_RELAY_PORT ?? shared.ATMOS_RELAY_SUBMISSION_PORT
+  shared.ATMOS_ADMIN_ENROLL_RELAY_HOST = base.ATMOS_ADMIN_ENROLL_RELAY_HOST ?? '127.0.0.1'
   // The local network's MX hosts are on loopback, which the relay refuses unless allowed.
   shared.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS =
     base.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS ?? '127.0.0.0/8,::1/128'
