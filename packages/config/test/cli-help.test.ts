@@ -1,5 +1,5 @@
-// Walks every operator command of every service's CLI: each answers --help, -h and
-// `help <command>` with its usage on stdout (exit 0), and an unknown option with the usage on
+// Walks every operator command of every service's CLI: each answers --help (and -h and
+// `help <command>`, checked once a CLI) with its usage on stdout (exit 0), and an unknown option with the usage on
 // stderr (exit 64). The commands are read from each CLI's own top-level help, so a command
 // added later is walked too.
 import assert from 'node:assert/strict'
@@ -46,23 +46,28 @@ describe('every CLI command answers --help', () => {
       assert.deepEqual(await run(path, ['help']), top)
       const commands = commandsOf(prog, top.out)
       assert.ok(commands.length > 0, top.out)
-      for (const words of commands) {
+      // Each spawn loads a whole CLI (seconds on a busy machine): `help <command>` is the same
+      // code path for every command, so one command checks it; each group is checked once.
+      const groups = new Set<string>()
+      for (const [i, words] of commands.entries()) {
         const name = `${prog} ${words.join(' ')}`
         const help = await run(path, [...words, '--help'])
         assert.equal(help.code, 0, `${name} --help: ${help.err}`)
         assert.ok(help.out.startsWith(`usage: ${name}`), help.out)
         // What the command does, then what each option means.
         assert.match(help.out, /\n\n\S[\s\S]*\n\noptions:\n[\s\S]*-h, --help +show this help\n$/)
-        assert.deepEqual(await run(path, ['help', ...words]), help, `help ${name}`)
+        if (i === 0) assert.deepEqual(await run(path, ['help', ...words]), help, `help ${name}`)
         const bad = await run(path, [...words, '--no-such-option'])
         assert.equal(bad.code, 64, `${name} --no-such-option`)
         assert.equal(bad.out, '')
         assert.match(bad.err, /Unknown option '--no-such-option'/)
         assert.ok(bad.err.includes(`usage: ${name}`), bad.err)
-        if (words.length > 1) {
+        if (words.length > 1 && !groups.has(words[0]!)) {
+          groups.add(words[0]!)
           const group = await run(path, [words[0]!, '--help'])
           assert.equal(group.code, 0)
-          assert.ok(group.out.includes(`  ${name}`), group.out)
+          const members = commands.filter((w) => w[0] === words[0]).map((w) => `  ${prog} ${w.join(' ')}`)
+          for (const m of members) assert.ok(group.out.includes(m), `${m} in ${group.out}`)
           const bare = await run(path, [words[0]!])
           assert.equal(bare.code, 64)
           assert.match(bare.err, new RegExp(`^${prog}: ${words[0]} needs a command\nusage:`))
