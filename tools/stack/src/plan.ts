@@ -78,7 +78,12 @@ export function planServices(base: Env): PlannedService[] {
   }
   // The wizard tells members where to submit: this stack's submission listener, not the
   // production default of 587 (a newcomer would copy a port nothing listens on).
-  shared.ATMOS_ADMIN_ENROLL_RELAY_PORT = base.ATMOS_ADMIN_ENROLL_RELAY_PORT ?? shared.ATMOS_RELAY_SUBMISSION_PORT
+  // (An invalid submission port is the relay's error to report, not the admin's too.)
+  const submissionPort = shared.ATMOS_RELAY_SUBMISSION_PORT ?? ''
+  if (base.ATMOS_ADMIN_ENROLL_RELAY_PORT === undefined && /^\d{1,5}$/.test(submissionPort)) {
+    if (Number(submissionPort) > 0 && Number(submissionPort) < 65536)
+      shared.ATMOS_ADMIN_ENROLL_RELAY_PORT = submissionPort
+  }
   shared.ATMOS_ADMIN_ENROLL_RELAY_HOST = base.ATMOS_ADMIN_ENROLL_RELAY_HOST ?? '127.0.0.1'
   // The local network's MX hosts are on loopback, which the relay refuses unless allowed.
   shared.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS =
