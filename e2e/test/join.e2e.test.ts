@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { AdminService } from '@atmos/admin'
 import { adminConfigSchema } from '@atmos/admin/config'
-import { BrowserSteps, signInThroughPds } from '@atmos/admin/test-harness'
+import { BrowserSteps, field, signInThroughPds } from '@atmos/admin/test-harness'
 import { loadConfig } from '@atmos/config'
 import { createPool, type Pool } from '@atmos/db'
 import { createDkimKey } from '@atmos/dkim'
@@ -407,21 +407,3 @@ describe('a PDS operator joins through the browser and sends through the relay',
     assert.deepEqual(steps.errorsSoFar(), [])
   })
 })
-
-/**
- * A value the page shows under a name: a labelled field, a term of a description list, or a
- * row header of a table, whichever the page uses.
- */
-async function field(page: Page, name: string): Promise<string> {
-  const input = page.getByLabel(name, { exact: true })
-  if ((await input.count()) === 1) return (await input.inputValue()).trim()
-  const term = page.locator('dt', { hasText: new RegExp(`^\\s*${name}\\s*$`) })
-  await term
-    .or(page.getByRole('rowheader', { name, exact: true }))
-    .first()
-    .waitFor()
-  if ((await term.count()) > 0)
-    return ((await term.locator('xpath=following-sibling::dd[1]').textContent()) ?? '').trim()
-  const row = page.getByRole('row').filter({ has: page.getByRole('rowheader', { name, exact: true }) })
-  return ((await row.getByRole('cell').first().textContent()) ?? '').trim()
-}

@@ -132,3 +132,21 @@ export async function signedInContext(
   await context.addCookies([{ name: 'atmos_session', value: id, url: opts.adminUrl, httpOnly: true, sameSite: 'Lax' }])
   return context
 }
+
+/**
+ * A value the page shows under a name: a labelled field, a term of a description list, or a
+ * row header of a table, whichever the page uses.
+ */
+export async function field(page: Page, name: string): Promise<string> {
+  const input = page.getByLabel(name, { exact: true })
+  if ((await input.count()) === 1) return (await input.inputValue()).trim()
+  const term = page.locator('dt', { hasText: new RegExp(`^\\s*${name}\\s*$`) })
+  await term
+    .or(page.getByRole('rowheader', { name, exact: true }))
+    .first()
+    .waitFor()
+  if ((await term.count()) > 0)
+    return ((await term.locator('xpath=following-sibling::dd[1]').textContent()) ?? '').trim()
+  const row = page.getByRole('row').filter({ has: page.getByRole('rowheader', { name, exact: true }) })
+  return ((await row.getByRole('cell').first().textContent()) ?? '').trim()
+}
