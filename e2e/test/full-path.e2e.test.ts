@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -33,6 +34,7 @@ import {
 import { type Browser, launchBrowser, type Page } from '@atmos/testkit/browser'
 import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
+import { dkimSign } from 'mailauth'
 import { receiverVerdicts } from './receiver.ts'
 import { parseZoneLine, zoneOf } from './zone-lines.ts'
 
@@ -57,8 +59,12 @@ const POOL_MX = `mx.${POOL_DOMAIN}`
 /** MX hosts share one port on several loopback addresses, as on the internet they share 25. */
 const SINK_HOST = '127.0.0.2'
 const INBOUND_HOST = '127.0.0.3'
-/** A feedback-loop provider fbl-ingest trusts: its reports come from loopback, where its SPF passes. */
+/**
+ * A feedback-loop provider fbl-ingest trusts: its reports authenticate by SPF (they come from
+ * loopback, which its record allows) or by its DKIM signature, whoever relays them.
+ */
 const FBL_PROVIDER_DOMAIN = 'arf.mail.yahoo.example'
+const FBL_SELECTOR = 'fbl1'
 /** Bound of every wait: generous, for five services, a PDS and chromium on a busy two-core machine. */
 const WAIT = 60_000
 /**
@@ -68,6 +74,25 @@ const WAIT = 60_000
  */
 const START_WAIT = 180_000
 const at = (local: string) => `${local}@${RECEIVER}`
+const providerKey = (() => {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  return {
+    privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicKey: publicKey.export({ type: 'spki', format: 'der' }).toString('base64'),
+  }
+})()
+
+/** A report with the feedback-loop provider's DKIM signature on top, as its reports come. */
+async function signAsProvider(message: string): Promise<string> {
+  const key = { signingDomain: FBL_PROVIDER_DOMAIN, selector: FBL_SELECTOR, privateKey: providerKey.privateKey }
+  const { signatures, errors } = await dkimSign(message, {
+    ...key,
+    canonicalization: 'relaxed/relaxed',
+    signatureData: [key],
+  })
+  if (!signatures) throw new Error(`not signed: ${JSON.stringify(errors)}`)
+  return signatures + message
+}
 
 /** What the services need from the world around them: PLC and PDS, DNS, a recipient's MX. */
 type Network = {
@@ -159,6 +184,9 @@ describe('the full path, every service its own process: enrol, send, bounce, com
     for (const domain of [POOL_DOMAIN, BOUNCE_DOMAIN]) dns.set(domain, { MX: [{ priority: 10, exchange: POOL_MX }] })
     dns.set(POOL_MX, { A: [INBOUND_HOST] })
     dns.set(FBL_PROVIDER_DOMAIN, { TXT: ['v=spf1 ip4:127.0.0.0/8 -all'] })
+    // A TXT character-string holds 255 bytes at most: a 2048-bit key takes two.
+    const fblKey = `v=DKIM1; k=rsa; p=${providerKey.publicKey}`
+    dns.set(`${FBL_SELECTOR}._domainkey.${FBL_PROVIDER_DOMAIN}`, { TXT: [fblKey.match(/.{1,255}/g)!] })
 
     // What every service shares, as deployed: one database, one Redis namespace.
     const shared = {
@@ -202,7 +230,7 @@ describe('the full path, every service its own process: enrol, send, bounce, com
       ATMOS_FBL_INGEST_SMTP_PORT: String(mxPort),
       ATMOS_FBL_INGEST_DNS_SERVERS: dns.address,
       ATMOS_FBL_INGEST_FEEDBACK_PROVIDERS: JSON.stringify([
-        { name: 'yahoo', dkimDomains: [], sendingDomains: [FBL_PROVIDER_DOMAIN] },
+        { name: 'yahoo', dkimDomains: [FBL_PROVIDER_DOMAIN], sendingDomains: [FBL_PROVIDER_DOMAIN] },
       ]),
       // Small enough for a handful of messages: 4 outcomes count, 1 complaint in 4 warns
       // and 2 suspend. Bounces never suspend here: two of five bounce on purpose.
@@ -307,8 +335,18 @@ describe('the full path, every service its own process: enrol, send, bounce, com
 
   async function events(type: string, recipient: string) {
     const { id } = await member()
-    return sql<{ messageId: string; source: string; status: string | null; feedbackType: string | null }[]>`
-      select message_id as "messageId", source, status, feedback_type as "feedbackType"
+    return sql<
+      {
+        messageId: string
+        source: string
+        status: string | null
+        feedbackType: string | null
+        reporter: string | null
+        reporterAuth: string | null
+      }[]
+    >`
+      select message_id as "messageId", source, status, feedback_type as "feedbackType",
+             details->>'reporter' as reporter, details->>'reporterAuth' as "reporterAuth"
       from feedback_events where member_id = ${id} and type = ${type} and recipient = ${recipient}`
   }
 
@@ -478,7 +516,14 @@ describe('the full path, every service its own process: enrol, send, bounce, com
       WAIT,
       'the hard bounce event',
     )
-    assert.deepEqual(event, { messageId: bounced.id, source: 'delivery', status: '5.1.1', feedbackType: null })
+    assert.deepEqual(event, {
+      messageId: bounced.id,
+      source: 'delivery',
+      status: '5.1.1',
+      feedbackType: null,
+      reporter: null,
+      reporterAuth: null,
+    })
     assert.deepEqual(await suppression(at('bob')), { reason: 'hard_bounce', domain: DOMAIN })
     assert.equal(net.sink.to(at('bob')).length, 0)
   })
@@ -515,6 +560,8 @@ describe('the full path, every service its own process: enrol, send, bounce, com
       source: 'dsn',
       status: '5.1.1',
       feedbackType: null,
+      reporter: null,
+      reporterAuth: null,
     })
     assert.deepEqual(await suppression(at('carol')), { reason: 'hard_bounce', domain: DOMAIN })
     assert.equal(await suppression(at('alice')), undefined, 'alice was delivered and stays sendable')
@@ -537,11 +584,17 @@ describe('the full path, every service its own process: enrol, send, bounce, com
     assert.deepEqual([...sent.accepted].sort(), [at('dave'), at('erin')])
     const copies = { dave: await deliveredTo(at('dave'), subject), erin: await deliveredTo(at('erin'), subject) }
     const fblMx = await mxAddress(net.dns.address, POOL_DOMAIN)
-    const complain = async (who: 'dave' | 'erin') => {
+    /** The provider's report about `who`, from `sender`, DKIM-signed by the provider or not. */
+    const complain = async (who: 'dave' | 'erin', sender: string, signed: boolean) => {
+      const report = arf({
+        to: `fbl@${POOL_DOMAIN}`,
+        originalRcptTo: at(who),
+        returnedHeaders: headerBlock(copies[who].raw),
+      })
       const reply = await sendToMx(
         { host: fblMx, port: net.mxPort },
-        { from: `feedback@${FBL_PROVIDER_DOMAIN}`, to: [`fbl@${POOL_DOMAIN}`] },
-        arf({ to: `fbl@${POOL_DOMAIN}`, originalRcptTo: at(who), returnedHeaders: headerBlock(copies[who].raw) }),
+        { from: sender, to: [`fbl@${POOL_DOMAIN}`] },
+        signed ? await signAsProvider(report) : report,
       )
       assert.match(reply, /^250 /)
       return eventually(
@@ -553,17 +606,22 @@ describe('the full path, every service its own process: enrol, send, bounce, com
         `the complaint about ${who}`,
       )
     }
-    const first = await complain('dave')
+    // The provider's own envelope sender, which SPF passes for the connecting address.
+    const first = await complain('dave', `feedback@${FBL_PROVIDER_DOMAIN}`, false)
     assert.deepEqual(first, {
       messageId: (await spooled(at('dave')))!.id,
       source: 'arf',
       status: null,
       feedbackType: 'abuse',
+      reporter: 'yahoo',
+      reporterAuth: `spf ${FBL_PROVIDER_DOMAIN}`,
     })
     assert.equal((await suppression(at('dave')))?.reason, 'complaint')
     assert.equal((await member()).status, 'active', 'one complaint in four warns, no more')
 
-    await complain('erin')
+    // Relayed by someone whose SPF says nothing: the provider's signature alone proves it.
+    const second = await complain('erin', 'reports@forwarder.example', true)
+    assert.equal(second.reporterAuth, `dkim ${FBL_PROVIDER_DOMAIN}`)
     const suspended = await eventually(
       async () => {
         const m = await member()
@@ -631,6 +689,6 @@ async function firehoseLive(sql: Pool, pdsUrl: string): Promise<void> {
 }
 
 /** The last lines a process logged, for a failed run. */
-function tail(p: ServiceProcess, n = 40): string {
+function tail(p: ServiceProcess, n = 60): string {
   return p.dump().split('\n').slice(-n).join('\n')
 }
