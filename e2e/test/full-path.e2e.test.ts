@@ -658,13 +658,17 @@ describe('the full path, every service its own process: enrol, send, bounce, com
     assert.equal(net.sink.to(at('frank')).length, 0)
   })
 
-  step('the member’s account page shows the suspension, its reason and relay-member gone', async () => {
+  step('the member’s account shows the suspension, its reason, relay-member gone and the suppressions', async () => {
     await page.goto(`${adminUrl}/account`)
     const region = page.getByRole('region', { name: 'Labels' })
     assert.deepEqual(await region.getByRole('listitem').locator('code').allTextContents(), ['verified-mail-operator'])
     const status = (await page.getByTestId('status').textContent()) ?? ''
     assert.match(status, /^suspended \(complaint rate .* reached the suspend threshold/)
     assert.equal((await page.content()).includes(credentials.password), false)
+    // The member's list: both bounced addresses and both complainants, each from the domain's mail.
+    await page.goto(`${adminUrl}/account/suppressions`)
+    const listed = await page.locator('tbody tr th[scope=row]').allTextContents()
+    assert.deepEqual(listed.sort(), ['bob', 'carol', 'dave', 'erin'].map(at))
   })
 })
 
