@@ -9,6 +9,7 @@ import { createPool, type Pool } from '@atmos/db'
 import { arf, dsn } from '@atmos/fbl-ingest/reports'
 import { headerBlock, headerValue, mxAddress, sendToMx } from '@atmos/fbl-ingest/test-harness'
 import { eventually, LabelSubscriber, labelerEnv, queryLabels } from '@atmos/labeler/test-harness'
+import { type SignedLabel, verifyLabel } from '@atmos/labels'
 import { deliveryEnv } from '@atmos/relay/delivery-harness'
 import {
   BOUNCE_DOMAIN,
@@ -319,12 +320,12 @@ describe('the full path, every service its own process: enrol, send, bounce, com
       .map((l) => l.val)
       .sort()
 
-  /** Every relay-member frame subscribeLabels sent for the member, in order: whether it negates. */
+  /** Every relay-member frame subscribeLabels sent for the member, in order: whether it negates, and the label. */
   const relayMemberFrames = () =>
     labels
       .labels()
       .filter((l) => l.label.uri === did && l.label.val === 'relay-member')
-      .map((l) => ({ seq: l.seq, neg: l.label.neg === true }))
+      .map((l) => ({ seq: l.seq, neg: l.label.neg === true, label: l.label as unknown as SignedLabel }))
 
   async function member() {
     const [row] = await sql<{ id: number; status: string; statusReason: string | null }[]>`
@@ -650,6 +651,9 @@ describe('the full path, every service its own process: enrol, send, bounce, com
       [false, true],
     )
     assert.ok(frames[1]!.seq > frames[0]!.seq)
+    // Signed by the labeler's key, the one the relay trusts.
+    assert.equal(frames[1]!.label.src, labelerDid)
+    assert.equal(await verifyLabel(frames[1]!.label, labelerDid), true, 'the negation verifies')
     assert.deepEqual(await labelValues(), ['verified-mail-operator'])
     const refused = await refusal(submit([at('frank')], 'A third code'))
     assert.equal(refused.responseCode, 550, refused.message)
