@@ -658,7 +658,13 @@ describe('the full path, every service its own process: enrol, send, bounce, com
     const refused = await refusal(submit([at('frank')], 'A third code'))
     assert.equal(refused.responseCode, 550, refused.message)
     assert.equal(refused.command, 'MAIL FROM')
-    assert.match(refused.response ?? '', /^550 5\.7\.1 .*suspended/)
+    // The refusal names the account and the reason the suspension was recorded with.
+    const { statusReason } = await member()
+    assert.ok(statusReason)
+    assert.ok(
+      (refused.response ?? '').startsWith(`550 5.7.1 ${did} is suspended from the relay: ${statusReason}`),
+      refused.response,
+    )
     assert.equal(net.sink.to(at('frank')).length, 0)
   })
 
