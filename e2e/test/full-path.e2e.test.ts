@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -75,6 +75,48 @@ const WAIT = 60_000
  */
 const START_WAIT = 180_000
 const at = (local: string) => `${local}@${RECEIVER}`
+/** What the services need from the world around them: PLC and PDS, DNS, a recipient's MX. */
+type Network = {
+  /** The temporary directory of everything the test and the services write (TMPDIR). */
+  dir: string
+  plcUrl: string
+  pdsUrl: string
+  dns: TestDnsServer
+  /** The recipients' MX on SINK_HOST; `mxPort` is the port every MX host listens on. */
+  sink: MxSink
+  mxPort: number
+  close: () => Promise<void>
+}
+
+/**
+ * The peers the local network (tools/localnet, to come) will give the start command: a PLC
+ * and PDS, an authoritative DNS server on loopback, and the recipients' MX. The recipients'
+ * domain and MX are in the zone; the pool's records are the test's to publish.
+ */
+async function startNetwork(): Promise<Network> {
+  // The PDS's blobs and the services' temporary files, apart from everything else.
+  const dir = mkdtempSync(join(tmpdir(), 'atmos-full-path-'))
+  process.env.TMPDIR = dir
+  const sink = new MxSink({ name: RECEIVER, host: SINK_HOST })
+  const dns = new TestDnsServer()
+  const [pds, mxPort] = await Promise.all([TestNetworkNoAppView.create({}), sink.start(), dns.start()])
+  dns.set(RECEIVER, { MX: [{ priority: 10, exchange: `mx.${RECEIVER}` }] })
+  dns.set(`mx.${RECEIVER}`, { A: [SINK_HOST] })
+  return {
+    dir,
+    plcUrl: pds.plc.url,
+    pdsUrl: pds.pds.url,
+    dns,
+    sink,
+    mxPort,
+    close: async () => {
+      await sink.close()
+      await dns.close()
+      await pds.close()
+    },
+  }
+}
+
 const providerKey = (() => {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   return {
@@ -93,44 +135,6 @@ async function signAsProvider(message: string): Promise<string> {
   })
   if (!signatures) throw new Error(`not signed: ${JSON.stringify(errors)}`)
   return signatures + message
-}
-
-/** What the services need from the world around them: PLC and PDS, DNS, a recipient's MX. */
-type Network = {
-  plcUrl: string
-  pdsUrl: string
-  dns: TestDnsServer
-  /** The recipients' MX on SINK_HOST; `mxPort` is the port every MX host listens on. */
-  sink: MxSink
-  mxPort: number
-  close: () => Promise<void>
-}
-
-/**
- * The peers the local network (tools/localnet, to come) will give the start command: a PLC
- * and PDS, an authoritative DNS server on loopback, and the recipients' MX. The recipients'
- * domain and MX are in the zone; the pool's records are the test's to publish.
- */
-async function startNetwork(): Promise<Network> {
-  // The PDS's blobs and the services' temporary files, apart from everything else.
-  process.env.TMPDIR = mkdtempSync(join(tmpdir(), 'atmos-full-path-'))
-  const sink = new MxSink({ name: RECEIVER, host: SINK_HOST })
-  const dns = new TestDnsServer()
-  const [pds, mxPort] = await Promise.all([TestNetworkNoAppView.create({}), sink.start(), dns.start()])
-  dns.set(RECEIVER, { MX: [{ priority: 10, exchange: `mx.${RECEIVER}` }] })
-  dns.set(`mx.${RECEIVER}`, { A: [SINK_HOST] })
-  return {
-    plcUrl: pds.plc.url,
-    pdsUrl: pds.pds.url,
-    dns,
-    sink,
-    mxPort,
-    close: async () => {
-      await sink.close()
-      await dns.close()
-      await pds.close()
-    },
-  }
 }
 
 const entry = (pkg: string) => new URL('./index.ts', import.meta.resolve(pkg))
@@ -310,6 +314,9 @@ describe('the full path, every service its own process: enrol, send, bounce, com
     redis.disconnect()
     await tdb?.drop()
     await net?.close()
+    // Kept after a failure: the screenshot of the failed step, the services' files.
+    if (broken) console.log(`kept ${net?.dir}`)
+    else if (net) rmSync(net.dir, { recursive: true, force: true })
     console.log(`wall time: ${((Date.now() - started) / 1000).toFixed(1)} s`)
     for (const { name, exit } of stopped) assert.equal(exit.code, 0, `${name} stopped cleanly: ${JSON.stringify(exit)}`)
   })
