@@ -703,6 +703,26 @@ it('a burst of submissions survives SIGKILL of every service and a Redis restart
   assert.ok(duplicates <= 10 + CLIENTS, `${duplicates} duplicate deliveries`)
   assert.ok(spooledTwice <= CLIENTS, `${spooledTwice} messages spooled twice`)
 
+  // Each hard bounce sent its sender one bounce notice (RFC 3464), through the same kills;
+  // a second copy only where a delivery was killed mid-attempt, as for any message.
+  const notices = () => {
+    const by = new Map<number, number>()
+    for (const m of sink.received) {
+      if (m.mailFrom !== '' || !m.rcptTo.includes(`noreply@${MEMBER_DOMAIN}`)) continue
+      const id = /^In-Reply-To: <chaos-(\d+)@/im.exec(m.raw)?.[1]
+      if (id !== undefined) by.set(Number(id), (by.get(Number(id)) ?? 0) + 1)
+    }
+    return by
+  }
+  await waitFor('a bounce notice for every hard bounce', 60_000, async () =>
+    [...bounced].every((n) => notices().has(n)) ? true : undefined,
+  ).catch((err) => {
+    throw new Error(`${err.message}: ${[...bounced].filter((n) => !notices().has(n)).join(', ')}`)
+  })
+  const noticeCopies = [...notices().values()].reduce((sum, c) => sum + c - 1, 0)
+  t.diagnostic(`bounce notices ${notices().size}, second copies ${noticeCopies}`)
+  assert.ok(duplicates + noticeCopies <= 10 + CLIENTS, `${noticeCopies} duplicate notices`)
+
   // Every late bounce fbl-ingest answered 250 became a hard-bounce event for its recipient.
   await dsnLoop
   const lateDelivered = acceptedIds.filter((n) => lateBounces(n) && copies.has(n))
