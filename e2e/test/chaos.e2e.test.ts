@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -402,6 +402,12 @@ before(async () => {
 after(async () => {
   finished = true
   await live?.stop()
+  // Every process's log, each generation, for reading a failure (or a pass) afterwards.
+  const logDir = process.env.ATMOS_CHAOS_LOG_DIR
+  if (logDir) {
+    mkdirSync(logDir, { recursive: true })
+    for (const s of all) writeFileSync(join(logDir, `${s.name}.log`), s.logs())
+  }
   for (const s of all) if (s.proc) await s.proc.stop('SIGKILL')
   await sink?.close()
   await jetstream?.close()
@@ -524,6 +530,19 @@ it('a burst of submissions survives SIGKILL of every service and a Redis restart
 
   // The chaos schedule: one blow every eighth of the burst, each waiting for the previous
   // victim to be back. Churn of attestations keeps the labeler working through its kill.
+  const churnEvents: Array<{ did: string; domain: string; op: 'create' | 'delete' }> = []
+  const churn = (i: number) => {
+    const c = CHURN[i % CHURN.length]!
+    const op = i < CHURN.length ? 'create' : 'delete'
+    churnEvents.push({ ...c, op })
+    jetstream.commit(c.did, {
+      operation: op,
+      collection: ATTESTATION,
+      rkey: c.domain,
+      ...(op === 'create' ? { cid: `bafychurn${i}`, record: attestationRecord(c.domain) } : {}),
+    })
+  }
+  const churnTotal = CHURN.length + CHURN.length / 2
   // Redis goes last: by then every service has been restarted once, and each must find
   // its way back to an empty Redis by itself (queues, schedulers, delayed retries).
   let redisBackAt = 0
@@ -533,6 +552,8 @@ it('a burst of submissions survives SIGKILL of every service and a Redis restart
       name: s.name,
       hit: async () => {
         await s.kill()
+        // An attestation event while the labeler is down: its saved cursor must bring it back.
+        if (s === labeler && churnEvents.length < churnTotal) churn(churnEvents.length)
         await s.start()
       },
     })),
@@ -550,19 +571,6 @@ it('a burst of submissions survives SIGKILL of every service and a Redis restart
   const step = Math.floor(MESSAGES / (blows.length + 1))
   let blowsDone = 0
   let lastBlowAt = 0
-  const churnEvents: Array<{ did: string; domain: string; op: 'create' | 'delete' }> = []
-  const churn = (i: number) => {
-    const c = CHURN[i % CHURN.length]!
-    const op = i < CHURN.length ? 'create' : 'delete'
-    churnEvents.push({ ...c, op })
-    jetstream.commit(c.did, {
-      operation: op,
-      collection: ATTESTATION,
-      rkey: c.domain,
-      ...(op === 'create' ? { cid: `bafychurn${i}`, record: attestationRecord(c.domain) } : {}),
-    })
-  }
-  const churnTotal = CHURN.length + CHURN.length / 2
   const onAccepted = () => {
     // Attestations come and go through the burst: a create each, later a delete for half.
     if (accepted.count % Math.floor(MESSAGES / (churnTotal + 2)) === 0 && churnEvents.length < churnTotal)
@@ -767,6 +775,11 @@ it('a burst of submissions survives SIGKILL of every service and a Redis restart
       `${err.message}: ${JSON.stringify(labels.map((l) => [l.uri.slice(-20), l.val, l.neg]))}\n${labeler.logs().slice(-6000)}`,
     )
   })
+
+  // Each reconnection to Jetstream after the first resumed from a saved cursor, not live.
+  assert.ok(jetstream.connections.length >= 2, 'the labeler reconnected after its kill')
+  for (const c of jetstream.connections.slice(1))
+    assert.ok(c.cursor !== undefined && c.cursor > 0, `a reconnection without a cursor: ${JSON.stringify(c)}`)
 
   // The stream from cursor 0: seq strictly increasing, each (uri, val) once, signed, and the
   // same set as queryLabels. Seqs may skip: a label that changed moved to a new seq (the
