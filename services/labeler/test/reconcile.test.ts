@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, it } from 'node:test'
-import { attestations, verificationRuns } from '@atmos/db'
-import { TypedQueue, verifyAttestation } from '@atmos/queues'
+import { attestations, memberStatusChanges, verificationRuns } from '@atmos/db'
+import { memberStatusChanged, TypedQueue, verifyAttestation } from '@atmos/queues'
 import { goodMailZone, testRedisPrefix } from '@atmos/testkit'
 import { eq } from 'drizzle-orm'
 import { verifyJobId } from '../src/verify/requests.ts'
-import { eventually, type LabelerHarness, startLabeler } from './helpers.ts'
+import { eventually, type LabelerHarness, relayMember, startLabeler } from './helpers.ts'
 
 // Verification requests are recorded in Postgres and only carried by Redis: the ingester's
 // reconciler must hand back to the queue whatever Redis lost, within its configured interval.
@@ -71,4 +71,27 @@ it("a finished job under the request's id does not make the re-enqueue a no-op",
     'the request verified',
   )
   assert.equal(runs[0]?.outcome, 'pass')
+})
+
+it('a member-status event applied is marked applied with its labels, so the outbox stops sending it', async () => {
+  const did = 'did:plc:reconcilestatus2xyoun6zhxr'
+  const { memberId } = await relayMember(h.service.ctx.db, did, ['status.example'])
+  const [change] = await h.service.ctx.db
+    .insert(memberStatusChanges)
+    .values({ memberId, toStatus: 'suspended', reason: 'test', actor: 'operator:test', notifiedAt: new Date() })
+    .returning({ id: memberStatusChanges.id })
+  const queue = new TypedQueue(memberStatusChanged, h.service.ctx.redis, h.service.ctx.config.redis.prefix)
+  try {
+    await queue.enqueue({ did, status: 'suspended', reason: 'test', changeId: change!.id })
+  } finally {
+    await queue.close()
+  }
+  const applied = await eventually(async () => {
+    const [row] = await h.service.ctx.db
+      .select({ appliedAt: memberStatusChanges.appliedAt })
+      .from(memberStatusChanges)
+      .where(eq(memberStatusChanges.id, change!.id))
+    return row?.appliedAt ?? undefined
+  }, 10_000)
+  assert.ok(applied instanceof Date)
 })
