@@ -219,9 +219,12 @@ export async function notifyStatusChange(
 }
 
 /**
- * Sends the events of status changes that were recorded but never reached Redis (older than
- * `graceMs`, so a change being published right now is left to its own publisher). Returns
- * how many it sent; one that fails again waits for the next run.
+ * Sends the events of status changes the labeler has not applied: never reached Redis, or
+ * reached it and were lost with it (Redis keeps nothing on disk), older than `graceMs` so
+ * that a change being published right now is left to its own publisher. One still waiting
+ * or running in the queue is left alone; one whose job finished without being applied is
+ * replaced (its id would make the enqueue a no-op). Returns how many it sent; one that fails
+ * again waits for the next run.
  */
 export async function republishStatusChanges(
   db: Executor,
@@ -235,14 +238,23 @@ export async function republishStatusChanges(
       did: members.did,
       status: memberStatusChanges.toStatus,
       reason: memberStatusChanges.reason,
+      notifiedAt: memberStatusChanges.notifiedAt,
     })
     .from(memberStatusChanges)
     .innerJoin(members, eq(members.id, memberStatusChanges.memberId))
-    .where(and(isNull(memberStatusChanges.notifiedAt), lt(memberStatusChanges.at, cutoff)))
+    .where(and(isNull(memberStatusChanges.appliedAt), lt(memberStatusChanges.at, cutoff)))
     .orderBy(memberStatusChanges.id)
     .limit(opts.limit ?? 500)
   let sent = 0
-  for (const change of pending) {
+  for (const { notifiedAt, ...change } of pending) {
+    if (notifiedAt) {
+      const job = await queue.queue.getJob(statusJobId(change.changeId))
+      if (job) {
+        const state = await job.getState()
+        if (state !== 'completed' && state !== 'failed') continue
+        await job.remove()
+      }
+    }
     await notifyStatusChange(db, queue, change)
     sent++
   }

@@ -432,4 +432,25 @@ describe('member status', () => {
     assert.ok(sent?.notifiedAt, 'marked sent')
     assert.equal(await republishStatusChanges(h.db, h.queue, { graceMs: 0 }), 0, 'nothing left to send')
   })
+
+  it('an event Redis took and then lost (restarted empty) before the labeler applied it is sent again', async () => {
+    const m = await addMember(h.db, 'active')
+    const r = await setMemberStatus(h.db, h.queue, m.did, 'suspended', 'complaint rate 0.5 %', 'fbl-ingest')
+    assert.equal(r.enqueued, true)
+    const job = () => h.queue.queue.getJob(statusJobId(r.changeId))
+    const queuedAt = (await job())?.timestamp
+    await republishStatusChanges(h.db, h.queue, { graceMs: 0 })
+    assert.equal((await job())?.timestamp, queuedAt, 'a job still waiting is left alone')
+
+    // Redis restarted empty: the job is gone, though the change was marked notified.
+    await (await job())?.remove()
+    await republishStatusChanges(h.db, h.queue, { graceMs: 0 })
+    assert.deepEqual([(await job())?.data.did, (await job())?.data.status], [m.did, 'suspended'], 'sent again')
+
+    // The labeler applied it (in the transaction that moved the labels): nothing more to send.
+    await h.db.update(memberStatusChanges).set({ appliedAt: new Date() }).where(eq(memberStatusChanges.id, r.changeId))
+    await (await job())?.remove()
+    await republishStatusChanges(h.db, h.queue, { graceMs: 0 })
+    assert.equal(await job(), undefined, 'an applied change is not sent again')
+  })
 })

@@ -35,7 +35,10 @@ export const labelerSection = section({
     reconnectMax: field.duration('60s'),
     /** How often the cursor of events we drop (not ours) is saved. */
     cursorFlushInterval: field.duration('1s'),
-    /** How often verification requests that never reached the queue are re-enqueued. */
+    /**
+     * How often verification requests that never reached the queue (or that Redis lost, being
+     * restarted empty) are re-enqueued: any older than one interval, so caught up within two.
+     */
     reconcileInterval: field.duration('60s'),
     /**
      * Attestation rows one DID may hold, counting rejected and deleted ones: any account can

@@ -95,6 +95,8 @@ export class Sweeper {
   private worker: Worker | undefined
   private sweepQueue: TypedQueue<typeof reverifySweep> | undefined
   private verifyQueue: TypedQueue<typeof verifyAttestation> | undefined
+  private readonly scheduleCheckMs: number
+  private scheduleTimer: NodeJS.Timeout | undefined
   private readonly metrics
 
   constructor(opts: {
@@ -106,6 +108,8 @@ export class Sweeper {
     intervalMs: number
     rate: number
     clock?: Clock
+    /** How often the job scheduler is checked to still be in Redis; min(interval, 1 min) unless told. */
+    scheduleCheckMs?: number
   }) {
     this.clock = opts.clock ?? systemClock
     this.db = opts.db
@@ -114,6 +118,7 @@ export class Sweeper {
     this.prefix = opts.prefix
     this.intervalMs = opts.intervalMs
     this.rate = opts.rate
+    this.scheduleCheckMs = opts.scheduleCheckMs ?? Math.min(opts.intervalMs, 60_000)
     const registers = [opts.registry]
     const sweeper = this
     this.metrics = {
@@ -177,16 +182,13 @@ export class Sweeper {
   async start(): Promise<void> {
     const shared = this.connection()
     this.sweepQueue = new TypedQueue(reverifySweep, shared, this.prefix)
-    // Replicas starting together may each upsert and so cause one extra tick in the first
-    // interval; the job ids above absorb it. Leave a scheduler that is already right alone.
-    const existing = await this.sweepQueue.queue.getJobScheduler(SWEEP_SCHEDULER_ID)
-    if (Number(existing?.every) !== this.intervalMs) {
-      await this.sweepQueue.queue.upsertJobScheduler(
-        SWEEP_SCHEDULER_ID,
-        { every: this.intervalMs },
-        { name: reverifySweep.name, data: { intervalMs: this.intervalMs } },
-      )
-    }
+    await this.ensureSchedule(false)
+    // The schedule lives in Redis, which keeps nothing on disk: a Redis that restarted (or
+    // was flushed) under a running scheduler would otherwise never tick again, silently,
+    // until this process restarts. Put it back on reconnect and check on a beat.
+    shared.on('ready', () => void this.ensureScheduleQuietly())
+    this.scheduleTimer = setInterval(() => void this.ensureScheduleQuietly(), this.scheduleCheckMs)
+    this.scheduleTimer.unref()
     this.worker = createWorker(reverifySweep, this.connection(), this.prefix, (payload, job) =>
       this.sweep(payload.intervalMs, job),
     )
@@ -195,9 +197,42 @@ export class Sweeper {
     )
   }
 
+  /**
+   * Upserts the job scheduler unless it is in Redis as configured. Replicas starting
+   * together may each upsert and so cause one extra tick in the first interval; the job ids
+   * absorb it. A scheduler that is already right is left alone (an upsert restarts its beat).
+   */
+  private async ensureSchedule(restoring: boolean): Promise<void> {
+    const queue = this.sweepQueue
+    if (!queue) return
+    const existing = await queue.queue.getJobScheduler(SWEEP_SCHEDULER_ID)
+    if (Number(existing?.every) === this.intervalMs) return
+    await queue.queue.upsertJobScheduler(
+      SWEEP_SCHEDULER_ID,
+      { every: this.intervalMs },
+      { name: reverifySweep.name, data: { intervalMs: this.intervalMs } },
+    )
+    if (restoring)
+      this.logger.warn(
+        { intervalSeconds: this.intervalMs / 1000 },
+        'the sweep schedule was gone from Redis (restarted or flushed): put back',
+      )
+  }
+
+  private async ensureScheduleQuietly(): Promise<void> {
+    try {
+      await this.ensureSchedule(true)
+    } catch (err) {
+      this.logger[retryLogLevel(err)](errorFields(err), 'cannot check the sweep schedule; retrying')
+    }
+  }
+
   async stop(): Promise<void> {
+    clearInterval(this.scheduleTimer)
+    this.scheduleTimer = undefined
     await this.worker?.close()
     await this.sweepQueue?.close()
+    this.sweepQueue = undefined
     await this.verifyQueue?.close()
     this.verifyQueue = undefined
     await Promise.all(this.connections.map((c) => c.quit().catch(() => c.disconnect())))

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { attestations, createDb, type Db } from '@atmos/db'
-import { createRedis, createWorker, type Job, TypedQueue, verifyAttestation } from '@atmos/queues'
+import { createRedis, createWorker, type Job, reverifySweep, TypedQueue, verifyAttestation } from '@atmos/queues'
 import { createLogger } from '@atmos/runtime'
 import {
   createTestDatabase,
@@ -14,7 +14,7 @@ import {
 } from '@atmos/testkit'
 import type { Redis } from 'ioredis'
 import { Registry } from 'prom-client'
-import { Sweeper, scheduledJobId } from '../src/sweep.ts'
+import { SWEEP_SCHEDULER_ID, Sweeper, scheduledJobId } from '../src/sweep.ts'
 
 const entry = new URL('../src/index.ts', import.meta.url)
 const DIDS = Array.from({ length: 5 }, (_, i) => `did:plc:sweep${i}xyoun6zhxrhs64oiz`)
@@ -96,6 +96,45 @@ describe('re-verification sweeps', () => {
         jobs.map((j) => j.opts.delay).sort((a, b) => a! - b!),
         [0, 500, 1000, 1500, 2000, 2500],
       )
+    } finally {
+      await sweeper.stop()
+    }
+  })
+
+  it('a Redis that comes back empty (restarted, flushed) gets the sweep schedule back: sweeps go on', async () => {
+    const prefix = testRedisPrefix('sweep-flush')
+    prefixes.push(prefix)
+    const sweeper = new Sweeper({
+      db,
+      logger: createLogger('test', 'silent'),
+      registry: new Registry(),
+      redisUrl: TEST_REDIS_URL,
+      prefix,
+      intervalMs: 2_000,
+      rate: 1000,
+    })
+    const intervalsSwept = async () =>
+      new Set((await verifyJobs(prefix)).map((j) => Date.parse(j.data.requestedAt as string)))
+    const schedule = async () => {
+      const q = new TypedQueue(reverifySweep, redis, prefix)
+      try {
+        return await q.queue.getJobScheduler(SWEEP_SCHEDULER_ID)
+      } finally {
+        await q.close()
+      }
+    }
+    await sweeper.start()
+    try {
+      for (let deadline = Date.now() + 15_000; (await intervalsSwept()).size === 0; await sleep(100))
+        assert.ok(Date.now() < deadline, 'a first sweep')
+      // Redis keeps nothing on disk: a restart is this, every key gone under a live process.
+      assert.ok((await deletePrefix(redis, prefix)) > 0)
+      const flushedAt = Date.now()
+      // A sweep of an interval that began after the flush: the schedule was put back.
+      const later = async () => [...(await intervalsSwept())].some((start) => start > flushedAt)
+      for (let deadline = Date.now() + 20_000; !(await later()); await sleep(100))
+        assert.ok(Date.now() < deadline, 'no sweep since Redis lost the schedule')
+      assert.equal(Number((await schedule())?.every), 2_000)
     } finally {
       await sweeper.stop()
     }

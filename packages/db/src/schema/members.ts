@@ -113,10 +113,17 @@ export const memberStatusChanges = pgTable(
      * lost to a Redis outage is sent again by a reconciler until this is set (an outbox).
      */
     notifiedAt: at(),
+    /**
+     * When the labeler applied the event. Redis keeps nothing on disk: an event it took
+     * (notified) can still be lost with it before the labeler ran, so the reconciler sends
+     * again every change not applied, not only those never notified.
+     */
+    appliedAt: at(),
   },
   (t) => [
     index('member_status_changes_member_idx').on(t.memberId, t.at),
     index('member_status_changes_unnotified_idx').on(t.at).where(sql`notified_at IS NULL`),
+    index('member_status_changes_unapplied_idx').on(t.at).where(sql`applied_at IS NULL`),
   ],
 )
 

@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { LabelManager } from '../labels/manager.ts'
 import type { StoredLabel } from '../labels/writer.ts'
-import { enqueueRequests, type VerifyRequest } from '../verify/requests.ts'
+import { enqueueRequests, type VerifyRequest, verifyJobId } from '../verify/requests.ts'
 import type { IngestEvent } from './events.ts'
 import { FirehoseSource } from './firehose.ts'
 import { JetstreamSource, type SourceHandlers } from './jetstream.ts'
@@ -122,7 +122,9 @@ export class Ingester {
     void this.tryLead()
     this.timers.push(setInterval(() => void this.tryLead(), 5000))
     this.timers.push(setInterval(() => void this.flushCursor(), this.opts.cursorFlushMs))
-    this.timers.push(setInterval(() => void this.reconcile(), this.opts.reconcileMs))
+    // A request older than one interval has had its chance to be queued: a Redis that came
+    // back empty is caught up within two intervals, as the setting says, not a fixed minute.
+    this.timers.push(setInterval(() => void this.reconcile(this.opts.reconcileMs), this.opts.reconcileMs))
   }
 
   async stop(): Promise<void> {
@@ -252,7 +254,7 @@ export class Ingester {
     }
   }
 
-  /** Re-enqueues verification requests no worker has answered, older than `minAgeMs` (a minute on the timer). */
+  /** Re-enqueues verification requests no worker has answered, older than `minAgeMs` (an interval on the timer). */
   async reconcile(minAgeMs = 60_000): Promise<number> {
     if (!this.leader) return 0
     try {
@@ -277,6 +279,13 @@ export class Ingester {
         trigger: row.trigger === 'identity' || row.trigger === 'release' ? row.trigger : 'ingest',
         requestedAt: row.requestedAt!,
       }))
+      // A finished job is kept (for days, one that gave up: its retries spent while Postgres
+      // was down, say) under the request's id, which would make the enqueue a no-op and leave
+      // the request unanswered: replace it. One waiting or running is left alone.
+      for (const request of requests) {
+        const job = await this.verifyQueue.queue.getJob(verifyJobId(request))
+        if (job && ((await job.isFailed()) || (await job.isCompleted()))) await job.remove()
+      }
       await enqueueRequests(this.verifyQueue, requests, this.logger)
       return due.length
     } catch (err) {

@@ -1,5 +1,5 @@
-import { type Db, domains, members, type Tx, verificationStatus } from '@atmos/db'
-import { sql } from 'drizzle-orm'
+import { type Db, domains, memberStatusChanges, members, type Tx, verificationStatus } from '@atmos/db'
+import { and, eq, isNull, sql } from 'drizzle-orm'
 import { LABEL_VALUES } from './values.ts'
 import type { LabelWriter, StoredLabel, WantedLabel } from './writer.ts'
 
@@ -88,8 +88,20 @@ export class LabelManager {
     )
   }
 
-  /** A member or one of its domains was suspended, reinstated, added or removed. */
-  async applyMemberStatus(did: string, reason: string): Promise<StoredLabel[]> {
-    return this.db.transaction((tx) => this.recompute(tx, did, reason))
+  /**
+   * A member or one of its domains was suspended, reinstated, added or removed. `changeId`:
+   * the member_status_changes row the event announced, marked applied in the same
+   * transaction, so that an event lost with Redis after it was queued is sent again.
+   */
+  async applyMemberStatus(did: string, reason: string, changeId?: number): Promise<StoredLabel[]> {
+    return this.db.transaction(async (tx) => {
+      const emitted = await this.recompute(tx, did, reason)
+      if (changeId !== undefined)
+        await tx
+          .update(memberStatusChanges)
+          .set({ appliedAt: new Date() })
+          .where(and(eq(memberStatusChanges.id, changeId), isNull(memberStatusChanges.appliedAt)))
+      return emitted
+    })
   }
 }

@@ -36,7 +36,7 @@ export class LabelQueueWorkers {
     }
     this.workers.push(
       createWorker(memberStatusChanged, connection(), prefix, async (p) => {
-        const emitted = await manager.applyMemberStatus(p.did, `member ${p.status}: ${p.reason}`)
+        const emitted = await manager.applyMemberStatus(p.did, `member ${p.status}: ${p.reason}`, p.changeId)
         onLabels(emitted)
         logger.info({ did: p.did, status: p.status, labels: emitted.length }, 'member status applied')
         return { emitted: emitted.length }
