@@ -40,7 +40,7 @@ export type Fixture = {
 
 /** A started network on ports 0 with a temporary state directory and databases of its own. */
 export async function startNetwork(
-  opts: { inbound?: { host: string; port: number }; database?: TestDatabase } = {},
+  opts: { inbound?: { host: string; port: number }; database?: TestDatabase; pool?: LocalNetworkOptions['pool'] } = {},
 ): Promise<Fixture> {
   const database = opts.database ?? (await createTestDatabase())
   const plc = plcDatabase()
@@ -49,7 +49,7 @@ export async function startNetwork(
     stateDir,
     plcDatabaseUrl: plc.url,
     databaseUrl: database.url,
-    pool: POOL,
+    pool: opts.pool ?? POOL,
     inbound: opts.inbound ?? { host: '127.0.0.1', port: 9 },
   }
   const network = new LocalNetwork(options)
