@@ -4,18 +4,14 @@ import { activePoolKey } from '@atmos/dkim'
 import { type DnsRecords, type DnsZone, TestDnsServer } from '@atmos/testkit'
 import { type DemoAccount, LocalPds, LocalPlc } from './identity.ts'
 import { complaint, deliveryStatus, type ReportKey, reportKey, sendReport, sign } from './reports.ts'
+import { type NetworkPorts, SINK_DOMAIN, SINK_HOST, SINK_PROVIDER } from './settings.ts'
 import { Sink } from './sink.ts'
 import { readJson, writeJson } from './state.ts'
 import { startWeb, type WebServer } from './web.ts'
 import { addToZone, formatRecord, LIMITS, type PublishedRecord, sameRecord, ZoneLineError } from './zone.ts'
 
-/** The sink's own domain: its host name, and the domain its reports are signed and sent from. */
-export const SINK_DOMAIN = 'sink.localnet.test'
-export const SINK_HOST = `mx.${SINK_DOMAIN}`
-/** The feedback-loop provider fbl-ingest is configured to trust locally: the sink. */
-export const SINK_PROVIDER = { name: 'localnet-sink', dkimDomains: [SINK_DOMAIN], sendingDomains: [SINK_DOMAIN] }
-
-export type NetworkPorts = { plc: number; pds: number; dns: number; sink: number; web: number }
+export type { NetworkPorts }
+export { SINK_DOMAIN, SINK_HOST, SINK_PROVIDER }
 
 export type LocalNetworkOptions = {
   /** Where everything that must outlive a restart is kept (secrets 0600). */

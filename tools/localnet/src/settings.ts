@@ -1,10 +1,15 @@
 import { resolve } from 'node:path'
-import type { NetworkPorts } from './network.ts'
 
 // The few variables the network reads (README, "The local network"). The stack sets them
 // from its own port plan; run by hand, the defaults are the stack's.
 
 type Env = Record<string, string | undefined>
+
+/** The sink's own domain: its host name, and the domain its reports are signed and sent from. */
+export const SINK_DOMAIN = 'sink.localnet.test'
+export const SINK_HOST = `mx.${SINK_DOMAIN}`
+/** The feedback-loop provider fbl-ingest is configured to trust locally: the sink. */
+export const SINK_PROVIDER = { name: 'localnet-sink', dkimDomains: [SINK_DOMAIN], sendingDomains: [SINK_DOMAIN] }
 
 /** The default ports, before ATMOS_STACK_PORT_OFFSET: unprivileged, on loopback. */
 export const NETWORK_PORTS: Record<keyof NetworkPorts, { variable: string; port: number; what: string }> = {
@@ -14,6 +19,8 @@ export const NETWORK_PORTS: Record<keyof NetworkPorts, { variable: string; port:
   sink: { variable: 'ATMOS_LOCALNET_SINK_PORT', port: 2526, what: 'sink MX' },
   web: { variable: 'ATMOS_LOCALNET_WEB_PORT', port: 3001, what: 'network pages' },
 }
+
+export type NetworkPorts = { plc: number; pds: number; dns: number; sink: number; web: number }
 
 export type NetworkSettings = {
   stateDir: string
@@ -28,10 +35,14 @@ export class NetworkSettingsError extends Error {
   override name = 'NetworkSettingsError'
 }
 
-/** The services' database URL with another database name: the PLC directory's own. */
+/**
+ * The PLC directory's own database on the services' server: `<their name>_localnet_plc`
+ * (atmos_localnet_plc by default), so that DIDs stay paired with the members that name them.
+ */
 export function plcDatabaseUrl(databaseUrl: string): string {
   const u = new URL(databaseUrl)
-  u.pathname = '/atmos_localnet_plc'
+  const name = decodeURIComponent(u.pathname.replace(/^\//, '')) || 'atmos'
+  u.pathname = `/${encodeURIComponent(`${name}_localnet_plc`)}`
   return u.toString()
 }
 
