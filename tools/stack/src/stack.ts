@@ -138,6 +138,20 @@ try {
   process.exit(1)
 }
 
+// The admin's atproto sign-in needs its key-encryption key and OAuth client keys
+// (`admin oauth init`, which never overwrites either): without them sign-in is off.
+const adminCli = fileURLToPath(new URL('../../../services/admin/src/cli.ts', import.meta.url))
+try {
+  const out = execFileSync(process.execPath, [adminCli, 'oauth', 'init'], {
+    encoding: 'utf8',
+    env: envOf('admin'),
+  }).trim()
+  for (const line of out.split('\n')) say(`admin oauth: ${line}`)
+} catch (err) {
+  say(`admin oauth init failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`)
+  process.exit(1)
+}
+
 const parentWatch = new URL('./parent-watch.ts', import.meta.url).href
 let onNetworkReady: ((ready: NetworkReady) => void) | undefined
 const started = new Set<string>()
