@@ -9,6 +9,7 @@ source "$ATMOS_ROOT/scripts/deps.sh"
 cd "$ATMOS_ROOT"
 
 atmos_prepare
-# swaks: the README walkthrough sends with it. Offline without it, the stack still starts.
-atmos_ensure_apt swaks || echo "start: swaks could not be installed (apt-get install swaks); the stack starts anyway" >&2
+# swaks (with the Perl modules it needs for STARTTLS and AUTH, Recommends apt would skip):
+# the README walkthrough sends with it. Offline without it, the stack still starts.
+atmos_ensure_apt swaks libnet-ssleay-perl libio-socket-ssl-perl libauthen-sasl-perl || echo "start: swaks could not be installed (apt-get install swaks); the stack starts anyway" >&2
 exec node tools/stack/src/stack.ts "$@"

@@ -84,6 +84,9 @@ export function planNetwork(base: Env, offset: number): NetworkPlan {
     ATMOS_FBL_INGEST_DNS_SERVERS: '127.0.0.1',
     ATMOS_FBL_INGEST_DNS_PORT: dns,
     ATMOS_FBL_INGEST_FEEDBACK_PROVIDERS: JSON.stringify([SINK_PROVIDER]),
+    // A newcomer sends a handful of messages, not the hundred a real window needs before its
+    // rates decide anything: locally two do, so that a bounce and a complaint show their effect.
+    ATMOS_FBL_INGEST_THRESHOLDS_MIN_VOLUME: '2',
   }
   for (const key of Object.keys(serviceDefaults)) if (base[key] !== undefined) delete serviceDefaults[key]
   return { env, serviceDefaults, listeners, ports }
