@@ -125,7 +125,16 @@ describe('the sink MX', () => {
   })
 
   it('answers the next recipient with the bounce asked for, once', async () => {
-    await api('/api/sink/next', { reply: 'hard' })
+    // The page's button: a same-origin form post.
+    const web = f.network.info().webUrl
+    const button = await fetch(`${web}/sink/next`, {
+      method: 'POST',
+      redirect: 'manual',
+      headers: { origin: web, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'reply=hard',
+    })
+    assert.equal(button.status, 303)
+    assert.match(await (await fetch(`${web}/sink`)).text(), /The next recipient is <strong>answered 550 5\.1\.1/)
     await assert.rejects(send('hard', key.pem), (err: { responseCode?: number; response?: string }) => {
       assert.equal(err.responseCode, 550)
       assert.match(err.response ?? '', /5\.1\.1/)
