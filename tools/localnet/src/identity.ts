@@ -159,6 +159,7 @@ export class LocalPds {
     if (known?.did && known.handle === handle) {
       // The state says it exists; sign in to be sure the PDS data agrees.
       await agent.login({ identifier: handle, password })
+      await this.followPort(known.did)
       return { did: known.did, handle, email, password }
     }
     try {
@@ -171,6 +172,18 @@ export class LocalPds {
     const did = agent.session!.did
     writeJson(path, { did, handle, email })
     return { did, handle, email, password }
+  }
+
+  /**
+   * The DID document names the PDS by its URL, port included: a stack restarted with another
+   * port offset would leave the account pointing where nothing listens, and its sign-in at
+   * the admin would fail. The PDS holds the DID's rotation key and moves it to where it is.
+   */
+  private async followPort(did: string): Promise<void> {
+    const { plcClient, plcRotationKey } = this.pds.ctx
+    const data = await plcClient.getDocumentData(did)
+    if (data.services.atproto_pds?.endpoint === this.url) return
+    await plcClient.updatePds(did, plcRotationKey, this.url)
   }
 
   async stop(): Promise<void> {

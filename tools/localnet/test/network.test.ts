@@ -43,19 +43,21 @@ describe('the local network: PLC, PDS and the demo account', () => {
       assert.equal(statSync(join(f.stateDir, file)).mode & 0o777, 0o600, file)
   })
 
-  it('after stop and start on the same state directory the demo DID and password are the same', async () => {
+  it('after stop and start on the same state directory the demo DID and password are the same, and its DID document follows the PDS to its new port', async () => {
     const first = f.network.info()
     await f.network.stop()
-    // The PDS's URL is in the DID document: a restarted stack keeps its ports.
-    f.network = new LocalNetwork({
-      ...f.options,
-      ports: { pds: f.network.opts.ports?.pds ?? Number(new URL(first.pdsUrl).port) },
-    })
+    // Another port this time (another ATMOS_STACK_PORT_OFFSET): the DID document follows it.
+    f.network = new LocalNetwork(f.options)
     const second = await f.network.start()
     assert.equal(second.demo.did, first.demo.did)
     assert.equal(second.demo.password, first.demo.password)
     const agent = new AtpAgent({ service: second.pdsUrl })
     await agent.login({ identifier: second.demo.handle, password: second.demo.password })
     assert.equal(agent.session?.did, first.demo.did)
+    assert.notEqual(second.pdsUrl, first.pdsUrl)
+    const doc = (await (await fetch(`${second.plcUrl}/${first.demo.did}`)).json()) as {
+      service: { id: string; serviceEndpoint: string }[]
+    }
+    assert.equal(doc.service.find((s) => s.id === '#atproto_pds')?.serviceEndpoint, second.pdsUrl)
   })
 })
