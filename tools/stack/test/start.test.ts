@@ -29,7 +29,8 @@ it("the README's start command brings the local network and all five services up
   const stack = startStack(env)
   cleanups.push(stack.stop)
 
-  await stack.waitFor('stack: press Ctrl-C to stop')
+  // Generous: the network (a PDS among it) and five services start on a busy two-core machine.
+  await stack.waitFor('stack: press Ctrl-C to stop', 300_000)
   const out = stack.output()
   const summary = out.slice(out.indexOf('stack: all services started:'))
   for (const service of SERVICES) {
