@@ -181,7 +181,12 @@ export class LocalPds {
    */
   private async followPort(did: string): Promise<void> {
     const { plcClient, plcRotationKey } = this.pds.ctx
-    const data = await plcClient.getDocumentData(did)
+    const data = await plcClient.getDocumentData(did).catch((err: Error) => {
+      throw new Error(
+        `the demo account ${did} is in the PDS's data but not in the PLC directory (${err.message}): the state ` +
+          'directory and the PLC database belong together; remove the state directory (.state/localnet) to start afresh',
+      )
+    })
     if (data.services.atproto_pds?.endpoint === this.url) return
     await plcClient.updatePds(did, plcRotationKey, this.url)
   }
