@@ -62,6 +62,13 @@ export class TestDnsServer {
   zone: DnsZone
   /** Every question received, in order: lets a test assert that nothing was asked. */
   readonly queries: DnsQuery[] = []
+  /**
+   * Records of a name the zone does not hold (a wildcard of sorts: the local network sends
+   * every recipient domain to its sink); undefined answers NXDOMAIN as before.
+   */
+  fallback: ((name: string) => DnsRecords | undefined) | undefined
+  /** False stops keeping `queries` (a long-running server would grow it without end). */
+  recordQueries = true
   private udp: UDPServer | undefined
   private tcp: TCPServer | undefined
   private readonly sockets = new Set<Socket>()
@@ -141,7 +148,7 @@ export class TestDnsServer {
   private lookup(name: string): DnsRecords | undefined {
     const wanted = normalize(name)
     for (const [key, records] of Object.entries(this.zone)) if (normalize(key) === wanted) return records
-    return undefined
+    return this.fallback?.(wanted)
   }
 
   private behaviourOf(records: DnsRecords | undefined, type: DnsRecordType | undefined): DnsBehaviour | undefined {
@@ -160,7 +167,8 @@ export class TestDnsServer {
       return
     }
     const type = TYPE_NAMES.get(question.type)
-    this.queries.push({ name: question.name, type: type ?? Packet.typeName(question.type), transport })
+    if (this.recordQueries)
+      this.queries.push({ name: question.name, type: type ?? Packet.typeName(question.type), transport })
 
     const records = this.lookup(question.name)
     const behaviour = this.behaviourOf(records, type)

@@ -18,7 +18,7 @@ export class StackConfigError extends Error {
 }
 
 export type Listener = {
-  service: ServiceName
+  service: ServiceName | 'localnet'
   /** What listens there, as the summary and a port clash name it. */
   what: string
   host: string

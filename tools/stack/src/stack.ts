@@ -8,7 +8,15 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { redactUrl, runMigrations } from '@atmos/db'
-import { type PlannedService, planServices, StackConfigError } from './plan.ts'
+import {
+  NETWORK_ENTRY,
+  type NetworkPlan,
+  type NetworkReady,
+  networkSummary,
+  networkWanted,
+  planNetwork,
+} from './network.ts'
+import { type PlannedService, planServices, portOffset, StackConfigError } from './plan.ts'
 import { portProblems } from './ports.ts'
 import { formatListener, type LoggedListener, listenerFromLog } from './summary.ts'
 import { ensureSelfSignedCertificate } from './tls.ts'
@@ -64,8 +72,12 @@ const certFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE ?? '.state/rel
 const keyFile = process.env.ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE ?? '.state/relay/tls.key'
 
 let planned: PlannedService[]
+let network: NetworkPlan | undefined
 try {
+  if (networkWanted(process.argv.slice(2), process.env))
+    network = planNetwork({ ...process.env, ...poolEnv }, portOffset(process.env))
   planned = planServices({
+    ...network?.serviceDefaults,
     ...process.env,
     ...poolEnv,
     ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE: certFile,
@@ -78,7 +90,7 @@ try {
 }
 const envOf = (name: string) => planned.find((s) => s.name === name)!.env
 
-const taken = await portProblems(planned.flatMap((s) => s.listeners))
+const taken = await portProblems([...(network?.listeners ?? []), ...planned.flatMap((s) => s.listeners)])
 if (taken.length) {
   for (const problem of taken) say(problem)
   say('nothing started')
@@ -126,42 +138,87 @@ try {
   process.exit(1)
 }
 
-const parentWatch = new URL('./parent-watch.ts', import.meta.url).href
-if (!stopping)
-  running = planned.map((service) => {
-    const child = spawn(process.execPath, ['--import', parentWatch, service.entry], {
-      env: service.env,
-      // stdin: the pipe parent-watch.ts watches; the stack never writes to it.
-      stdio: ['pipe', 'pipe', 'pipe'],
-      // A group of its own: Ctrl-C in the terminal reaches only the stack, which then stops
-      // each service once with SIGTERM (a second signal would skip the service's drain).
-      detached: true,
-    })
-    const entry: Running = {
-      name: service.name,
-      child,
-      listeners: [],
-      exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
-    }
-    createInterface({ input: child.stdout! }).on('line', (line) => onLog(entry, line))
-    createInterface({ input: child.stderr! }).on('line', (line) =>
-      process.stderr.write(`${service.name.padEnd(10)} ${line}\n`),
-    )
-    entry.exited.then((code) => {
-      if (!stopping) {
-        say(`${service.name} exited unexpectedly (code ${code}); stopping the stack`)
-        void stopAll(1)
-      }
-    })
-    return entry
-  })
+// The admin's atproto sign-in needs its key-encryption key and OAuth client keys
+// (`admin oauth init`, which never overwrites either): without them sign-in is off.
+const adminCli = fileURLToPath(new URL('../../../services/admin/src/cli.ts', import.meta.url))
+try {
+  const out = execFileSync(process.execPath, [adminCli, 'oauth', 'init'], {
+    encoding: 'utf8',
+    env: envOf('admin'),
+  }).trim()
+  for (const line of out.split('\n')) say(`admin oauth: ${line}`)
+} catch (err) {
+  say(`admin oauth init failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`)
+  process.exit(1)
+}
 
+const parentWatch = new URL('./parent-watch.ts', import.meta.url).href
+let onNetworkReady: ((ready: NetworkReady) => void) | undefined
 const started = new Set<string>()
+
+function spawnWatched(name: string, entry: string, env: Record<string, string | undefined>): Running {
+  const child = spawn(process.execPath, ['--import', parentWatch, entry], {
+    env,
+    // stdin: the pipe parent-watch.ts watches; the stack never writes to it.
+    stdio: ['pipe', 'pipe', 'pipe'],
+    // A group of its own: Ctrl-C in the terminal reaches only the stack, which then stops
+    // each child once with SIGTERM (a second signal would skip the service's drain).
+    detached: true,
+  })
+  const running: Running = {
+    name,
+    child,
+    listeners: [],
+    exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
+  }
+  createInterface({ input: child.stdout! }).on('line', (line) => onLog(running, line))
+  createInterface({ input: child.stderr! }).on('line', (line) => process.stderr.write(`${name.padEnd(10)} ${line}\n`))
+  running.exited.then((code) => {
+    if (!stopping) {
+      say(`${name} exited unexpectedly (code ${code}); stopping the stack`)
+      void stopAll(1)
+    }
+  })
+  return running
+}
+
+// The local network comes after the relay's keys (its DNS publishes the pool's DKIM key)
+// and before the services, which are pointed at it.
+let networkReady: NetworkReady | undefined
+if (network && !stopping) {
+  const fbl = envOf('fbl-ingest')
+  const entry = spawnWatched('localnet', NETWORK_ENTRY, {
+    ...network.env,
+    ATMOS_DATABASE_URL: databaseUrl,
+    ATMOS_FBL_INGEST_SMTP_HOST: fbl.ATMOS_FBL_INGEST_SMTP_HOST,
+    ATMOS_FBL_INGEST_SMTP_PORT: fbl.ATMOS_FBL_INGEST_SMTP_PORT,
+  })
+  running = [entry]
+  say('starting the local network (PLC, PDS, DNS, sink MX)')
+  networkReady = await new Promise<NetworkReady | undefined>((resolve) => {
+    onNetworkReady = resolve
+    entry.exited.then(() => resolve(undefined))
+  })
+  if (!networkReady) {
+    // Its exit has already stopped the stack; its log said why.
+    await new Promise(() => {})
+  }
+}
+
+if (!stopping)
+  running = [...running, ...planned.map((service) => spawnWatched(service.name, service.entry, service.env))]
+
 function onLog(entry: Running, line: string) {
   let parsed: Record<string, unknown> = {}
   try {
     parsed = JSON.parse(line)
   } catch {}
+  if (entry.name === 'localnet' && parsed.msg === 'local network ready') {
+    started.add(entry.name)
+    onNetworkReady?.(parsed as unknown as NetworkReady)
+    // The ready line holds the demo password: the summary prints it once, not the log too.
+    return
+  }
   const listener = listenerFromLog(parsed)
   if (listener) entry.listeners.push(listener)
   // Quiet keeps errors: a service that cannot start must say why (a port taken since the check).
@@ -176,5 +233,6 @@ function onLog(entry: Running, line: string) {
 function printReady() {
   say('all services started:')
   for (const r of running) for (const l of r.listeners) say(`  ${r.name.padEnd(10)} ${formatListener(l)}`)
+  if (networkReady) for (const line of networkSummary(networkReady)) say(line)
   say('press Ctrl-C to stop')
 }

@@ -90,3 +90,37 @@ it('an ATMOS_STACK_PORT_OFFSET that would push a port past 65535 is refused by n
   assert.equal(code, 2, out)
   assert.match(out, /ATMOS_STACK_PORT_OFFSET="60000": a whole number from 0 to \d+/)
 })
+
+it('with the local network on, its ports are checked too, and --no-network leaves them out', async () => {
+  const offset = 1000 + Math.floor(Math.random() * 20_000)
+  const pds = 2584 + offset
+  const relayOps = SERVICES.find((s) => s.name === 'relay')!.port + offset
+  await holdPort(pds)
+  await holdPort(relayOps)
+  const on = await runToExit({ ATMOS_STACK_PORT_OFFSET: String(offset), ATMOS_STACK_NETWORK: 'on' })
+  assert.equal(on.code, 1, on.out)
+  assert.ok(
+    on.out.includes(
+      `port ${pds} is taken: 127.0.0.1:${pds} (localnet PDS, set by ATMOS_STACK_PORT_OFFSET (2584 + offset))`,
+    ),
+    on.out,
+  )
+  const stack = startStack(
+    stackEnv(NO_DATABASE, { ATMOS_STACK_PORT_OFFSET: String(offset), ATMOS_STACK_NETWORK: 'on' }),
+    'stack.ts',
+    ['--no-network'],
+  )
+  const off = { code: await stack.exited, out: stack.output() }
+  assert.equal(off.code, 1, off.out)
+  assert.ok(off.out.includes(`port ${relayOps} is taken`), off.out)
+  assert.doesNotMatch(off.out, /localnet/)
+})
+
+it('an unknown argument or ATMOS_STACK_NETWORK value is refused by name', async () => {
+  const bad = await runToExit({ ATMOS_STACK_NETWORK: 'maybe' })
+  assert.equal(bad.code, 2, bad.out)
+  assert.ok(bad.out.includes('ATMOS_STACK_NETWORK="maybe": on or off'), bad.out)
+  const stack = startStack(stackEnv(NO_DATABASE), 'stack.ts', ['--network-please'])
+  assert.equal(await stack.exited, 2, stack.output())
+  assert.match(stack.output(), /unknown argument "--network-please": the start command takes --no-network only/)
+})

@@ -37,6 +37,10 @@ export function stackEnv(databaseUrl: string, extra: Record<string, string> = {}
     ATMOS_RELAY_SUBMISSION_TLS_CERT_FILE: join(state, 'relay', 'tls.crt'),
     ATMOS_RELAY_SUBMISSION_TLS_KEY_FILE: join(state, 'relay', 'tls.key'),
     ATMOS_ADMIN_KEK_FILE: join(state, 'admin', 'kek'),
+    ATMOS_ADMIN_OAUTH_KEYS_FILE: join(state, 'admin', 'oauth-keys.json'),
+    ATMOS_LOCALNET_STATE_DIR: join(state, 'localnet'),
+    // The services alone unless a test asks for the local network (start.test.ts does).
+    ATMOS_STACK_NETWORK: 'off',
     ...extra,
   }
   // The test runner's own ATMOS_HTTP_PORT (if any) is not the stack's business.
@@ -46,8 +50,12 @@ export function stackEnv(databaseUrl: string, extra: Record<string, string> = {}
 }
 
 /** Starts `bash start.sh` or `node stack.ts` in a process group of its own. */
-export function startStack(env: Record<string, string>, how: 'start.sh' | 'stack.ts' = 'start.sh'): StackProcess {
-  const [cmd, args] = how === 'start.sh' ? ['bash', [startScript]] : [process.execPath, [stackScript]]
+export function startStack(
+  env: Record<string, string>,
+  how: 'start.sh' | 'stack.ts' = 'start.sh',
+  argv: string[] = [],
+): StackProcess {
+  const [cmd, args] = how === 'start.sh' ? ['bash', [startScript, ...argv]] : [process.execPath, [stackScript, ...argv]]
   const child = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true })
   let out = ''
   const waiters = new Set<() => void>()
