@@ -9,6 +9,7 @@ export {
   SINK_HOST,
   SINK_PROVIDER,
 } from './network.ts'
+export { type NetworkAddresses, serviceDefaults } from './service-env.ts'
 export { type NetworkSettings, networkSettings, plcDatabaseUrl } from './settings.ts'
 export { type NextReply, REPLIES, type SinkEntry, type Verdicts } from './sink.ts'
 export { formatRecord, type PublishedRecord, parseZoneLine, parseZoneText, ZoneLineError } from './zone.ts'

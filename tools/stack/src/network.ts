@@ -3,7 +3,8 @@
 // service so that they reach it instead of Jetstream, the internet's DNS and real MX hosts.
 // A variable the user set always wins.
 import { fileURLToPath } from 'node:url'
-import { NETWORK_PORTS, SINK_PROVIDER } from '../../localnet/src/settings.ts'
+import { serviceDefaults as localServiceDefaults } from '../../localnet/src/service-env.ts'
+import { NETWORK_PORTS } from '../../localnet/src/settings.ts'
 import type { Listener } from './plan.ts'
 import { StackConfigError } from './plan.ts'
 
@@ -59,35 +60,13 @@ export function planNetwork(base: Env, offset: number): NetworkPlan {
   const plc = `http://127.0.0.1:${ports.plc}`
   // The PDS's own URL (dev mode serves http://localhost:<port>): the one in its DID documents.
   const pds = `http://localhost:${ports.pds}`
-  const dns = String(ports.dns)
-  const serviceDefaults: Env = {
-    // Labeler: the PDS's firehose instead of Jetstream; DIDs and domains checked locally.
-    ATMOS_LABELER_INGEST_SOURCE: 'firehose',
-    ATMOS_LABELER_INGEST_FIREHOSE_URL: pds,
-    ATMOS_LABELER_VERIFY_PLC_URL: plc,
-    ATMOS_LABELER_VERIFY_DNS_SERVERS: '127.0.0.1',
-    ATMOS_LABELER_VERIFY_DNS_PORT: dns,
-    // Relay: MX lookups in the local DNS, every MX host is the sink on its port.
-    ATMOS_RELAY_DELIVERY_DNS_SERVERS: '127.0.0.1',
-    ATMOS_RELAY_DELIVERY_DNS_PORT: dns,
-    ATMOS_RELAY_DELIVERY_MX_PORT: String(ports.sink),
-    // Admin: sign-in on the local PDS (plain HTTP), the wizard's checks on the local DNS and PLC.
-    ATMOS_ADMIN_OAUTH_PLC_URL: plc,
-    ATMOS_ADMIN_OAUTH_HANDLE_RESOLVER: pds,
-    ATMOS_ADMIN_OAUTH_ALLOW_HTTP: 'true',
-    ATMOS_ADMIN_ENROLL_PLC_URL: plc,
-    ATMOS_ADMIN_ENROLL_DNS_SERVERS: '127.0.0.1',
-    ATMOS_ADMIN_ENROLL_DNS_PORT: dns,
-    ATMOS_ADMIN_ENROLL_SPF_INCLUDE: `_spf.${pool}`,
-    ATMOS_ADMIN_ENROLL_MX_HOST: `mx.${pool}`,
-    // fbl-ingest: reports checked on the local DNS, the sink trusted as a feedback-loop provider.
-    ATMOS_FBL_INGEST_DNS_SERVERS: '127.0.0.1',
-    ATMOS_FBL_INGEST_DNS_PORT: dns,
-    ATMOS_FBL_INGEST_FEEDBACK_PROVIDERS: JSON.stringify([SINK_PROVIDER]),
-    // A newcomer sends a handful of messages, not the hundred a real window needs before its
-    // rates decide anything: locally two do, so that a bounce and a complaint show their effect.
-    ATMOS_FBL_INGEST_THRESHOLDS_MIN_VOLUME: '2',
-  }
+  const serviceDefaults: Env = localServiceDefaults({
+    plcUrl: plc,
+    pdsUrl: pds,
+    dnsPort: ports.dns,
+    sinkPort: ports.sink,
+    poolDomain: pool,
+  })
   for (const key of Object.keys(serviceDefaults)) if (base[key] !== undefined) delete serviceDefaults[key]
   return { env, serviceDefaults, listeners, ports }
 }
