@@ -14,7 +14,9 @@ atmos_ensure_apt docker-compose python3-dkim chromium prometheus
 echo "== lint" >&2
 biome ci --reporter=summary .
 echo "== typecheck" >&2
-turbo run typecheck --output-logs=errors-only
+# The workspace as one program (tsconfig.json): per package (`turbo run typecheck`) every
+# package re-checks the sources it imports, ~9 times the CPU for the same verdict.
+tsc -p tsconfig.json
 echo "== fresh test database" >&2
 node packages/testkit/src/bin/reset-test-database.ts
 echo "== tests" >&2

@@ -6,8 +6,13 @@
 //     `--name value`; an unknown command or option, a missing or extra argument: the message
 //     and the usage on stderr, exit 64 (EX_USAGE).
 //   - a bad configuration exits 2 naming the field, as the services do.
+// A CLI imports it as `@atmos/config/cli`, which loads this parser alone (no zod, no config
+// loader), and declares each command's usage statically with a `run` that imports the
+// command's work: help and usage errors then cost a Node start and this file, not a service.
 import { type ParseArgsConfig, parseArgs } from 'node:util'
-import { ConfigError } from './load.ts'
+import { ConfigError } from './config-error.ts'
+
+export { parseDuration } from './duration.ts'
 
 export const EX_USAGE = 64
 export const EX_CONFIG = 2

@@ -1,23 +1,10 @@
 import { z } from 'zod'
+import { parseDuration } from './duration.ts'
+
+export { parseDuration }
 
 // Field builders for config schemas. Every value may arrive as a string (from the
 // environment) or as its JSON type (from the config file), so each builder accepts both.
-
-const DURATION_UNITS: Record<string, number> = {
-  ms: 1,
-  s: 1000,
-  m: 60_000,
-  h: 3_600_000,
-  d: 86_400_000,
-}
-
-/** Parses "250ms", "30s", "5m", "24h", "14d", a bare number of milliseconds, or returns NaN. */
-export function parseDuration(value: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value)
-  if (!match) return Number.NaN
-  const unit = (match[2] ?? 'ms').toLowerCase()
-  return Math.round(Number(match[1]) * (DURATION_UNITS[unit] ?? Number.NaN))
-}
 
 const TRUE = new Set(['true', '1', 'yes', 'on'])
 const FALSE = new Set(['false', '0', 'no', 'off'])

@@ -1,11 +1,9 @@
 import { readFileSync } from 'node:fs'
 import { type ParseError, parse as parseJsonc, printParseErrorCode } from 'jsonc-parser'
 import type { z } from 'zod'
+import { ConfigError } from './config-error.ts'
 
-/** A configuration that cannot be used; the message names every offending field and its source. */
-export class ConfigError extends Error {
-  override name = 'ConfigError'
-}
+export { ConfigError }
 
 export const ENV_PREFIX = 'ATMOS'
 export const CONFIG_FILE_ENV = `${ENV_PREFIX}_CONFIG`

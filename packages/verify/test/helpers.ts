@@ -18,10 +18,12 @@ export function goodZone(domain: string, did = DID): DnsZone {
 export { withNames }
 
 /**
- * Short timeouts so that a silent server turns into ETIMEOUT quickly. The server shares the
- * test's event loop, so a test that makes it encode huge answers asks for a patient resolver.
+ * A silent name costs a test this long before it turns into ETIMEOUT, but every answer must come
+ * within it: the server shares the test's event loop, and with other test files running beside it
+ * on a busy machine a loopback answer took over 300 ms (a `pass` became `temperror`). Idle time
+ * is cheap; a wrong verdict is not.
  */
-export function resolverFor(server: TestDnsServer, timeoutMs = 300): DnsResolver {
+export function resolverFor(server: TestDnsServer, timeoutMs = 5000): DnsResolver {
   return createDnsResolver({ servers: ['127.0.0.1'], port: server.port, timeoutMs, tries: 1 })
 }
 

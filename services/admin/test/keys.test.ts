@@ -49,7 +49,7 @@ before(async () => {
     keysRoutes({
       sql,
       keyring,
-      dns: createDnsResolver({ servers: [dns.address], timeoutMs: 500, tries: 1 }),
+      dns: createDnsResolver({ servers: [dns.address], timeoutMs: 5000, tries: 1 }),
       config: { spfInclude: '_spf.pool.example', checkTimeout: 5000, oldKeyRetention: 4 * 86_400_000 },
       limiter: new CheckRateLimiter(1000, 60_000),
       // Stands in for the member's PDS (the browser test writes to a real one).
@@ -238,7 +238,7 @@ describe('/account/domains/:domain/keys', () => {
     assert.equal(audit!.actor, `admin:${d}`)
     assert.equal(audit!.detail.uri, `at://${d}/email.atmos.attestation/${domain}`)
     // The labeler's DKIM check over the new attestation's selectors passes.
-    const resolver = createDnsResolver({ servers: [dns.address], timeoutMs: 500, tries: 1 })
+    const resolver = createDnsResolver({ servers: [dns.address], timeoutMs: 5000, tries: 1 })
     const check = await checkDkim(domain, published[0]!.dkimSelectors, resolver)
     assert.equal(check.outcome, 'pass', check.reason)
 
@@ -275,7 +275,7 @@ describe('/account/domains/:domain/keys', () => {
       keysRoutes({
         sql,
         keyring: undefined,
-        dns: createDnsResolver({ servers: [dns.address], timeoutMs: 500, tries: 1 }),
+        dns: createDnsResolver({ servers: [dns.address], timeoutMs: 5000, tries: 1 }),
         config: { spfInclude: '_spf.pool.example', checkTimeout: 5000, oldKeyRetention: 86_400_000 },
         limiter: new CheckRateLimiter(1, 60_000),
         publish: async () => assert.fail('not reached'),

@@ -15,76 +15,10 @@
 // from the usual config: `fblIngest.pool.*` in $ATMOS_CONFIG or ATMOS_FBL_INGEST_POOL_*.
 // Without the secret file, tokens cannot be verified: the command says so on stderr and
 // prints the other hints.
-import { readFileSync } from 'node:fs'
-import { command, loadConfig, poolSection, runCli } from '@atmos/config'
-import { type Classification, type ClassifyOptions, classifyMessage } from '@atmos/mail-feedback'
-import { z } from 'zod'
+// Usage is declared here; each command's work is imported only when it runs (src/classify-command.ts,
+// src/ops-commands.ts), so that help and usage errors load the argument parser alone.
+import { command, runCli } from '@atmos/config/cli'
 import { OPS_COMMANDS } from './ops-cli.ts'
-
-const EX_NOINPUT = 66
-
-const cliConfigSchema = z.object({
-  fblIngest: z.object({ pool: poolSection }).prefault({}),
-})
-
-function classifyOptions(): ClassifyOptions {
-  const { pool } = loadConfig(cliConfigSchema).fblIngest
-  const opts: ClassifyOptions = { feedbackSenderId: pool.feedbackSenderId, poolDomain: pool.domain }
-  let secret = ''
-  try {
-    secret = readFileSync(pool.tokenSecretFile, 'utf8').trim()
-  } catch (err) {
-    console.error(
-      `fbl-ingest classify: token secret ${pool.tokenSecretFile} unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'}); VERP and X-Atmos-Ref tokens are not verified`,
-    )
-  }
-  if (secret) opts.verp = { secret, bounceDomain: pool.bounceDomain, prefix: pool.verpPrefix }
-  return opts
-}
-
-/** One line per recipient; a message without recipients (not a report, unreadable) still gets one. */
-function classificationLines(file: string, c: Classification): Record<string, unknown>[] {
-  const report = c.kind !== 'other' && c.kind !== 'unparseable'
-  const tail = {
-    ...(c.feedback ? { feedbackType: c.feedback.feedbackType } : {}),
-    attribution: c.attribution,
-    ...(c.notes.length ? { notes: c.notes } : {}),
-  }
-  if (!c.recipients.length) return [{ file, kind: c.kind, report, ...tail }]
-  return c.recipients.map((r) => ({
-    file,
-    kind: c.kind,
-    report,
-    address: r.address,
-    action: r.action,
-    status: r.status,
-    replyCode: r.replyCode,
-    reason: r.reason,
-    hard: r.hard,
-    remoteMta: r.remoteMta,
-    diagnostic: r.diagnostic,
-    ...tail,
-  }))
-}
-
-async function classify(files: string[]): Promise<number> {
-  const opts = classifyOptions()
-  let code = 0
-  for (const file of files) {
-    let raw: Buffer
-    try {
-      raw = readFileSync(file)
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException
-      console.error(`fbl-ingest classify: cannot read ${file}: ${e.code === 'ENOENT' ? 'no such file' : e.message}`)
-      code = EX_NOINPUT
-      continue
-    }
-    const c = await classifyMessage(raw, opts)
-    for (const line of classificationLines(file, c)) console.log(JSON.stringify(line))
-  }
-  return code
-}
 
 const classifyCommand = command({
   usage: 'FILE...',
@@ -96,7 +30,7 @@ const classifyCommand = command({
   args: [{ name: 'FILE...', help: 'a message as received (RFC 5322), one per file' }],
   min: 1,
   max: Number.POSITIVE_INFINITY,
-  run: ({ positionals }) => classify(positionals),
+  run: async ({ positionals }) => (await import('./classify-command.ts')).classify(positionals),
 })
 
 process.exit(await runCli('fbl-ingest', { classify: classifyCommand, ...OPS_COMMANDS }, process.argv.slice(2)))

@@ -132,7 +132,7 @@ before(async () => {
   const [keys, added, listening] = await Promise.all([
     runCli(['keys', 'init'], relayEnv),
     runCli(['members', 'add', '--did', DID, '--domain', MEMBER_DOMAIN], relayEnv),
-    relay.waitForLog((l) => l.msg === 'submission listening (STARTTLS)', 30_000),
+    relay.waitForLog((l) => l.msg === 'submission listening (STARTTLS)'),
     startService(fblEnv).then((s) => {
       fbl = s
     }),

@@ -51,7 +51,7 @@ describe('login back-off with Redis', () => {
     const env = { ...h.env, ATMOS_LOG_LEVEL: 'info' }
     const listening = (p: ServiceProcess) =>
       p
-        .waitForLog((l) => l.msg === 'submission listening (STARTTLS)', 20_000)
+        .waitForLog((l) => l.msg === 'submission listening (STARTTLS)')
         .then((l) => Number(String(l.smtp).split(':').at(-1)))
     // Two replicas, started together (a process takes seconds to start): the second one
     // stands for the process that comes up after the first was killed.

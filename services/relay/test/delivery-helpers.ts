@@ -85,7 +85,7 @@ export async function startDeliveryWorld(
     const startProcess = async (env: Record<string, string>) => {
       const proc = new ServiceProcess(RELAY_ENTRY, env)
       processes.push(proc)
-      await proc.waitForLog((l) => l.msg === 'delivery workers started', 20_000)
+      await proc.waitForLog((l) => l.msg === 'delivery workers started')
       return proc
     }
     return { db, sql, prefix, dns, sinks, mxPort, env, startProcess, close }

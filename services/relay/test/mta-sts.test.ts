@@ -60,7 +60,7 @@ after(async () => {
 
 function sts(opts: { recheckMs?: number; allowLoopback?: boolean } = {}): MtaSts {
   return new MtaSts({
-    dns: createDnsResolver({ servers: [dns.address], timeoutMs: 500, tries: 1 }),
+    dns: createDnsResolver({ servers: [dns.address], timeoutMs: 5000, tries: 1 }),
     redis,
     prefix,
     port: server.port,

@@ -180,7 +180,7 @@ describe('member connection slots of a killed submission process', () => {
   async function startSubmissionProcess(env: Record<string, string>): Promise<number> {
     const proc = new ServiceProcess(RELAY_ENTRY, env)
     procs.push(proc)
-    const line = await proc.waitForLog((l) => l.msg === 'submission listening (STARTTLS)', 20_000)
+    const line = await proc.waitForLog((l) => l.msg === 'submission listening (STARTTLS)')
     return Number(String(line.smtp).split(':').at(-1))
   }
 

@@ -4,15 +4,10 @@
 //                              verify queue (a labeler must be running), wait, and print a
 //                              summary table; exit 0 when every verification finished, 75 when
 //                              some did not within the timeout
-import { command, loadConfig, parseDuration, runCli, UsageError } from '@atmos/config'
-import { createDb } from '@atmos/db'
-import { createRedis } from '@atmos/queues'
-import { schedulerConfigSchema } from './config.ts'
-import { formatSummary, runOnce } from './run-once.ts'
+// Usage is declared here and the work imported only when the command runs (src/run-once-command.ts).
+import { command, parseDuration, runCli, UsageError } from '@atmos/config/cli'
 
-const EX_TEMPFAIL = 75
-
-const runOnceCommand = command({
+const runOnce = command({
   usage: '[--timeout 10m]',
   help:
     "Re-verifies every live attestation now through the labeler's verify queue (a labeler must be\n" +
@@ -31,25 +26,9 @@ const runOnceCommand = command({
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
       throw new UsageError(`--timeout: expected a duration such as "30s" or "10m", got ${JSON.stringify(timeout)}`)
     }
-    // A bad configuration exits 2, naming the field, as the services do (runCli).
-    const config = loadConfig(schedulerConfigSchema)
-    const db = createDb({ url: config.database.url, poolMax: 2 })
-    const redis = createRedis(config.redis.url)
-    try {
-      const result = await runOnce({
-        db,
-        redis,
-        prefix: config.redis.prefix,
-        rate: config.scheduler.verifyRate,
-        timeoutMs,
-      })
-      console.log(formatSummary(result))
-      return result.counts.unfinished ? EX_TEMPFAIL : 0
-    } finally {
-      await redis.quit().catch(() => redis.disconnect())
-      await db.$client.end()
-    }
+    const { runOnceCommand } = await import('./run-once-command.ts')
+    return runOnceCommand(timeoutMs)
   },
 })
 
-process.exitCode = await runCli('scheduler', { 'run-once': runOnceCommand }, process.argv.slice(2))
+process.exitCode = await runCli('scheduler', { 'run-once': runOnce }, process.argv.slice(2))

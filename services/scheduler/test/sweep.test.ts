@@ -205,7 +205,7 @@ describe('re-verification sweeps', () => {
     const first = new ServiceProcess(entry, env)
     let second: ServiceProcess | undefined
     try {
-      const swept = await first.waitForLog((l) => l.msg === 'sweep enqueued', 20_000)
+      const swept = await first.waitForLog((l) => l.msg === 'sweep enqueued')
       const interval = String(swept.intervalStart)
       // Mid-run: some of the interval verified, most still spread ahead.
       await sleep(1_000)
@@ -214,7 +214,7 @@ describe('re-verification sweeps', () => {
       second = new ServiceProcess(entry, env)
       await second.waitForLog((l) => l.msg === 'started')
       // The killed run completes from the queue, and the restarted scheduler ticks the next interval.
-      const next = await second.waitForLog((l) => l.msg === 'sweep enqueued' && l.intervalStart !== interval, 20_000)
+      const next = await second.waitForLog((l) => l.msg === 'sweep enqueued' && l.intervalStart !== interval)
       const settled = async (at: string) => {
         const deadline = Date.now() + 20_000
         while (seen.filter((s) => s.interval === at).length < all.length && Date.now() < deadline) await sleep(100)
