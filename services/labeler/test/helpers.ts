@@ -47,7 +47,9 @@ export async function labelerEnv(opts: {
       ATMOS_LABELER_INGEST_RECONNECT_MAX: '1s',
       ATMOS_LABELER_VERIFY_DNS_SERVERS: '127.0.0.1',
       ATMOS_LABELER_VERIFY_DNS_PORT: String(opts.dnsPort),
-      ATMOS_LABELER_VERIFY_DNS_TIMEOUT: '500ms',
+      // A loopback answer comes in microseconds, but a busy two-core machine can stall the test's own
+      // DNS server for seconds: a short wait turns a pass into temperror and a retry minutes later.
+      ATMOS_LABELER_VERIFY_DNS_TIMEOUT: '5s',
       ATMOS_LABELER_VERIFY_DNS_TRIES: '1',
       ATMOS_LABELER_VERIFY_PLC_URL: opts.plcUrl,
     },
