@@ -11,6 +11,7 @@ import { createPool, type Pool } from '@atmos/db'
 import { createDkimKey } from '@atmos/dkim'
 import type { LabelerService } from '@atmos/labeler'
 import { eventually, labelerEnv, queryLabels } from '@atmos/labeler/test-harness'
+import { addToZone, type PublishedRecord, parseZoneLine } from '@atmos/localnet'
 import { RelayService } from '@atmos/relay'
 import { relayConfigSchema } from '@atmos/relay/config'
 import { deliveryEnv } from '@atmos/relay/delivery-harness'
@@ -31,7 +32,6 @@ import { AtpAgent } from '@atproto/api'
 import { TestNetworkNoAppView } from '@atproto/dev-env'
 import { startFirehoseLabeler } from './firehose-labeler.ts'
 import { receiverVerdicts } from './receiver.ts'
-import { parseZoneLine, type ZoneLine, zoneOf } from './zone-lines.ts'
 
 // Issue 15's path, as a person joins: in Debian's chromium, sign in on a real PDS's own
 // sign-in and consent pages, enrol a domain in the admin's wizard, see its checks fail, publish
@@ -71,7 +71,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
   let steps: BrowserSteps
   let page: Page
   /** What the records page asks to publish, read from its zone-file lines. */
-  let published: ZoneLine[] = []
+  let published: PublishedRecord[] = []
   let credentials: { host: string; port: number; username: string; password: string }
 
   before(async () => {
@@ -265,7 +265,7 @@ describe('a PDS operator joins through the browser and sends through the relay',
   })
 
   step('passes once the records the page showed are in the zone', async () => {
-    for (const [name, records] of Object.entries(zoneOf(published))) dns.set(name, records)
+    for (const [name, records] of Object.entries(addToZone({}, published))) dns.set(name, records)
     await page.getByRole('button', { name: 'Check again' }).click()
     await page.getByRole('button', { name: 'Publish the attestation' }).waitFor()
     assert.equal(await page.getByRole('cell', { name: 'fail', exact: true }).count(), 0)

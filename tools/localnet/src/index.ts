@@ -12,4 +12,11 @@ export {
 export { type NetworkAddresses, serviceDefaults } from './service-env.ts'
 export { type NetworkSettings, networkSettings, plcDatabaseUrl } from './settings.ts'
 export { type NextReply, REPLIES, type SinkEntry, type Verdicts } from './sink.ts'
-export { formatRecord, type PublishedRecord, parseZoneLine, parseZoneText, ZoneLineError } from './zone.ts'
+export {
+  addToZone,
+  formatRecord,
+  type PublishedRecord,
+  parseZoneLine,
+  parseZoneText,
+  ZoneLineError,
+} from './zone.ts'
