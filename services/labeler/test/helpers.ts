@@ -139,6 +139,45 @@ export async function eventually<T>(
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`)
 }
 
+export type IngestGauges = { connected: number; lag: number; events: number }
+
+/** The ingest gauges as a scrape of the labeler's /metrics shows them (events: all kinds and outcomes). */
+export async function ingestGauges(service: LabelerService): Promise<IngestGauges> {
+  const text = await (await fetch(`http://127.0.0.1:${service.ctx.ops.address!.port}/metrics`)).text()
+  const samples = (name: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`${name}{`))
+      .map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)))
+  const one = (name: string) => {
+    const [value] = samples(name)
+    if (value === undefined) throw new Error(`${name} is not exported`)
+    return value
+  }
+  return {
+    connected: one('atmos_labeler_ingest_connected'),
+    lag: one('atmos_labeler_ingest_lag_seconds'),
+    events: samples('atmos_labeler_ingest_events_total').reduce((a, b) => a + b, 0),
+  }
+}
+
+/** The ingest gauges once `ok` holds for them (polled: the condition, not a delay, is what a test waits on). */
+export function ingestGaugesWhen(
+  service: LabelerService,
+  ok: (g: IngestGauges) => boolean,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<IngestGauges> {
+  return eventually(
+    async () => {
+      const g = await ingestGauges(service)
+      return ok(g) ? g : undefined
+    },
+    timeoutMs,
+    what,
+  )
+}
+
 /**
  * Waits until a labeler reading `pdsUrl`'s firehose has taken an event. A fresh labeler
  * starts live, so what is written before its subscription is up would be missed; a new

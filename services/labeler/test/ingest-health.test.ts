@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, it } from 'node:test'
 import { JetstreamServer } from '@atmos/testkit'
-import { eventually, type LabelerHarness, startLabeler } from './helpers.ts'
+import { type IngestGauges, ingestGaugesWhen, type LabelerHarness, startLabeler } from './helpers.ts'
 
 // The runbook alerts on ingest lag: it must grow while the source is unreachable, not stay
 // at the last event's value, and the connected gauge must say whether the source is up.
@@ -18,27 +18,7 @@ after(async () => {
   await h?.close()
 })
 
-async function gauges(): Promise<{ connected: number; lag: number }> {
-  const text = await (await fetch(`http://127.0.0.1:${h.service.ctx.ops.address!.port}/metrics`)).text()
-  const value = (name: string) => {
-    const line = text.split('\n').find((l) => l.startsWith(`${name}{`))
-    assert.ok(line, `${name} is exported`)
-    return Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return { connected: value('atmos_labeler_ingest_connected'), lag: value('atmos_labeler_ingest_lag_seconds') }
-}
-
-/** The gauges once `ok` holds for them (polled; the outage's length is what the test waits on). */
-function gaugesWhen(ok: (g: { connected: number; lag: number }) => boolean, what: string, timeoutMs = 20_000) {
-  return eventually(
-    async () => {
-      const g = await gauges()
-      return ok(g) ? g : undefined
-    },
-    timeoutMs,
-    what,
-  )
-}
+const gaugesWhen = (ok: (g: IngestGauges) => boolean, what: string) => ingestGaugesWhen(h.service, ok, what, 20_000)
 
 it('lag grows and connected is 0 while Jetstream is unreachable; both recover when it is back', async () => {
   h.jetstream.identity('did:plc:ingesthealthaaaaaaaaaaaaa', 'before.test')

@@ -3,6 +3,7 @@ import { IdResolver } from '@atproto/identity'
 import { type Event, Firehose } from '@atproto/sync'
 import type { IngestEvent } from './events.ts'
 import type { SourceHandlers } from './jetstream.ts'
+import { observeFirehose } from './observed-subscription.ts'
 
 export type FirehoseOptions = {
   /** The PDS or relay host, e.g. wss://bsky.network or http://127.0.0.1:2583 */
@@ -52,16 +53,26 @@ export class FirehoseSource {
       maxReconnectSeconds: Math.ceil(this.opts.reconnectMaxMs / 1000),
       getCursor: () => this.handlers.resumeFrom(),
       handleEvent: async (evt) => {
-        // The library says nothing when its socket opens: an event is the first sign of it.
-        this.setConnected(true)
         const event = normalise(evt)
         if (event) await this.handlers.onEvent(event)
       },
       onError: (err) => this.onError(err),
     })
+    // Connected means the socket is open, not that a commit came: a PDS may say nothing
+    // for hours. A firehose replaced by restart() has its own hooks silenced.
+    observeFirehose(firehose, {
+      onConnect: () => {
+        if (this.firehose !== firehose) return
+        this.failures = 0
+        this.setConnected(true)
+        this.logger.info({ firehose: this.opts.service }, 'firehose connected')
+      },
+      onDisconnect: () => this.firehose === firehose && this.setConnected(false),
+      onRetry: (err) => this.firehose === firehose && this.connectionError(err),
+    })
     this.firehose = firehose
     void firehose.start()
-    this.logger.info({ service: this.opts.service }, 'firehose subscribed')
+    this.logger.info({ firehose: this.opts.service }, 'firehose subscribed')
   }
 
   private onError(err: Error) {
@@ -76,11 +87,16 @@ export class FirehoseSource {
       this.handlers.onMalformed(`${err.name}: ${err.message}`)
       return
     }
+    this.connectionError(err)
+  }
+
+  private connectionError(err: unknown) {
     this.setConnected(false)
     // One line per outage (or per new reason), not one per reconnection attempt.
-    if (err.message === this.lastError) return
-    this.lastError = err.message
-    this.logger.warn({ service: this.opts.service, ...errorFields(err) }, 'firehose connection error; retrying')
+    const message = err instanceof Error ? err.message : String(err)
+    if (message === this.lastError) return
+    this.lastError = message
+    this.logger.warn({ firehose: this.opts.service, ...errorFields(err) }, 'firehose connection error; retrying')
   }
 
   private setConnected(up: boolean) {
