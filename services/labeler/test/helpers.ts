@@ -51,6 +51,10 @@ export async function labelerEnv(opts: {
       // DNS server for seconds: a short wait turns a pass into temperror and a retry minutes later.
       ATMOS_LABELER_VERIFY_DNS_TIMEOUT: '5s',
       ATMOS_LABELER_VERIFY_DNS_TRIES: '1',
+      // A temporary error is retried as in production, only sooner: a stalled loopback peer on a
+      // busy machine is retried within seconds, not after the production 5 minutes.
+      ATMOS_LABELER_VERIFY_RETRY_MIN: '1s',
+      ATMOS_LABELER_VERIFY_RETRY_MAX: '5s',
       ATMOS_LABELER_VERIFY_PLC_URL: opts.plcUrl,
     },
   }
