@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { quoteIdent, runMigrations } from '@atmos/db'
 import postgres from 'postgres'
 
@@ -19,13 +19,23 @@ function templateName(): string {
   return decodeURIComponent(new URL(TEMPLATE_DATABASE_URL).pathname.slice(1))
 }
 
+/**
+ * The start of every throwaway database's name cloned from this template. The template's
+ * own mark is in it so that the test command's reset drops what runs on this template left
+ * behind, never the live databases of another run (a second checkout, a CI run) that uses
+ * a template of its own on the same server.
+ */
+export const testDatabasePrefix = (template: string) =>
+  `atmos_t_${createHash('sha256').update(template).digest('hex').slice(0, 6)}_`
+export const TEST_DATABASE_PREFIX = testDatabasePrefix(templateName())
+
 export type TestDatabase = { url: string; name: string; drop: () => Promise<void> }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 /** A fresh, fully migrated database of its own for one test file; drop() removes it. */
 export async function createTestDatabase(opts: { migrated?: boolean } = {}): Promise<TestDatabase> {
-  const name = `atmos_t_${randomBytes(6).toString('hex')}`
+  const name = `${TEST_DATABASE_PREFIX}${randomBytes(6).toString('hex')}`
   const admin = postgres(withDatabase(TEMPLATE_DATABASE_URL, 'postgres'), { max: 1, onnotice: () => {} })
   try {
     if (opts.migrated === false) {

@@ -1,5 +1,11 @@
 export { ManualClock } from './clock.ts'
-export { createTestDatabase, TEMPLATE_DATABASE_URL, type TestDatabase } from './database.ts'
+export {
+  createTestDatabase,
+  TEMPLATE_DATABASE_URL,
+  TEST_DATABASE_PREFIX,
+  type TestDatabase,
+  testDatabasePrefix,
+} from './database.ts'
 export { type DnsBehaviour, type DnsRecords, type DnsZone, TestDnsServer } from './dns-server.ts'
 export { type JetstreamCommit, type JetstreamEvent, JetstreamServer } from './jetstream-server.ts'
 export { describeServiceLifecycle } from './lifecycle.ts'

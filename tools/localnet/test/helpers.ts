@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { quoteIdent } from '@atmos/db'
-import { createTestDatabase, TEMPLATE_DATABASE_URL, type TestDatabase } from '@atmos/testkit'
+import { createTestDatabase, TEMPLATE_DATABASE_URL, TEST_DATABASE_PREFIX, type TestDatabase } from '@atmos/testkit'
 import postgres from 'postgres'
 import { LocalNetwork, type LocalNetworkOptions } from '../src/network.ts'
 
@@ -11,7 +11,7 @@ export const POOL = { domain: 'pool.localnet.example', bounceDomain: 'bounces.po
 
 /** A database name of its own on the test server for the PLC directory, dropped by `drop`. */
 export function plcDatabase(): { url: string; drop: () => Promise<void> } {
-  const name = `atmos_t_plc_${randomBytes(5).toString('hex')}`
+  const name = `${TEST_DATABASE_PREFIX}plc_${randomBytes(5).toString('hex')}`
   const url = new URL(TEMPLATE_DATABASE_URL)
   url.pathname = `/${name}`
   return {
