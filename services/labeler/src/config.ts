@@ -1,5 +1,8 @@
 import { field, section, serviceConfigSchema } from '@atmos/config'
+import { cleanSenderThresholdsProblem, DEFAULT_CLEAN_SENDER } from '@atmos/reputation'
 import { z } from 'zod'
+
+const rate = (fallback: number) => z.coerce.number().min(0).max(1).default(fallback)
 
 /** The labeler's own settings, under `labeler` in the config file and `ATMOS_LABELER_*` in the environment. */
 export const labelerSection = section({
@@ -82,6 +85,22 @@ export const labelerSection = section({
     reverifyInterval: field.duration('24h'),
     /** Lifetime (`exp`) of a positive label; 0: 2 × reverifyInterval + verify.gracePeriod. */
     expiry: field.duration('0'),
+  }),
+  /**
+   * clean-sender over the member's last 30 days: issued when both rates are below the issue
+   * rates with at least `minVolume` messages; negated when one reaches its negate rate; in
+   * between it stays as it is, so a rate near a limit does not flip the label daily. Keep
+   * the negate rates at or below fbl-ingest's warn thresholds (defaults 5 % and 0.1 %).
+   */
+  cleanSender: section({
+    minVolume: field.int(DEFAULT_CLEAN_SENDER.minVolume, { min: 1, max: 100_000_000 }),
+    issueBounceRate: rate(DEFAULT_CLEAN_SENDER.issueBounceRate),
+    negateBounceRate: rate(DEFAULT_CLEAN_SENDER.negateBounceRate),
+    issueComplaintRate: rate(DEFAULT_CLEAN_SENDER.issueComplaintRate),
+    negateComplaintRate: rate(DEFAULT_CLEAN_SENDER.negateComplaintRate),
+  }).superRefine((t, ctx) => {
+    const problem = cleanSenderThresholdsProblem(t)
+    if (problem) ctx.addIssue({ code: 'custom', message: problem })
   }),
   /** Rendered queryLabels pages kept until a label changes; 0 turns the cache off. */
   queryCacheBytes: field.int(64 * 1024 * 1024, { min: 0, max: 4 * 1024 * 1024 * 1024 }),
