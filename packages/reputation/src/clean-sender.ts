@@ -99,10 +99,3 @@ export function decideCleanSender(
   const clean = f.outcomes >= t.minVolume && f.bounceRate < t.issueBounceRate && f.complaintRate < t.issueComplaintRate
   return { held: clean, reason: `clean-sender ${clean ? 'issued' : 'not issued'}: ${figures}` }
 }
-
-/** Whether the thresholds make sense: each issue rate below its negate rate. */
-export function cleanSenderThresholdsProblem(t: CleanSenderThresholds): string | null {
-  if (!(t.issueBounceRate < t.negateBounceRate)) return 'issueBounceRate must be below negateBounceRate'
-  if (!(t.issueComplaintRate < t.negateComplaintRate)) return 'issueComplaintRate must be below negateComplaintRate'
-  return null
-}

@@ -5,7 +5,6 @@ export {
   type CleanSenderFigures,
   type CleanSenderThresholds,
   cleanSenderFigures,
-  cleanSenderThresholdsProblem,
   DEFAULT_CLEAN_SENDER,
   decideCleanSender,
   describeCleanSenderFigures,

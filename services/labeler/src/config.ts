@@ -1,8 +1,5 @@
-import { field, section, serviceConfigSchema } from '@atmos/config'
-import { cleanSenderThresholdsProblem, DEFAULT_CLEAN_SENDER } from '@atmos/reputation'
+import { cleanSenderSection, field, section, serviceConfigSchema } from '@atmos/config'
 import { z } from 'zod'
-
-const rate = (fallback: number) => z.coerce.number().min(0).max(1).default(fallback)
 
 /** The labeler's own settings, under `labeler` in the config file and `ATMOS_LABELER_*` in the environment. */
 export const labelerSection = section({
@@ -92,16 +89,7 @@ export const labelerSection = section({
    * between it stays as it is, so a rate near a limit does not flip the label daily. Keep
    * the negate rates at or below fbl-ingest's warn thresholds (defaults 5 % and 0.1 %).
    */
-  cleanSender: section({
-    minVolume: field.int(DEFAULT_CLEAN_SENDER.minVolume, { min: 1, max: 100_000_000 }),
-    issueBounceRate: rate(DEFAULT_CLEAN_SENDER.issueBounceRate),
-    negateBounceRate: rate(DEFAULT_CLEAN_SENDER.negateBounceRate),
-    issueComplaintRate: rate(DEFAULT_CLEAN_SENDER.issueComplaintRate),
-    negateComplaintRate: rate(DEFAULT_CLEAN_SENDER.negateComplaintRate),
-  }).superRefine((t, ctx) => {
-    const problem = cleanSenderThresholdsProblem(t)
-    if (problem) ctx.addIssue({ code: 'custom', message: problem })
-  }),
+  cleanSender: cleanSenderSection,
   /** Rendered queryLabels pages kept until a label changes; 0 turns the cache off. */
   queryCacheBytes: field.int(64 * 1024 * 1024, { min: 0, max: 4 * 1024 * 1024 * 1024 }),
   subscribe: section({

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
+import { loadConfig } from '@atmos/config'
 import { type Db, feedbackEvents, labels, members, messageRecipients, messages, verificationRuns } from '@atmos/db'
 import { type SignedLabel, verifyLabel } from '@atmos/labels'
 import { memberStatusChanged, TypedQueue, verifyAttestation } from '@atmos/queues'
+import { DEFAULT_CLEAN_SENDER } from '@atmos/reputation'
 import { goodMailZone } from '@atmos/testkit'
 import { and, eq } from 'drizzle-orm'
+import { labelerConfigSchema } from '../src/config.ts'
 import {
   ATTESTATION,
   attestationRecord,
@@ -170,5 +173,24 @@ describe('labeler: clean-sender follows 30-day figures with hysteresis', () => {
     }
     assert.equal((await cleanSender())?.neg, true)
     assert.match((await row())!.reason ?? '', /not an active relay member \(member suspended: operator\)/)
+  })
+})
+
+describe('labeler: clean-sender configuration', () => {
+  it("defaults to the reputation package's thresholds and refuses an issue rate not below its negate rate", () => {
+    assert.deepEqual(loadConfig(labelerConfigSchema, { env: {} }).labeler.cleanSender, DEFAULT_CLEAN_SENDER)
+    const set = loadConfig(labelerConfigSchema, {
+      env: { ATMOS_LABELER_CLEAN_SENDER_MIN_VOLUME: '500', ATMOS_LABELER_CLEAN_SENDER_NEGATE_COMPLAINT_RATE: '0.002' },
+    }).labeler.cleanSender
+    assert.equal(set.minVolume, 500)
+    assert.equal(set.negateComplaintRate, 0.002)
+    assert.throws(
+      () => loadConfig(labelerConfigSchema, { env: { ATMOS_LABELER_CLEAN_SENDER_ISSUE_BOUNCE_RATE: '0.05' } }),
+      /issueBounceRate must be below negateBounceRate/,
+    )
+    assert.throws(
+      () => loadConfig(labelerConfigSchema, { env: { ATMOS_LABELER_CLEAN_SENDER_NEGATE_COMPLAINT_RATE: '0.0001' } }),
+      /issueComplaintRate must be below negateComplaintRate/,
+    )
   })
 })
