@@ -123,3 +123,28 @@ export const warmingTiersField = z
     { fromDay: 3, cap: 200 },
     { fromDay: 7, cap: 1000 },
   ])
+
+const rate = (fallback: number) => z.coerce.number().min(0).max(1).default(fallback)
+
+/**
+ * The thresholds of the clean-sender label over a member's last 30 days: issued when both
+ * rates are below the issue rates with at least `minVolume` messages, negated when one reaches
+ * its negate rate, left as it is in between (so a rate near a limit does not flip it daily).
+ * Shared by the labeler (which decides) and the admin (which shows the member the figures
+ * against them): one format, one default. Defaults as @atmos/reputation's DEFAULT_CLEAN_SENDER:
+ * negation at fbl-ingest's warn levels, issue at less than half of them.
+ */
+export const cleanSenderSection = section({
+  minVolume: field.int(100, { min: 1, max: 100_000_000 }),
+  issueBounceRate: rate(0.02),
+  negateBounceRate: rate(0.05),
+  issueComplaintRate: rate(0.0005),
+  negateComplaintRate: rate(0.001),
+}).superRefine((t, ctx) => {
+  if (!(t.issueBounceRate < t.negateBounceRate)) {
+    ctx.addIssue({ code: 'custom', message: 'issueBounceRate must be below negateBounceRate' })
+  }
+  if (!(t.issueComplaintRate < t.negateComplaintRate)) {
+    ctx.addIssue({ code: 'custom', message: 'issueComplaintRate must be below negateComplaintRate' })
+  }
+})

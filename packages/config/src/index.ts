@@ -1,5 +1,6 @@
 export {
   type BaseConfig,
+  cleanSenderSection,
   databaseSection,
   httpSection,
   logSection,

@@ -1,4 +1,14 @@
 export { type AggregateInput, AggregateInputError, recordAggregateFeedback } from './aggregate.ts'
+export {
+  CLEAN_SENDER_WINDOW_MS,
+  type CleanSenderDecision,
+  type CleanSenderFigures,
+  type CleanSenderThresholds,
+  cleanSenderFigures,
+  DEFAULT_CLEAN_SENDER,
+  decideCleanSender,
+  describeCleanSenderFigures,
+} from './clean-sender.ts'
 export { type Enforcement, enforceReputation } from './enforce.ts'
 export { type FeedbackEventInput, recordFeedbackEvent, recordFeedbackEventOnce } from './events.ts'
 export type { Executor } from './executor.ts'

@@ -5,8 +5,8 @@ import { DEFAULT_THRESHOLDS, type Level, levelFor, percent, type Thresholds, wor
 export const WINDOWS = { '24h': 86_400_000, '7d': 7 * 86_400_000 } as const
 export type WindowName = keyof typeof WINDOWS
 
-export type WindowFigures = {
-  window: WindowName
+export type WindowFigures<W extends string = WindowName> = {
+  window: W
   /** Where the window starts: its length back from now, or the member's last reinstatement if later. */
   since: Date
   /** Recipients whose message was delivered in the window. */
@@ -76,14 +76,15 @@ export async function computeReputation(
   return { memberId, windows, level, reasons }
 }
 
-async function windowFigures(
+/** The figures of one member (or the pool) between `since` and `now`, judged against `t`. */
+export async function windowFigures<W extends string>(
   db: Executor,
   memberId: number | null,
-  window: WindowName,
+  window: W,
   since: Date,
   now: Date,
   t: Thresholds,
-): Promise<WindowFigures> {
+): Promise<WindowFigures<W>> {
   const from = since.toISOString()
   // Up to the end of `now`'s millisecond: Postgres keeps microseconds, and an event
   // recorded in the same millisecond as the check (the complaint that triggered it) must count.

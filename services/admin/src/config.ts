@@ -1,4 +1,4 @@
-import { field, section, serviceConfigSchema, warmingTiersField } from '@atmos/config'
+import { cleanSenderSection, field, section, serviceConfigSchema, warmingTiersField } from '@atmos/config'
 import { z } from 'zod'
 import { enrollSection } from './enroll/config.ts'
 
@@ -25,6 +25,11 @@ export const adminSection = section({
    */
   warmingTiers: warmingTiersField,
   dailyCap: field.int(10_000, { min: 0 }),
+  /**
+   * The labeler's clean-sender thresholds, for the account page's figures behind the label:
+   * keep equal to `labeler.cleanSender` (same fields and defaults).
+   */
+  cleanSender: cleanSenderSection,
   /**
    * The URL members' browsers reach the admin at (scheme, host, port; no path). It names the
    * OAuth client and its redirect, and decides the cookie's Secure flag. Empty: the web

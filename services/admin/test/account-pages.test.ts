@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { auditLog, createDb, type Db, webSessions } from '@atmos/db'
+import { auditLog, createDb, type Db, feedbackEvents, messageRecipients, messages, webSessions } from '@atmos/db'
 import { addDomain, addMember, DomainError, removeDomain } from '@atmos/enrolment'
 import { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { statusJobId, suppress } from '@atmos/reputation'
@@ -136,6 +136,7 @@ before(async () => {
       ATMOS_ADMIN_OAUTH_PLC_URL: `http://127.0.0.1:${await closedPort()}`,
       ATMOS_ADMIN_WARMING_TIERS: '0:7,3:200',
       ATMOS_ADMIN_DAILY_CAP: '5000',
+      ATMOS_ADMIN_CLEAN_SENDER_MIN_VOLUME: '120',
     },
   })
   service = new AdminService(createContext(config))
@@ -238,6 +239,66 @@ describe('/account', () => {
     assert.match(html, /Your labels cannot be shown now: the labeler could not be reached/)
     assert.match(html, /Mail over the last 24 hours/)
     labelAnswer = { status: 200, body: '{"labels":[]}' }
+  })
+
+  it('shows clean-sender held or not, with the 30-day figures and the configured thresholds behind it', async () => {
+    const d = await member('paged', 'paged.example')
+    const at = new Date(Date.now() - 3_600_000)
+    const ids = Array.from({ length: 150 }, () => randomUUID())
+    await db.insert(messages).values(
+      ids.map((id) => ({
+        id,
+        memberId: d.id,
+        envelopeFrom: 'news@paged.example',
+        returnPath: 'b+x@bounces.example',
+        size: 10,
+        body: Buffer.from('x'),
+        expiresAt: new Date(Date.now() + 86_400_000),
+        receivedAt: at,
+      })),
+    )
+    await db.insert(messageRecipients).values(
+      ids.map((messageId, i) => ({
+        messageId,
+        address: `r${i}@example.net`,
+        domain: 'example.net',
+        state: 'delivered' as const,
+        updatedAt: at,
+      })),
+    )
+    await db.insert(feedbackEvents).values(
+      [1, 2, 3, 4].map((i) => ({
+        type: 'hard_bounce' as const,
+        memberId: d.id,
+        recipient: `g${i}@example.net`,
+        source: 'dsn',
+      })),
+    )
+    const sd = await session(d.did)
+    labelAnswer = {
+      status: 200,
+      body: JSON.stringify({
+        labels: [{ src: LABELER, uri: d.did, val: 'clean-sender', cts: '2026-12-06T10:00:00.000Z' }],
+      }),
+    }
+    let html = await (await get(sd, '/account')).text()
+    assert.match(html, /clean-sender<\/code><\/strong>: your mail over the last 30 days/)
+    assert.match(html, /<span data-testid="clean-sender-state">held<\/span>/)
+    assert.match(html, /You hold it\. It stays until your hard-bounce rate reaches 5\.0 %/)
+    assert.match(
+      html,
+      /Messages with an outcome<\/th><td>150<\/td><td>at least 120<\/td>/,
+      'admin.cleanSender.minVolume',
+    )
+    assert.match(html, /Hard-bounce rate<\/th><td>2\.7 % \(4\)<\/td><td>2\.0 %<\/td><td>5\.0 %<\/td>/)
+    assert.match(html, /Complaint rate<\/th><td>0\.00 % \(0 of 150 delivered\)<\/td><td>0\.05 %<\/td><td>0\.10 %<\/td>/)
+    labelAnswer = { status: 200, body: '{"labels":[]}' }
+    html = await (await get(sd, '/account')).text()
+    assert.match(html, /<span data-testid="clean-sender-state">not held<\/span>/)
+    assert.match(html, /You do not hold it\. It is issued with a hard-bounce rate below 2\.0 %\./)
+    // Another member's figures are its own: none sent, so volume is what it lacks.
+    const other = await (await get(sa, '/account')).text()
+    assert.match(other, /It is issued with at least 120 messages in 30 days \(you sent 0\)\./)
   })
 
   it('offers no further enrolment at admin.maxDomainsPerMember', async () => {

@@ -1,4 +1,4 @@
-import { field, section, serviceConfigSchema } from '@atmos/config'
+import { cleanSenderSection, field, section, serviceConfigSchema } from '@atmos/config'
 import { z } from 'zod'
 
 /** The labeler's own settings, under `labeler` in the config file and `ATMOS_LABELER_*` in the environment. */
@@ -83,6 +83,13 @@ export const labelerSection = section({
     /** Lifetime (`exp`) of a positive label; 0: 2 × reverifyInterval + verify.gracePeriod. */
     expiry: field.duration('0'),
   }),
+  /**
+   * clean-sender over the member's last 30 days: issued when both rates are below the issue
+   * rates with at least `minVolume` messages; negated when one reaches its negate rate; in
+   * between it stays as it is, so a rate near a limit does not flip the label daily. Keep
+   * the negate rates at or below fbl-ingest's warn thresholds (defaults 5 % and 0.1 %).
+   */
+  cleanSender: cleanSenderSection,
   /** Rendered queryLabels pages kept until a label changes; 0 turns the cache off. */
   queryCacheBytes: field.int(64 * 1024 * 1024, { min: 0, max: 4 * 1024 * 1024 * 1024 }),
   subscribe: section({

@@ -101,7 +101,7 @@ export async function createContext(config: LabelerConfig, opts: ContextOptions 
       if (l.renewed) labelerMetrics.labelsRenewed.inc({ val: l.val })
     }
   }
-  const labelManager = new LabelManager(base.db, labelWriter, expiryPolicy(config))
+  const labelManager = new LabelManager(base.db, labelWriter, expiryPolicy(config), config.labeler.cleanSender)
   const ingest = config.labeler.ingest
   const ingester =
     ingest.source === 'none'

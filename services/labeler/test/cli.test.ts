@@ -143,7 +143,7 @@ describe('labeler operator commands', () => {
         rkey: 'self',
       })
       const policies = (rec.data.value as { policies: { labelValues: string[] } }).policies
-      assert.deepEqual(policies.labelValues, ['verified-mail-operator', 'relay-member'])
+      assert.deepEqual(policies.labelValues, ['verified-mail-operator', 'relay-member', 'clean-sender'])
     } finally {
       await network.close()
     }

@@ -1,5 +1,6 @@
 import type { LabelsRead } from '../labels/query.ts'
 import type { MemberSuppression } from '../member/suppressions.ts'
+import { type CleanSenderView, cleanSenderFragment } from './clean-sender.ts'
 import type { Figures, FigureWindow } from './figures.ts'
 import { count, esc, utc } from './html.ts'
 import type { OwnedLiveDomain } from './owner.ts'
@@ -27,6 +28,7 @@ export const WINDOW_CHOICES: Array<[FigureWindow, string]> = [
 const LABEL_WORDS: Record<string, string> = {
   'verified-mail-operator': 'an attestation of yours verifies: you run mail for a domain you control',
   'relay-member': 'you are a member in good standing: the pool relays your mail',
+  'clean-sender': 'your mail over the last 30 days bounced and drew complaints well below the limits',
 }
 
 function when(text: string | null): string {
@@ -83,6 +85,8 @@ export type AccountOverview = {
   /** Null: the DID is not a member yet (no domain enrolled). */
   standing: AccountStanding | null
   labels: LabelsRead
+  /** Null: not a member yet. */
+  cleanSender: CleanSenderView | null
   figures: Figures | null
   window: FigureWindow
   maxDomains: number
@@ -112,6 +116,7 @@ export function accountPage(o: AccountOverview): string {
     parts.push(
       standingFragment(s, { actions: domainActions }),
       enrol,
+      o.cleanSender ? cleanSenderFragment(o.cleanSender) : '',
       '<ul class="account-links">',
       '<li><a href="/account/messages">Message log (30 days, by recipient or Message-ID)</a></li>',
       `<li><a href="/account/suppressions">Suppression list (${esc(count(s.suppressions))} address${s.suppressions === 1 ? '' : 'es'})</a></li>`,

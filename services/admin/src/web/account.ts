@@ -6,6 +6,7 @@ import type { Logger } from '@atmos/runtime'
 import type { NodeOAuthClient } from '@atproto/oauth-client-node'
 import { sql } from 'drizzle-orm'
 import { type Context, Hono } from 'hono'
+import { cleanSenderView } from '../account/clean-sender.ts'
 import { FIGURE_WINDOWS, type FigureWindow, memberFigures, NotMemberDomainError } from '../account/figures.ts'
 import { ForwardToError, parseForwardTo, setForwardTo } from '../account/forward-to.ts'
 import { esc } from '../account/html.ts'
@@ -85,12 +86,14 @@ export function accountPages(opts: AccountPagesOptions): Hono<Env> {
       member ? accountStanding(db, member.id, { capFor }) : null,
       member ? memberFigures(db, member.id, window) : null,
     ])
+    const cleanSender = member ? await cleanSenderView(db, member.id, labels, config.cleanSender) : null
     const body = accountPage({
       did: s.did,
       handle,
       signedInUntil: s.expiresAt,
       standing,
       labels,
+      cleanSender,
       figures,
       window,
       maxDomains: config.maxDomainsPerMember,

@@ -14,13 +14,13 @@ function definition(identifier: string, name: string, description: string) {
 
 /**
  * The app.bsky.labeler.service record that tells Bluesky clients what this labeler's
- * values mean. Both are informational badges on accounts, never a warning or a blur.
+ * values mean. All are informational badges on accounts, never a warning or a blur.
  */
 export function labelerServiceRecord(now = new Date()) {
   return {
     $type: 'app.bsky.labeler.service',
     policies: {
-      labelValues: [LABEL_VALUES.verifiedMailOperator, LABEL_VALUES.relayMember],
+      labelValues: [LABEL_VALUES.verifiedMailOperator, LABEL_VALUES.relayMember, LABEL_VALUES.cleanSender],
       labelValueDefinitions: [
         definition(
           LABEL_VALUES.verifiedMailOperator,
@@ -31,6 +31,11 @@ export function labelerServiceRecord(now = new Date()) {
           LABEL_VALUES.relayMember,
           'Atmosphere Mail relay member',
           'A verified mail operator in good standing that sends through the shared Atmosphere Mail relay.',
+        ),
+        definition(
+          LABEL_VALUES.cleanSender,
+          'Clean sender',
+          'A relay member whose mail over the last 30 days bounced and drew complaints well below the limits mailbox providers set.',
         ),
       ],
     },

@@ -1,7 +1,13 @@
-import { type Db, domains, memberStatusChanges, members, type Tx, verificationStatus } from '@atmos/db'
+import { type Db, domains, labels, memberStatusChanges, members, type Tx, verificationStatus } from '@atmos/db'
+import {
+  type CleanSenderThresholds,
+  cleanSenderFigures,
+  DEFAULT_CLEAN_SENDER,
+  decideCleanSender,
+} from '@atmos/reputation'
 import { and, eq, isNull, sql } from 'drizzle-orm'
 import { LABEL_VALUES } from './values.ts'
-import type { LabelWriter, StoredLabel, WantedLabel } from './writer.ts'
+import { isHeld, type LabelWriter, type StoredLabel, type WantedLabel } from './writer.ts'
 
 /**
  * How long a positive label is good for. Consumers stop trusting a label whose `exp` has
@@ -16,11 +22,13 @@ export type LabelState = {
   verified: boolean
   /** The member is active and some active relay domain of it is one the DID holds. */
   relayMember: boolean
+  /** The member row of the DID, if it is one. */
+  memberId: number | null
 }
 
 /** The state of a DID's labels, read from verification_status, members and domains. */
 export async function labelState(tx: Tx, did: string): Promise<LabelState> {
-  const [row] = await tx.execute<{ verified: boolean; relay_member: boolean }>(sql`select
+  const [row] = await tx.execute<{ verified: boolean; relay_member: boolean; member_id: number | null }>(sql`select
     exists (
       select 1 from ${verificationStatus}
       where ${verificationStatus.did} = ${did} and ${verificationStatus.holds}
@@ -31,26 +39,42 @@ export async function labelState(tx: Tx, did: string): Promise<LabelState> {
       join ${verificationStatus} on ${verificationStatus.did} = ${members.did} and ${verificationStatus.domain} = ${domains.domain}
       where ${members.did} = ${did} and ${members.status} = 'active'
         and ${domains.removedAt} is null and ${domains.status} = 'active' and ${verificationStatus.holds}
-    ) as relay_member`)
-  return { verified: row?.verified === true, relayMember: row?.relay_member === true }
+    ) as relay_member,
+    (select ${members.id} from ${members} where ${members.did} = ${did}) as member_id`)
+  return {
+    verified: row?.verified === true,
+    relayMember: row?.relay_member === true,
+    memberId: row?.member_id === null || row?.member_id === undefined ? null : Number(row.member_id),
+  }
 }
 
 /**
  * The labels on the DIDs, decided in one place from that state:
  *  - verified-mail-operator while some domain the DID attests is held by it;
  *  - relay-member while the member is active and some active relay domain of it is held;
- * each negated when that stops being true. Verification, deletion, rejection, account
- * status and member-status events all come here.
+ *  - clean-sender while a relay member's 30-day figures stay clean, with hysteresis
+ *    (packages/reputation's decideCleanSender): issued below the issue thresholds with enough
+ *    volume, negated at the negate thresholds or with relay-member, else left as it stands;
+ * each negated when that stops being true. Verification (so the scheduler's daily sweep),
+ * deletion, rejection, account status and member-status events all come here.
  */
 export class LabelManager {
   private readonly db: Db
   private readonly writer: LabelWriter
   private readonly expiry: ExpiryPolicy
 
-  constructor(db: Db, writer: LabelWriter, expiry: ExpiryPolicy) {
+  private readonly cleanSender: CleanSenderThresholds
+
+  constructor(
+    db: Db,
+    writer: LabelWriter,
+    expiry: ExpiryPolicy,
+    cleanSender: CleanSenderThresholds = DEFAULT_CLEAN_SENDER,
+  ) {
     this.db = db
     this.writer = writer
     this.expiry = expiry
+    this.cleanSender = cleanSender
   }
 
   /**
@@ -67,15 +91,42 @@ export class LabelManager {
   async recompute(tx: Tx, did: string, reason: string, opts: { renew?: boolean } = {}): Promise<StoredLabel[]> {
     const state = await labelState(tx, did)
     const renew = opts.renew === true
+    const clean = await this.cleanSenderWanted(tx, did, state, reason, renew)
     return this.writer.reconcile(
       did,
       new Map([
         [LABEL_VALUES.verifiedMailOperator, this.held(state.verified, renew)],
         [LABEL_VALUES.relayMember, this.held(state.relayMember, renew)],
+        [LABEL_VALUES.cleanSender, clean],
       ]),
       reason,
       tx,
     )
+  }
+
+  /**
+   * clean-sender from the member's 30-day figures and the label's own current state (the
+   * hysteresis needs no other memory). The recorded reason carries the figures and thresholds.
+   */
+  private async cleanSenderWanted(
+    tx: Tx,
+    did: string,
+    state: LabelState,
+    why: string,
+    renew: boolean,
+  ): Promise<WantedLabel> {
+    if (state.memberId === null || !state.relayMember) {
+      return { held: false, reason: `clean-sender: not an active relay member (${why})` }
+    }
+    const [row] = await tx
+      .select({ neg: labels.neg, exp: labels.exp })
+      .from(labels)
+      .where(and(eq(labels.src, this.writer.signer.src), eq(labels.uri, did), eq(labels.val, LABEL_VALUES.cleanSender)))
+    const now = this.writer.clock.now()
+    const current = row !== undefined && isHeld(row, now)
+    const figures = await cleanSenderFigures(tx, state.memberId, now)
+    const decision = decideCleanSender(current, true, figures, this.cleanSender)
+    return { ...this.held(decision.held, renew), reason: `${decision.reason} (${why})` }
   }
 
   /** Negates every label this labeler holds on the DID (an explicit revocation). */

@@ -29,7 +29,7 @@ export type LabelChange = { uri: string; val: string; neg: boolean; exp?: string
  * published that lapses later than `renewWithinMs` from now, it stands (no churn on every
  * re-verification), otherwise a fresh label with the new `exp` is emitted.
  */
-export type WantedLabel = { held: boolean; exp?: string; renewWithinMs?: number }
+export type WantedLabel = { held: boolean; exp?: string; renewWithinMs?: number; reason?: string }
 
 /** A label as written; `renewed` marks a held label re-emitted only to extend its expiry. */
 export type StoredLabel = SignedLabel & { seq: number; renewed?: true }
@@ -77,7 +77,7 @@ export class LabelWriter {
     tx: Tx,
     uri: string,
     wanted: Map<string, WantedLabel>,
-    reason: string,
+    why: string,
   ): Promise<StoredLabel[]> {
     await lockWriters(tx)
     const current = await tx
@@ -88,6 +88,8 @@ export class LabelWriter {
     const changes: LabelChange[] = []
     for (const [val, want] of wanted) {
       const row = current.find((r) => r.val === val)
+      // A label decided from figures records them rather than the event that asked.
+      const reason = want.reason ?? why
       if (want.held) {
         const held = row !== undefined && isHeld(row, now)
         if (held && !needsRenewal(row, want, now)) continue
