@@ -109,11 +109,14 @@ describe('categories and one-click unsubscribe', () => {
       // The member's own would be a second header: ours replaces it.
       'List-Unsubscribe': '<https://member.example/unsub>',
     })
-    const rows = await h.sql<{ id: string; category: string | null; address: string; return_path: string }[]>`
-      select m.id, m.category, r.address, m.return_path from messages m join message_recipients r on r.message_id = m.id`
+    const rows = await h.sql<
+      { id: string; category: string | null; address: string; return_path: string; body_hash: string | null }[]
+    >`
+      select m.id, m.category, r.address, m.return_path, m.body_hash
+      from messages m join message_recipients r on r.message_id = m.id`
     assert.deepEqual(
-      rows.map((r) => [r.address, r.category]),
-      to.map((a) => [a, 'newsletter']),
+      rows.map((r) => [r.address, r.category, r.body_hash]),
+      to.map((a) => [a, 'newsletter', null]),
     )
     for (const row of rows) {
       const [copy] = await arrived(row.address, 1)
@@ -176,9 +179,13 @@ describe('categories and one-click unsubscribe', () => {
       // The member's own list header travels untouched when the relay adds none.
       assert.deepEqual(get('List-Unsubscribe'), ['<https://member.example/own>'])
       assert.deepEqual(get('X-Atmos-Category'), [])
-      const [row] = await h.sql<{ category: string | null }[]>`
-        select m.category from messages m join message_recipients r on r.message_id = m.id where r.address = ${to}`
+      const [row] = await h.sql<{ category: string | null; body_hash: string | null }[]>`
+        select m.category, m.body_hash from messages m join message_recipients r on r.message_id = m.id
+        where r.address = ${to}`
       assert.equal(row!.category, category)
+      // The body's hash is kept for transactional categories only (the operator's category mismatch).
+      if (category) assert.match(row!.body_hash ?? '', /^[A-Za-z0-9_-]{43}$/)
+      else assert.equal(row!.body_hash, null)
     }
   })
 

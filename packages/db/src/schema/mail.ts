@@ -59,6 +59,12 @@ export const messages = pgTable(
      * volume, bounces and complaints. Null: none given.
      */
     category: text(),
+    /**
+     * SHA-256 (base64url) of the body as submitted, kept only for transactional categories:
+     * one body to many recipients under a transactional category is bulk mail dodging the
+     * unsubscribe, which the operator sees as a category mismatch.
+     */
+    bodyHash: text(),
   },
   (t) => [
     index('messages_member_idx').on(t.memberId, t.receivedAt),
@@ -68,6 +74,8 @@ export const messages = pgTable(
     index('messages_purgeable_idx').on(t.doneAt).where(sql`state = 'done' AND body_purged_at IS NULL`),
     check('messages_state_check', sql.raw(`state IN (${oneOf(MESSAGE_STATES)})`)),
     check('messages_category_check', sql`category ~ '^[a-z0-9-]{1,40}$'`),
+    // The operator's category-mismatch view reads recent transactional mail alone.
+    index('messages_body_hash_idx').on(t.receivedAt).where(sql`body_hash IS NOT NULL`),
   ],
 )
 

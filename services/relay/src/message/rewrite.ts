@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { feedbackId, MEMBER_DID_HEADER, normalizeCategory, REFERENCE_HEADER } from '@atmos/mail-feedback'
 import { fieldValue, type HeaderField, makeField, type ParsedMessage, serializeMessage } from './headers.ts'
 import { canonicalBody } from './lines.ts'
@@ -63,6 +63,8 @@ export type PreparedMessage = {
   messageIdHeader: string
   /** The member's X-Atmos-Category, normalized; null when absent. */
   category: string | null
+  /** SHA-256 (base64url) of the body as it goes out: the same for every recipient's copy. */
+  bodyHash(): string
   /**
    * The message for one recipient, unsigned: our Received (when given) and fields on top,
    * then the member's fields, then the body. With `unsubscribe`, our List-Unsubscribe and
@@ -129,6 +131,7 @@ export function prepareMessage(parsed: ParsedMessage, sender: SenderIdentity, no
     fromDomain,
     messageIdHeader: fieldValue(messageIdHeader),
     category,
+    bodyHash: () => createHash('sha256').update(body).digest('base64url'),
     forRecipient: (reference, received, unsubscribe) =>
       serializeMessage(
         [

@@ -413,6 +413,8 @@ export class SubmissionHandlers {
         envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
         messageIdHeader: prepared.messageIdHeader,
         category: prepared.category,
+        // Only transactional mail is checked for one body sent to many (the operator's category mismatch).
+        bodyHash: prepared.category !== null && !offersUnsubscribe ? prepared.bodyHash() : null,
         copies,
         expiresAt: new Date(now.getTime() + config.messageLifetime),
         day: tx.day,
