@@ -14,6 +14,11 @@ export const adminSection = section({
    * the operator API off. Same permission rule as every secret file (0600, or 0640 root-owned).
    */
   operatorTokenFile: z.string().default(''),
+  /**
+   * The pool's token secret (the relay's `relay.pool.tokenSecretFile`, the same file), which
+   * verifies the one-click unsubscribe tokens of /u/. Unreadable: /u/ answers 503, the rest runs.
+   */
+  tokenSecretFile: field.string('.state/pool/token.secret'),
   /** The enrollment wizard (`ATMOS_ADMIN_ENROLL_*`): records to propose, check-now, the relay's key file. */
   enroll: enrollSection,
   /** Sending domains one member may hold: keep equal to the relay's `relay.pool.maxDomainsPerMember`. */

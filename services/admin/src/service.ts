@@ -60,10 +60,20 @@ export class AdminService extends BaseService<AppContext> {
     }
     // The wizard's activations tell the labeler; their history rows are the outbox if Redis is away.
     this.statusQueue = new TypedQueue(memberStatusChanged, this.ctx.redis, config.redis.prefix)
+    let tokenSecret: string | undefined
+    try {
+      tokenSecret = readSecretFile(admin.tokenSecretFile) || undefined
+    } catch (err) {
+      logger.warn(
+        { err: (err as Error).message },
+        'one-click unsubscribe (/u/) is off: the pool token secret is unreadable',
+      )
+    }
     this.app = createWebApp({
       db,
       logger,
       operatorToken,
+      tokenSecret,
       config: admin,
       publicUrl,
       oauth,

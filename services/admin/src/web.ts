@@ -23,6 +23,7 @@ import { WindowLimiter } from './web/rate-limit.ts'
 import { securityHeaders } from './web/security-headers.ts'
 import { type SessionOptions, type SessionVars, sessionMiddleware } from './web/session.ts'
 import { signinRoutes } from './web/signin.ts'
+import { unsubscribeRoutes } from './web/unsubscribe.ts'
 
 /** What /static serves: read once at start, a fixed list (no path from the request touches the disk). */
 const STATIC: Record<string, string> = { 'admin.css': 'text/css', 'admin.js': 'text/javascript' }
@@ -35,6 +36,8 @@ export type WebAppOptions = {
   publicUrl: URL
   /** Undefined when sign-in is off (no key-encryption key file yet): the pages say so. */
   oauth: NodeOAuthClient | undefined
+  /** The pool's token secret, for /u/ (one-click unsubscribe); undefined: those pages answer 503. */
+  tokenSecret?: string | undefined
   /** member-status-changed, for the wizard's activations; absent in tests that do not need it. */
   statusQueue?: TypedQueue<typeof memberStatusChanged> | undefined
 }
@@ -116,6 +119,10 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
     )
   }
 
+  app.route(
+    '/u',
+    unsubscribeRoutes({ db, logger: opts.logger, key: opts.tokenSecret ? { secret: opts.tokenSecret } : undefined }),
+  )
   app.route('/api/member', memberRoutes(db))
   if (opts.operatorToken || operators.size) app.route('/api/operator', operatorRoutes(db, opts.operatorToken))
   else {

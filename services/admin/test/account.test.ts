@@ -65,16 +65,16 @@ async function message(
   d: { id: number; domain: string },
   at: Date,
   rcpt: Rcpt,
-  opts: { messageIdHeader?: string } = {},
+  opts: { messageIdHeader?: string; category?: string } = {},
 ): Promise<{ id: string; recipientId: number }> {
   const id = randomUUID()
   await db.execute(sql`
     insert into messages (id, member_id, domain_id, envelope_from, return_path, message_id_header, size, body,
-                          expires_at, received_at, state)
+                          expires_at, received_at, state, category)
     values (${id}, ${m.id}, ${d.id}, ${`news@${d.domain}`}, ${`b+${id}@pool.example`},
             ${opts.messageIdHeader ?? `<${id}@${d.domain}>`}, 3, '\\x616263'::bytea,
             ${new Date(at.getTime() + 3 * DAY).toISOString()}::timestamptz, ${at.toISOString()}::timestamptz,
-            ${rcpt.state === 'queued' || rcpt.state === 'deferred' ? 'queued' : 'done'})`)
+            ${rcpt.state === 'queued' || rcpt.state === 'deferred' ? 'queued' : 'done'}, ${opts.category ?? null})`)
   const attempts = rcpt.attempts ?? []
   const [r] = await db.execute<{ id: string }>(sql`
     insert into message_recipients (message_id, address, domain, state, attempts, last_reply, updated_at, next_attempt_at)
@@ -705,6 +705,51 @@ describe('account standing', () => {
     assert.match(html, /p=quarantine; rua=&lt;mailto:x@y&gt; &amp; &quot;more&quot;/)
 
     assert.equal(await accountStanding(db, 9_999_999, { capFor, now }), null)
+  })
+
+  it('totals volume, bounces and complaints per X-Atmos-Category, and shows them', async () => {
+    const m = await member('cata')
+    const d = await domain(m, 'cat.example')
+    const at = new Date(Date.now() - MIN)
+    const bounced: Attempt[] = [{ outcome: 'failed', reply: '550 5.1.1 no such user' }]
+    const sent = [
+      ['newsletter', 'delivered'],
+      ['newsletter', 'delivered'],
+      ['newsletter', 'bounced'],
+      ['password-reset', 'delivered'],
+      [undefined, 'delivered'],
+    ] as const
+    const ids: string[] = []
+    for (const [i, [category, state]] of sent.entries()) {
+      const r = await message(
+        m,
+        d,
+        at,
+        { address: `c${i}@r.example`, state, attempts: state === 'bounced' ? bounced : delivered },
+        category ? { category } : {},
+      )
+      ids.push(r.id)
+    }
+    await db.execute(sql`
+      insert into feedback_events (type, member_id, message_id, recipient, source)
+      values ('complaint', ${m.id}, ${ids[0]!}, 'c0@r.example', 'arf')`)
+    const f = await memberFigures(db, m.id, '24h')
+    const by = Object.fromEntries(
+      f.categories.map((c) => [
+        String(c.category),
+        [c.total.sent, c.total.delivered, c.total.bounced, c.total.complained],
+      ]),
+    )
+    assert.deepEqual(by, { newsletter: [3, 2, 1, 1], 'password-reset': [1, 1, 0, 0], null: [1, 1, 0, 0] })
+    assert.equal(f.categories[0]!.category, 'newsletter', 'most sent first')
+    const html = figuresFragment(f)
+    assert.match(html, /By category/)
+    assert.match(html, /<th scope="row">newsletter<\/th><td>3<\/td><td>2<\/td><td>1<\/td><td>1<\/td>/)
+    assert.match(html, /<th scope="row">\(no category\)<\/th><td>1<\/td>/)
+    // Another member's figures hold none of it.
+    const other = await memberFigures(db, (await member('catb')).id, '24h')
+    assert.deepEqual(other.categories, [])
+    assert.doesNotMatch(figuresFragment(other), /By category/)
   })
 
   it('renders the figures fragment with the chart, the table and escaped domain names', async () => {

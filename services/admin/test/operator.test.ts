@@ -319,6 +319,45 @@ describe('operator API: a member', () => {
   })
 })
 
+describe('operator API: category mismatches', () => {
+  it('lists one body sent to many recipients under a transactional category, and not mail that differs per recipient', async () => {
+    const m = await member('did:plc:mismatchaaaaaaaaaaaaaaaa', ['mismatch.example'])
+    const send = async (bodyHash: string, n: number, category = 'password-reset') => {
+      for (let i = 0; i < n; i++) {
+        const id = randomUUID()
+        await db.insert(messages).values({
+          id,
+          memberId: m.id,
+          domainId: m.domains[0]!.id,
+          envelopeFrom: 'noreply@mismatch.example',
+          returnPath: 'b+x@bounces.pool.example',
+          size: 1,
+          body: Buffer.from('x'),
+          expiresAt: new Date(Date.now() + 86_400_000),
+          category,
+          bodyHash,
+        })
+        await db
+          .insert(messageRecipients)
+          .values({ messageId: id, address: `r${i}@dest.example`, domain: 'dest.example' })
+      }
+    }
+    await send('same-body', 5)
+    await send('other-body', 2, 'login-link')
+    for (let i = 0; i < 5; i++) await send(`unique-${i}`, 1)
+    const res = await fetch(`${base}/category-mismatches?min=3`, { headers: auth })
+    assert.equal(res.status, 200)
+    const { items } = (await res.json()) as { items: Array<Record<string, unknown>> }
+    const mine = items.filter((i) => i.member === m.did)
+    assert.deepEqual(
+      mine.map((i) => [i.domain, i.category, i.recipients]),
+      [['mismatch.example', 'password-reset', 5]],
+    )
+    assert.equal((await fetch(`${base}/category-mismatches?min=1`, { headers: auth })).status, 400)
+    assert.equal((await fetch(`${base}/category-mismatches`)).status, 401)
+  })
+})
+
 describe('operator API: complaints', () => {
   it('lists complaints newest first, those that did not count with why, each linked to its report', async () => {
     const m = await member('did:plc:complaintsaaaaaaaaaaaaaa', ['complaints.example'])

@@ -85,6 +85,16 @@ export function planServices(base: Env): PlannedService[] {
       shared.ATMOS_ADMIN_ENROLL_RELAY_PORT = submissionPort
   }
   shared.ATMOS_ADMIN_ENROLL_RELAY_HOST = base.ATMOS_ADMIN_ENROLL_RELAY_HOST ?? '127.0.0.1'
+  // One-click unsubscribe links point at this stack's admin (its /u page), wherever the offset put it,
+  // and the admin verifies them with the relay's token secret.
+  const adminPort = shared.ATMOS_ADMIN_WEB_PORT ?? ''
+  if (base.ATMOS_RELAY_SUBMISSION_UNSUBSCRIBE_URL === undefined && /^\d{1,5}$/.test(adminPort)) {
+    const publicUrl = base.ATMOS_ADMIN_PUBLIC_URL || `http://127.0.0.1:${adminPort}`
+    shared.ATMOS_RELAY_SUBMISSION_UNSUBSCRIBE_URL = `${publicUrl.replace(/\/$/, '')}/u`
+  }
+  const tokenSecret = base.ATMOS_RELAY_POOL_TOKEN_SECRET_FILE
+  if (tokenSecret && base.ATMOS_ADMIN_TOKEN_SECRET_FILE === undefined)
+    shared.ATMOS_ADMIN_TOKEN_SECRET_FILE = tokenSecret
   // The local network's MX hosts are on loopback, which the relay refuses unless allowed.
   shared.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS =
     base.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS ?? '127.0.0.0/8,::1/128'

@@ -26,3 +26,16 @@ it('a value the user set wins', () => {
   const pinned = planServices({ ...DB, ATMOS_ADMIN_ENROLL_RELAY_PORT: '587' }).find((s) => s.name === 'admin')!
   assert.equal(pinned.env.ATMOS_ADMIN_ENROLL_RELAY_PORT, '587')
 })
+
+it("the relay's unsubscribe links point at this stack's admin, which reads the relay's token secret", () => {
+  const plan = planServices({ ...DB, ATMOS_STACK_PORT_OFFSET: '100', ATMOS_RELAY_POOL_TOKEN_SECRET_FILE: '/s/token' })
+  const relay = plan.find((s) => s.name === 'relay')!
+  const admin = plan.find((s) => s.name === 'admin')!
+  assert.equal(relay.env.ATMOS_RELAY_SUBMISSION_UNSUBSCRIBE_URL, 'http://127.0.0.1:3100/u')
+  assert.equal(admin.env.ATMOS_ADMIN_TOKEN_SECRET_FILE, '/s/token')
+  const pinned = planServices({ ...DB, ATMOS_RELAY_SUBMISSION_UNSUBSCRIBE_URL: 'https://mail.example/u' })
+  assert.equal(
+    pinned.find((s) => s.name === 'relay')!.env.ATMOS_RELAY_SUBMISSION_UNSUBSCRIBE_URL,
+    'https://mail.example/u',
+  )
+})

@@ -53,6 +53,18 @@ export const messages = pgTable(
      * message fails instead of going out in the clear or to an unauthenticated host.
      */
     requireTls: boolean().notNull().default(false),
+    /**
+     * The member's X-Atmos-Category (the header is removed before sending): decides whether
+     * the message offered a one-click unsubscribe, and groups the account's per-category
+     * volume, bounces and complaints. Null: none given.
+     */
+    category: text(),
+    /**
+     * SHA-256 (base64url) of the body as submitted, kept only for transactional categories:
+     * one body to many recipients under a transactional category is bulk mail dodging the
+     * unsubscribe, which the operator sees as a category mismatch.
+     */
+    bodyHash: text(),
   },
   (t) => [
     index('messages_member_idx').on(t.memberId, t.receivedAt),
@@ -61,6 +73,9 @@ export const messages = pgTable(
     // The reconciler drops the bodies of messages done longer than the retention.
     index('messages_purgeable_idx').on(t.doneAt).where(sql`state = 'done' AND body_purged_at IS NULL`),
     check('messages_state_check', sql.raw(`state IN (${oneOf(MESSAGE_STATES)})`)),
+    check('messages_category_check', sql`category ~ '^[a-z0-9-]{1,40}$'`),
+    // The operator's category-mismatch view reads recent transactional mail alone.
+    index('messages_body_hash_idx').on(t.receivedAt).where(sql`body_hash IS NOT NULL`),
   ],
 )
 

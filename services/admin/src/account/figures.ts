@@ -61,6 +61,11 @@ export type Figures = {
    * or moved away that sent in the window. Only the member's own domains ever appear.
    */
   domains: Array<{ domain: string; live: boolean; series: Series }>
+  /**
+   * Totals per X-Atmos-Category over the window (null: mail sent without one), most sent
+   * first; empty when nothing was sent. Over the same messages as `member`.
+   */
+  categories: Array<{ category: string | null; total: Counts }>
   unattributedComplaints: number
 }
 
@@ -97,9 +102,9 @@ export async function memberFigures(
     only = owned.filter((d) => d.domain === name).map((d) => d.id)
     if (!only.length) throw new NotMemberDomainError(`${name} is not a domain of this account`)
   }
-  const rows = await db.execute<Record<string, string | null> & { domain_id: string | null; bucket: string }>(
-    figuresSql({ memberId, from, to, step, domainIds: only }),
-  )
+  const rows = await db.execute<
+    Record<string, string | null> & { domain_id: string | null; bucket: string; category: string | null }
+  >(figuresSql({ memberId, from, to, step, domainIds: only }))
   // Complaints tied to no message are tied to no domain either: none when one domain is asked for.
   const [unattributed] = only
     ? [{ n: '0' }]
@@ -120,9 +125,16 @@ export async function memberFigures(
     else if (d.live) byName.set(d.domain, { live: true, series: emptySeries(starts) })
   }
   const index = new Map(starts.map((s, i) => [s.getTime(), i]))
+  const byCategory = new Map<string | null, Counts>()
   for (const row of rows) {
     const i = index.get(Number(row.bucket))
     if (i === undefined) continue
+    let categoryTotal = byCategory.get(row.category)
+    if (!categoryTotal) {
+      categoryTotal = zero()
+      byCategory.set(row.category, categoryTotal)
+    }
+    for (const key of COUNT_KEYS) categoryTotal[key] += Number(row[key] ?? 0)
     const owner = row.domain_id === null ? undefined : nameOf.get(Number(row.domain_id))
     // Messages from before domains existed may carry no domain: they count for the member only.
     let domainSeries: Series | undefined
@@ -147,7 +159,19 @@ export async function memberFigures(
   const domains = [...byName.entries()]
     .map(([domain, e]) => ({ domain, live: e.live, series: e.series }))
     .sort((a, b) => Number(b.live) - Number(a.live))
-  return { window, step, from, to, member, domains, unattributedComplaints: Number(unattributed?.n ?? 0) }
+  const categories = [...byCategory.entries()]
+    .map(([category, total]) => ({ category, total }))
+    .sort((a, b) => b.total.sent - a.total.sent || String(a.category).localeCompare(String(b.category)))
+  return {
+    window,
+    step,
+    from,
+    to,
+    member,
+    domains,
+    categories,
+    unattributedComplaints: Number(unattributed?.n ?? 0),
+  }
 }
 
 /**
@@ -175,7 +199,7 @@ export function figuresSql(q: {
   // `offset 0` keeps from being flattened into a join: an index probe a message.
   return sql`
     with m as materialized (
-      select id, domain_id, received_at from messages
+      select id, domain_id, received_at, category from messages
       where member_id = ${q.memberId}
         and received_at >= ${q.from.toISOString()}::timestamptz and received_at < ${end(q.to)}::timestamptz
         ${domainFilter}
@@ -183,6 +207,7 @@ export function figuresSql(q: {
     select m.domain_id::text as domain_id,
       (extract(epoch from date_bin(${`1 ${q.step}`}::interval, m.received_at, ${q.from.toISOString()}::timestamptz))
         * 1000)::bigint::text as bucket,
+      m.category,
       count(*) as "sent",
       count(*) filter (where r.state = 'delivered' and not coalesce(f.bounced, false)) as "delivered",
       count(*) filter (where r.state = 'deferred') as "deferred",
@@ -208,7 +233,7 @@ export function figuresSql(q: {
       where e.message_id = m.id and (e.recipient is null or e.recipient = lower(r.address))
         and coalesce((e.details->>'verified')::boolean, true) and coalesce((e.details->>'counted')::boolean, true)
     ) f on true
-    group by 1, 2`
+    group by 1, 2, 3`
 }
 
 /** Up to the end of `to`'s millisecond: Postgres keeps microseconds, and what came in at `now` counts. */

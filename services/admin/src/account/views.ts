@@ -84,6 +84,21 @@ export function figuresFragment(
     '<th scope="col">Complained</th></tr></thead>',
     `<tbody>${row('All domains', figures.member, true)}${domainRows}</tbody></table>`,
   ]
+  if (figures.categories.some((c) => c.category !== null)) {
+    const rows = figures.categories
+      .map(({ category, total: t }) => {
+        const cells = [t.sent, t.delivered, t.bounced, t.complained]
+        const name = category === null ? '(no category)' : category
+        return `<tr><th scope="row">${esc(name)}</th>${cells.map((c) => `<td>${esc(count(c))}</td>`).join('')}</tr>`
+      })
+      .join('')
+    parts.push(
+      `<table class="figures-table categories-table"><caption>By category (X-Atmos-Category) over ${esc(when)}</caption>`,
+      '<thead><tr><th scope="col">Category</th><th scope="col">Sent</th><th scope="col">Delivered</th>',
+      '<th scope="col">Bounced</th><th scope="col">Complained</th></tr></thead>',
+      `<tbody>${rows}</tbody></table>`,
+    )
+  }
   if (figures.unattributedComplaints) {
     parts.push(
       `<p class="note">${esc(count(figures.unattributedComplaints))} complaint${figures.unattributedComplaints === 1 ? '' : 's'} ` +

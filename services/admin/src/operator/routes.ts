@@ -5,6 +5,7 @@ import type { SessionVars } from '../web/session.ts'
 import { clientInfo } from '../web/signin.ts'
 import { AggregateInputError, aggregateBody, listAggregates, recordAggregate, UnknownMemberError } from './aggregate.ts'
 import { operatorAuth } from './auth.ts'
+import { categoryMismatchQuery, listCategoryMismatches } from './category-mismatch.ts'
 import { complaintsQuery, listComplaints } from './complaints.ts'
 import { inboundQuery, inboundRaw, listInbound } from './inbound.ts'
 import { memberView } from './member.ts'
@@ -40,6 +41,12 @@ export function operatorRoutes(db: Db, token: string | undefined): Hono<{ Variab
     const items = await listComplaints(db, q.data)
     const last = items.at(-1)
     return c.json({ items, ...(items.length === q.data.limit && last ? { next: last.id } : {}) })
+  })
+
+  app.get('/category-mismatches', async (c) => {
+    const q = categoryMismatchQuery.safeParse(c.req.query())
+    if (!q.success) return invalid(c, q.error)
+    return c.json({ items: await listCategoryMismatches(db, q.data) })
   })
 
   app.get('/inbound/:id/raw', async (c) => {

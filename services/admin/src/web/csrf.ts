@@ -10,7 +10,9 @@ import type { SessionVars } from './session.ts'
 // sign-in (the sign-in form itself) the token is a random cookie of its own, echoed by the
 // form (double submit); it also ties the OAuth callback to the browser that started it.
 // Requests with an Authorization header (the relay credential, the operator token) carry
-// no ambient authority and are exempt; so is /api/ without a session (it answers 401).
+// no ambient authority and are exempt; so is /api/ without a session (it answers 401), and
+// the one-click unsubscribe page /u/, whose POST comes from mail providers (RFC 8058) and
+// whose authority is the HMAC token in its path, never a cookie.
 
 export const PRE_COOKIE = 'atmos_pre'
 
@@ -54,7 +56,7 @@ export async function csrfProblem(c: Context<{ Variables: SessionVars }>, origin
 
 export function csrfMiddleware(origin: string): MiddlewareHandler<{ Variables: SessionVars }> {
   return async (c, next) => {
-    if (!UNSAFE.has(c.req.method) || c.req.header('authorization')) return next()
+    if (!UNSAFE.has(c.req.method) || c.req.header('authorization') || c.req.path.startsWith('/u/')) return next()
     const api = c.req.path.startsWith('/api/')
     if (api && !c.get('session')) return next()
     const problem = await csrfProblem(c, origin)

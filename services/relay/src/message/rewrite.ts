@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto'
-import { feedbackId, MEMBER_DID_HEADER, REFERENCE_HEADER } from '@atmos/mail-feedback'
+import { createHash, randomUUID } from 'node:crypto'
+import { feedbackId, MEMBER_DID_HEADER, normalizeCategory, REFERENCE_HEADER } from '@atmos/mail-feedback'
 import { fieldValue, type HeaderField, makeField, type ParsedMessage, serializeMessage } from './headers.ts'
 import { canonicalBody } from './lines.ts'
 import { checkMailbox } from './mailbox.ts'
@@ -54,16 +54,36 @@ export type SenderIdentity = {
   poolId: string
 }
 
+/** What List-Unsubscribe offers one recipient (RFC 2369, RFC 8058). */
+export type UnsubscribeLinks = { https: string; mailto?: string }
+
 export type PreparedMessage = {
   /** The domain of the header From. */
   fromDomain: string
   messageIdHeader: string
+  /** The member's X-Atmos-Category, normalized; null when absent. */
+  category: string | null
+  /** SHA-256 (base64url) of the body as it goes out: the same for every recipient's copy. */
+  bodyHash(): string
   /**
    * The message for one recipient, unsigned: our Received (when given) and fields on top,
-   * then the member's fields, then the body.
+   * then the member's fields, then the body. With `unsubscribe`, our List-Unsubscribe and
+   * List-Unsubscribe-Post replace any the member wrote (two of either would leave a receiver
+   * to pick one, and only ours suppresses at the pool).
    */
-  forRecipient(reference: string, received?: ReceivedTrace): Buffer
+  forRecipient(reference: string, received?: ReceivedTrace, unsubscribe?: UnsubscribeLinks): Buffer
 }
+
+/** Folded before the mailto: a long recipient makes a long token, and lines should stay short. */
+function listUnsubscribe(links: UnsubscribeLinks, eol: string): HeaderField {
+  const https = makeField('List-Unsubscribe', `<${links.https}>`)
+  if (!links.mailto) return https
+  const mailto = `<mailto:${links.mailto}?subject=unsubscribe>`
+  if (/[\r\n]/.test(mailto)) throw new Error('mailto address contains a line break')
+  return { ...https, raw: Buffer.concat([https.raw, Buffer.from(`,${eol} ${mailto}`, 'utf8')]) }
+}
+
+const LIST_UNSUBSCRIBE = new Set(['list-unsubscribe', 'list-unsubscribe-post'])
 
 /** Checks the header From (and Sender) against the member's domain and rewrites the header section. */
 export function prepareMessage(parsed: ParsedMessage, sender: SenderIdentity, now = new Date()): PreparedMessage {
@@ -78,6 +98,20 @@ export function prepareMessage(parsed: ParsedMessage, sender: SenderIdentity, no
     const checked = checkMailbox(fieldValue(field), field.name, sender.domain)
     if (!checked.ok) throw new HeaderPolicyError(550, `${checked.status} ${checked.reason}`)
     if (field.key === 'from') fromDomain = checked.domain
+  }
+
+  // Refused rather than ignored: a misspelt marketing category read as absent would send
+  // bulk mail without the unsubscribe the member meant it to carry.
+  const categories = parsed.fields.filter((f) => f.key === 'x-atmos-category')
+  if (categories.length > 1) {
+    throw new HeaderPolicyError(550, `5.6.0 a message may have one X-Atmos-Category header, found ${categories.length}`)
+  }
+  let category: string | null = null
+  if (categories[0]) {
+    category = normalizeCategory(fieldValue(categories[0]))
+    if (!category) {
+      throw new HeaderPolicyError(550, '5.6.0 X-Atmos-Category must be 1 to 40 lower-case letters, digits or dashes')
+    }
   }
 
   const kept = parsed.fields.filter((f) => !isRemoved(f.key))
@@ -96,14 +130,22 @@ export function prepareMessage(parsed: ParsedMessage, sender: SenderIdentity, no
   return {
     fromDomain,
     messageIdHeader: fieldValue(messageIdHeader),
-    forRecipient: (reference, received) =>
+    category,
+    bodyHash: () => createHash('sha256').update(body).digest('base64url'),
+    forRecipient: (reference, received, unsubscribe) =>
       serializeMessage(
         [
           ...(received ? [receivedField(received)] : []),
           ...common,
           makeField(REFERENCE_HEADER, reference),
+          ...(unsubscribe
+            ? [
+                listUnsubscribe(unsubscribe, parsed.eol),
+                makeField('List-Unsubscribe-Post', 'List-Unsubscribe=One-Click'),
+              ]
+            : []),
           ...added,
-          ...kept,
+          ...(unsubscribe ? kept.filter((f) => !LIST_UNSUBSCRIBE.has(f.key)) : kept),
         ],
         body,
         parsed.eol,

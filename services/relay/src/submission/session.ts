@@ -3,7 +3,7 @@ import { hostname } from 'node:os'
 import type { Pool } from '@atmos/db'
 import { type SigningKeys, signMessage } from '@atmos/dkim'
 import { countingDay, dailyCapFor } from '@atmos/enrolment'
-import { messageToken, verpAddress } from '@atmos/mail-feedback'
+import { messageToken, TRANSACTIONAL_CATEGORIES, unsubscribeToken, verpAddress } from '@atmos/mail-feedback'
 import type { deliverMessage, TypedQueue } from '@atmos/queues'
 import { Batcher, type Logger, withTimeout } from '@atmos/runtime'
 import { dummyPasswordHash, verifyPassword } from '@atmos/secrets'
@@ -89,6 +89,7 @@ export class SubmissionHandlers {
   private readonly deps: SubmissionDeps
   private readonly instance = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
   private readonly sessions = new Map<string, { user?: SessionUser; tx?: Transaction; closed?: boolean }>()
+  private readonly transactional: Set<string>
   private readonly standing: StandingReader
   private readonly suppressions: SuppressionLookup
   private readonly spool: SubmissionSpool
@@ -97,6 +98,7 @@ export class SubmissionHandlers {
 
   constructor(deps: SubmissionDeps) {
     this.deps = deps
+    this.transactional = new Set([...TRANSACTIONAL_CATEGORIES, ...deps.config.unsubscribe.transactionalCategories])
     this.standing = new StandingReader(deps.sql, deps.config.labelerDid)
     this.suppressions = new SuppressionLookup(deps.sql)
     this.spool = new SubmissionSpool(deps.sql)
@@ -360,6 +362,12 @@ export class SubmissionHandlers {
     const verp = { bounceDomain: pool.bounceDomain, prefix: pool.verpPrefix, secret: this.deps.tokenSecret }
     const now = new Date()
     const single = session.envelope.rcptTo.length === 1
+    // Mail without a category gets no unsubscribe: the relay cannot tell a password reset from
+    // a newsletter, and an unsubscribe on a login mail lets a recipient (or a link scanner's
+    // POST) cut himself off from his own account. Bulk senders name their categories; the
+    // category-mismatch count is there for those who call bulk mail transactional.
+    const offersUnsubscribe = prepared.category !== null && !this.transactional.has(prepared.category)
+    const unsub = config.unsubscribe
     const copies = await Promise.all(
       session.envelope.rcptTo.map(async (rcpt) => {
         const checked = checkRecipient(rcpt.address)
@@ -375,13 +383,21 @@ export class SubmissionHandlers {
             : {}),
           date: now,
         }
+        const returnPath = verpAddress(verp, id)
+        // One copy per recipient, so each carries its own token (signed with the rest).
+        const links = offersUnsubscribe
+          ? {
+              https: `${unsub.url.replace(/\/$/, '')}/${unsubscribeToken(verp, { memberId: user.memberId, recipient: checked.address, messageId: id })}`,
+              ...(unsub.mailto ? { mailto: returnPath } : {}),
+            }
+          : undefined
         return {
           id,
           recipient: checked.address,
           domain: checked.domain,
-          returnPath: verpAddress(verp, id),
+          returnPath,
           body: await signMessage(
-            prepared.forRecipient(messageToken(verp, id), received),
+            prepared.forRecipient(messageToken(verp, id), received, links),
             [...domainKeys, poolKey],
             now,
           ),
@@ -396,6 +412,9 @@ export class SubmissionHandlers {
         domainId: tx.domainId,
         envelopeFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
         messageIdHeader: prepared.messageIdHeader,
+        category: prepared.category,
+        // Only transactional mail is checked for one body sent to many (the operator's category mismatch).
+        bodyHash: prepared.category !== null && !offersUnsubscribe ? prepared.bodyHash() : null,
         copies,
         expiresAt: new Date(now.getTime() + config.messageLifetime),
         day: tx.day,

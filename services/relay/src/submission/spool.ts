@@ -17,6 +17,10 @@ export type SpoolRequest = {
   domainId: number
   envelopeFrom: string
   messageIdHeader: string
+  /** X-Atmos-Category, normalized; null when the member named none. */
+  category?: string | null
+  /** messages.body_hash: set for transactional categories only. */
+  bodyHash?: string | null
   copies: SpooledCopy[]
   expiresAt: Date
   /** Warming: the day counted on and the cap it must stay within. */
@@ -85,8 +89,9 @@ async function spoolBatch(sql: Pool, reqs: SpoolRequest[]): Promise<Array<string
                            ${reqs.map((r) => r.copies.length)}::int[], ${reqs.map((r) => r.cap)}::int[],
                            ${reqs.map((r) => r.envelopeFrom)}::text[], ${reqs.map((r) => r.messageIdHeader)}::text[],
                            ${reqs.map((r) => r.expiresAt.toISOString())}::text[]::timestamptz[],
-                           ${reqs.map((r) => (r.requireTls ? 'true' : 'false'))}::text[]::boolean[])
-        with ordinality as r(member_id, domain_id, day, n, cap, envelope_from, message_id_header, expires_at, require_tls, i)
+                           ${reqs.map((r) => (r.requireTls ? 'true' : 'false'))}::text[]::boolean[],
+                           ${reqs.map((r) => r.category ?? '')}::text[], ${reqs.map((r) => r.bodyHash ?? '')}::text[])
+        with ordinality as r(member_id, domain_id, day, n, cap, envelope_from, message_id_header, expires_at, require_tls, category, body_hash, i)
     ), tally as (
       select domain_id, min(member_id) as member_id, day, sum(n)::int as n, count(*)::int as messages, min(cap) as cap
       from req group by domain_id, day
@@ -99,7 +104,7 @@ async function spoolBatch(sql: Pool, reqs: SpoolRequest[]): Promise<Array<string
               <= (select t.cap from tally t where t.domain_id = v.domain_id and t.day = v.day)
       returning domain_id, day
     ), accepted as (
-      select c.*, r.member_id, r.domain_id, r.envelope_from, r.message_id_header, r.expires_at, r.require_tls
+      select c.*, r.member_id, r.domain_id, r.envelope_from, r.message_id_header, r.expires_at, r.require_tls, r.category, r.body_hash
       from unnest(${col((x) => x.i)}::int[], ${col((x) => x.c.id)}::text[]::uuid[], ${col((x) => x.c.returnPath)}::text[],
                   ${col((x) => x.c.body.toString('hex'))}::text[], ${col((x) => x.c.recipient)}::text[],
                   ${col((x) => x.c.domain)}::text[])
@@ -107,9 +112,10 @@ async function spoolBatch(sql: Pool, reqs: SpoolRequest[]): Promise<Array<string
       join req r on r.i = c.i
       join counted k on k.domain_id = r.domain_id and k.day = r.day
     ), spooled as (
-      insert into messages (id, member_id, domain_id, envelope_from, return_path, message_id_header, size, body, expires_at, require_tls)
+      insert into messages (id, member_id, domain_id, envelope_from, return_path, message_id_header, size, body, expires_at, require_tls, category, body_hash)
       select a.id, a.member_id, a.domain_id, a.envelope_from, a.return_path, a.message_id_header, length(a.body_hex) / 2,
-             decode(a.body_hex, 'hex'), a.expires_at, a.require_tls
+             decode(a.body_hex, 'hex'), a.expires_at, a.require_tls, nullif(a.category, ''),
+             nullif(a.body_hash, '')
       from accepted a
       returning id
     )
