@@ -142,6 +142,11 @@ describe('docker-compose.yml', () => {
       'the labeler listens where the admin reads labels',
     )
     assert.ok(URL.canParse(env.ATMOS_ADMIN_PUBLIC_URL))
+    // The relay links one-click unsubscribes to the admin's /u page.
+    assert.equal(
+      resolved.services.relay.environment.ATMOS_RELAY_SUBMISSION_UNSUBSCRIBE_URL,
+      `${env.ATMOS_ADMIN_PUBLIC_URL.replace(/\/$/, '')}/u`,
+    )
     assert.ok('ATMOS_ADMIN_OPERATORS' in env)
   })
 

@@ -274,6 +274,11 @@ describe('kubernetes manifests', () => {
       data: Record<string, string>
     }
     assert.equal(new URL(config.data.ATMOS_ADMIN_PUBLIC_URL!).protocol, 'https:')
+    // The relay links one-click unsubscribes to the admin's /u page, at the same public URL.
+    assert.equal(
+      config.data.ATMOS_RELAY_SUBMISSION_UNSUBSCRIBE_URL,
+      `${config.data.ATMOS_ADMIN_PUBLIC_URL!.replace(/\/$/, '')}/u`,
+    )
     assert.ok('ATMOS_ADMIN_OPERATORS' in config.data, 'the operators allowlist is there to fill in')
   })
 

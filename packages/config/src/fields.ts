@@ -58,6 +58,18 @@ export const field = {
         `expected a URL with scheme ${protocols?.join(' or ')}`,
       )
       .default(fallback),
+  /**
+   * A URL people's mail clients or browsers open: https, except on a loopback host (the local
+   * stack and tests), since a plain-http link sent in mail can be read and rewritten on the way.
+   */
+  publicHttpsUrl: (fallback: string) =>
+    z
+      .string()
+      .refine((v) => {
+        const u = URL.canParse(v) ? new URL(v) : null
+        return u?.protocol === 'https:' || (u?.protocol === 'http:' && isLoopbackHost(u.hostname))
+      }, 'expected an https URL (http only on a loopback host)')
+      .default(fallback),
   logLevel: (fallback: 'info') =>
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(fallback),
 }
@@ -69,4 +81,10 @@ export function section<T extends z.ZodRawShape>(shape: T) {
     .object(shape)
     .strict()
     .prefault({} as never)
+}
+
+/** 127.0.0.0/8, ::1, localhost and *.localhost (RFC 6761): names that never leave the machine. */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/^\[|\]$/g, '')
+  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
 }

@@ -24,7 +24,7 @@ export {
   UsageError,
   type Values,
 } from './cli.ts'
-export { field, parseDuration, section } from './fields.ts'
+export { field, isLoopbackHost, parseDuration, section } from './fields.ts'
 export {
   CONFIG_FILE_ENV,
   ConfigError,

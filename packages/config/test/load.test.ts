@@ -144,3 +144,39 @@ describe('loadConfig', () => {
     assert.deepEqual(loadConfig(tiny, { env: { ATMOS_A_B: '5' } }), { a: { b: 5 } })
   })
 })
+
+describe('field.publicHttpsUrl', () => {
+  const links = serviceConfigSchema('relay', {
+    httpPort: 8102,
+    own: section({ unsubscribeUrl: field.publicHttpsUrl('http://127.0.0.1:3000/u') }),
+  })
+  const load = (value: string) => loadConfig(links, { env: { ATMOS_RELAY_UNSUBSCRIBE_URL: value } }).relay
+
+  it('takes https anywhere, and http only on a loopback host', () => {
+    assert.equal(load('https://admin.pool.example/u').unsubscribeUrl, 'https://admin.pool.example/u')
+    for (const local of [
+      'http://127.0.0.1:3100/u',
+      'http://localhost/u',
+      'http://mail.localhost/u',
+      'http://[::1]:3000/u',
+    ]) {
+      assert.equal(load(local).unsubscribeUrl, local)
+    }
+  })
+
+  it('refuses plain http to a host off the machine, and other schemes, naming the variable', () => {
+    for (const bad of [
+      'http://admin.pool.example/u',
+      'http://127.0.0.1.nip.io/u',
+      'http://10.0.0.1/u',
+      'ftp://x/u',
+      'u',
+    ]) {
+      assert.throws(
+        () => load(bad),
+        (err: unknown) => err instanceof ConfigError && /ATMOS_RELAY_UNSUBSCRIBE_URL/.test(err.message),
+        bad,
+      )
+    }
+  })
+})

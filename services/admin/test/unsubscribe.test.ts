@@ -125,6 +125,16 @@ describe('one-click unsubscribe page', () => {
     assert.deepEqual(await standing(), [])
   })
 
+  it('answers 410 for a genuine token of a member who is not there, for GET and POST alike', async () => {
+    const gone = unsubscribeToken({ secret }, { memberId: memberId + 1000, recipient, messageId })
+    const page = await fetch(`${base}/${gone}`)
+    assert.equal(page.status, 410)
+    assert.match(await page.text(), /no longer sends through Atmosphere Mail/)
+    const res = await oneClick(`${base}/${gone}`)
+    assert.equal(res.status, 410)
+    assert.deepEqual(await standing(), [])
+  })
+
   it('refuses a POST without List-Unsubscribe=One-Click', async () => {
     const res = await oneClick(`${base}/${token()}`, 'foo=bar')
     assert.equal(res.status, 400)

@@ -49,7 +49,7 @@ export function layout(opts: { title: string; body: Html; session?: PageSession 
 }
 
 /** The statuses an error page is sent with. */
-export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 429 | 500 | 502 | 503
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 410 | 429 | 500 | 502 | 503
 
 /**
  * A page with the status a user (or a client) can act on, never a stack trace: a heading,

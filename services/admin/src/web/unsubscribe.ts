@@ -1,4 +1,4 @@
-import { type Db, domains, messages } from '@atmos/db'
+import { type Db, domains, members, messages } from '@atmos/db'
 import { readUnsubscribeToken, type TokenKey } from '@atmos/mail-feedback'
 import { suppress } from '@atmos/reputation'
 import type { Logger } from '@atmos/runtime'
@@ -48,6 +48,18 @@ export function unsubscribeRoutes(opts: UnsubscribeOptions): Hono {
           400,
           'This unsubscribe link is not valid',
           'The link is incomplete or was altered. Use the unsubscribe link of a message you received, as it is.',
+        ),
+      }
+    }
+    // A token the pool signed for a member who is gone (a test database reset, a restored
+    // backup) has no one to suppress for: say so rather than fail on the foreign key.
+    const [sender] = await db.select({ id: members.id }).from(members).where(eq(members.id, subject.memberId)).limit(1)
+    if (!sender) {
+      return {
+        page: await errorPage(
+          410,
+          'Nothing to unsubscribe from',
+          'The sender of this message no longer sends through Atmosphere Mail, so no more of its mail will come.',
         ),
       }
     }

@@ -49,13 +49,13 @@ export const submissionSection = section({
   receivedClientAddress: field.bool(false),
   /**
    * One-click unsubscribe (RFC 8058) for mail whose X-Atmos-Category is not transactional.
-   * `url`: the admin's public `/u` page (the token is appended as a path segment); https in
-   * production, as RFC 8058 requires. `mailto`: also offer the message's VERP address, which
+   * `url`: the admin's public `/u` page (the token is appended as a path segment); https (as
+   * RFC 8058 requires) except on a loopback host. `mailto`: also offer the message's VERP address, which
    * fbl-ingest reads as an unsubscribe when Apple Mail writes to it. `transactionalCategories`:
    * categories carrying no unsubscribe besides login-link, password-reset, mfa-otp, verification.
    */
   unsubscribe: section({
-    url: field.url('http://127.0.0.1:3000/u', ['https', 'http']),
+    url: field.publicHttpsUrl('http://127.0.0.1:3000/u'),
     mailto: field.bool(true),
     transactionalCategories: field.list([]),
   }),
