@@ -1,54 +1,77 @@
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { createDb, type Db, domains, members, throttleDecisions } from '@atmos/db'
+import { createDb, type Db, domains, members, throttleDecisions, webSessions } from '@atmos/db'
 import { createLogger } from '@atmos/runtime'
-import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
+import { createKeyringFile } from '@atmos/secrets'
+import {
+  closedPort,
+  createTestDatabase,
+  deletePrefix,
+  type TestDatabase,
+  testRedis,
+  testRedisPrefix,
+} from '@atmos/testkit'
 import { adminConfigSchema } from '../src/config.ts'
 import { createContext } from '../src/context.ts'
 import type { ThrottleDecisionItem } from '../src/operator/throttle-decisions.ts'
 import { AdminService } from '../src/service.ts'
 
-// GET /api/operator/throttle-decisions of a real admin service against the real Postgres:
-// the rows the relay's throttle rules write (services/relay/test/throttle.test.ts shows
-// them written over SMTP), filtered by member, rule, mode and time, newest first, paged.
+// The relay's throttle decisions as a real admin service shows them from the real Postgres:
+// GET /api/operator/throttle-decisions, filtered by member, rule, mode and time, newest first,
+// paged; and each member's own in the account's "Throttled" list. The rows are those the
+// relay's throttle rules write (services/relay/test/throttle.test.ts writes them over SMTP).
 
 const TOKEN = randomBytes(32).toString('hex')
 let tdb: TestDatabase
 let db: Db
 let service: AdminService
 let base: string
+let web: string
 const auth = { authorization: `Bearer ${TOKEN}` }
+const prefix = testRedisPrefix('throttle')
 
 before(async () => {
   tdb = await createTestDatabase()
   db = createDb({ url: tdb.url, poolMax: 2 })
-  const path = join(mkdtempSync(join(tmpdir(), 'atmos-admin-')), 'operator.token')
+  const dir = mkdtempSync(join(tmpdir(), 'atmos-admin-'))
+  const path = join(dir, 'operator.token')
+  // Sign-in (and with it the account pages) is on when the admin has a KEK for its OAuth keys.
+  createKeyringFile(join(dir, 'kek'))
   writeFileSync(path, `${TOKEN}\n`, { mode: 0o600 })
   chmodSync(path, 0o600)
   const config = loadConfig(adminConfigSchema, {
     env: {
       ATMOS_DATABASE_URL: tdb.url,
+      ATMOS_REDIS_PREFIX: prefix,
+      ATMOS_ADMIN_KEK_FILE: join(dir, 'kek'),
       ATMOS_HTTP_PORT: '0',
       ATMOS_ADMIN_WEB_PORT: '0',
       ATMOS_ADMIN_OPERATOR_TOKEN_FILE: path,
+      // Neither labels nor handles resolve here: the account page says so at once.
+      ATMOS_ADMIN_LABELER_URL: `http://127.0.0.1:${await closedPort()}`,
+      ATMOS_ADMIN_OAUTH_PLC_URL: `http://127.0.0.1:${await closedPort()}`,
     },
   })
   service = new AdminService(createContext(config))
   Object.assign(service.ctx, { logger: createLogger('admin', 'silent') })
   await service.start()
   await service.whenStarted()
-  base = `${service.webUrl}/api/operator/throttle-decisions`
+  web = service.webUrl!
+  base = `${web}/api/operator/throttle-decisions`
 })
 
 after(async () => {
   await service?.destroy()
   await db?.$client.end({ timeout: 5 })
   await tdb?.drop()
+  const redis = testRedis()
+  await deletePrefix(redis, prefix)
+  redis.disconnect()
 })
 
 async function member(did: string, domain: string) {
@@ -182,5 +205,40 @@ describe('operator API: throttle decisions', () => {
       assert.ok(body.message.startsWith(`${field}:`), body.message)
     }
     assert.equal((await fetch(base)).status, 401)
+  })
+})
+
+/** The account page as `did` sees it, signed in (a session row as a sign-in makes one). */
+async function accountPage(did: string): Promise<string> {
+  const id = randomBytes(32).toString('base64url')
+  await db.insert(webSessions).values({
+    idHash: createHash('sha256').update(id).digest('base64url'),
+    did,
+    expiresAt: new Date(Date.now() + 3_600_000),
+  })
+  const res = await fetch(`${web}/account`, { headers: { cookie: `atmos_session=${id}` }, redirect: 'manual' })
+  assert.equal(res.status, 200)
+  return res.text()
+}
+
+describe('account: Throttled', () => {
+  it("lists the member's own decisions with their figures, and none of another member's", async () => {
+    const html = await accountPage('did:plc:throttleaaaaaaaaaaaaaaaa')
+    const section = html.slice(html.indexOf('<section class="throttled"'))
+    const rows = section.slice(0, section.indexOf('</section>')).split('<tr>').slice(2)
+    assert.equal(rows.length, 2, section)
+    assert.match(rows[0]!, /burst\.example<\/td><td>spike<\/td><td>deferred<\/td>/)
+    assert.match(
+      rows[0]!,
+      /812 recipients in an hour, over a limit of 500 \(4 × your busiest hour in 14 days, 120; at least 500\)/,
+    )
+    assert.match(rows[1]!, /<td>would have deferred \(on trial\)<\/td>/)
+    assert.doesNotMatch(html, /spread\.example/)
+  })
+
+  it('says nothing was throttled to a member without decisions', async () => {
+    await member('did:plc:throttlecccccccccccccccc', 'calm.example')
+    const html = await accountPage('did:plc:throttlecccccccccccccccc')
+    assert.match(html, /data-testid="throttled-none">Nothing throttled\./)
   })
 })
