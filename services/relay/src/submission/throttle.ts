@@ -80,6 +80,7 @@ export class ThrottleRules {
   private readonly fired: Counter<'rule' | 'mode'>
   /** Queries run so far (tests and benchmarks check the cache). */
   queries = 0
+  private lastWarning = 0
 
   constructor(opts: { sql: Pool; config: ThrottleConfig; logger: Logger; metrics: Registry }) {
     this.sql = opts.sql
@@ -114,10 +115,14 @@ export class ThrottleRules {
       base = await this.figures(c.domainId, now.getTime())
     } catch (err) {
       // Fail open: the rules are a brake, not a gate; the spool's own failure answers if Postgres is gone.
-      this.logger.warn(
-        { err: (err as Error).message, domain: c.domain },
-        'throttle figures unavailable; not throttling',
-      )
+      // Said once per 10 s at most: every RCPT of an outage would say it again.
+      if (Date.now() - this.lastWarning >= 10_000) {
+        this.lastWarning = Date.now()
+        this.logger.warn(
+          { err: (err as Error).message, domain: c.domain },
+          'throttle figures unavailable; not throttling',
+        )
+      }
       return { defer: null, decisions: [] }
     }
     const figures: ThrottleFigures = {
