@@ -43,3 +43,25 @@ export {
   suppress,
 } from './suppressions.ts'
 export { DEFAULT_THRESHOLDS, type Level, levelFor, percent, type Thresholds } from './thresholds.ts'
+export {
+  decideSpike,
+  decideSpray,
+  decideThrottle,
+  describeThrottle,
+  isThrottleMode,
+  SPIKE_HISTORY_DAYS,
+  type SpikeEvidence,
+  type SpikeThresholds,
+  type SprayEvidence,
+  type SprayThresholds,
+  spikeLimit,
+  THROTTLE_ACTIONS,
+  THROTTLE_MODES,
+  THROTTLE_RULES,
+  type ThrottleAction,
+  type ThrottleDecision,
+  type ThrottleFigures,
+  type ThrottleMode,
+  type ThrottleRule,
+  type ThrottleThresholds,
+} from './throttle-rules.ts'

@@ -2,6 +2,7 @@ import { field, poolSection, section, serviceConfigSchema } from '@atmos/config'
 import { z } from 'zod'
 import { deliverySection } from './delivery/config.ts'
 import { submissionSection } from './submission/config.ts'
+import { throttleSection } from './submission/throttle-config.ts'
 
 /** The relay's own settings, under `relay` in the config file and `ATMOS_RELAY_*` in the environment. */
 export const relaySection = section({
@@ -19,6 +20,8 @@ export const relaySection = section({
   /** Key-encryption keys that seal DKIM private keys at rest (file: `<kekId> <base64 32 bytes>` per line). */
   kekFile: field.string('.state/relay/kek'),
   submission: submissionSection,
+  /** Spike and spray rules that defer a domain's recipients before anything suspends (README: Throttle rules). */
+  throttle: throttleSection,
   delivery: deliverySection,
 })
 

@@ -68,6 +68,8 @@ export const messages = pgTable(
   },
   (t) => [
     index('messages_member_idx').on(t.memberId, t.receivedAt),
+    // The relay's throttle rules count a sending domain's recent recipients and its busiest hour.
+    index('messages_domain_idx').on(t.domainId, t.receivedAt),
     // The reconciler re-enqueues queued messages that have no live job.
     index('messages_queued_idx').on(t.receivedAt).where(sql`state = 'queued'`),
     // The reconciler drops the bodies of messages done longer than the retention.

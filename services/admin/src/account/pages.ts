@@ -5,6 +5,7 @@ import type { Figures, FigureWindow } from './figures.ts'
 import { count, esc, utc } from './html.ts'
 import type { OwnedLiveDomain } from './owner.ts'
 import type { AccountStanding, DomainStanding } from './standing.ts'
+import { type ThrottledItem, throttledFragment } from './throttled.ts'
 import { figuresFragment, standingFragment } from './views.ts'
 
 /**
@@ -87,6 +88,8 @@ export type AccountOverview = {
   labels: LabelsRead
   /** Null: not a member yet. */
   cleanSender: CleanSenderView | null
+  /** The relay's throttle decisions on the member's domains; null: not a member yet. */
+  throttled?: readonly ThrottledItem[] | null
   figures: Figures | null
   window: FigureWindow
   maxDomains: number
@@ -117,6 +120,7 @@ export function accountPage(o: AccountOverview): string {
       standingFragment(s, { actions: domainActions }),
       enrol,
       o.cleanSender ? cleanSenderFragment(o.cleanSender) : '',
+      o.throttled ? throttledFragment(o.throttled) : '',
       '<ul class="account-links">',
       '<li><a href="/account/messages">Message log (30 days, by recipient or Message-ID)</a></li>',
       `<li><a href="/account/suppressions">Suppression list (${esc(count(s.suppressions))} address${s.suppressions === 1 ? '' : 'es'})</a></li>`,

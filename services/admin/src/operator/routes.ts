@@ -9,6 +9,7 @@ import { categoryMismatchQuery, listCategoryMismatches } from './category-mismat
 import { complaintsQuery, listComplaints } from './complaints.ts'
 import { inboundQuery, inboundRaw, listInbound } from './inbound.ts'
 import { memberView } from './member.ts'
+import { listThrottleDecisions, throttleDecisionsQuery } from './throttle-decisions.ts'
 
 /** A request that failed validation: 400 with every problem named by its field. */
 function invalid(c: Context, error: z.ZodError) {
@@ -47,6 +48,14 @@ export function operatorRoutes(db: Db, token: string | undefined): Hono<{ Variab
     const q = categoryMismatchQuery.safeParse(c.req.query())
     if (!q.success) return invalid(c, q.error)
     return c.json({ items: await listCategoryMismatches(db, q.data) })
+  })
+
+  app.get('/throttle-decisions', async (c) => {
+    const q = throttleDecisionsQuery.safeParse(c.req.query())
+    if (!q.success) return invalid(c, q.error)
+    const items = await listThrottleDecisions(db, q.data)
+    const last = items.at(-1)
+    return c.json({ items, ...(items.length === q.data.limit && last ? { next: last.id } : {}) })
   })
 
   app.get('/inbound/:id/raw', async (c) => {

@@ -21,6 +21,7 @@ import {
   suppressionsPage,
 } from '../account/pages.ts'
 import { accountStanding, type CapRule } from '../account/standing.ts'
+import { throttledView } from '../account/throttled.ts'
 import { messageLogFragment } from '../account/views.ts'
 import type { AdminConfig } from '../config.ts'
 import { smtpSettings } from '../enroll/credentials.ts'
@@ -87,6 +88,7 @@ export function accountPages(opts: AccountPagesOptions): Hono<Env> {
       member ? memberFigures(db, member.id, window) : null,
     ])
     const cleanSender = member ? await cleanSenderView(db, member.id, labels, config.cleanSender) : null
+    const throttled = member ? await throttledView(db, member.id) : null
     const body = accountPage({
       did: s.did,
       handle,
@@ -94,6 +96,7 @@ export function accountPages(opts: AccountPagesOptions): Hono<Env> {
       standing,
       labels,
       cleanSender,
+      throttled,
       figures,
       window,
       maxDomains: config.maxDomainsPerMember,

@@ -11,6 +11,7 @@ import { AuthGuard } from './auth-guard.ts'
 import { MemberConnections } from './member-connections.ts'
 import { type SubmissionMetrics, submissionMetrics } from './metrics.ts'
 import { Reply, SubmissionHandlers } from './session.ts'
+import { ThrottleRules } from './throttle.ts'
 
 /** SMTP submission for members (587, and 465 when configured): accepts, signs and spools mail. */
 export class Submission {
@@ -21,9 +22,18 @@ export class Submission {
   /** Where each server listens, once started (port 0 in tests picks a free one). */
   readonly addresses: { starttls?: { host: string; port: number }; implicitTls?: { host: string; port: number } } = {}
 
+  /** Spike and spray rules, checked at each RCPT. */
+  readonly throttle: ThrottleRules
+
   constructor(ctx: BaseContext<RelayConfig>) {
     this.ctx = ctx
     this.metrics = submissionMetrics(ctx.metrics)
+    this.throttle = new ThrottleRules({
+      sql: ctx.db.$client,
+      config: ctx.config.relay.throttle,
+      logger: ctx.logger,
+      metrics: ctx.metrics,
+    })
   }
 
   async start(): Promise<void> {
@@ -67,6 +77,7 @@ export class Submission {
       metrics: this.metrics,
       pool: config.relay.pool,
       tokenSecret,
+      throttle: this.throttle,
     })
 
     const options = (secure: boolean): SMTPServerOptions => ({

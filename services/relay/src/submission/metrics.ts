@@ -44,6 +44,7 @@ export type RefusalReason =
   | 'too_many_recipients'
   | 'suppressed'
   | 'over_cap'
+  | 'throttled'
   | 'oversize'
   | 'no_signing_key'
   | 'internal'

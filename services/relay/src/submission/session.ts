@@ -27,6 +27,7 @@ import type { RefusalReason, SubmissionMetrics } from './metrics.ts'
 import { OverCapError, SubmissionSpool } from './spool.ts'
 import { StandingReader } from './standing.ts'
 import { SuppressionLookup } from './suppressions.ts'
+import { recipientDomainsOf, type ThrottleRules } from './throttle.ts'
 
 /** An SMTP reply for smtp-server's callbacks: the code, and the text with its enhanced status. */
 export class Reply extends Error {
@@ -79,6 +80,8 @@ export type SubmissionDeps = {
   metrics: SubmissionMetrics
   pool: { domain: string; bounceDomain: string; verpPrefix: string; feedbackSenderId: string }
   tokenSecret: string
+  /** Spike and spray rules (throttle.ts); absent: none. */
+  throttle?: ThrottleRules
 }
 
 /**
@@ -307,6 +310,14 @@ export class SubmissionHandlers {
       )
     }
     if (tx.sentToday + session.envelope.rcptTo.length + 1 > tx.cap) throw this.refuse(overCap(tx))
+    // At RCPT, not DATA: a deferral defers only the recipients past the threshold, before any body is sent.
+    const throttled = await this.deps.throttle?.check({
+      memberId: user.memberId,
+      domainId: tx.domainId,
+      domain: tx.domain,
+      recipientDomains: recipientDomainsOf([...session.envelope.rcptTo.map((r) => r.address), rcpt.address]),
+    })
+    if (throttled?.defer) throw this.refuse(new Reply(451, `4.7.1 ${throttled.defer.text}`, 'throttled'))
   }
 
   async onData(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
