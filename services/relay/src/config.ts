@@ -1,5 +1,6 @@
 import { field, poolSection, section, serviceConfigSchema } from '@atmos/config'
 import { z } from 'zod'
+import { apiSection } from './api/config.ts'
 import { deliverySection } from './delivery/config.ts'
 import { submissionSection } from './submission/config.ts'
 
@@ -19,6 +20,8 @@ export const relaySection = section({
   /** Key-encryption keys that seal DKIM private keys at rest (file: `<kekId> <base64 32 bytes>` per line). */
   kekFile: field.string('.state/relay/kek'),
   submission: submissionSection,
+  /** The HTTP send API, run by processes with the submission role. */
+  api: apiSection,
   delivery: deliverySection,
 })
 
