@@ -469,6 +469,8 @@ describe('the HTTP send API', () => {
       message({ from: { name: 'A', address: 'a@member.example' } }),
       message({ from: { name: 'A' } }),
       message({ subject: 'a\r\nb' }),
+      message({ headers: Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`X-H${i}`, 'v'])) }),
+      message({ headers: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`X-H${i}`, 'v'])) }),
       {},
     ]
     for (const sample of samples) {

@@ -49,6 +49,9 @@ const text = (max: number) => z.string().max(max).regex(NO_CONTROLS, 'must not h
 /** An address as given; its syntax is the submission policy's check (a bad recipient is rejected, not refused). */
 const address = z.string().min(1).max(320)
 
+/** Header fields a request may add: enough for any real use, few enough to bound the work on each. */
+const MAX_HEADERS = 50
+
 export type SendLimits = {
   /** Envelope recipients a message may have (to and cc together): relay.submission.maxRecipients. */
   maxRecipients: number
@@ -70,6 +73,9 @@ export function sendRequestSchema(limits: SendLimits) {
       replyTo: z.union([address, z.array(address).min(1).max(10)]).optional(),
       headers: z
         .record(z.string().regex(HEADER_NAME, 'this header may not be set (see the API documentation)'), text(998))
+        .refine((h) => Object.keys(h).length <= MAX_HEADERS, `at most ${MAX_HEADERS} headers`)
+        // The refinement, as JSON Schema says it (the OpenAPI document is generated from this).
+        .meta({ maxProperties: MAX_HEADERS })
         .optional(),
       /** X-Atmos-Category: decides whether List-Unsubscribe is added (see the README). */
       category: z
