@@ -132,7 +132,8 @@ export class SendHandler {
   private async authenticate(authorization: string | undefined): Promise<VerifiedApiKey> {
     // The scheme is case-insensitive (RFC 9110 §11.1).
     const m = /^Bearer ([!-~]{1,200})$/i.exec(authorization ?? '')
-    // A malformed key still costs one HMAC and a lookup (verifyApiKey): no timing tells shapes apart.
+    // An unknown key id costs the lookup and HMAC a known one does (verifyApiKey compares with a
+    // dummy hash), so timing tells no one which ids exist; a malformed key is refused at once.
     let key: VerifiedApiKey | null
     try {
       key = await verifyApiKey(this.deps.sql, m?.[1] ?? '')
