@@ -1,5 +1,6 @@
 import { field, poolSection, section, serviceConfigSchema } from '@atmos/config'
 import { z } from 'zod'
+import { apiSection } from './api/config.ts'
 import { deliverySection } from './delivery/config.ts'
 import { submissionSection } from './submission/config.ts'
 import { throttleSection } from './submission/throttle-config.ts'
@@ -22,6 +23,8 @@ export const relaySection = section({
   submission: submissionSection,
   /** Spike and spray rules that defer a domain's recipients before anything suspends (README: Throttle rules). */
   throttle: throttleSection,
+  /** The HTTP send API, run by processes with the submission role. */
+  api: apiSection,
   delivery: deliverySection,
 })
 

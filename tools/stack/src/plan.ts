@@ -95,6 +95,8 @@ export function planServices(base: Env): PlannedService[] {
   const tokenSecret = base.ATMOS_RELAY_POOL_TOKEN_SECRET_FILE
   if (tokenSecret && base.ATMOS_ADMIN_TOKEN_SECRET_FILE === undefined)
     shared.ATMOS_ADMIN_TOKEN_SECRET_FILE = tokenSecret
+  // The local stack serves the HTTP send API beside SMTP (production turns it on where its ingress is).
+  shared.ATMOS_RELAY_API_ENABLED = base.ATMOS_RELAY_API_ENABLED ?? 'true'
   // The local network's MX hosts are on loopback, which the relay refuses unless allowed.
   shared.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS =
     base.ATMOS_RELAY_DELIVERY_ALLOWED_PRIVATE_NETWORKS ?? '127.0.0.0/8,::1/128'
@@ -143,10 +145,22 @@ function listenersOf(name: ServiceName, env: Env, opsBase: number): Listener[] {
         port: sub.port,
         setBy: 'ATMOS_RELAY_SUBMISSION_PORT',
       }
-      if (!sub.tlsPort) return [ops(c), starttls]
+      const api: Listener[] = c.relay.api.enabled
+        ? [
+            {
+              service: name,
+              what: 'send API',
+              host: c.relay.api.host,
+              port: c.relay.api.port,
+              setBy: 'ATMOS_RELAY_API_PORT',
+            },
+          ]
+        : []
+      if (!sub.tlsPort) return [ops(c), starttls, ...api]
       return [
         ops(c),
         starttls,
+        ...api,
         {
           service: name,
           what: 'submission (implicit TLS)',

@@ -13,6 +13,7 @@ it("the wizard's relay address and the admin's labeler URL follow the stack's li
   assert.equal(admin.env.ATMOS_ADMIN_LABELER_URL, 'http://127.0.0.1:2683')
   const relay = planServices({ ...DB, ATMOS_STACK_PORT_OFFSET: '100' }).find((s) => s.name === 'relay')!
   assert.ok(relay.listeners.some((l) => l.what === 'submission' && l.port === 2687))
+  assert.ok(relay.listeners.some((l) => l.what === 'send API' && l.port === 2688))
 })
 
 it('a value the user set wins', () => {

@@ -6,21 +6,33 @@ import { type BaseContext, withTimeout } from '@atmos/runtime'
 import { loadKeyring, readSecretFile } from '@atmos/secrets'
 import { type LimitEvent, LimitedSMTPServer } from '@atmos/smtp-limits'
 import type { SMTPServerOptions } from 'smtp-server'
+import { KeyRateLimit } from '../api/rate-limit.ts'
+import { SendHandler } from '../api/send.ts'
+import { SendApiServer } from '../api/server.ts'
 import type { RelayConfig } from '../config.ts'
+import { SubmissionPolicy } from './accept.ts'
 import { AuthGuard } from './auth-guard.ts'
 import { MemberConnections } from './member-connections.ts'
 import { type SubmissionMetrics, submissionMetrics } from './metrics.ts'
 import { Reply, SubmissionHandlers } from './session.ts'
 import { ThrottleRules } from './throttle.ts'
 
-/** SMTP submission for members (587, and 465 when configured): accepts, signs and spools mail. */
+/**
+ * Submission for members: SMTP (587, and 465 when configured) and the HTTP send API (when
+ * enabled), both through one SubmissionPolicy that accepts, signs and spools mail.
+ */
 export class Submission {
   readonly ctx: BaseContext<RelayConfig>
   readonly metrics: SubmissionMetrics
   private servers: LimitedSMTPServer[] = []
   private deliveries: TypedQueue<typeof deliverMessage> | undefined
+  private api: SendApiServer | undefined
   /** Where each server listens, once started (port 0 in tests picks a free one). */
-  readonly addresses: { starttls?: { host: string; port: number }; implicitTls?: { host: string; port: number } } = {}
+  readonly addresses: {
+    starttls?: { host: string; port: number }
+    implicitTls?: { host: string; port: number }
+    api?: { host: string; port: number }
+  } = {}
 
   /** Spike and spray rules, checked at each RCPT. */
   readonly throttle: ThrottleRules
@@ -52,10 +64,23 @@ export class Submission {
     if (!poolKeyring) logger.warn({ poolKekFile }, 'no pool KEK file: run relay keys reseal-pool')
     const tokenSecret = readSecretFile(config.relay.pool.tokenSecretFile)
     this.deliveries = new TypedQueue(deliverMessage, this.ctx.redis, config.redis.prefix)
+    const sql = this.ctx.db.$client
+    const policy = new SubmissionPolicy({
+      config: sub,
+      sql,
+      logger,
+      keys: new SigningKeys(sql, { members: keyring, pool: poolKeyring }),
+      deliveries: this.deliveries,
+      metrics: this.metrics,
+      pool: config.relay.pool,
+      tokenSecret,
+      throttle: this.throttle,
+    })
     const handlers = new SubmissionHandlers({
       config: sub,
-      sql: this.ctx.db.$client,
+      sql,
       logger,
+      policy,
       guard: new AuthGuard({
         redis: this.ctx.redis,
         prefix: config.redis.prefix,
@@ -72,12 +97,7 @@ export class Submission {
         leaseMs: Math.max(30_000, sub.socketTimeout),
         onRedisError: (err) => logger.warn({ err: err.message }, 'member connection count unavailable (redis)'),
       }),
-      keys: new SigningKeys(this.ctx.db.$client, { members: keyring, pool: poolKeyring }),
-      deliveries: this.deliveries,
       metrics: this.metrics,
-      pool: config.relay.pool,
-      tokenSecret,
-      throttle: this.throttle,
     })
 
     const options = (secure: boolean): SMTPServerOptions => ({
@@ -162,6 +182,40 @@ export class Submission {
         'submission listening (implicit TLS)',
       )
     }
+    await this.startApi(policy)
+  }
+
+  /** The HTTP send API beside SMTP, on its own port, through the same policy. */
+  private async startApi(policy: SubmissionPolicy): Promise<void> {
+    const { config, logger } = this.ctx
+    const api = config.relay.api
+    if (!api.enabled) return
+    const sql = this.ctx.db.$client
+    const handler = new SendHandler({
+      api,
+      sql,
+      logger,
+      policy,
+      rateLimit: new KeyRateLimit({
+        redis: this.ctx.redis,
+        prefix: config.redis.prefix,
+        limit: api.rateLimit,
+        windowMs: api.rateWindow,
+        onRedisError: (err) => logger.debug({ err: err.message }, 'send API rate count unavailable (redis)'),
+      }),
+      maxRecipients: config.relay.submission.maxRecipients,
+      maxSize: config.relay.submission.maxSize,
+    })
+    this.api = new SendApiServer()
+    await this.api.start({
+      config: api,
+      handler,
+      logger,
+      sql,
+      maxRecipients: config.relay.submission.maxRecipients,
+      answers: this.metrics.apiAnswers,
+    })
+    this.addresses.api = this.api.address
   }
 
   /** Connections open now from an address (its /64 for IPv6), on every port. */
@@ -172,6 +226,9 @@ export class Submission {
   async stop(): Promise<void> {
     const servers = this.servers
     this.servers = []
+    const api = this.api
+    this.api = undefined
+    await api?.stop()
     // close() stops accepting and waits for open connections (closeTimeout at most).
     await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))))
     // bullmq waits for its connection before closing; with Redis down that is forever.

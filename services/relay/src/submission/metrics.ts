@@ -58,6 +58,8 @@ export type SubmissionMetrics = {
   accepted: LabelledCounter
   recipients: LabelledCounter
   refused: LabelledCounter<'reason'>
+  /** Answers of the HTTP send API by code (`OK` for a 200). */
+  apiAnswers: LabelledCounter<'code'>
   /** When the certificate submission serves stops being valid (the alert rules watch it). */
   tlsCertExpiry: Gauge<string>
 }
@@ -79,6 +81,12 @@ export function submissionMetrics(registry: Registry): SubmissionMetrics {
       'atmos_relay_submissions_refused_total',
       'Submission commands refused, by reason',
       ['reason'],
+    ),
+    apiAnswers: new LabelledCounter(
+      registry,
+      'atmos_relay_send_api_answers_total',
+      'Answers of the HTTP send API, by error code (OK for a 200)',
+      ['code'],
     ),
     tlsCertExpiry: new Gauge({
       name: 'atmos_relay_submission_tls_cert_expiry_timestamp_seconds',
