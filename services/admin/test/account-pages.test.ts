@@ -534,15 +534,13 @@ describe('/account/domains/:domain', () => {
       body: Buffer.from('x'),
       expiresAt: new Date(Date.now() + 86_400_000),
     })
-    await db
-      .insert(messageRecipients)
-      .values({
-        messageId,
-        address: 'me@inbox.example',
-        domain: 'inbox.example',
-        state: 'delivered',
-        lastReply: '250 2.0.0 Ok',
-      })
+    await db.insert(messageRecipients).values({
+      messageId,
+      address: 'me@inbox.example',
+      domain: 'inbox.example',
+      state: 'delivered',
+      lastReply: '250 2.0.0 Ok',
+    })
     await db.execute(sql`
       insert into inbound_forwards (inbound_id, member_id, domain_id, recipient, forward_to, state, message_id, created_at)
       values (${await inbound('alice@sender.example')}, ${dom!.member_id}, ${dom!.id}, 'support@doma.example',
