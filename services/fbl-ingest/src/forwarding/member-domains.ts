@@ -50,11 +50,6 @@ export class MemberDomains {
     this.cache.set(name, { at: Date.now(), value })
     return value
   }
-
-  /** Forgets what is known of a domain (after a forward, its count moved). */
-  forget(domain: string): void {
-    this.cache.delete(domain.toLowerCase())
-  }
 }
 
 export async function readMemberDomain(db: Db, domain: string): Promise<MemberDomain | null> {
