@@ -91,7 +91,7 @@ async function memberForwardingTo(forwardTo: string | null): Promise<TestMember>
 }
 
 /** A reply from alice@sender.example, signed by sender.example (whose DMARC is p=reject). */
-async function reply(to: string, subject: string, extraHeaders: string[] = []): Promise<string> {
+async function reply(to: string, subject: string, extraHeaders: string[] = [], sign = true): Promise<string> {
   const raw = Buffer.from(
     [
       ...extraHeaders,
@@ -107,7 +107,7 @@ async function reply(to: string, subject: string, extraHeaders: string[] = []): 
       '',
     ].join('\r\n'),
   )
-  return (await signMessage(raw, [senderKey])).toString('latin1')
+  return (sign ? await signMessage(raw, [senderKey]) : raw).toString('latin1')
 }
 
 async function send(from: string, to: string, message: string): Promise<number> {
@@ -202,6 +202,29 @@ describe('replies to members’ domains', () => {
     })
     const [row] = await h.db.select().from(inboundMessages).where(eq(inboundMessages.id, inboundId))
     assert.deepEqual([row?.kind, row?.state, row?.forwardedMessageId], ['reply', 'forwarded', fwd?.messageId])
+  })
+
+  it('forwards a message that fails its own DMARC (p=reject) all the same: the seal says what the pool saw', async () => {
+    const member = await memberForwardingTo('owner5@inbox.example')
+    // Unsigned, "from" sender.example, handed over with an envelope sender SPF does not allow.
+    const forged = await reply(`support@${member.domain}`, 'forged', [], false)
+    assert.doesNotMatch(forged, /DKIM-Signature/)
+    const inboundId = await send('mallory@elsewhere.example', `support@${member.domain}`, forged)
+    const [fwd] = await forwardsOf(inboundId)
+    assert.equal(fwd?.state, 'forwarded')
+    const got = await waitFor('the forward', async () => sink.to('owner5@inbox.example')[0])
+    const aar = /^ARC-Authentication-Results: i=1; ([^\r\n]+(?:\r\n[ \t][^\r\n]*)*)/m.exec(got.raw)?.[1] ?? ''
+    assert.match(aar, /dmarc=fail/)
+    const verdict = await authenticate(got.raw, {
+      ip: '127.0.0.1',
+      helo: `relay.${POOL_DOMAIN}`,
+      sender: got.mailFrom,
+      mta: `mx.${INBOX}`,
+      resolver: resolver(),
+      disableBimi: true,
+    })
+    assert.equal(outcome(verdict.arc), 'pass', 'the chain is intact; what it carries is the failure')
+    assert.equal(outcome(verdict.dmarc), 'fail')
   })
 
   it('forwards a bounce to the member’s domain with a null sender, never an SRS one', async () => {
