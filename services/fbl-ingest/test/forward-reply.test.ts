@@ -284,6 +284,43 @@ describe('replies to members’ domains', () => {
     assert.match(await rcpt(`support@${member.domain}`), /^550 5\.1\.1 /)
   })
 
+  it('attributes a bounce to the forward whose forward-to it names, when one sender’s replies share an SRS address', async () => {
+    const first = await memberForwardingTo('owner6@inbox.example')
+    const second = await memberForwardingTo('owner7@inbox.example')
+    const one = await send(`alice@${SENDER}`, `support@${first.domain}`, await reply(`support@${first.domain}`, 'one'))
+    const [f1] = await forwardsOf(one)
+    const two = await send(
+      `alice@${SENDER}`,
+      `support@${second.domain}`,
+      await reply(`support@${second.domain}`, 'two'),
+    )
+    const [f2] = await forwardsOf(two)
+    assert.equal(f1?.returnPath, f2?.returnPath, 'the same SRS address: one sender, one day')
+    // The older forward's mailbox bounces.
+    await send(
+      '',
+      f1!.returnPath,
+      dsn({
+        to: f1!.returnPath,
+        recipient: 'owner6@inbox.example',
+        status: '5.1.1',
+        diagnostic: '550 5.1.1 <owner6@inbox.example>: Recipient address rejected: User unknown',
+      }),
+    )
+    await waitFor('the first forward bounced', async () => {
+      const [b] = await h.db.select().from(inboundForwards).where(eq(inboundForwards.id, f1!.id))
+      return b?.state === 'bounced'
+    })
+    const [other] = await h.db.select().from(inboundForwards).where(eq(inboundForwards.id, f2!.id))
+    assert.equal(other?.state, 'forwarded', 'the newer forward, to another mailbox, is untouched')
+    const listed = await h.db
+      .select({ memberId: suppressions.memberId, address: suppressions.address })
+      .from(suppressions)
+      .where(isNull(suppressions.removedAt))
+    assert.ok(listed.some((s) => s.memberId === first.id && s.address === 'owner6@inbox.example'))
+    assert.ok(!listed.some((s) => s.memberId === second.id))
+  })
+
   it('a forward refused at once by the forward-to’s MX gets no bounce notice, and stops the next', async () => {
     const member = await memberForwardingTo('gone@inbox.example')
     const inboundId = await send(

@@ -14,6 +14,9 @@ import { and, desc, eq, inArray, sql } from 'drizzle-orm'
 
 type InboundKind = (typeof inboundMessages.$inferSelect)['kind']
 
+/** Forwards from one SRS address considered for a report: one sender's replies of a few weeks. */
+const MAX_CANDIDATES = 200
+
 export type ForwardBounceOutcome = {
   forwardId: number | null
   bounced: boolean
@@ -48,9 +51,11 @@ async function apply(
   c: Classification,
   bounceSuppressionMs: number,
 ): Promise<ForwardBounceOutcome> {
-  // The newest forward sent from that address (one original sender's replies on one day
-  // share it); a bounce already recorded is not recorded twice.
-  const [forward] = await tx
+  // One original sender's replies share an SRS address for a day, whichever members' domains
+  // they went to: the forward is the newest from that address whose forward-to the report
+  // names, else (a report that names no address of ours) the newest. A bounce already
+  // recorded is not recorded twice.
+  const candidates = await tx
     .select()
     .from(inboundForwards)
     .where(
@@ -59,11 +64,13 @@ async function apply(
         inArray(inboundForwards.state, ['forwarded', 'bounced']),
       ),
     )
-    .orderBy(desc(inboundForwards.createdAt))
-    .limit(1)
+    .orderBy(desc(inboundForwards.createdAt), desc(inboundForwards.id))
+    .limit(MAX_CANDIDATES)
+  const failed = c.kind === 'dsn' || c.kind === 'plain_bounce' ? c.recipients.filter((r) => r.action === 'failed') : []
+  const named = new Set(failed.map((r) => r.address.toLowerCase()))
+  const forward = candidates.find((f) => named.has(f.forwardTo)) ?? candidates[0]
   if (!forward)
     return { forwardId: null, bounced: false, suppressed: false, note: 'no forward was sent from this address' }
-  const failed = c.kind === 'dsn' || c.kind === 'plain_bounce' ? c.recipients.filter((r) => r.action === 'failed') : []
   if (!failed.length)
     return { forwardId: forward.id, bounced: false, suppressed: false, note: `${c.kind}: not a failure` }
   if (forward.state === 'bounced')
