@@ -23,6 +23,7 @@ import {
 import { deliveryEnv } from '@atmos/relay/delivery-harness'
 import {
   BOUNCE_DOMAIN,
+  dnsResolverFor,
   POOL_DOMAIN,
   refusal,
   relayFiles,
@@ -42,7 +43,7 @@ import {
 } from '@atmos/testkit'
 import { type Browser, launchBrowser, type Page } from '@atmos/testkit/browser'
 import { AtpAgent } from '@atproto/api'
-import { dkimSign } from 'mailauth'
+import { authenticate, dkimSign } from 'mailauth'
 import { receiverVerdicts } from './receiver.ts'
 
 // Issue 16's full path on the local network a newcomer gets from ./scripts/start.sh
@@ -57,7 +58,8 @@ import { receiverVerdicts } from './receiver.ts'
 // to fbl-ingest, both suppressed; complaints (the sink's button, as the trusted provider
 // `localnet-sink`, and two of another provider's) push the member past the threshold,
 // fbl-ingest suspends it, the relay refuses it and the labeler negates relay-member on
-// subscribeLabels. join.e2e.test.ts checks the pages themselves (axe, screenshots); this
+// subscribeLabels; at last a reply to the member's domain, whose MX it points at the pool, reaches
+// the forward-to it set in its account ARC-sealed by the pool. join.e2e.test.ts checks the pages themselves (axe, screenshots); this
 // test is about the services talking to each other.
 
 const HANDLE = 'alice.test'
@@ -747,6 +749,67 @@ describe('the full path, every service its own process: enrol, send, bounce, com
     const listed = await page.locator('tbody tr th[scope=row]').allTextContents()
     assert.deepEqual(listed.sort(), ['bob', 'carol', 'dave', 'erin', 'gina'].map(at))
   })
+
+  step(
+    'a reply to the member’s domain reaches its forward-to ARC-sealed, suspended or not, and the account lists it',
+    async () => {
+      // The domain's MX points at the pool (the wizard's optional record, published with the
+      // others above); the member names, in its account, where replies go.
+      await page.goto(`${adminUrl}/account/domains/${DOMAIN}`)
+      await page.getByLabel('Forward replies to this address').fill(at('alice-inbox'))
+      await page.getByRole('button', { name: 'Save the address' }).click()
+      await page.waitForURL(/done=forward-set/)
+      // A correspondent's MTA answers the PDS's mail: the domain's MX is fbl-ingest now.
+      const mx = await mxAddress(network!.dns!.address, DOMAIN)
+      assert.equal(mx, INBOUND_HOST)
+      const subject = 'Re: Your code'
+      const answer = await sendToMx(
+        { host: mx, port: inboundPort },
+        { from: at('zoe'), to: [`notify@${DOMAIN}`] },
+        [
+          `From: Zoe <${at('zoe')}>`,
+          `To: <notify@${DOMAIN}>`,
+          `Subject: ${subject}`,
+          `Date: ${new Date().toUTCString().replace('GMT', '+0000')}`,
+          `Message-ID: <reply-1@${RECEIVER}>`,
+          '',
+          'It worked, thanks.',
+          '',
+        ].join('\r\n'),
+      )
+      assert.match(answer, /^250 /)
+      const copy = await eventually(
+        async () => kept(at('alice-inbox')).find((m) => headerValue(m.raw, 'Subject') === subject),
+        WAIT,
+        'the forward at the forward-to’s MX',
+      )
+      // From the pool's SRS address for zoe, sealed by the pool: the chain verifies at the receiver.
+      assert.match(
+        copy.mailFrom,
+        new RegExp(`^srs0=[a-z2-7]{8}=[a-z2-7]{2}=receiver\\.example=zoe@${BOUNCE_DOMAIN.replaceAll('.', '\\.')}$`),
+      )
+      const verdict = await authenticate(Buffer.from(copy.raw), {
+        ip: '127.0.0.1',
+        helo: `relay.${POOL_DOMAIN}`,
+        sender: copy.mailFrom,
+        resolver: dnsResolverFor(network!.dns!.address),
+      } as Parameters<typeof authenticate>[1])
+      assert.equal(verdict.arc ? verdict.arc.status.result : 'absent', 'pass')
+      assert.match(
+        copy.raw,
+        new RegExp(`^ARC-Seal: i=1; [^\\r\\n]*cv=none;[\\s\\S]*?d=${POOL_DOMAIN.replaceAll('.', '\\.')}`, 'm'),
+      )
+      // The domain page lists the forward, delivered.
+      await eventually(
+        async () => {
+          await page.goto(`${adminUrl}/account/domains/${DOMAIN}`)
+          return (await page.locator('[data-testid=forwards] td[data-state=delivered]').count()) ? true : undefined
+        },
+        WAIT,
+        'the forward shown delivered on the domain page',
+      )
+    },
+  )
 })
 
 /**

@@ -512,6 +512,59 @@ describe('/account/domains/:domain', () => {
     assert.deepEqual(clr?.detail, { ip: '127.0.0.1', from: 'Me.Myself@inbox.example', to: null })
   })
 
+  it('shows the domain’s recent forwards and what became of each, the newest first', async () => {
+    const empty = await (await get(sa, '/account/domains/doma.example')).text()
+    assert.match(empty, /<h2>Recent forwards<\/h2><p>No replies forwarded yet\.<\/p>/)
+    const [dom] = await db.execute<{ id: string; member_id: string }>(
+      sql`select id::text, member_id::text from domains where domain = 'doma.example' and removed_at is null`,
+    )
+    const inbound = async (from: string) => {
+      const [row] = await db.execute<{ id: string }>(sql`
+        insert into inbound_messages (mail_from, rcpt_to, size, raw, kind, state)
+        values (${from}, array['support@doma.example'], 1, '\\x78'::bytea, 'reply', 'forwarded') returning id::text`)
+      return Number(row!.id)
+    }
+    const messageId = randomUUID()
+    await db.insert(messages).values({
+      id: messageId,
+      memberId: null,
+      envelopeFrom: 'srs0=x@bounces.example',
+      returnPath: 'srs0=x@bounces.example',
+      size: 1,
+      body: Buffer.from('x'),
+      expiresAt: new Date(Date.now() + 86_400_000),
+    })
+    await db.insert(messageRecipients).values({
+      messageId,
+      address: 'me@inbox.example',
+      domain: 'inbox.example',
+      state: 'delivered',
+      lastReply: '250 2.0.0 Ok',
+    })
+    await db.execute(sql`
+      insert into inbound_forwards (inbound_id, member_id, domain_id, recipient, forward_to, state, message_id, created_at)
+      values (${await inbound('alice@sender.example')}, ${dom!.member_id}, ${dom!.id}, 'support@doma.example',
+              'me@inbox.example', 'forwarded', ${messageId}, now() - interval '1 minute')`)
+    await db.execute(sql`
+      insert into inbound_forwards (inbound_id, member_id, domain_id, recipient, forward_to, state, reason)
+      values (${await inbound('<script>@evil.example')}, ${dom!.member_id}, ${dom!.id}, 'support@doma.example',
+              'me@inbox.example', 'refused', 'forward-to me@inbox.example is on the member''s suppression list: not forwarded')`)
+    const page = await (await get(sa, '/account/domains/doma.example')).text()
+    const table = /<table data-testid="forwards">[\s\S]*?<\/table>/.exec(page)?.[0] ?? ''
+    const rows = [...table.matchAll(/<tr><td>[\s\S]*?<\/tr>/g)].map((m) => m[0])
+    assert.equal(rows.length, 2)
+    assert.match(rows[0]!, /&lt;script&gt;@evil\.example/, 'the sender is escaped')
+    assert.match(
+      rows[0]!,
+      /data-state="refused">refused<\/td><td>forward-to me@inbox\.example is on the member&#39;s suppression list/,
+    )
+    assert.match(rows[1]!, /alice@sender\.example<\/td><td>support@doma\.example<\/td><td>me@inbox\.example<\/td>/)
+    assert.match(rows[1]!, /data-state="delivered">delivered<\/td><td>250 2\.0\.0 Ok</)
+    // Another member sees none of them on its own domain page.
+    const other = await (await get(await session(b.did), '/account/domains/domb.example')).text()
+    assert.match(other, /No replies forwarded yet/)
+  })
+
   it('refuses a forward-to that is not one plain address (400, nothing stored)', async () => {
     const bad = [
       '',

@@ -118,6 +118,20 @@ export const fblIngestSection = section({
   authTimeout: field.duration('10s'),
   /** Feedback-loop providers whose complaints count; a complaint from anyone else is recorded, not counted. */
   feedbackProviders: providers.default(DEFAULT_FEEDBACK_PROVIDERS),
+  /** Mail to members' enrolled domains, forwarded to each domain's forward-to address (README: "Replies to members' domains"). */
+  forwarding: section({
+    /** Forwards a domain may make an hour (all processes together); past it RCPT gets 450 4.7.1. 0: no limit. */
+    perDomainPerHour: field.int(100, { min: 0 }),
+    /** How long an SRS address (a forward's envelope sender) is accepted for its bounces. */
+    srsMaxAge: field.duration('21d'),
+    /**
+     * A message that already carries this many of the pool's own ARC seals has gone round: it
+     * is kept, not forwarded again (a forward-to at another member's domain is one legitimate hop).
+     */
+    maxHops: field.int(3, { min: 1, max: 20 }),
+    /** How long what RCPT learnt of a domain (forward-to, suppressed, the hour's count) is reused. */
+    cacheTtl: field.duration('30s'),
+  }),
   worker: section({
     concurrency: field.int(4, { min: 1, max: 64 }),
     /** How often stored but unprocessed mail is re-enqueued (Redis keeps nothing on disk). */

@@ -208,6 +208,31 @@ describe('bounce notices', () => {
     assert.equal(await noticesTo('carol@member.example'), 1)
   })
 
+  it('sends the notice to the domain’s forward-to address when the member set one', async () => {
+    await sql`update domains set forward_to = 'Inbox@Member.example' where member_id = ${memberId}`
+    try {
+      const { messageId, recipientId } = await send('noreply@member.example', 'nobody5@bounces.test')
+      await enqueueDelivery(world.prefix, [messageId])
+      assert.equal((await final(sql, recipientId)).state, 'bounced')
+      const noticeId = await noticeOf(messageId)
+      assert.ok(noticeId)
+      const [row] = await sql<{ address: string; body: Buffer }[]>`
+        select r.address, m.body from messages m join message_recipients r on r.message_id = m.id where m.id = ${noticeId}`
+      assert.equal(row?.address, 'Inbox@Member.example')
+      assert.match(row!.body.toString('latin1'), /^To: <Inbox@Member\.example>\r$/m)
+      assert.equal(await noticesTo('noreply@member.example'), 0, 'not to the envelope sender')
+      await eventually(
+        async () => memberSink.to('inbox@member.example')[0] ?? memberSink.to('Inbox@Member.example')[0],
+        15_000,
+        'the notice at the forward-to’s MX',
+      )
+    } finally {
+      await sql`update domains set forward_to = null where member_id = ${memberId}`
+    }
+  })
+
+  // fbl-ingest's forwards of replies to members' domains are such mail (member_id null): a
+  // forward that bounces is never answered with a notice to anyone.
   it('sends none to a null sender, and none for the pool’s own mail', async () => {
     const nullSender = await send('dave@member.example', 'nobody2@bounces.test')
     await sql`update messages set envelope_from = '' where id = ${nullSender.messageId}`

@@ -1,5 +1,6 @@
 export * from './attestations.ts'
 export * from './feedback.ts'
+export * from './forwards.ts'
 export * from './labels.ts'
 export * from './mail.ts'
 export * from './members.ts'

@@ -196,7 +196,14 @@ export function suppressionsPage(
 /** /account/domains/:domain: forward-to, the SMTP password, links to keys and API key, removal. */
 export function domainPage(
   d: OwnedLiveDomain,
-  opts: { csrf: string; forwardError?: string | undefined; forwardValue?: string | undefined; notice?: string },
+  opts: {
+    csrf: string
+    forwardError?: string | undefined
+    forwardValue?: string | undefined
+    notice?: string
+    /** The recent forwards section (account/forwards.ts), when the caller read them. */
+    forwards?: string | undefined
+  },
 ): string {
   const name = esc(d.domain)
   const value = opts.forwardValue ?? d.forwardTo ?? ''
@@ -223,6 +230,7 @@ export function domainPage(
       `<button type="submit" data-confirm="${esc(`Stop forwarding replies to ${d.forwardTo}?`)}">Stop forwarding</button></form>`,
     )
   }
+  if (opts.forwards) parts.push(opts.forwards)
   parts.push(
     '<h2>SMTP password</h2>',
     `<p>The relay credential of ${name} (username <code>${name}</code>). A new password is shown once; the current `,

@@ -9,6 +9,7 @@ import { type Context, Hono } from 'hono'
 import { cleanSenderView } from '../account/clean-sender.ts'
 import { FIGURE_WINDOWS, type FigureWindow, memberFigures, NotMemberDomainError } from '../account/figures.ts'
 import { ForwardToError, parseForwardTo, setForwardTo } from '../account/forward-to.ts'
+import { forwardsSection, recentForwards } from '../account/forwards.ts'
 import { esc } from '../account/html.ts'
 import { type LogPage, LogQueryError, messageLog, readLogRequest } from '../account/message-log.ts'
 import { memberDomainIds, ownedLiveDomain as ownedDomain } from '../account/owner.ts'
@@ -175,7 +176,8 @@ export function accountPages(opts: AccountPagesOptions): Hono<Env> {
     const s = c.get('session')!
     const d = await ownedDomain(db, s.did, c.req.param('domain'))
     if (!d) return notFound(s)
-    return render(c, d.domain, domainPage(d, { csrf: s.csrf, notice: noticeOf(c.req.query('done')) }))
+    const forwards = forwardsSection(await recentForwards(db, d.id))
+    return render(c, d.domain, domainPage(d, { csrf: s.csrf, notice: noticeOf(c.req.query('done')), forwards }))
   })
 
   app.post('/account/domains/:domain/forward-to', async (c) => {

@@ -43,7 +43,8 @@ export async function forwardBudgetSpent(tx: Tx, perHour: number): Promise<boole
   await tx.execute(sql`select pg_advisory_xact_lock(hashtext('fbl-ingest forwards'))`)
   const [row] = await tx.execute<{ n: number }>(sql`
     select count(*)::int as n from inbound_messages
-    where state = 'forwarded' and forwarded_message_id is not null and processed_at > now() - interval '1 hour'`)
+    where state = 'forwarded' and forwarded_message_id is not null and kind <> 'reply'
+      and processed_at > now() - interval '1 hour'`)
   return (row?.n ?? 0) >= perHour
 }
 

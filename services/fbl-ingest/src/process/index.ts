@@ -15,8 +15,10 @@ import { loadKeyring } from '@atmos/secrets'
 import { createDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import type { FblIngestConfig } from '../config.ts'
+import { ReplyForwarder } from '../forwarding/forward-reply.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
+import { dnsResolver } from '../smtp/authenticate.ts'
 import { InboundProcessor } from './processor.ts'
 import { InboundReconciler, purgeRawInbound } from './reconciler.ts'
 
@@ -45,7 +47,28 @@ export class InboundWorkers {
     const statusQueue = new TypedQueue(memberStatusChanged, redis, prefix)
     const deliveries = new TypedQueue(deliverMessage, redis, prefix)
     this.queues = [inbound, statusQueue, deliveries] as unknown as TypedQueue<never>[]
+    // The pool's key seals and signs forwards: only the pool's KEK, never the relay's (which
+    // opens every member's key). Read at the first forward, so that a worker with nothing to
+    // forward starts without it; a missing file fails that job (retried) with its path named.
+    let poolKeys: SigningKeys | undefined
+    const keys = () => {
+      poolKeys ??= new SigningKeys(db.$client, { pool: loadKeyring(cfg.pool.kekFile) })
+      return poolKeys
+    }
+    const replies = new ReplyForwarder({
+      db,
+      pool,
+      keys,
+      deliveries,
+      logger: this.logger,
+      resolver: dnsResolver(cfg.dnsServers, cfg.authTimeout, cfg.dnsPort),
+      mta: cfg.smtp.hostname || pool.domain,
+      authTimeoutMs: cfg.authTimeout,
+      maxHops: cfg.forwarding.maxHops,
+      perDomainPerHour: cfg.forwarding.perDomainPerHour,
+    })
     const processor = new InboundProcessor({
+      replies,
       db,
       pool,
       statusQueue,
@@ -57,7 +80,7 @@ export class InboundWorkers {
       forwardsPerHour: cfg.forwardsPerHour,
       // Forwards are signed as the pool: only the pool's KEK, never the relay's (which opens
       // every member's key). A missing file fails start-up (retried, not ready) with its path named.
-      keys: cfg.operatorInbox ? new SigningKeys(db.$client, { pool: loadKeyring(cfg.pool.kekFile) }) : undefined,
+      keys: cfg.operatorInbox ? keys() : undefined,
       bounceSuppressionMs: cfg.bounceSuppression,
       thresholds: cfg.thresholds,
       providers: cfg.feedbackProviders,

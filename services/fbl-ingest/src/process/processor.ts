@@ -13,6 +13,9 @@ import type { Logger } from '@atmos/runtime'
 import { withTimeout } from '@atmos/runtime'
 import { eq, sql } from 'drizzle-orm'
 import type { FeedbackProvider } from '../config.ts'
+import { recordForwardBounce } from '../forwarding/forward-bounce.ts'
+import type { ReplyForwarder } from '../forwarding/forward-reply.ts'
+import { isSrsAddress } from '../forwarding/srs.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { type Attribution, attribute } from './attribute.ts'
@@ -40,6 +43,8 @@ export type ProcessorDeps = {
   providers: readonly FeedbackProvider[]
   reportResolver: ReportResolver
   dnsTimeoutMs: number
+  /** Forwards replies to members' domains; without it such mail waits (a worker of an older build). */
+  replies?: ReplyForwarder | undefined
 }
 
 export type Outcome =
@@ -87,6 +92,7 @@ export class InboundProcessor {
     const [row] = await db.select().from(inboundMessages).where(eq(inboundMessages.id, inboundId))
     if (!row) return { outcome: 'skipped', reason: 'no such inbound message' }
     if (row.state !== 'received') return { outcome: 'skipped', reason: `already ${row.state}` }
+    if (row.kind === 'reply') return this.forwardReply(row)
     const classification = await classifyMessage(row.raw, {
       verp: pool.verp,
       feedbackSenderId: pool.feedbackSenderId,
@@ -96,6 +102,10 @@ export class InboundProcessor {
     const kind = KIND[classification.kind] ?? 'unclassified'
     const toOperator = row.rcptTo.some((r) => this.deps.operatorMailboxes.includes(r.slice(0, r.lastIndexOf('@'))))
     const summary = `${classification.kind}${classification.notes.length ? ` (${classification.notes.join('; ')})` : ''}`
+
+    // A forward's bounce, at the SRS address it was sent from: recorded, never sent on.
+    const srs = row.rcptTo.find((r) => isSrsAddress(pool.verp, r))
+    if (srs) return this.forwardBounce(row, srs, classification, kind)
 
     const forward = () => this.forward(row, kind, summary)
     const quarantine = (reason: string) => this.quarantine(row.id, kind, reason)
@@ -368,6 +378,33 @@ export class InboundProcessor {
     }
     metrics.processed.inc({ kind, outcome: messageId ? 'forwarded' : 'processed' })
     return { outcome: 'forwarded', kind, messageId }
+  }
+
+  private async forwardReply(row: typeof inboundMessages.$inferSelect): Promise<Outcome> {
+    const { replies, metrics } = this.deps
+    if (!replies) throw new Error('reply to a member domain, but no forwarder configured')
+    const outcomes = await replies.forward(row)
+    if (!outcomes) return { outcome: 'skipped', reason: 'processed concurrently' }
+    const first = outcomes.find((o) => o.messageId)?.messageId ?? null
+    metrics.processed.inc({ kind: 'reply', outcome: first ? 'forwarded' : 'processed' })
+    return { outcome: 'forwarded', kind: 'reply', messageId: first }
+  }
+
+  private async forwardBounce(
+    row: typeof inboundMessages.$inferSelect,
+    srs: string,
+    c: Classification,
+    kind: InboundKind,
+  ): Promise<Outcome> {
+    const { db, metrics, logger } = this.deps
+    const done = await recordForwardBounce(db, row, srs, c, kind, this.deps.bounceSuppressionMs)
+    if (!done) return { outcome: 'skipped', reason: 'processed concurrently' }
+    metrics.processed.inc({ kind, outcome: 'processed' })
+    logger.info(
+      { inboundId: row.id, kind, forward: done.forwardId, note: done.note, suppressed: done.suppressed },
+      'forward bounce recorded',
+    )
+    return { outcome: 'processed', kind, events: done.bounced ? 1 : 0, suppressed: done.suppressed ? 1 : 0 }
   }
 
   private async quarantine(inboundId: number, kind: InboundKind, reason: string): Promise<Outcome> {

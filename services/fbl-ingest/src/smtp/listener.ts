@@ -5,11 +5,12 @@ import { withTimeout } from '@atmos/runtime'
 import { LimitedSMTPServer } from '@atmos/smtp-limits'
 import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server'
 import type { FblIngestConfig } from '../config.ts'
+import { MemberDomains } from '../forwarding/member-domains.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { inboundJobId } from '../process/jobs.ts'
 import { authenticateReceipt, dnsResolver } from './authenticate.ts'
-import { checkRecipient, type RecipientPolicy } from './recipients.ts'
+import { atPoolDomain, checkInboundRecipient, checkRecipient, type RecipientPolicy } from './recipients.ts'
 import { storeInbound } from './store.ts'
 
 /** An SMTP reply for smtp-server's callbacks. */
@@ -55,8 +56,12 @@ export class InboundListener {
       poolDomain: pool.domain,
       operatorMailboxes: config.fblIngest.operatorMailboxes,
       feedbackMailboxes: config.fblIngest.feedbackMailboxes,
+      srs: { secret: pool.verp.secret, bounceDomain: pool.verp.bounceDomain },
+      srsMaxAgeDays: Math.floor(config.fblIngest.forwarding.srsMaxAge / 86_400_000),
     }
     this.policy = policy
+    const fwd = config.fblIngest.forwarding
+    const memberDomains = new MemberDomains(this.ctx.db, { ttlMs: fwd.cacheTtl })
     this.resolver = dnsResolver(config.fblIngest.dnsServers, config.fblIngest.authTimeout, config.fblIngest.dnsPort)
     this.mta = s.hostname || pool.domain
     const options: SMTPServerOptions = {
@@ -76,12 +81,27 @@ export class InboundListener {
           this.metrics.refused.inc({ reason: 'too_many_recipients' })
           return cb(new Reply(452, `4.5.3 Too many recipients: at most ${s.maxRecipients}`))
         }
-        const checked = checkRecipient(address.address, policy)
-        if ('reason' in checked) {
-          this.metrics.refused.inc({ reason: checked.reason })
-          return cb(new Reply(checked.code, checked.message))
+        // One transaction carries either the pool's own mail or replies to members' domains, not
+        // both: they are stored and processed differently. The other kind is deferred (RFC 5321
+        // lets a client send it again in a transaction of its own).
+        const first = session.envelope.rcptTo[0]
+        if (first && atPoolDomain(first.address, policy) !== atPoolDomain(address.address, policy)) {
+          this.metrics.refused.inc({ reason: 'mixed_recipients' })
+          return cb(new Reply(452, '4.5.3 Send mail for this recipient in a transaction of its own'))
         }
-        cb()
+        checkInboundRecipient(address.address, policy, (d) => memberDomains.lookup(d), fwd.perDomainPerHour).then(
+          (checked) => {
+            if ('reason' in checked) {
+              this.metrics.refused.inc({ reason: checked.reason })
+              return cb(new Reply(checked.code, checked.message))
+            }
+            cb()
+          },
+          (err: Error) => {
+            this.logger.warn({ err: err.message }, 'recipient look-up failed')
+            cb(new Reply(451, '4.3.0 Temporary failure; try again later'))
+          },
+        )
       },
       onData: (stream, session, cb) =>
         this.receive(stream, session).then(
@@ -149,6 +169,8 @@ export class InboundListener {
       const checked = checkRecipient(r, this.policy!)
       return 'kind' in checked && checked.kind === 'operator'
     })
+    // Replies to members' domains are authenticated (and ARC-sealed) when they are forwarded.
+    const toMembers = rcptTo.length > 0 && !atPoolDomain(rcptTo[0]!, this.policy!)
     const auth = toOperator
       ? await authenticateReceipt(raw, {
           ip: session.remoteAddress,
@@ -167,12 +189,20 @@ export class InboundListener {
         mailFrom,
         rcptTo,
         auth,
+        ...(toMembers ? { kind: 'reply' as const } : {}),
       },
       raw,
     )
     this.metrics.accepted.inc()
     this.logger.info(
-      { inboundId: id, size, from: mailFrom, ip: session.remoteAddress, ...(auth ? { dmarc: auth.dmarc } : {}) },
+      {
+        inboundId: id,
+        size,
+        from: mailFrom,
+        ip: session.remoteAddress,
+        ...(auth ? { dmarc: auth.dmarc } : {}),
+        ...(toMembers ? { reply: true } : {}),
+      },
       'inbound message stored',
     )
     // Stored is durable: the reply is 250 even when Redis is down; the reconciler enqueues it.

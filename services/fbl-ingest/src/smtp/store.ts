@@ -7,6 +7,8 @@ export type InboundEnvelope = {
   rcptTo: string[]
   /** Checked only for mail to an operator mailbox (the only mail ever forwarded). */
   auth: InboundAuth | null
+  /** Set at receipt for replies to members' domains (the classifier never sees them). */
+  kind?: 'reply'
 }
 
 /** Commits the raw message with its envelope; the 250 is sent only after this resolves. */

@@ -3,7 +3,8 @@ import type { PoolMessage } from '@atmos/db'
 import { type SigningKeys, signAsPool } from '@atmos/dkim'
 
 // The member is told when a recipient of its mail bounced (a 5xx, or expiry): an RFC 3464
-// delivery status notification to the message's envelope sender, from the pool's
+// delivery status notification to the domain's forward-to address when the member set one,
+// else to the message's envelope sender, from the pool's
 // MAILER-DAEMON with a null envelope sender (RFC 3464 section 2, RFC 5321 section 6.2: no
 // notice about a notice), DKIM-signed by the pool so that it passes the pool domain's DMARC.
 // It is the pool's own mail (member_id null): a bounce of it is recorded and never answered.
@@ -18,7 +19,14 @@ const MAX_RETURNED_HEADERS = 64 * 1024
 
 export type BounceFacts = {
   /** The bounced message: its id, envelope sender, spooled bytes and arrival. */
-  message: { id: string; envelopeFrom: string; body: Buffer; receivedAt: Date }
+  message: {
+    id: string
+    envelopeFrom: string
+    body: Buffer
+    receivedAt: Date
+    /** The forward-to address of the member's domain the message was sent as: it gets the notice when set. */
+    forwardTo?: string | null | undefined
+  }
   recipient: string
   /** Enhanced status of the failure (5.1.1); expiry is reported as 5.4.7. */
   status: string
@@ -164,7 +172,11 @@ export class BounceNotices {
 
   /** The signed notice for a bounce, or undefined when the sender is not one to notify. Throws without a pool key. */
   async prepare(facts: BounceFacts): Promise<PoolMessage | undefined> {
-    const to = noticeRecipient(facts.message.envelopeFrom)
+    // The member named where replies and notices for the domain should go (often a mailbox
+    // people read, unlike noreply@ senders): that address first, else the envelope sender.
+    const to =
+      (facts.message.forwardTo ? noticeRecipient(facts.message.forwardTo) : undefined) ??
+      noticeRecipient(facts.message.envelopeFrom)
     if (!to) return undefined
     const id = randomUUID()
     const unsigned = buildBounceNotice(facts, this.identity, { id, to })

@@ -35,6 +35,8 @@ export type SpooledMessage = {
   expiresAt: Date
   /** The sender asked for REQUIRETLS (RFC 8689). */
   requireTls: boolean
+  /** The forward-to address of the member's domain it was sent as, if set: bounce notices go there. */
+  forwardTo?: string | null
 }
 
 export type AttemptRecord = {
@@ -141,6 +143,7 @@ export class DeliverySpool {
         receivedAt: number
         expiresAt: number
         requireTls: boolean
+        forwardTo: string | null
       }[]
     >`
       with want as (
@@ -210,7 +213,8 @@ export class DeliverySpool {
         (extract(epoch from m.received_at) * 1000)::float8 as "receivedAt",
         (extract(epoch from least(m.expires_at, m.received_at + make_interval(secs => ${this.maxAgeMs / 1000})))
           * 1000)::float8 as "expiresAt",
-        m.require_tls as "requireTls"
+        m.require_tls as "requireTls",
+        (select d.forward_to from domains d where d.id = m.domain_id) as "forwardTo"
       from claimed c join messages m on m.id = c.message_id
       order by c.req, c.id`
     return requests.map((q, req) => {
@@ -233,6 +237,7 @@ export class DeliverySpool {
           receivedAt: new Date(first.receivedAt),
           expiresAt: new Date(first.expiresAt),
           requireTls: first.requireTls === true,
+          forwardTo: first.forwardTo,
         },
         recipients: going.map((r) => ({
           id: Number(r.id),
