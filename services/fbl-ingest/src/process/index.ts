@@ -15,6 +15,8 @@ import { loadKeyring } from '@atmos/secrets'
 import { createDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import type { FblIngestConfig } from '../config.ts'
+import { poolIpMatcher } from '../dmarc/pool-ips.ts'
+import { reverseNames } from '../dmarc/reverse.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { InboundProcessor } from './processor.ts'
@@ -69,6 +71,20 @@ export class InboundWorkers {
         tries: 2,
       }).resolve,
       dnsTimeoutMs: cfg.dnsTimeout,
+      dmarc: cfg.dmarc.mailbox
+        ? {
+            mailbox: cfg.dmarc.mailbox,
+            limits: cfg.dmarc,
+            isPool: poolIpMatcher(cfg.dmarc.poolIps),
+            // The same resolvers as the reports' checks; the machine's own when none are configured.
+            reverse: reverseNames({
+              servers: cfg.dnsServers,
+              port: cfg.dnsPort || undefined,
+              timeoutMs: cfg.dmarc.reverseTimeout,
+              perReport: cfg.dmarc.reverseLookups,
+            }),
+          }
+        : undefined,
     })
     this.processor = processor
     // A worker blocks on its connection: it gets one of its own.

@@ -13,6 +13,11 @@ import type { Logger } from '@atmos/runtime'
 import { withTimeout } from '@atmos/runtime'
 import { eq, sql } from 'drizzle-orm'
 import type { FeedbackProvider } from '../config.ts'
+import { attributeReport } from '../dmarc/attribute.ts'
+import type { PoolIpMatcher } from '../dmarc/pool-ips.ts'
+import { type ReportLimits, ReportRefused, readReport } from '../dmarc/read.ts'
+import type { ReverseNames } from '../dmarc/reverse.ts'
+import { insertReport } from '../dmarc/store.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
 import { type Attribution, attribute } from './attribute.ts'
@@ -40,6 +45,15 @@ export type ProcessorDeps = {
   providers: readonly FeedbackProvider[]
   reportResolver: ReportResolver
   dnsTimeoutMs: number
+  /** DMARC aggregate reports: their mailbox's local part, bounds, pool addresses, reverse names; absent: none. */
+  dmarc?: DmarcDeps | undefined
+}
+
+export type DmarcDeps = {
+  mailbox: string
+  limits: ReportLimits
+  isPool: PoolIpMatcher
+  reverse: ReverseNames
 }
 
 export type Outcome =
@@ -47,6 +61,7 @@ export type Outcome =
   | { outcome: 'processed'; kind: InboundKind; events: number; suppressed: number; memberId?: number }
   | { outcome: 'forwarded'; kind: InboundKind; messageId: string | null }
   | { outcome: 'quarantined'; kind: InboundKind; reason: string }
+  | { outcome: 'dmarc'; reportId: number | null; rows: number; memberId: number | null; duplicate: boolean }
 
 /** ARF Feedback-Types that are not complaints about our mail. */
 const NOT_COMPLAINTS = new Set(['not-spam'])
@@ -87,6 +102,10 @@ export class InboundProcessor {
     const [row] = await db.select().from(inboundMessages).where(eq(inboundMessages.id, inboundId))
     if (!row) return { outcome: 'skipped', reason: 'no such inbound message' }
     if (row.state !== 'received') return { outcome: 'skipped', reason: `already ${row.state}` }
+    const dmarc = this.deps.dmarc
+    if (dmarc && row.rcptTo.some((r) => r.slice(0, r.lastIndexOf('@')) === dmarc.mailbox)) {
+      return this.dmarcReport(row, dmarc)
+    }
     const classification = await classifyMessage(row.raw, {
       verp: pool.verp,
       feedbackSenderId: pool.feedbackSenderId,
@@ -368,6 +387,72 @@ export class InboundProcessor {
     }
     metrics.processed.inc({ kind, outcome: messageId ? 'forwarded' : 'processed' })
     return { outcome: 'forwarded', kind, messageId }
+  }
+
+  /**
+   * A DMARC aggregate report: read within its limits, attributed to a member's domain, its
+   * sources' reverse names looked up (outside the transaction: DNS may be slow), then the
+   * report, its rows and the message's state in one transaction. Whatever the bytes, it ends
+   * processed or quarantined with the reason; only the database failing throws.
+   */
+  private async dmarcReport(row: typeof inboundMessages.$inferSelect, dmarc: DmarcDeps): Promise<Outcome> {
+    const { db, metrics, logger } = this.deps
+    let report: Awaited<ReturnType<typeof readReport>>
+    try {
+      report = await readReport(row.raw, dmarc.limits)
+    } catch (err) {
+      // A parser's own failure on hostile bytes (a stack overflow, say) is the report's fault too.
+      const reason = err instanceof ReportRefused ? err.reason : `unreadable: ${(err as Error).message}`
+      metrics.dmarcReports.inc({ outcome: 'quarantined' })
+      return this.quarantine(row.id, 'dmarc', `DMARC report: ${reason}`)
+    }
+    const attribution = await attributeReport(db, report)
+    const reverse = attribution.attributed
+      ? await dmarc.reverse.namesFor(attribution.rows.map((r) => r.row.source_ip))
+      : new Map<string, string>()
+    // Only a report whose From domain passed DMARC at receipt says who really sent it.
+    const verifiedSender = row.auth?.dmarc === 'pass' ? row.auth.fromDomain : null
+    const stored = await db.transaction(async (tx) => {
+      if (!(await claim(tx, row.id))) return null
+      const result = await insertReport(tx, {
+        inboundId: row.id,
+        report,
+        attribution,
+        verifiedSender,
+        reverse,
+        isPool: dmarc.isPool,
+      })
+      await tx
+        .update(inboundMessages)
+        .set({ kind: 'dmarc', state: 'processed', processedAt: new Date() })
+        .where(eq(inboundMessages.id, row.id))
+      return result
+    })
+    if (!stored) return { outcome: 'skipped', reason: 'processed concurrently' }
+    const outcome = !stored.stored ? 'duplicate' : attribution.attributed ? 'stored' : 'unattributed'
+    metrics.dmarcReports.inc({ outcome })
+    metrics.processed.inc({ kind: 'dmarc', outcome: 'processed' })
+    const meta = report.report_metadata
+    logger.info(
+      {
+        inboundId: row.id,
+        org: meta.org_name,
+        reportId: meta.report_id,
+        policyDomain: report.policy_published.domain,
+        outcome,
+        ...(attribution.attributed
+          ? { domain: attribution.domain, rows: attribution.rows.length, rowsElsewhere: attribution.elsewhere }
+          : { why: attribution.reason }),
+      },
+      'dmarc report processed',
+    )
+    return {
+      outcome: 'dmarc',
+      reportId: stored.stored ? stored.id : null,
+      rows: stored.stored ? stored.rows : 0,
+      memberId: attribution.attributed ? attribution.memberId : null,
+      duplicate: !stored.stored,
+    }
   }
 
   private async quarantine(inboundId: number, kind: InboundKind, reason: string): Promise<Outcome> {

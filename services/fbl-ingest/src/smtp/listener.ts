@@ -55,6 +55,7 @@ export class InboundListener {
       poolDomain: pool.domain,
       operatorMailboxes: config.fblIngest.operatorMailboxes,
       feedbackMailboxes: config.fblIngest.feedbackMailboxes,
+      dmarcMailbox: config.fblIngest.dmarc.mailbox,
     }
     this.policy = policy
     this.resolver = dnsResolver(config.fblIngest.dnsServers, config.fblIngest.authTimeout, config.fblIngest.dnsPort)
@@ -145,11 +146,13 @@ export class InboundListener {
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
     const rcptTo = session.envelope.rcptTo.map((r) => r.address.toLowerCase())
     const cfg = this.ctx.config.fblIngest
-    const toOperator = rcptTo.some((r) => {
+    // Operator mail is checked to decide on forwarding it; a DMARC report to tell the member
+    // whether the receiver it names really sent it (reports are otherwise anyone's claim).
+    const checkAuth = rcptTo.some((r) => {
       const checked = checkRecipient(r, this.policy!)
-      return 'kind' in checked && checked.kind === 'operator'
+      return 'kind' in checked && (checked.kind === 'operator' || checked.kind === 'dmarc')
     })
-    const auth = toOperator
+    const auth = checkAuth
       ? await authenticateReceipt(raw, {
           ip: session.remoteAddress,
           helo: session.hostNameAppearsAs || '',

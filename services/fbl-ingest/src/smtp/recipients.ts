@@ -1,7 +1,7 @@
 import { readVerpAddress, type VerpConfig } from '@atmos/mail-feedback'
 
 // Which envelope recipients port 25 accepts. Only the pool's own mailboxes: a VERP address
-// whose token verifies, the feedback-loop and operator mailboxes, at the pool or bounce
+// whose token verifies, the feedback-loop, DMARC report and operator mailboxes, at the pool or bounce
 // domain. The local part must be exactly one of those names, so relay tricks (`a%b@pool`,
 // `a!b@pool`, quoted local parts, a source route that smtp-server strips down to a foreign
 // address) fall out as unknown mailboxes without a rule of their own.
@@ -11,9 +11,11 @@ export type RecipientPolicy = {
   poolDomain: string
   operatorMailboxes: readonly string[]
   feedbackMailboxes: readonly string[]
+  /** The DMARC aggregate report mailbox (`rua=`); empty: none. */
+  dmarcMailbox: string
 }
 
-export type AcceptedRecipient = { address: string; kind: 'verp' | 'feedback' | 'operator' }
+export type AcceptedRecipient = { address: string; kind: 'verp' | 'feedback' | 'operator' | 'dmarc' }
 
 export type Refusal = { code: number; message: string; reason: RecipientRefusal }
 
@@ -33,6 +35,7 @@ export function checkRecipient(raw: string, policy: RecipientPolicy): AcceptedRe
     return refuse('foreign_domain', `<${raw}>: relay access denied; this host only accepts mail for ${pool}`)
   }
   if (!LOCAL.test(local)) return refuse('unknown_mailbox', `<${raw}>: no such mailbox here`)
+  if (policy.dmarcMailbox && local === policy.dmarcMailbox) return { address, kind: 'dmarc' }
   if (policy.operatorMailboxes.includes(local)) return { address, kind: 'operator' }
   if (policy.feedbackMailboxes.includes(local)) return { address, kind: 'feedback' }
   if (domain === bounces && local.startsWith(`${policy.verp.prefix.toLowerCase()}+`)) {
