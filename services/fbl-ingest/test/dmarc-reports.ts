@@ -27,6 +27,9 @@ export type ReportSpec = {
   style?: 'google' | 'microsoft' | 'plain'
 }
 
+/** Text as XML carries it. */
+const x = (v: string | number) => String(v).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+
 export function reportXml(spec: ReportSpec): string {
   const end = spec.end ?? spec.begin + 86_399
   const ms = spec.style === 'microsoft'
@@ -43,19 +46,19 @@ export function reportXml(spec: ReportSpec): string {
       </policy_evaluated>
     </row>
     <identifiers>
-${ms ? `      <envelope_to>outlook.com</envelope_to>\n` : ''}${r.envelopeFrom ? `      <envelope_from>${r.envelopeFrom}</envelope_from>\n` : ''}      <header_from>${r.headerFrom}</header_from>
+${ms ? `      <envelope_to>outlook.com</envelope_to>\n` : ''}${r.envelopeFrom ? `      <envelope_from>${x(r.envelopeFrom)}</envelope_from>\n` : ''}      <header_from>${x(r.headerFrom)}</header_from>
     </identifiers>
     <auth_results>
 ${(r.dkimAuth ?? [{ domain: r.headerFrom, selector: 'atmos1r', result: r.dkim ?? 'pass' }])
   .map(
     (d) =>
-      `      <dkim>\n        <domain>${d.domain}</domain>\n${d.selector ? `        <selector>${d.selector}</selector>\n` : ''}        <result>${d.result}</result>\n      </dkim>`,
+      `      <dkim>\n        <domain>${x(d.domain)}</domain>\n${d.selector ? `        <selector>${x(d.selector)}</selector>\n` : ''}        <result>${d.result}</result>\n      </dkim>`,
   )
   .join('\n')}
 ${(r.spfAuth ?? [{ domain: r.envelopeFrom ?? r.headerFrom, result: r.spf ?? 'pass' }])
   .map(
     (s) =>
-      `      <spf>\n        <domain>${s.domain}</domain>\n${ms ? '        <scope>mfrom</scope>\n' : ''}        <result>${s.result}</result>\n      </spf>`,
+      `      <spf>\n        <domain>${x(s.domain)}</domain>\n${ms ? '        <scope>mfrom</scope>\n' : ''}        <result>${s.result}</result>\n      </spf>`,
   )
   .join('\n')}
     </auth_results>
@@ -65,17 +68,17 @@ ${(r.spfAuth ?? [{ domain: r.envelopeFrom ?? r.headerFrom, result: r.spf ?? 'pas
   return `<?xml version="1.0"${ms ? '' : ' encoding="UTF-8" '}?>
 <feedback${ms ? ' xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"' : ''}>
 ${ms ? '  <version>1.0</version>\n' : ''}  <report_metadata>
-    <org_name>${spec.org}</org_name>
-    <email>${spec.email}</email>
+    <org_name>${x(spec.org)}</org_name>
+    <email>${x(spec.email)}</email>
     <extra_contact_info>https://support.example/dmarc</extra_contact_info>
-    <report_id>${spec.reportId}</report_id>
+    <report_id>${x(spec.reportId)}</report_id>
     <date_range>
       <begin>${spec.begin}</begin>
       <end>${end}</end>
     </date_range>
   </report_metadata>
   <policy_published>
-    <domain>${spec.domain}</domain>
+    <domain>${x(spec.domain)}</domain>
     <adkim>r</adkim>
     <aspf>r</aspf>
     <p>quarantine</p>
@@ -144,7 +147,7 @@ export const gzip = (data: string | Buffer) => gzipSync(data, { level: 9 })
 
 /** The report's file name as receivers write it: `receiver!domain!begin!end`. */
 export function fileName(spec: ReportSpec, ext: string): string {
-  return `${spec.org}!${spec.domain}!${spec.begin}!${spec.end ?? spec.begin + 86_399}.${ext}`
+  return `${x(spec.org)}!${x(spec.domain)}!${spec.begin}!${spec.end ?? spec.begin + 86_399}.${ext}`
 }
 
 /** The mail a receiver sends to the `rua=` address, the report attached. */
@@ -195,7 +198,7 @@ export function googleReport(spec: ReportSpec, to: string): string {
   return reportMail({
     from: 'noreply-dmarc-support@google.com',
     to,
-    subject: `Report domain: ${spec.domain} Submitter: google.com Report-ID: ${spec.reportId}`,
+    subject: `Report domain: ${x(spec.domain)} Submitter: google.com Report-ID: ${x(spec.reportId)}`,
     attachment: {
       contentType: 'application/zip',
       name: fileName(spec, 'zip'),
@@ -210,7 +213,7 @@ export function microsoftReport(spec: ReportSpec, to: string): string {
   return reportMail({
     from: 'dmarcreport@microsoft.com',
     to,
-    subject: `Report Domain: ${spec.domain} Submitter: ${spec.org} Report-ID: <${spec.reportId}>`,
+    subject: `Report Domain: ${x(spec.domain)} Submitter: ${x(spec.org)} Report-ID: <${x(spec.reportId)}>`,
     attachment: {
       contentType: 'application/gzip',
       name: fileName(spec, 'xml.gz'),
@@ -222,9 +225,9 @@ export function microsoftReport(spec: ReportSpec, to: string): string {
 /** A small receiver: the XML as it is, as application/octet-stream that only its name tells apart. */
 export function plainXmlReport(spec: ReportSpec, to: string, contentType = 'application/octet-stream'): string {
   return reportMail({
-    from: `dmarc@${spec.org}`,
+    from: `dmarc@${x(spec.org)}`,
     to,
-    subject: `Report Domain: ${spec.domain} Submitter: ${spec.org} Report-ID: ${spec.reportId}`,
+    subject: `Report Domain: ${x(spec.domain)} Submitter: ${x(spec.org)} Report-ID: ${x(spec.reportId)}`,
     attachment: { contentType, name: fileName(spec, 'xml'), data: Buffer.from(reportXml({ ...spec, style: 'plain' })) },
   })
 }

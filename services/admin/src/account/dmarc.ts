@@ -87,9 +87,10 @@ export async function dmarcDayDetail(
   d: { id: number; memberId: number },
   day: string,
 ): Promise<DmarcDayDetail> {
-  const from = new Date(`${day}T00:00:00Z`)
-  const to = new Date(from.getTime() + 86_400_000)
-  const scope = sql`r.domain_id = ${d.id} and r.member_id = ${d.memberId} and r.date_begin >= ${from} and r.date_begin < ${to}`
+  // The day's bounds as text the database casts: `day` was checked to be YYYY-MM-DD.
+  const from = `${day}T00:00:00Z`
+  const scope = sql`r.domain_id = ${d.id} and r.member_id = ${d.memberId}
+    and r.date_begin >= ${from}::timestamptz and r.date_begin < ${from}::timestamptz + interval '1 day'`
   const group = async (pool: boolean) => {
     const rows = await db.execute<{
       source_ip: string
