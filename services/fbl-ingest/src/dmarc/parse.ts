@@ -82,9 +82,10 @@ const REPEATED = new Set(['feedback.record', 'feedback.record.auth_results.dkim'
 /**
  * The report's XML, validated. No DTD is accepted at all (a DMARC report has none): that
  * shuts out external entities (XXE) and entity expansion (billion laughs) before the parser
- * sees a byte. With no declarations possible, the only entities left are XML's five and
- * character references (kept as written), each one character: decoding them (an org named `AT&amp;T`) costs
- * nothing, and an undeclared `&name;` stays text. HTML entities are not read.
+ * sees a byte. With no declarations possible, the only entities decoded are XML's five, each
+ * one character (an org named `AT&amp;T` reads `AT&T`); character references and undeclared
+ * `&name;` stay as written, and HTML entities are not read. The parser's own nesting bound
+ * refuses a document nested deeper than any report.
  */
 export function parseReport(xml: Buffer, maxRows: number): DmarcReport {
   const source = xml.toString('utf8')
