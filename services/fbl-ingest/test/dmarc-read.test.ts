@@ -221,6 +221,11 @@ describe('hostile DMARC reports are refused with a reason', () => {
     assert.equal(ok.record.length, 50)
   })
 
+  it('XML nested far deeper than any report', async () => {
+    const deep = `<feedback><report_metadata>${'<a>'.repeat(200_000)}${'</a>'.repeat(200_000)}</report_metadata></feedback>`
+    assert.match(await refused(xmlMail(deep)), /malformed XML: Maximum nested tags exceeded/)
+  })
+
   it('malformed XML, the wrong root, and rows that break the shape', async () => {
     const base = reportXml(spec())
     assert.match(await refused(xmlMail(base.slice(0, base.length - 40))), /malformed XML/)
