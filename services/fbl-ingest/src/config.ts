@@ -83,6 +83,8 @@ const dmarcSection = section({
   reverseLookups: field.int(200, { min: 0, max: 10_000 }),
   /** One PTR query; a slow or failed answer leaves the reverse name blank. */
   reverseTimeout: field.duration('2s'),
+  /** Reports whose range ended longer ago are deleted by the reconciler (they list others' addresses); 0: kept. */
+  retention: field.duration('90d'),
 })
 
 /** The fbl-ingest's own settings, under `fblIngest` in the config file and `ATMOS_FBL_INGEST_*` in the environment. */

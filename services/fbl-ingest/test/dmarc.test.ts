@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict'
+import { generateKeyPairSync } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
 import { dmarcReportRows, dmarcReports, inboundMessages, quarantinedReports } from '@atmos/db'
 import { reverseName } from '@atmos/testkit'
 import { asc, eq } from 'drizzle-orm'
+import { dkimSign } from 'mailauth'
 import { fblIngestConfigSchema } from '../src/config.ts'
+import { purgeDmarcReports } from '../src/dmarc/retention.ts'
 import type { FblIngestService } from '../src/service.ts'
 import { googleReport, microsoftReport, plainXmlReport, type ReportSpec, reportMail, zip } from './dmarc-reports.ts'
 import {
@@ -223,6 +226,40 @@ describe('DMARC aggregate reports over SMTP', () => {
     const s = spec()
     await deliver(googleReport(s, MAILBOX))
     assert.equal((await reportOf(s.reportId)).rows.length, 3)
+  })
+
+  it('names the reporter as authenticated only when its mail passed DMARC at receipt', async () => {
+    const reporter = 'reporter.test'
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+    const der = publicKey.export({ type: 'spki', format: 'der' }).toString('base64')
+    h.dns.set(`r1._domainkey.${reporter}`, { TXT: [`v=DKIM1; k=rsa; p=${der}`.match(/.{1,255}/g)!] })
+    h.dns.set(`_dmarc.${reporter}`, { TXT: ['v=DMARC1; p=reject'] })
+    const s = spec({ org: reporter, email: `dmarc@${reporter}` })
+    const message = plainXmlReport(s, MAILBOX).replace(/\r?\n/g, '\r\n')
+    const key = {
+      signingDomain: reporter,
+      selector: 'r1',
+      privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    }
+    const signed = await dkimSign(message, { ...key, canonicalization: 'relaxed/relaxed', signatureData: [key] })
+    await deliver(signed.signatures + message)
+    assert.equal((await reportOf(s.reportId)).report?.verifiedSender, reporter)
+    // The same mail unsigned claims the same sender: not taken for it.
+    const unsigned = spec({ org: reporter, email: `dmarc@${reporter}` })
+    await deliver(plainXmlReport(unsigned, MAILBOX))
+    assert.equal((await reportOf(unsigned.reportId)).report?.verifiedSender, null)
+  })
+
+  it('deletes reports past the retention with their rows, in bounded batches', async () => {
+    const old = spec({ reportId: 'old-1', begin: BEGIN - 200 * 86_400 })
+    await deliver(googleReport(old, MAILBOX))
+    const { report } = await reportOf('old-1')
+    assert.ok(report)
+    const before = await h.db.select().from(dmarcReports)
+    assert.equal(await purgeDmarcReports(h.db, 90 * 86_400_000, 1, 10), 1)
+    assert.equal((await reportOf('old-1')).found.length, 0)
+    assert.equal((await h.db.select().from(dmarcReportRows).where(eq(dmarcReportRows.reportId, report.id))).length, 0)
+    assert.equal((await h.db.select().from(dmarcReports)).length, before.length - 1, 'recent reports stay')
   })
 
   it('refuses a configuration that gives the report mailbox to operators too', () => {

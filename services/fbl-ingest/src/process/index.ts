@@ -16,6 +16,7 @@ import { createDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import type { FblIngestConfig } from '../config.ts'
 import { poolIpMatcher } from '../dmarc/pool-ips.ts'
+import { purgeDmarcReports } from '../dmarc/retention.ts'
 import { reverseNames } from '../dmarc/reverse.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
@@ -113,6 +114,9 @@ export class InboundWorkers {
         // Raw mail (reports quote recipients' messages) is kept only as long as it is useful.
         ...(cfg.rawRetention > 0
           ? [{ name: 'raw inbound purged', run: () => purgeRawInbound(db, cfg.rawRetention) }]
+          : []),
+        ...(cfg.dmarc.retention > 0
+          ? [{ name: 'old DMARC reports deleted', run: () => purgeDmarcReports(db, cfg.dmarc.retention) }]
           : []),
       ],
     })
