@@ -45,7 +45,7 @@ export function createFblMetrics(registry: Registry): FblMetrics {
     }),
     dmarcReports: new Counter({
       name: 'atmos_fbl_dmarc_reports_total',
-      help: 'DMARC aggregate reports, by outcome (stored, unattributed, duplicate, quarantined)',
+      help: 'DMARC aggregate reports, by outcome (stored, unattributed, duplicate, quarantined; pool: about the pool, for operators)',
       labelNames: ['outcome'],
       registers: [registry],
     }),

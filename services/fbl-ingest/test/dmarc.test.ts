@@ -228,7 +228,7 @@ describe('DMARC aggregate reports over SMTP', () => {
     assert.equal((await reportOf(s.reportId)).rows.length, 3)
   })
 
-  it('names the reporter as authenticated only when its mail passed DMARC at receipt', async () => {
+  it('names the reporter as authenticated only when its mail passed DMARC at receipt; the pool’s own reports go to operators', async () => {
     const reporter = 'reporter.test'
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
     const der = publicKey.export({ type: 'spki', format: 'der' }).toString('base64')
@@ -248,6 +248,31 @@ describe('DMARC aggregate reports over SMTP', () => {
     const unsigned = spec({ org: reporter, email: `dmarc@${reporter}` })
     await deliver(plainXmlReport(unsigned, MAILBOX))
     assert.equal((await reportOf(unsigned.reportId)).report?.verifiedSender, null)
+
+    // A report about the pool's own domain (its DMARC record names the same mailbox) is the
+    // operators': forwarded as operator mail when authenticated, kept for them otherwise.
+    const poolSpec = spec({
+      org: reporter,
+      email: `dmarc@${reporter}`,
+      domain: POOL_DOMAIN,
+      rows: [{ ip: '192.0.2.25', count: 9, headerFrom: POOL_DOMAIN }],
+    })
+    const poolMessage = plainXmlReport(poolSpec, MAILBOX).replace(/\r?\n/g, '\r\n')
+    const poolSigned = await dkimSign(poolMessage, {
+      ...key,
+      canonicalization: 'relaxed/relaxed',
+      signatureData: [key],
+    })
+    const forwarded = await deliver(poolSigned.signatures + poolMessage)
+    assert.equal(forwarded.state, 'forwarded')
+    assert.ok(forwarded.forwardedMessageId)
+    assert.equal((await reportOf(poolSpec.reportId)).found.length, 0, 'not a member report')
+    // Unsigned, its From domain's DMARC (p=reject) fails: kept, as operator mail would be.
+    const forged = spec({ org: reporter, email: `dmarc@${reporter}`, domain: POOL_DOMAIN, rows: [] })
+    const kept = await deliver(plainXmlReport(forged, MAILBOX))
+    assert.equal(kept.state, 'quarantined')
+    const [q] = await h.db.select().from(quarantinedReports).where(eq(quarantinedReports.inboundId, kept.id))
+    assert.match(q!.reason, /^DMARC fail for its From domain reporter\.test: kept, not forwarded/)
   })
 
   it('deletes reports past the retention with their rows, in bounded batches', async () => {

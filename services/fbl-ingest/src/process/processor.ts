@@ -342,9 +342,11 @@ export class InboundProcessor {
     row: typeof inboundMessages.$inferSelect,
     kind: InboundKind,
     summary: string,
+    /** Mailboxes read by people for this message: the operator ones, and the report mailbox for the pool's own reports. */
+    readBy: readonly string[] = this.deps.operatorMailboxes,
   ): Promise<Outcome> {
     const { db, pool, operatorInbox, keys, metrics, logger } = this.deps
-    const keep = keepInsteadOfForward(row, this.deps.operatorMailboxes)
+    const keep = keepInsteadOfForward(row, readBy)
     if (keep) return this.quarantine(row.id, kind, keep)
     const prepared =
       operatorInbox && keys
@@ -407,6 +409,14 @@ export class InboundProcessor {
       return this.quarantine(row.id, 'dmarc', `DMARC report: ${reason}`)
     }
     const attribution = await attributeReport(db, report)
+    const policy = report.policy_published.domain
+    if (!attribution.attributed && this.isPoolDomain(policy)) {
+      // The pool's own DMARC record names this mailbox too: its reports are the operators'
+      // to read, forwarded as operator mail (only when authenticated at receipt).
+      metrics.dmarcReports.inc({ outcome: 'pool' })
+      const summary = `DMARC aggregate report about ${policy} from ${report.report_metadata.org_name}`
+      return this.forward(row, 'dmarc', summary.slice(0, 300), [...this.deps.operatorMailboxes, dmarc.mailbox])
+    }
     const reverse = attribution.attributed
       ? await dmarc.reverse.namesFor(attribution.rows.map((r) => r.row.source_ip))
       : new Map<string, string>()
@@ -453,6 +463,11 @@ export class InboundProcessor {
       memberId: attribution.attributed ? attribution.memberId : null,
       duplicate: !stored.stored,
     }
+  }
+
+  private isPoolDomain(domain: string): boolean {
+    const { pool } = this.deps
+    return [pool.domain, pool.verp.bounceDomain].some((d) => domain === d || domain.endsWith(`.${d}`))
   }
 
   private async quarantine(inboundId: number, kind: InboundKind, reason: string): Promise<Outcome> {
