@@ -9,7 +9,7 @@ import { createTCPServer, createUDPServer, Packet, type Resource, type TCPServer
  * truncated UDP answer over TCP on the server's one port.
  */
 
-export type DnsRecordType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'CNAME' | 'TLSA'
+export type DnsRecordType = 'A' | 'AAAA' | 'MX' | 'TXT' | 'CNAME' | 'TLSA' | 'PTR'
 
 /**
  * How a name misbehaves instead of answering: an error rcode, silence, or a response
@@ -24,6 +24,8 @@ export type DnsRecords = {
   MX?: { priority: number; exchange: string }[]
   /** Each record is one string or its list of character-strings (an SPF record split across several). */
   TXT?: (string | string[])[]
+  /** Reverse names, at `4.3.2.1.in-addr.arpa` (see `reverseName`). */
+  PTR?: string[]
   /** Followed within the zone: the answer carries the CNAME and then the target's records. */
   CNAME?: string
   /** DANE records (RFC 6698), at names such as `_25._tcp.mx.example`; `data` is the association, hex. */
@@ -50,10 +52,16 @@ const TYPE_CODES: Record<DnsRecordType, number> = {
   TXT: Packet.TYPE.TXT,
   CNAME: Packet.TYPE.CNAME,
   TLSA: 52,
+  PTR: Packet.TYPE.PTR,
 }
 const TYPE_NAMES = new Map(Object.entries(TYPE_CODES).map(([name, code]) => [code, name as DnsRecordType]))
 // Long enough for any delegation a test builds, short enough to stop a CNAME loop.
 const MAX_CNAME_HOPS = 8
+
+/** The name a PTR record of an IPv4 address lives at: `192.0.2.1` → `1.2.0.192.in-addr.arpa`. */
+export function reverseName(ipv4: string): string {
+  return `${ipv4.split('.').reverse().join('.')}.in-addr.arpa`
+}
 
 const normalize = (name: string) => name.toLowerCase().replace(/\.$/, '')
 
@@ -244,6 +252,8 @@ function recordsOf(name: string, records: DnsRecords, type: DnsRecordType): Reso
       )
     case 'CNAME':
       return records.CNAME ? [resource(name, 'CNAME', { domain: records.CNAME })] : []
+    case 'PTR':
+      return (records.PTR ?? []).map((domain) => resource(name, 'PTR', { domain }))
     case 'TLSA':
       // dns2 has no TLSA codec: it writes the raw RDATA it finds in `data`.
       return (records.TLSA ?? []).map((t) =>

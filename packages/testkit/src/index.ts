@@ -6,7 +6,7 @@ export {
   type TestDatabase,
   testDatabasePrefix,
 } from './database.ts'
-export { type DnsBehaviour, type DnsRecords, type DnsZone, TestDnsServer } from './dns-server.ts'
+export { type DnsBehaviour, type DnsRecords, type DnsZone, reverseName, TestDnsServer } from './dns-server.ts'
 export { type JetstreamCommit, type JetstreamEvent, JetstreamServer } from './jetstream-server.ts'
 export { describeServiceLifecycle } from './lifecycle.ts'
 export { dkimPublicKey, goodMailZone, withNames } from './mail-zone.ts'

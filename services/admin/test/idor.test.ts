@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { loadConfig } from '@atmos/config'
-import { createDb, type Db, webSessions } from '@atmos/db'
+import { createDb, type Db, dmarcReportRows, dmarcReports, webSessions } from '@atmos/db'
 import { addMember } from '@atmos/enrolment'
 import { unsubscribeToken } from '@atmos/mail-feedback'
 import { suppress } from '@atmos/reputation'
@@ -111,6 +111,32 @@ before(async () => {
     detail: B_MARKER,
   })
   bIds = { member: b.id, domain: b.domainId, suppression: s.id }
+  // B's DMARC report (the DMARC page of a domain): its reporter and a source's name carry the marker.
+  const [report] = await db
+    .insert(dmarcReports)
+    .values({
+      orgName: B_MARKER,
+      reportId: 'b-report',
+      orgEmail: 'dmarc@reporter.example',
+      policyDomain: B.domain,
+      memberId: b.id,
+      domainId: b.domainId,
+      dateBegin: new Date(Date.now() - 86_400_000),
+      dateEnd: new Date(),
+      rows: 1,
+    })
+    .returning()
+  await db.insert(dmarcReportRows).values({
+    reportId: report!.id,
+    sourceIp: '203.0.113.77',
+    reverseName: `${B_MARKER}.example`,
+    poolIp: false,
+    count: 3,
+    disposition: 'none',
+    dkimAligned: 'fail',
+    spfAligned: 'fail',
+    headerFrom: B.domain,
+  })
   const config = loadConfig(adminConfigSchema, {
     env: {
       ATMOS_DATABASE_URL: tdb.url,

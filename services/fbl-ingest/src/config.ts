@@ -1,5 +1,6 @@
 import { field, poolSection, section, serviceConfigSchema } from '@atmos/config'
 import { z } from 'zod'
+import { parseCidr } from './dmarc/pool-ips.ts'
 
 const rate = (fallback: number) => z.coerce.number().min(0).max(1).default(fallback)
 
@@ -50,6 +51,42 @@ const providers = z.preprocess((v) => {
   }
 }, z.array(feedbackProvider).max(100))
 
+const BYTES_MB = 1024 * 1024
+
+/**
+ * DMARC aggregate reports (RFC 7489 §7.2) for members: the mailbox their DMARC records name in
+ * `rua=`, and the bounds one report may cost. Reports come from anyone who can send mail.
+ */
+const dmarcSection = section({
+  /** Local part at the pool domain (`<mailbox>@<pool domain>`); empty: no report mailbox. */
+  mailbox: z
+    .union([z.literal(''), z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'a lower-case local part such as dmarc')])
+    .default('dmarc'),
+  /**
+   * The pool's sending addresses (IPs or CIDR ranges): rows from them are "the pool", every
+   * other source is someone else sending as the member's domain. Keep equal to what the
+   * pool's SPF record (`_spf.<pool domain>`) allows.
+   */
+  poolIps: field
+    .list([])
+    .pipe(z.array(z.string().refine((v) => parseCidr(v) !== null, 'an IP address or CIDR range such as 192.0.2.0/24'))),
+  /** The report attachment as sent (zip or gzip) and once decompressed. */
+  maxCompressed: field.int(10 * BYTES_MB, { min: 1024 }),
+  maxUncompressed: field.int(50 * BYTES_MB, { min: 1024 }),
+  /** Zip archives holding more entries are refused unread (a report is one XML file). */
+  maxZipEntries: field.int(16, { min: 1, max: 1000 }),
+  /** Uncompressed to compressed size past which an archive is refused as a bomb. */
+  maxRatio: field.int(200, { min: 2 }),
+  /** Records (<record> rows) one report may hold; more is refused whole. */
+  maxRows: field.int(100_000, { min: 1 }),
+  /** Distinct source IPs whose reverse name is looked up per report (the rest stay blank). */
+  reverseLookups: field.int(200, { min: 0, max: 10_000 }),
+  /** One PTR query; a slow or failed answer leaves the reverse name blank. */
+  reverseTimeout: field.duration('2s'),
+  /** Reports whose range ended longer ago are deleted by the reconciler (they list others' addresses); 0: kept. */
+  retention: field.duration('90d'),
+})
+
 /** The fbl-ingest's own settings, under `fblIngest` in the config file and `ATMOS_FBL_INGEST_*` in the environment. */
 export const fblIngestSection = section({
   /**
@@ -96,8 +133,11 @@ export const fblIngestSection = section({
     maxMessagesPerAddress: field.int(120, { min: 0 }),
     messageRateWindow: field.duration('1m'),
   }),
-  /** Mailboxes at the pool and bounce domains read by people: their mail is forwarded to `operatorInbox`. */
-  operatorMailboxes: mailboxes(['postmaster', 'abuse', 'dmarc', 'hostmaster']),
+  /**
+   * Mailboxes at the pool and bounce domains read by people: their mail is forwarded to `operatorInbox`.
+   * (`dmarc` is the DMARC report mailbox below, read by the parser, not by people.)
+   */
+  operatorMailboxes: mailboxes(['postmaster', 'abuse', 'hostmaster']),
   /** Mailboxes registered with providers' feedback loops (Yahoo CFL, Microsoft JMRP): reports expected. */
   feedbackMailboxes: mailboxes(['fbl']),
   /** External address operator mail is forwarded to; empty keeps it in inbound_messages only. */
@@ -132,6 +172,7 @@ export const fblIngestSection = section({
     /** How long what RCPT learnt of a domain (forward-to, suppressed, the hour's count) is reused. */
     cacheTtl: field.duration('30s'),
   }),
+  dmarc: dmarcSection,
   worker: section({
     concurrency: field.int(4, { min: 1, max: 64 }),
     /** How often stored but unprocessed mail is re-enqueued (Redis keeps nothing on disk). */
@@ -154,7 +195,19 @@ export const fblIngestSection = section({
   }),
 })
 
-export const fblIngestConfigSchema = serviceConfigSchema('fblIngest', { httpPort: 8104, own: fblIngestSection })
+/** One mailbox, one reader: a DMARC mailbox also listed for operators would be read by both. */
+const fblIngestChecked = fblIngestSection.superRefine((v, ctx) => {
+  const box = v.dmarc.mailbox
+  if (box && (v.operatorMailboxes.includes(box) || v.feedbackMailboxes.includes(box))) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['dmarc', 'mailbox'],
+      message: `${box} is also an operator or feedback mailbox; remove it there or pick another`,
+    })
+  }
+})
+
+export const fblIngestConfigSchema = serviceConfigSchema('fblIngest', { httpPort: 8104, own: fblIngestChecked })
 
 export type FblIngestConfig = z.output<typeof fblIngestConfigSchema>
 export type FblIngestSettings = FblIngestConfig['fblIngest']

@@ -10,6 +10,7 @@ export type FblMetrics = {
   processed: Counter<'kind' | 'outcome'>
   events: Counter<'type'>
   suspensions: Counter<string>
+  dmarcReports: Counter<'outcome'>
 }
 
 export function createFblMetrics(registry: Registry): FblMetrics {
@@ -40,6 +41,12 @@ export function createFblMetrics(registry: Registry): FblMetrics {
     suspensions: new Counter({
       name: 'atmos_fbl_suspensions_total',
       help: 'Members suspended for their complaint or bounce rate',
+      registers: [registry],
+    }),
+    dmarcReports: new Counter({
+      name: 'atmos_fbl_dmarc_reports_total',
+      help: 'DMARC aggregate reports, by outcome (stored, unattributed, duplicate, quarantined; pool: about the pool, for operators)',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
   }

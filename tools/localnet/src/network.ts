@@ -84,8 +84,12 @@ export class LocalNetwork {
       this.builtIn = await this.poolZone()
       this.dns = new TestDnsServer()
       this.dns.recordQueries = false
+      // `*._report._dmarc.<pool>`: the pool agrees to take every domain's DMARC aggregate
+      // reports (RFC 7489 §7.1), so receivers send them to the `rua=` the wizard proposes.
+      const reportAuthorization = `._report._dmarc.${this.opts.pool.domain.toLowerCase()}`
       // Every other name is a recipient domain whose mail the sink takes.
-      this.dns.fallback = (): DnsRecords => ({ MX: [{ priority: 10, exchange: SINK_HOST }] })
+      this.dns.fallback = (name): DnsRecords =>
+        name.endsWith(reportAuthorization) ? { TXT: ['v=DMARC1'] } : { MX: [{ priority: 10, exchange: SINK_HOST }] }
       this.rebuildZone()
       await this.dns.start(ports.dns)
 

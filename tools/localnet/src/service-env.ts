@@ -37,6 +37,8 @@ export function serviceDefaults(n: NetworkAddresses): Record<string, string> {
     ATMOS_ADMIN_ENROLL_DNS_PORT: dns,
     ATMOS_ADMIN_ENROLL_SPF_INCLUDE: `_spf.${n.poolDomain}`,
     ATMOS_ADMIN_ENROLL_MX_HOST: `mx.${n.poolDomain}`,
+    // Members' DMARC records send aggregate reports to fbl-ingest's report mailbox.
+    ATMOS_ADMIN_ENROLL_DMARC_RUA: `dmarc@${n.poolDomain}`,
     // fbl-ingest: reports checked on the local DNS, the sink trusted as a feedback-loop provider.
     ATMOS_FBL_INGEST_DNS_SERVERS: '127.0.0.1',
     ATMOS_FBL_INGEST_DNS_PORT: dns,
@@ -44,5 +46,7 @@ export function serviceDefaults(n: NetworkAddresses): Record<string, string> {
     // A newcomer sends a handful of messages, not the hundred a real window needs before its
     // rates decide anything: locally two do, so that a bounce and a complaint show their effect.
     ATMOS_FBL_INGEST_THRESHOLDS_MIN_VOLUME: '2',
+    // The relay sends from loopback here: reports' rows from it are the pool's.
+    ATMOS_FBL_INGEST_DMARC_POOL_IPS: '127.0.0.1',
   }
 }

@@ -70,6 +70,12 @@ describe('the local DNS', () => {
     assert.deepEqual(await resolver.resolveTxt(`_spf.${POOL.domain}`), [['v=spf1 ip4:127.0.0.1 -all']])
   })
 
+  it('authorises every domain to send DMARC reports to the pool (RFC 7489 §7.1)', async () => {
+    for (const member of ['demo-mail.example', 'a.b.example.org']) {
+      assert.deepEqual(await resolver.resolveTxt(`${member}._report._dmarc.${POOL.domain}`), [['v=DMARC1']])
+    }
+  })
+
   it('refuses lines that are not records, with the reason, and publishes none of the batch', async () => {
     const cases: Array<[string, RegExp]> = [
       [`${DOMAIN}. IN SRV 0 5 5060 sip.${DOMAIN}.`, /line 2: record type "SRV" not served/],

@@ -3,7 +3,16 @@ import { check, index, integer, jsonb, numeric, pgTable, text, uniqueIndex, uuid
 import { at, bytea, createdAt, id, oneOf, ref } from './columns.ts'
 import { domains, members } from './members.ts'
 
-export const INBOUND_KINDS = ['unclassified', 'arf', 'dsn', 'plain_bounce', 'operator', 'auto_reply', 'reply'] as const
+export const INBOUND_KINDS = [
+  'unclassified',
+  'arf',
+  'dsn',
+  'plain_bounce',
+  'operator',
+  'auto_reply',
+  'reply',
+  'dmarc',
+] as const
 export const INBOUND_STATES = ['received', 'processed', 'quarantined', 'forwarded'] as const
 
 /**

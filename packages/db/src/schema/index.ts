@@ -1,4 +1,5 @@
 export * from './attestations.ts'
+export * from './dmarc.ts'
 export * from './feedback.ts'
 export * from './forwards.ts'
 export * from './labels.ts'

@@ -7,6 +7,8 @@ import type { NodeOAuthClient } from '@atproto/oauth-client-node'
 import { sql } from 'drizzle-orm'
 import { type Context, Hono } from 'hono'
 import { cleanSenderView } from '../account/clean-sender.ts'
+import { dmarcDayDetail, dmarcDays, readDay } from '../account/dmarc.ts'
+import { dmarcPage } from '../account/dmarc-views.ts'
 import { FIGURE_WINDOWS, type FigureWindow, memberFigures, NotMemberDomainError } from '../account/figures.ts'
 import { ForwardToError, parseForwardTo, setForwardTo } from '../account/forward-to.ts'
 import { forwardsSection, recentForwards } from '../account/forwards.ts'
@@ -178,6 +180,26 @@ export function accountPages(opts: AccountPagesOptions): Hono<Env> {
     if (!d) return notFound(s)
     const forwards = forwardsSection(await recentForwards(db, d.id))
     return render(c, d.domain, domainPage(d, { csrf: s.csrf, notice: noticeOf(c.req.query('done')), forwards }))
+  })
+
+  app.get('/account/domains/:domain/dmarc', async (c) => {
+    const s = c.get('session')!
+    const d = await ownedDomain(db, s.did, c.req.param('domain'))
+    if (!d) return notFound(s)
+    const days = await dmarcDays(db, d)
+    // A day outside the window, malformed or without reports shows the newest day instead.
+    const asked = readDay(c.req.query('day'))
+    const day = asked && days.some((x) => x.day === asked) ? asked : days[0]?.day
+    const detail = day ? await dmarcDayDetail(db, d, day) : null
+    const path = domainPath(d.domain, '/dmarc')
+    const rua = config.enroll.dmarcRua.trim().replace(/^mailto:/i, '')
+    return render(
+      c,
+      `DMARC reports for ${d.domain}`,
+      dmarcPage({ domain: d.domain, path, days, detail, rua }),
+      200,
+      true,
+    )
   })
 
   app.post('/account/domains/:domain/forward-to', async (c) => {

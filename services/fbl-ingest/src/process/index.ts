@@ -15,6 +15,9 @@ import { loadKeyring } from '@atmos/secrets'
 import { createDnsResolver } from '@atmos/verify'
 import type { Redis } from 'ioredis'
 import type { FblIngestConfig } from '../config.ts'
+import { poolIpMatcher } from '../dmarc/pool-ips.ts'
+import { purgeDmarcReports } from '../dmarc/retention.ts'
+import { reverseNames } from '../dmarc/reverse.ts'
 import { ReplyForwarder } from '../forwarding/forward-reply.ts'
 import type { FblMetrics } from '../metrics.ts'
 import type { PoolIdentity } from '../pool.ts'
@@ -92,6 +95,20 @@ export class InboundWorkers {
         tries: 2,
       }).resolve,
       dnsTimeoutMs: cfg.dnsTimeout,
+      dmarc: cfg.dmarc.mailbox
+        ? {
+            mailbox: cfg.dmarc.mailbox,
+            limits: cfg.dmarc,
+            isPool: poolIpMatcher(cfg.dmarc.poolIps),
+            // The same resolvers as the reports' checks; the machine's own when none are configured.
+            reverse: reverseNames({
+              servers: cfg.dnsServers,
+              port: cfg.dnsPort || undefined,
+              timeoutMs: cfg.dmarc.reverseTimeout,
+              perReport: cfg.dmarc.reverseLookups,
+            }),
+          }
+        : undefined,
     })
     this.processor = processor
     // A worker blocks on its connection: it gets one of its own.
@@ -120,6 +137,9 @@ export class InboundWorkers {
         // Raw mail (reports quote recipients' messages) is kept only as long as it is useful.
         ...(cfg.rawRetention > 0
           ? [{ name: 'raw inbound purged', run: () => purgeRawInbound(db, cfg.rawRetention) }]
+          : []),
+        ...(cfg.dmarc.retention > 0
+          ? [{ name: 'old DMARC reports deleted', run: () => purgeDmarcReports(db, cfg.dmarc.retention) }]
           : []),
       ],
     })

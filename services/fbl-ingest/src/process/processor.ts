@@ -13,6 +13,11 @@ import type { Logger } from '@atmos/runtime'
 import { withTimeout } from '@atmos/runtime'
 import { eq, sql } from 'drizzle-orm'
 import type { FeedbackProvider } from '../config.ts'
+import { attributeReport } from '../dmarc/attribute.ts'
+import type { PoolIpMatcher } from '../dmarc/pool-ips.ts'
+import { type ReportLimits, ReportRefused, readReport } from '../dmarc/read.ts'
+import type { ReverseNames } from '../dmarc/reverse.ts'
+import { insertReport } from '../dmarc/store.ts'
 import { recordForwardBounce } from '../forwarding/forward-bounce.ts'
 import type { ReplyForwarder } from '../forwarding/forward-reply.ts'
 import { isSrsAddress } from '../forwarding/srs.ts'
@@ -45,6 +50,15 @@ export type ProcessorDeps = {
   dnsTimeoutMs: number
   /** Forwards replies to members' domains; without it such mail waits (a worker of an older build). */
   replies?: ReplyForwarder | undefined
+  /** DMARC aggregate reports: their mailbox's local part, bounds, pool addresses, reverse names; absent: none. */
+  dmarc?: DmarcDeps | undefined
+}
+
+export type DmarcDeps = {
+  mailbox: string
+  limits: ReportLimits
+  isPool: PoolIpMatcher
+  reverse: ReverseNames
 }
 
 export type Outcome =
@@ -52,6 +66,7 @@ export type Outcome =
   | { outcome: 'processed'; kind: InboundKind; events: number; suppressed: number; memberId?: number }
   | { outcome: 'forwarded'; kind: InboundKind; messageId: string | null }
   | { outcome: 'quarantined'; kind: InboundKind; reason: string }
+  | { outcome: 'dmarc'; reportId: number | null; rows: number; memberId: number | null; duplicate: boolean }
 
 /** ARF Feedback-Types that are not complaints about our mail. */
 const NOT_COMPLAINTS = new Set(['not-spam'])
@@ -93,6 +108,10 @@ export class InboundProcessor {
     if (!row) return { outcome: 'skipped', reason: 'no such inbound message' }
     if (row.state !== 'received') return { outcome: 'skipped', reason: `already ${row.state}` }
     if (row.kind === 'reply') return this.forwardReply(row)
+    const dmarc = this.deps.dmarc
+    if (dmarc && row.rcptTo.some((r) => r.slice(0, r.lastIndexOf('@')) === dmarc.mailbox)) {
+      return this.dmarcReport(row, dmarc)
+    }
     const classification = await classifyMessage(row.raw, {
       verp: pool.verp,
       feedbackSenderId: pool.feedbackSenderId,
@@ -333,9 +352,11 @@ export class InboundProcessor {
     row: typeof inboundMessages.$inferSelect,
     kind: InboundKind,
     summary: string,
+    /** Mailboxes read by people for this message: the operator ones, and the report mailbox for the pool's own reports. */
+    readBy: readonly string[] = this.deps.operatorMailboxes,
   ): Promise<Outcome> {
     const { db, pool, operatorInbox, keys, metrics, logger } = this.deps
-    const keep = keepInsteadOfForward(row, this.deps.operatorMailboxes)
+    const keep = keepInsteadOfForward(row, readBy)
     if (keep) return this.quarantine(row.id, kind, keep)
     const prepared =
       operatorInbox && keys
@@ -405,6 +426,85 @@ export class InboundProcessor {
       'forward bounce recorded',
     )
     return { outcome: 'processed', kind, events: done.bounced ? 1 : 0, suppressed: done.suppressed ? 1 : 0 }
+  }
+
+  /**
+   * A DMARC aggregate report: read within its limits, attributed to a member's domain, its
+   * sources' reverse names looked up (outside the transaction: DNS may be slow), then the
+   * report, its rows and the message's state in one transaction. Whatever the bytes, it ends
+   * processed or quarantined with the reason; only the database failing throws.
+   */
+  private async dmarcReport(row: typeof inboundMessages.$inferSelect, dmarc: DmarcDeps): Promise<Outcome> {
+    const { db, metrics, logger } = this.deps
+    let report: Awaited<ReturnType<typeof readReport>>
+    try {
+      report = await readReport(row.raw, dmarc.limits)
+    } catch (err) {
+      // A parser's own failure on hostile bytes (a stack overflow, say) is the report's fault too.
+      const reason = err instanceof ReportRefused ? err.reason : `unreadable: ${(err as Error).message}`
+      metrics.dmarcReports.inc({ outcome: 'quarantined' })
+      return this.quarantine(row.id, 'dmarc', `DMARC report: ${reason}`)
+    }
+    const attribution = await attributeReport(db, report)
+    const policy = report.policy_published.domain
+    if (!attribution.attributed && this.isPoolDomain(policy)) {
+      // The pool's own DMARC record names this mailbox too: its reports are the operators'
+      // to read, forwarded as operator mail (only when authenticated at receipt).
+      metrics.dmarcReports.inc({ outcome: 'pool' })
+      const summary = `DMARC aggregate report about ${policy} from ${report.report_metadata.org_name}`
+      return this.forward(row, 'dmarc', summary.slice(0, 300), [...this.deps.operatorMailboxes, dmarc.mailbox])
+    }
+    const reverse = attribution.attributed
+      ? await dmarc.reverse.namesFor(attribution.rows.map((r) => r.row.source_ip))
+      : new Map<string, string>()
+    // Only a report whose From domain passed DMARC at receipt says who really sent it.
+    const verifiedSender = row.auth?.dmarc === 'pass' ? row.auth.fromDomain : null
+    const stored = await db.transaction(async (tx) => {
+      if (!(await claim(tx, row.id))) return null
+      const result = await insertReport(tx, {
+        inboundId: row.id,
+        report,
+        attribution,
+        verifiedSender,
+        reverse,
+        isPool: dmarc.isPool,
+      })
+      await tx
+        .update(inboundMessages)
+        .set({ kind: 'dmarc', state: 'processed', processedAt: new Date() })
+        .where(eq(inboundMessages.id, row.id))
+      return result
+    })
+    if (!stored) return { outcome: 'skipped', reason: 'processed concurrently' }
+    const outcome = !stored.stored ? 'duplicate' : attribution.attributed ? 'stored' : 'unattributed'
+    metrics.dmarcReports.inc({ outcome })
+    metrics.processed.inc({ kind: 'dmarc', outcome: 'processed' })
+    const meta = report.report_metadata
+    logger.info(
+      {
+        inboundId: row.id,
+        org: meta.org_name,
+        reportId: meta.report_id,
+        policyDomain: report.policy_published.domain,
+        outcome,
+        ...(attribution.attributed
+          ? { domain: attribution.domain, rows: attribution.rows.length, rowsElsewhere: attribution.elsewhere }
+          : { why: attribution.reason }),
+      },
+      'dmarc report processed',
+    )
+    return {
+      outcome: 'dmarc',
+      reportId: stored.stored ? stored.id : null,
+      rows: stored.stored ? stored.rows : 0,
+      memberId: attribution.attributed ? attribution.memberId : null,
+      duplicate: !stored.stored,
+    }
+  }
+
+  private isPoolDomain(domain: string): boolean {
+    const { pool } = this.deps
+    return [pool.domain, pool.verp.bounceDomain].some((d) => domain === d || domain.endsWith(`.${d}`))
   }
 
   private async quarantine(inboundId: number, kind: InboundKind, reason: string): Promise<Outcome> {

@@ -58,6 +58,7 @@ export class InboundListener {
       feedbackMailboxes: config.fblIngest.feedbackMailboxes,
       srs: { secret: pool.verp.secret, bounceDomain: pool.verp.bounceDomain },
       srsMaxAgeDays: Math.floor(config.fblIngest.forwarding.srsMaxAge / 86_400_000),
+      dmarcMailbox: config.fblIngest.dmarc.mailbox,
     }
     this.policy = policy
     const fwd = config.fblIngest.forwarding
@@ -165,13 +166,15 @@ export class InboundListener {
     const mailFrom = session.envelope.mailFrom ? session.envelope.mailFrom.address : ''
     const rcptTo = session.envelope.rcptTo.map((r) => r.address.toLowerCase())
     const cfg = this.ctx.config.fblIngest
-    const toOperator = rcptTo.some((r) => {
+    // Operator mail is checked to decide on forwarding it; a DMARC report to tell the member
+    // whether the receiver it names really sent it (reports are otherwise anyone's claim).
+    const checkAuth = rcptTo.some((r) => {
       const checked = checkRecipient(r, this.policy!)
-      return 'kind' in checked && checked.kind === 'operator'
+      return 'kind' in checked && (checked.kind === 'operator' || checked.kind === 'dmarc')
     })
     // Replies to members' domains are authenticated (and ARC-sealed) when they are forwarded.
     const toMembers = rcptTo.length > 0 && !atPoolDomain(rcptTo[0]!, this.policy!)
-    const auth = toOperator
+    const auth = checkAuth
       ? await authenticateReceipt(raw, {
           ip: session.remoteAddress,
           helo: session.hostNameAppearsAs || '',

@@ -3,7 +3,7 @@ import type { MemberDomain } from '../forwarding/member-domains.ts'
 import { isHostName, readSrsAddress, type SrsKey } from '../forwarding/srs.ts'
 
 // Which envelope recipients port 25 accepts. Only the pool's own mailboxes: a VERP address
-// whose token verifies, the feedback-loop and operator mailboxes, at the pool or bounce
+// whose token verifies, the feedback-loop, DMARC report and operator mailboxes, at the pool or bounce
 // domain. The local part must be exactly one of those names, so relay tricks (`a%b@pool`,
 // `a!b@pool`, quoted local parts, a source route that smtp-server strips down to a foreign
 // address) fall out as unknown mailboxes without a rule of their own.
@@ -22,10 +22,12 @@ export type RecipientPolicy = {
   srs: SrsKey
   /** An SRS address older than this many days is refused. */
   srsMaxAgeDays: number
+  /** The DMARC aggregate report mailbox (`rua=`); empty: none. */
+  dmarcMailbox: string
 }
 
 export type AcceptedRecipient =
-  | { address: string; kind: 'verp' | 'feedback' | 'operator' | 'srs' }
+  | { address: string; kind: 'verp' | 'feedback' | 'operator' | 'dmarc' | 'srs' }
   | { address: string; kind: 'member'; domain: MemberDomain }
 
 export type Refusal = { code: number; message: string; reason: RecipientRefusal }
@@ -59,6 +61,7 @@ export function checkRecipient(raw: string, policy: RecipientPolicy): AcceptedRe
       : refuse('bad_token', `<${raw}>: not a valid bounce address`)
   }
   if (!LOCAL.test(local)) return refuse('unknown_mailbox', `<${raw}>: no such mailbox here`)
+  if (policy.dmarcMailbox && local === policy.dmarcMailbox) return { address, kind: 'dmarc' }
   if (policy.operatorMailboxes.includes(local)) return { address, kind: 'operator' }
   if (policy.feedbackMailboxes.includes(local)) return { address, kind: 'feedback' }
   if (domain === bounces && local.startsWith(`${policy.verp.prefix.toLowerCase()}+`)) {

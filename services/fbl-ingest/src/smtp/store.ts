@@ -5,7 +5,7 @@ export type InboundEnvelope = {
   heloName: string | null
   mailFrom: string
   rcptTo: string[]
-  /** Checked only for mail to an operator mailbox (the only mail ever forwarded). */
+  /** Checked only for mail to an operator mailbox (the only mail ever forwarded) or the DMARC report one. */
   auth: InboundAuth | null
   /** Set at receipt for replies to members' domains (the classifier never sees them). */
   kind?: 'reply'
