@@ -33,7 +33,7 @@ export class LabelerService extends BaseService<AppContext> {
     // A new label row stands for its (src, uri, val): the row it replaced had the same
     // subject and source, so the new rows alone say which pages changed.
     labelStream.onChange((changed) => (changed === 'all' ? cache.invalidateAll() : cache.invalidate(changed)))
-    registerQueryLabels(xrpc, this.ctx.db, cache, (s) => m.queryLabelsSeconds.observe(s))
+    registerQueryLabels(xrpc, this.ctx.db, cache, (s) => m.queryLabelsSeconds.observe(s), this.ctx.afterPageQuery)
     const subscriptions = new SubscribeLabelsServer(
       labelStream,
       {

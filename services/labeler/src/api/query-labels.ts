@@ -43,7 +43,13 @@ export function decodeCursor(cursor: string): { uri: string; seq: number } {
  * label appears at most once. Pages run in (uri, seq) byte order, each pattern one range
  * of the (uri collate "C", seq) index, merged.
  */
-export function registerQueryLabels(server: Server, db: Db, cache: QueryCache, onLatency: (seconds: number) => void) {
+export function registerQueryLabels(
+  server: Server,
+  db: Db,
+  cache: QueryCache,
+  onLatency: (seconds: number) => void,
+  afterPageQuery?: () => Promise<void>,
+) {
   const sql = db.$client as postgres.Sql
   server.method('com.atproto.label.queryLabels', async ({ params }) => {
     const started = process.hrtime.bigint()
@@ -91,6 +97,7 @@ export function registerQueryLabels(server: Server, db: Db, cache: QueryCache, o
     // times the index scan (see the README's Benchmarks). Rows come back in page order.
     const rows = await sql<PageRow[]>`
       select seq::text as seq, uri, wire from (${union}) u order by (uri collate "C"), seq limit ${limit}`
+    if (afterPageQuery) await afterPageQuery()
     const last = rows.length === limit ? rows[rows.length - 1] : undefined
     const cursor = last ? encodeCursor({ uri: last.uri, seq: Number(last.seq) }) : undefined
     let labels = ''
