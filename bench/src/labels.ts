@@ -4,11 +4,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createDb } from '@atmos/db'
-import { createSigningKeyFile, decodeFrame, loadSigningKeyFile } from '@atmos/labels'
+import { createSigningKeyFile, loadSigningKeyFile } from '@atmos/labels'
 import { createTestDatabase, ServiceProcess, TEST_REDIS_URL, testRedisPrefix } from '@atmos/testkit'
 import postgres from 'postgres'
 import WebSocket from 'ws'
 import { LabelWriter } from '../../services/labeler/src/labels/writer.ts'
+import { countFrames } from './frame-counter.ts'
 import { BENCH_LABEL_SQL, benchLabel, CTS, churnUri, SIG } from './label-data.ts'
 import { type Figure, progress } from './report.ts'
 
@@ -105,29 +106,9 @@ function skywareChurn(sky: Skyware): { stop: () => Promise<number> } {
   }
 }
 
-/** Every frame from cursor 0 until `total` arrived; decodes one in a hundred, as a relay forwarding the stream would. */
+/** Every frame from cursor 0 until `total` arrived, read by the same client from either labeler. */
 function replay(base: string, total: number): Promise<{ count: number; seconds: number }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/xrpc/com.atproto.label.subscribeLabels?cursor=0`, {
-      maxPayload: 1 << 20,
-    })
-    let count = 0
-    let t0 = 0
-    const finish = () => {
-      clearTimeout(timer)
-      ws.terminate()
-      resolve({ count, seconds: (performance.now() - t0) / 1000 })
-    }
-    ws.on('open', () => {
-      t0 = performance.now()
-    })
-    ws.on('message', (data: Buffer) => {
-      if (count % 100 === 0 && decodeFrame(new Uint8Array(data)).header.op !== 1) reject(new Error('error frame'))
-      if (++count === total) finish()
-    })
-    ws.on('error', reject)
-    const timer = setTimeout(finish, 300_000)
-  })
+  return countFrames(base, '/xrpc/com.atproto.label.subscribeLabels?cursor=0', total, 300_000)
 }
 
 /**
@@ -185,8 +166,16 @@ export async function benchLabels(total: number): Promise<Figure[]> {
     const warm = await start({})
 
     // Replay first, on fresh processes and before any churn: both hold exactly `total`.
-    const skyReplay = await replay(sky.url, total)
-    const ourReplay = await replay(warm.xrpc, total)
+    const fastest = (runs: Array<{ count: number; seconds: number }>) =>
+      runs.reduce((a, b) => (b.count / b.seconds > a.count / a.seconds ? b : a))
+    const skyReplays = []
+    const ourReplays = []
+    for (let round = 0; round < ROUNDS; round++) {
+      skyReplays.push(await replay(sky.url, total))
+      ourReplays.push(await replay(warm.xrpc, total))
+    }
+    const skyReplay = fastest(skyReplays)
+    const ourReplay = fastest(ourReplays)
     progress(
       `replay: ours ${ourReplay.count} in ${ourReplay.seconds.toFixed(1)} s, skyware ${skyReplay.count} in ${skyReplay.seconds.toFixed(1)} s`,
     )
@@ -196,7 +185,7 @@ export async function benchLabels(total: number): Promise<Figure[]> {
       unit: 'labels/s',
       reference: { name: SKYWARE_NAME, value: skyReplay.count / skyReplay.seconds },
       target: { op: '>=', value: 10, of: 'ratio' },
-      note: `${total} labels; ours ${ourReplay.count} in ${ourReplay.seconds.toFixed(1)} s, skyware ${skyReplay.count} in ${skyReplay.seconds.toFixed(1)} s`,
+      note: `${total} labels, best of ${ROUNDS}; ours ${ourReplay.count} in ${ourReplay.seconds.toFixed(1)} s, skyware ${skyReplay.count} in ${skyReplay.seconds.toFixed(1)} s`,
     })
 
     // Same answer from both before timing them: a full page of 250 labels.

@@ -153,14 +153,23 @@ export class LabelStream {
     try {
       let last = cursor ?? 0
       if (cursor !== undefined) {
-        for (;;) {
-          const rows = await this.rowsAfter(last)
-          if (signal.aborted) return
-          if (rows.length) {
-            last = rows[rows.length - 1]!.seq
-            yield rows
+        // The next page is asked for before this one is handed over, so that Postgres reads
+        // it while this one is encoded and written instead of after.
+        let next: Promise<LabelRow[]> | undefined = this.rowsAfter(last)
+        try {
+          while (next) {
+            const rows: LabelRow[] = await next
+            next = undefined
+            if (signal.aborted) return
+            if (rows.length === this.pageSize) next = this.rowsAfter(rows[rows.length - 1]!.seq)
+            if (rows.length) {
+              last = rows[rows.length - 1]!.seq
+              yield rows
+            }
           }
-          if (rows.length < this.pageSize) break
+        } finally {
+          // A prefetch the subscriber left before reading: its outcome no longer matters.
+          next?.catch(() => {})
         }
       }
       while (!signal.aborted) {
