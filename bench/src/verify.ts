@@ -51,7 +51,18 @@ async function startDns(domains: number): Promise<{ port: number; name: string; 
         stdio: 'ignore',
       },
     )
-    await new Promise((r) => setTimeout(r, 500))
+    // Ready when it answers, not after a guessed delay.
+    const probe = new Resolver({ timeout: 200, tries: 1 })
+    probe.setServers([`127.0.0.1:${port}`])
+    const deadline = Date.now() + 15_000
+    while (
+      !(await probe.resolveTxt('_atproto.d0.bench.example').then(
+        () => true,
+        () => false,
+      ))
+    ) {
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error('dnsmasq did not answer')
+    }
     return { port, name: 'dnsmasq', stop: () => child.kill('SIGTERM') }
   }
   const child = spawn(process.execPath, [fileURLToPath(new URL('./dns-child.ts', import.meta.url)), String(domains)], {
@@ -158,7 +169,7 @@ export async function benchVerify(domains: number, concurrency: number, seconds:
         value: ours.rate,
         unit: 'domains/s',
         reference: { name: `the same ${lookups.length} lookups, node:dns, no checks`, value: floorRun.rate },
-        target: { op: '>=', value: 500 },
+        // No target: what the checks cost beside the lookups is the figure (the ratio).
         note: `${passed}/${ours.done} passed, against ${server.name}; lookups: ${lookups.map((l) => `${l.method}${l.type ? `(${l.type})` : ''}`).join(', ')}${failures.size ? `; not passed: ${JSON.stringify([...failures].slice(0, 2))}` : ''}`,
       },
     ]
