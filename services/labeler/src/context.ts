@@ -25,6 +25,8 @@ export type AppContext = BaseContext<LabelerConfig> & {
   verifyWorker: VerifyWorker
   labelQueueWorkers: LabelQueueWorkers
   labelerMetrics: LabelerMetrics
+  /** Test hooks of the query path (see ContextOptions). */
+  afterPageQuery: (() => Promise<void>) | undefined
 }
 
 function createMetrics(ctx: BaseContext<LabelerConfig>) {
@@ -70,6 +72,11 @@ export type ContextOptions = {
    * point (a DNS answer it releases) to race it deterministically against an event.
    */
   wrapVerifyDeps?: (deps: VerifyDeps) => VerifyDeps
+  /**
+   * Awaited between a queryLabels page's query and its offer to the cache: a test lands a
+   * label change exactly there, the race the page cache must not lose.
+   */
+  afterPageQuery?: () => Promise<void>
 }
 
 /** The lifetime of positive labels and when they are renewed, from config. */
@@ -169,5 +176,6 @@ export async function createContext(config: LabelerConfig, opts: ContextOptions 
       pageSize: config.labeler.subscribe.backfillPageSize,
     }),
     labelerMetrics,
+    afterPageQuery: opts.afterPageQuery,
   }
 }

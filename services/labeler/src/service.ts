@@ -30,8 +30,10 @@ export class LabelerService extends BaseService<AppContext> {
     await labelStream.start()
     const xrpc = createXrpcServer()
     const cache = new QueryCache(config.labeler.queryCacheBytes)
-    labelStream.onChange(() => cache.invalidate())
-    registerQueryLabels(xrpc, this.ctx.db, cache, (s) => m.queryLabelsSeconds.observe(s))
+    // A new label row stands for its (src, uri, val): the row it replaced had the same
+    // subject and source, so the new rows alone say which pages changed.
+    labelStream.onChange((changed) => (changed === 'all' ? cache.invalidateAll() : cache.invalidate(changed)))
+    registerQueryLabels(xrpc, this.ctx.db, cache, (s) => m.queryLabelsSeconds.observe(s), this.ctx.afterPageQuery)
     const subscriptions = new SubscribeLabelsServer(
       labelStream,
       {

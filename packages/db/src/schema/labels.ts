@@ -50,6 +50,13 @@ export const labels = pgTable(
     cts: text().notNull(),
     exp: text(),
     sig: bytea().notNull(),
+    /**
+     * The label as queryLabels sends it (JSON, `sig` as `{"$bytes": …}`), written with the
+     * signature so that serving a page concatenates stored strings instead of rendering
+     * 250 objects per request. Null on rows written before it existed: those are rendered
+     * by the query itself.
+     */
+    wireJson: text(),
     signingKeyId: ref()
       .notNull()
       .references(() => labelSigningKeys.id),

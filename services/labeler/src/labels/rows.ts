@@ -18,3 +18,20 @@ export function rowToLabel(row: LabelRow): SignedLabel {
   if (row.exp !== null) label.exp = row.exp
   return label
 }
+
+/**
+ * The label as queryLabels sends it, in the atproto JSON data model: `sig` as
+ * `{"$bytes": "<base64, unpadded>"}`, absent optional fields and a false `neg` left out.
+ * Stored with the row when it is signed (and again when it is re-signed), so that a page
+ * is stored strings joined; the key order is the one the query's fallback renders.
+ */
+export function labelWireJson(label: SignedLabel): string {
+  const wire: Record<string, unknown> = { ver: label.ver, src: label.src, uri: label.uri }
+  if (label.cid !== undefined) wire.cid = label.cid
+  wire.val = label.val
+  if (label.neg === true) wire.neg = true
+  wire.cts = label.cts
+  if (label.exp !== undefined) wire.exp = label.exp
+  wire.sig = { $bytes: Buffer.from(label.sig).toString('base64').replace(/=+$/, '') }
+  return JSON.stringify(wire)
+}

@@ -36,7 +36,7 @@ export class LabelStream {
   private polling: Promise<void> | undefined
   private pollAgain = false
   private unlisten: (() => Promise<void>) | undefined
-  private readonly changeListeners: Array<() => void> = []
+  private readonly changeListeners: Array<(changed: LabelRow[] | 'all') => void> = []
 
   constructor(db: Db, logger: Logger, opts: { maxBuffer: number; pageSize: number }) {
     this.db = db
@@ -45,8 +45,12 @@ export class LabelStream {
     this.pageSize = opts.pageSize
   }
 
-  /** Called (in this process) after new labels were read, e.g. to drop cached pages. */
-  onChange(listener: () => void): void {
+  /**
+   * Called (in this process) with the new labels once they are read, before any
+   * subscriber gets them, or with 'all' when every label may have changed (re-signed):
+   * e.g. to drop the cached pages they show on.
+   */
+  onChange(listener: (changed: LabelRow[] | 'all') => void): void {
     this.changeListeners.push(listener)
   }
 
@@ -59,7 +63,7 @@ export class LabelStream {
     const listener = await this.db.$client.listen(
       LABELS_CHANNEL,
       // Re-signed labels keep their seq: nothing to stream, but cached pages are stale.
-      (payload) => (payload === RESIGNED ? this.changed() : this.poll()),
+      (payload) => (payload === RESIGNED ? this.changed('all') : this.poll()),
       // Called again after a reconnect: catch up on anything announced while deaf.
       () => this.poll(),
     )
@@ -88,8 +92,8 @@ export class LabelStream {
     return Number(row?.seq ?? 0)
   }
 
-  private changed(): void {
-    for (const listener of this.changeListeners) listener()
+  private changed(changed: LabelRow[] | 'all'): void {
+    for (const listener of this.changeListeners) listener(changed)
   }
 
   /** Reads what committed since the last read and queues it for every subscriber. */
@@ -105,7 +109,7 @@ export class LabelStream {
           const rows = await this.rowsAfter(this.lastSeq)
           if (!rows.length) break
           this.lastSeq = rows[rows.length - 1]!.seq
-          this.changed()
+          this.changed(rows)
           for (const sub of this.subscribers) this.deliver(sub, rows)
           if (rows.length < this.pageSize) break
         }
@@ -149,14 +153,23 @@ export class LabelStream {
     try {
       let last = cursor ?? 0
       if (cursor !== undefined) {
-        for (;;) {
-          const rows = await this.rowsAfter(last)
-          if (signal.aborted) return
-          if (rows.length) {
-            last = rows[rows.length - 1]!.seq
-            yield rows
+        // The next page is asked for before this one is handed over, so that Postgres reads
+        // it while this one is encoded and written instead of after.
+        let next: Promise<LabelRow[]> | undefined = this.rowsAfter(last)
+        try {
+          while (next) {
+            const rows: LabelRow[] = await next
+            next = undefined
+            if (signal.aborted) return
+            if (rows.length === this.pageSize) next = this.rowsAfter(rows[rows.length - 1]!.seq)
+            if (rows.length) {
+              last = rows[rows.length - 1]!.seq
+              yield rows
+            }
           }
-          if (rows.length < this.pageSize) break
+        } finally {
+          // A prefetch the subscriber left before reading: its outcome no longer matters.
+          next?.catch(() => {})
         }
       }
       while (!signal.aborted) {

@@ -4,7 +4,7 @@ import { type SignedLabel, signLabel } from '@atmos/labels'
 import { type Clock, systemClock } from '@atmos/runtime'
 import type { Secp256k1Keypair } from '@atproto/crypto'
 import { and, eq, isNull, ne, sql } from 'drizzle-orm'
-import { rowToLabel } from './rows.ts'
+import { labelWireJson, rowToLabel } from './rows.ts'
 
 /** Channel on which a commit of new labels is announced (payload: the highest new seq). */
 export const LABELS_CHANNEL = 'atmos_labels'
@@ -142,7 +142,7 @@ export class LabelWriter {
           const signed = await signLabel(unsigned, this.signer.keypair)
           await tx
             .update(labels)
-            .set({ sig: Buffer.from(signed.sig), signingKeyId: keyId })
+            .set({ sig: Buffer.from(signed.sig), wireJson: labelWireJson(signed), signingKeyId: keyId })
             .where(eq(labels.seq, row.seq))
         }
         // Cached queryLabels pages in every process hold the old signatures.
@@ -220,6 +220,7 @@ export class LabelWriter {
         cts: signed.cts,
         exp: signed.exp ?? null,
         sig: Buffer.from(signed.sig),
+        wireJson: labelWireJson(signed),
         signingKeyId,
         reason: change.reason,
       })
