@@ -13,7 +13,9 @@ export type EventWriter = Db | Tx | { unsafe: (query: string, params: never[]) =
 export type EmitType = WebhookEventType | 'test'
 
 export type NewEvent = {
-  memberId: number
+  /** The member, by id or (the labeler, which knows DIDs) by DID; a DID of no member drops the event. */
+  memberId?: number | undefined
+  did?: string | undefined
   type: EmitType
   /** The event's `data`: ids and facts, never a message body or a secret. */
   data: Record<string, unknown>
@@ -46,8 +48,11 @@ export function newEventId(now = Date.now()): string {
 // written at all, so a member without webhooks costs one index probe per event. The input
 // is one jsonb parameter (drizzle and postgres.js bind it alike).
 const EMIT = `
-with input as (
-  select * from jsonb_to_recordset($1::jsonb) as i(id text, member_id bigint, type text, data jsonb, endpoint_id bigint)
+with raw as (
+  select * from jsonb_to_recordset($1::jsonb) as i(id text, member_id bigint, did text, type text, data jsonb, endpoint_id bigint)
+), input as (
+  select r.id, coalesce(r.member_id, m.id) as member_id, r.type, r.data, r.endpoint_id
+  from raw r left join members m on r.member_id is null and m.did = r.did
 ), targets as (
   select i.id, e.id as endpoint_id
   from input i join webhook_endpoints e on e.member_id = i.member_id and e.disabled_at is null
@@ -72,7 +77,8 @@ export async function emitEvents(writer: EventWriter, events: NewEvent[]): Promi
   const input = JSON.stringify(
     events.map((e) => ({
       id: newEventId(),
-      member_id: e.memberId,
+      member_id: e.memberId ?? null,
+      did: e.memberId === undefined ? (e.did ?? null) : null,
       type: e.type,
       data: e.data,
       endpoint_id: e.endpointId ?? null,
