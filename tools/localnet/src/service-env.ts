@@ -44,5 +44,11 @@ export function serviceDefaults(n: NetworkAddresses): Record<string, string> {
     // A newcomer sends a handful of messages, not the hundred a real window needs before its
     // rates decide anything: locally two do, so that a bounce and a complaint show their effect.
     ATMOS_FBL_INGEST_THRESHOLDS_MIN_VOLUME: '2',
+    // Webhooks: a member's receiver on this machine (http://127.0.0.1:…) is the local network's
+    // whole point; production refuses both.
+    ATMOS_WEBHOOKS_ALLOW_HTTP: 'true',
+    ATMOS_WEBHOOKS_ALLOW_PRIVATE: 'true',
+    ATMOS_ADMIN_WEBHOOKS_ALLOW_HTTP: 'true',
+    ATMOS_ADMIN_WEBHOOKS_ALLOW_PRIVATE: 'true',
   }
 }
