@@ -32,6 +32,7 @@ export function createContext(config: WebhooksConfig, overrides: ContextOverride
     allowPrivate: w.allowPrivate,
     disableAfterFailures: w.disableAfterFailures,
     disableAfterMs: w.disableAfter,
+    retentionMs: w.retention,
     resolve: overrides.resolve,
   })
   return { ...base, dispatcher }

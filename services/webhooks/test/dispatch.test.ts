@@ -167,3 +167,34 @@ describe('webhooks dispatcher: bounds and disabling', () => {
     assert.equal(await emitEvent(h.db, { memberId: member.id, type: 'message.delivered', data: {} }), null)
   })
 })
+
+describe('webhooks outbox retention', () => {
+  let h: Harness
+  before(async () => {
+    h = await harness()
+  })
+  after(async () => {
+    await h?.close()
+  })
+
+  it('purges old events with nothing pending, and keeps the pending and the recent', async () => {
+    const { purgeOld } = await import('../src/dispatch/outbox.ts')
+    const member = await addMember(h.db)
+    await addEndpoint(h, member.id, 'https://hooks.example.net/x')
+    const ids = await Promise.all(
+      [1, 2, 3].map(() => emitEvent(h.db, { memberId: member.id, type: 'message.delivered', data: {} })),
+    )
+    const [done, pending, recent] = ids as [string, string, string]
+    await h.db
+      .$client`update webhook_events set created_at = now() - interval '40 days' where id in ${h.db.$client([done, pending])}`
+    await h.db
+      .$client`update webhook_deliveries set state = 'delivered' where event_id in ${h.db.$client([done, recent])}`
+    assert.equal(await purgeOld(h.db.$client, 30 * 86_400_000, 100), 1)
+    const left = await h.db.$client<{ id: string }[]>`select id from webhook_events order by id`
+    assert.deepEqual(
+      left.map((r) => r.id),
+      [pending, recent].sort(),
+    )
+    assert.equal(await delivery(h.db, done), undefined)
+  })
+})

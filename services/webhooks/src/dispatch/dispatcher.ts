@@ -4,7 +4,7 @@ import type { Keyring } from '@atmos/secrets'
 import { signatureHeader, unsealSecret } from '@atmos/webhook-events'
 import { Counter, Histogram, type Registry } from 'prom-client'
 import { nextDelayMs } from './backoff.ts'
-import { type ClaimedDelivery, claimDue, recordFailure, recordSuccess, recordUnsendable } from './outbox.ts'
+import { type ClaimedDelivery, claimDue, purgeOld, recordFailure, recordSuccess, recordUnsendable } from './outbox.ts'
 import { type Resolve, safePost } from './safe-post.ts'
 
 export type DispatcherOptions = {
@@ -22,8 +22,12 @@ export type DispatcherOptions = {
   allowPrivate: boolean
   disableAfterFailures: number
   disableAfterMs: number
+  retentionMs: number
   resolve?: Resolve | undefined
 }
+
+/** How often old events are purged, at most. */
+const PURGE_EVERY_MS = 10 * 60_000
 
 /**
  * Sends the outbox: claims due deliveries from Postgres, POSTs each (Standard Webhooks
@@ -39,6 +43,7 @@ export class Dispatcher {
   private readonly inFlight = new Set<Promise<void>>()
   private readonly sent: Counter<'outcome'>
   private readonly duration: Histogram
+  private lastPurge = 0
 
   constructor(o: DispatcherOptions) {
     this.o = o
@@ -72,6 +77,7 @@ export class Dispatcher {
 
   private async run(): Promise<void> {
     while (this.running) {
+      await this.purgeDue()
       let claimed = 0
       try {
         const room = this.o.concurrency - this.inFlight.size
@@ -94,6 +100,22 @@ export class Dispatcher {
         }
       })
       this.wake = undefined
+    }
+  }
+
+  /** Keeps the outbox to its retention; a failure is retried at the next interval. */
+  private async purgeDue(): Promise<void> {
+    if (Date.now() - this.lastPurge < PURGE_EVERY_MS) return
+    this.lastPurge = Date.now()
+    try {
+      let n = 0
+      for (let batch = 1000; batch === 1000 && this.running; ) {
+        batch = await purgeOld(this.o.sql, this.o.retentionMs, 1000)
+        n += batch
+      }
+      if (n) this.o.logger.info({ events: n }, 'old webhook events purged')
+    } catch (err) {
+      this.o.logger.warn({ err: (err as Error).message }, 'webhook event purge failed')
     }
   }
 

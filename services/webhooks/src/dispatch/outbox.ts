@@ -151,6 +151,24 @@ export async function recordFailure(
   })
 }
 
+/**
+ * Deletes up to `limit` events older than `retentionMs` that have no pending delivery (their
+ * deliveries go with them); returns how many. Replicas share the work (skip locked).
+ */
+export async function purgeOld(sql: Pool, retentionMs: number, limit: number): Promise<number> {
+  const rows = await sql`
+    with old as materialized (
+      select v.id from webhook_events v
+      where v.created_at < now() - make_interval(secs => ${retentionMs / 1000})
+        and not exists (select 1 from webhook_deliveries d where d.event_id = v.id and d.state = 'pending')
+      order by v.created_at
+      limit ${limit}
+      for update skip locked)
+    delete from webhook_events v using old where v.id = old.id
+    returning v.id`
+  return rows.length
+}
+
 /** A delivery that cannot be sent at all (its secret does not open): failed at once, with why. */
 export async function recordUnsendable(sql: Pool, d: ClaimedDelivery, error: string): Promise<void> {
   await sql`
