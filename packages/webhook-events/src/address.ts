@@ -27,7 +27,6 @@ for (const [net, bits] of [
 for (const [net, bits] of [
   ['::', 128], // unspecified
   ['::1', 128], // loopback
-  ['::ffff:0:0', 96], // IPv4-mapped: an IPv4 address in disguise
   ['64:ff9b::', 96], // NAT64: likewise
   ['64:ff9b:1::', 48], // local-use NAT64
   ['100::', 64], // discard
@@ -42,11 +41,17 @@ for (const [net, bits] of [
   FORBIDDEN.addSubnet(net, bits, 'ipv6')
 }
 
+// IPv4-mapped IPv6 (::ffff:a.b.c.d) is an IPv4 address in disguise, and no public endpoint
+// needs it: refused whole. It has a list of its own because BlockList matches IPv4 addresses
+// against mapped subnets too: in FORBIDDEN, ::ffff:0:0/96 would refuse every IPv4 address.
+const MAPPED = new BlockList()
+MAPPED.addSubnet('::ffff:0:0', 96, 'ipv6')
+
 /** Why a webhook may not connect to this address, or undefined when it is a public one. */
 export function forbiddenAddress(address: string): string | undefined {
   const family = isIP(address)
   if (family === 0) return `${address.slice(0, 64)} is not an IP address`
-  return FORBIDDEN.check(address, family === 4 ? 'ipv4' : 'ipv6')
+  return (family === 6 && MAPPED.check(address, 'ipv6')) || FORBIDDEN.check(address, family === 4 ? 'ipv4' : 'ipv6')
     ? `${address} is not a public address (private, loopback, link-local, CGNAT, multicast or reserved)`
     : undefined
 }

@@ -64,6 +64,18 @@ describe('webhooks never reach private addresses', () => {
     }
   })
 
+  it('lets a public address through the check (whatever the connection then does)', async () => {
+    // No route out may exist here: the attempt may time out or be unreachable, but it is not refused.
+    const r = await safePost('https://public.example/', {}, '{}', {
+      timeoutMs: 300,
+      allowHttp: false,
+      allowPrivate: false,
+      resolve: async () => [{ address: '1.1.1.1', family: 4 }],
+    })
+    assert.equal(r.ok, false)
+    assert.doesNotMatch((r as { error: string }).error, /^refused/)
+  })
+
   it('refuses http:// unless allowed', async () => {
     const r = await safePost('http://example.com/', {}, '{}', {
       timeoutMs: 1000,
