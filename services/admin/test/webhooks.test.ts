@@ -264,6 +264,14 @@ describe('/account/webhooks', () => {
     assert.equal(after!.disabled_at, null)
   })
 
+  it('answers 429 with Retry-After past ten test events a minute', async () => {
+    const [row] = await endpointsOf(a.id)
+    let last: Response | undefined
+    for (let i = 0; i < 12; i++) last = await post(sa, `/account/webhooks/${row!.id}/test`, [])
+    assert.equal(last!.status, 429)
+    assert.ok(Number(last!.headers.get('retry-after')) > 0)
+  })
+
   it('deletes an endpoint', async () => {
     const rows = await endpointsOf(a.id)
     const res = await post(sa, `/account/webhooks/${rows[1]!.id}/delete`, [])

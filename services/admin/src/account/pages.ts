@@ -125,8 +125,8 @@ export function accountPage(o: AccountOverview): string {
       '<li><a href="/account/webhooks">Webhooks (events POSTed to your endpoints)</a></li>',
       '</ul>',
       o.disabledWebhooks
-        ? `<p class="error" role="alert" data-testid="webhooks-disabled">${esc(count(o.disabledWebhooks))} of your webhook endpoints ` +
-            'was disabled after its deliveries kept failing. <a href="/account/webhooks">See why and enable it again</a>.</p>'
+        ? `<p class="error" role="alert" data-testid="webhooks-disabled">Webhook endpoints disabled after their deliveries ` +
+            `kept failing: ${esc(count(o.disabledWebhooks))}. <a href="/account/webhooks">See why, and enable them again</a>.</p>`
         : '',
     )
     if (o.figures) parts.push(figuresFragment(o.figures, { controls: windowSwitch(o.window) }))

@@ -23,6 +23,7 @@ import { type EndpointForm, endpointPage, secretPage, webhookPath, webhooksPage 
 import type { AdminConfig } from '../config.ts'
 import { errorPage, layout, raw } from './layout.ts'
 import { pageSession, requireSignIn } from './pages.ts'
+import { WindowLimiter } from './rate-limit.ts'
 import type { SessionVars, WebSession } from './session.ts'
 
 type Env = { Variables: SessionVars }
@@ -56,6 +57,13 @@ export function webhookPages(opts: WebhookPagesOptions): Hono<Env> {
   app.use('/account/webhooks', requireSignIn)
   app.use('/account/webhooks/*', requireSignIn)
   const policy = { allowHttp: opts.config.allowHttp, allowPrivate: opts.config.allowPrivate }
+  // Test events and rotations are cheap to ask for and each costs an outbox row or a
+  // sealing: a few a minute per account (per replica) is all a person needs.
+  const limiter = new WindowLimiter(10, 60_000)
+  const tooMany = (s: WebSession, wait: number) =>
+    errorPage(429, 'Too many requests', `Try again in ${wait} seconds.`, pageSession(s, null), {
+      'Retry-After': String(wait),
+    })
 
   const render = (c: Context<Env>, title: string, body: string, status: 200 | 400 = 200) =>
     c.html(layout({ title, body: raw(body), session: pageSession(c.get('session')!, null) }), status)
@@ -153,6 +161,8 @@ export function webhookPages(opts: WebhookPagesOptions): Hono<Env> {
     const s = c.get('session')!
     const o = await owned(s, c.req.param('id'))
     if (!o) return notFound(s)
+    const wait = limiter.take(s.did)
+    if (wait) return tooMany(s, wait)
     if (o.e.disabledAt) {
       return errorPage(
         409,
@@ -175,6 +185,8 @@ export function webhookPages(opts: WebhookPagesOptions): Hono<Env> {
     const o = await owned(s, c.req.param('id'))
     if (!o) return notFound(s)
     if (!opts.keyring) return noKeyring(s)
+    const wait = limiter.take(s.did)
+    if (wait) return tooMany(s, wait)
     const secret = await rotateSecret(sql, opts.keyring, {
       memberId: o.memberId,
       id: o.e.id,
