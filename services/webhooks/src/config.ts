@@ -29,6 +29,8 @@ export const webhooksSection = section({
   pollInterval: field.duration('1s'),
   /** POSTs in flight at once, per process. */
   concurrency: field.int(16, { min: 1, max: 256 }),
+  /** POSTs in flight to one endpoint at once, per process: a slow endpoint holds no more slots than this. */
+  perEndpoint: field.int(4, { min: 1, max: 256 }),
   /** Events older than this, with no delivery still pending, are deleted with their deliveries. */
   retention: field.duration('30d'),
   /** An endpoint is disabled when this many events in a row failed every attempt… */

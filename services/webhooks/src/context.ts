@@ -28,6 +28,7 @@ export function createContext(config: WebhooksConfig, overrides: ContextOverride
     leaseMs: Math.max(w.lease, w.timeout + 5_000),
     pollIntervalMs: w.pollInterval,
     concurrency: w.concurrency,
+    perEndpoint: Math.min(w.perEndpoint, w.concurrency),
     allowHttp: w.allowHttp,
     allowPrivate: w.allowPrivate,
     disableAfterFailures: w.disableAfterFailures,

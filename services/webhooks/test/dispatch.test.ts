@@ -198,3 +198,39 @@ describe('webhooks outbox retention', () => {
     assert.equal(await delivery(h.db, done), undefined)
   })
 })
+
+describe('webhooks dispatcher: one slow endpoint does not hold every slot', () => {
+  let h: Harness
+  let service: WebhooksService
+  const slow = new Receiver()
+  const fast = new Receiver()
+  let slowUrl: string
+  let fastUrl: string
+
+  before(async () => {
+    h = await harness()
+    slowUrl = await slow.start()
+    fastUrl = await fast.start()
+    service = await startService(h, { concurrency: 4, perEndpoint: 2, timeout: '5s', retrySchedule: [] })
+  })
+  after(async () => {
+    await service?.destroy()
+    await slow.stop()
+    await fast.stop()
+    await h?.close()
+  })
+
+  it('delivers to a fast endpoint while a hanging one has its share in flight', async () => {
+    const a = await addMember(h.db)
+    const b = await addMember(h.db)
+    await addEndpoint(h, a.id, slowUrl)
+    await addEndpoint(h, b.id, fastUrl)
+    slow.answer = () => 'hang'
+    fast.answer = () => ({ status: 204 })
+    for (let i = 0; i < 8; i++) await emitEvent(h.db, { memberId: a.id, type: 'message.delivered', data: { i } })
+    const quick = await emitEvent(h.db, { memberId: b.id, type: 'message.delivered', data: {} })
+    await waitFor('the fast delivery', async () => (await delivery(h.db, quick!))?.state === 'delivered', 4_000)
+    // The hanging endpoint never had more than its share at once.
+    assert.ok(slow.received.length <= 2, `${slow.received.length} requests in flight to the slow endpoint`)
+  })
+})

@@ -18,6 +18,8 @@ export type DispatcherOptions = {
   leaseMs: number
   pollIntervalMs: number
   concurrency: number
+  /** POSTs in flight to one endpoint at once, per process. */
+  perEndpoint: number
   allowHttp: boolean
   allowPrivate: boolean
   disableAfterFailures: number
@@ -41,6 +43,7 @@ export class Dispatcher {
   private loop: Promise<void> | undefined
   private wake: (() => void) | undefined
   private readonly inFlight = new Set<Promise<void>>()
+  private readonly perEndpoint = new Map<number, number>()
   private readonly sent: Counter<'outcome'>
   private readonly duration: Histogram
   private lastPurge = 0
@@ -82,9 +85,10 @@ export class Dispatcher {
       try {
         const room = this.o.concurrency - this.inFlight.size
         if (room > 0) {
-          const due = await claimDue(this.o.sql, room, this.o.leaseMs)
+          const skip = [...this.perEndpoint].filter(([, n]) => n >= this.o.perEndpoint).map(([id]) => id)
+          const due = await claimDue(this.o.sql, room, this.o.leaseMs, { perEndpoint: this.o.perEndpoint, skip })
           claimed = due.length
-          for (const d of due) this.track(this.deliver(d))
+          for (const d of due) this.track(d.endpointId, this.deliver(d))
         }
       } catch (err) {
         this.o.logger.warn({ err: (err as Error).message }, 'webhook claim failed; retrying')
@@ -119,10 +123,14 @@ export class Dispatcher {
     }
   }
 
-  private track(p: Promise<void>): void {
+  private track(endpointId: number, p: Promise<void>): void {
     this.inFlight.add(p)
+    this.perEndpoint.set(endpointId, (this.perEndpoint.get(endpointId) ?? 0) + 1)
     void p.finally(() => {
       this.inFlight.delete(p)
+      const n = (this.perEndpoint.get(endpointId) ?? 1) - 1
+      if (n > 0) this.perEndpoint.set(endpointId, n)
+      else this.perEndpoint.delete(endpointId)
       // A slot is free: claim again now rather than at the next poll.
       this.wake?.()
     })

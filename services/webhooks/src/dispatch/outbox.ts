@@ -22,7 +22,17 @@ export type ClaimedDelivery = {
   previousKekId: string | null
 }
 
-export async function claimDue(sql: Pool, limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+/**
+ * Claims up to `limit` due deliveries, at most `perEndpoint` of any one endpoint and none of
+ * the endpoints in `skip` (those this process already has `perEndpoint` POSTs in flight to):
+ * an endpoint that times out cannot take every slot while the others wait.
+ */
+export async function claimDue(
+  sql: Pool,
+  limit: number,
+  leaseMs: number,
+  opts: { perEndpoint: number; skip: number[] } = { perEndpoint: limit, skip: [] },
+): Promise<ClaimedDelivery[]> {
   const rows = await sql<
     Array<{
       event_id: string
@@ -42,8 +52,17 @@ export async function claimDue(sql: Pool, limit: number, leaseMs: number): Promi
   >`
     with due as materialized (
       select d.event_id, d.endpoint_id from webhook_deliveries d
-      join webhook_endpoints e on e.id = d.endpoint_id and e.disabled_at is null
-      where d.state = 'pending' and d.next_attempt_at <= now()
+      where (d.event_id, d.endpoint_id) in (
+        select x.event_id, x.endpoint_id from (
+          select d2.event_id, d2.endpoint_id, d2.next_attempt_at,
+                 row_number() over (partition by d2.endpoint_id order by d2.next_attempt_at) as nth
+          from webhook_deliveries d2
+          join webhook_endpoints e on e.id = d2.endpoint_id and e.disabled_at is null
+          where d2.state = 'pending' and d2.next_attempt_at <= now()
+            and d2.endpoint_id <> all(${opts.skip}::bigint[])
+          order by d2.next_attempt_at
+          limit ${limit * 4}) x
+        where x.nth <= ${opts.perEndpoint})
       order by d.next_attempt_at
       limit ${limit}
       for update of d skip locked
