@@ -9,7 +9,7 @@ import { parse } from 'yaml'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const composeFile = join(root, 'docker-compose.yml')
-const SERVICES = ['labeler', 'relay', 'scheduler', 'fbl-ingest', 'admin']
+const SERVICES = ['labeler', 'relay', 'scheduler', 'fbl-ingest', 'admin', 'webhooks']
 
 type Port = { host: string | undefined; published: number; target: number }
 
@@ -46,7 +46,7 @@ describe('docker-compose.yml', () => {
     assert.notEqual(result.status, 0)
   })
 
-  it('runs Postgres, Redis, a migration and the five services, each from the one Dockerfile', () => {
+  it('runs Postgres, Redis, a migration and the six services, each from the one Dockerfile', () => {
     const doc = parse(readFileSync(composeFile, 'utf8'))
     const resolved = parse(
       execFileSync('docker-compose', ['-f', composeFile, 'config'], { cwd: root, encoding: 'utf8' }),

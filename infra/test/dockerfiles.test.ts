@@ -9,7 +9,7 @@ import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
-const SERVICES = ['labeler', 'relay', 'scheduler', 'fbl-ingest', 'admin']
+const SERVICES = ['labeler', 'relay', 'scheduler', 'fbl-ingest', 'admin', 'webhooks']
 const toolchain = readFileSync(join(root, 'scripts/toolchain.sh'), 'utf8')
 const nodeVersion = /ATMOS_NODE_VERSION="([^"]+)"/.exec(toolchain)?.[1]
 const pnpmVersion = /ATMOS_PNPM_VERSION="([^"]+)"/.exec(toolchain)?.[1]
@@ -48,7 +48,7 @@ function defaultHttpPort(service: string): number {
   return Number(m[1])
 }
 
-describe('Dockerfile (one for the five services)', () => {
+describe('Dockerfile (one for the six services)', () => {
   it('is the only Dockerfile: the services have none of their own', () => {
     for (const name of SERVICES)
       assert.throws(() => readFileSync(join(root, 'services', name, 'Dockerfile')), /ENOENT/, `services/${name}`)
@@ -65,7 +65,7 @@ describe('Dockerfile (one for the five services)', () => {
         `stage ${n + 1} declares ARG SERVICE`,
       )
     }
-    // The guard's case statement, run by sh as the build would: the five pass, anything else fails.
+    // The guard's case statement, run by sh as the build would: the six pass, anything else fails.
     // biome-ignore lint/suspicious/noTemplateCurlyInString: the Dockerfile's own build-argument reference
     const guard = steps.find((s) => s.op === 'RUN' && s.args.startsWith('case "${SERVICE}"'))
     assert.ok(guard, 'no guard on SERVICE')

@@ -17,7 +17,7 @@ import { parseAllDocuments } from 'yaml'
 // allow unknown keys; the checks below add what matters to us and the schemas cannot say.
 
 const k8s = fileURLToPath(new URL('../k8s', import.meta.url))
-const SERVICES = ['labeler', 'relay', 'scheduler', 'fbl-ingest', 'admin']
+const SERVICES = ['labeler', 'relay', 'scheduler', 'fbl-ingest', 'admin', 'webhooks']
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; spec?: any }
 
@@ -90,7 +90,7 @@ describe('kubernetes manifests', () => {
     assert.throws(() => new Deployment(broken).validate(), /replicas/)
   })
 
-  it('have a Deployment and a Service for each of the five services, and a migration Job', () => {
+  it('have a Deployment and a Service for each of the six services, and a migration Job', () => {
     for (const name of SERVICES) {
       assert.ok(
         deployments.some((d) => d.metadata.name === name),
@@ -435,6 +435,7 @@ describe('kubernetes manifests', () => {
       'fbl-ingest': ['smtp'],
       admin: ['web'],
       scheduler: [],
+      webhooks: [],
       'relay-delivery': [],
     }
     const pods = [...deployments, ...base.objects.filter((o) => o.kind === 'Job')].map((w) => ({
@@ -476,12 +477,12 @@ describe('kubernetes manifests', () => {
         for (const port of [53, 5432, 6379]) assert.ok(egressAllowed(policies, p, port), `${p.name} -> ${port}`)
     })
 
-    it('let only delivery reach port 25, and only the labeler, delivery and the admin reach HTTPS', () => {
+    it('let only delivery reach port 25, and only the labeler, delivery, the admin and webhooks reach HTTPS', () => {
       for (const p of pods) {
         assert.equal(egressAllowed(policies, p, 25), p.name === 'relay-delivery', `${p.name} -> 25`)
         assert.equal(
           egressAllowed(policies, p, 443),
-          ['labeler', 'relay-delivery', 'admin'].includes(p.name),
+          ['labeler', 'relay-delivery', 'admin', 'webhooks'].includes(p.name),
           `${p.name} -> 443`,
         )
       }

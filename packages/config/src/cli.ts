@@ -1,4 +1,4 @@
-// The one argument parser of the operator commands (relay, labeler, scheduler, fbl-ingest,
+// The one argument parser of the operator commands (relay, labeler, scheduler, fbl-ingest, webhooks,
 // admin), so that they all read arguments and answer help and mistakes the same way:
 //   - `prog --help`, `prog -h`, `prog help`: every command's synopsis on stdout, exit 0;
 //     `prog help <command>` and `prog <command> --help`: that command's full help.

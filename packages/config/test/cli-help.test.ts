@@ -45,7 +45,7 @@ async function loaded(cli: string, args: string[], name: string): Promise<{ res:
   return { res, files }
 }
 
-const CLIS = ['relay', 'labeler', 'scheduler', 'fbl-ingest', 'admin'].map((prog) => ({
+const CLIS = ['relay', 'labeler', 'scheduler', 'fbl-ingest', 'admin', 'webhooks'].map((prog) => ({
   prog,
   path: fileURLToPath(new URL(`../../../services/${prog}/src/cli.ts`, import.meta.url)),
 }))

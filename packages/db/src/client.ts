@@ -22,6 +22,8 @@ export function createPool(opts: DbOptions) {
 }
 
 export type Pool = ReturnType<typeof createPool>
+/** A transaction on the raw pool (`pool.begin(async (tx) => …)`). */
+export type PoolTx = postgres.TransactionSql
 
 /** The drizzle handle on a pool; the raw pool stays reachable as `db.$client`. */
 export function createDb(opts: DbOptions | Pool) {

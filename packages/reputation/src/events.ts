@@ -1,6 +1,7 @@
 import { type FeedbackType, feedbackEvents } from '@atmos/db'
 import { and, eq, isNull, sql } from 'drizzle-orm'
 import type { Executor } from './executor.ts'
+import { emitFeedbackWebhook } from './webhook-events.ts'
 
 export type FeedbackEventInput = {
   type: FeedbackType
@@ -57,7 +58,11 @@ export async function recordFeedbackEventOnce(
       where: sql`message_id IS NOT NULL`,
     })
     .returning({ id: feedbackEvents.id })
-  if (row) return { id: row.id, recorded: true }
+  if (row) {
+    // The member's webhooks hear of it in the same transaction (a replayed report, not recorded, is not re-sent).
+    await emitFeedbackWebhook(db, row.id, event)
+    return { id: row.id, recorded: true }
+  }
   const recipient = event.recipient ? event.recipient.toLowerCase() : null
   const [standing] = await db
     .select({ id: feedbackEvents.id })

@@ -2,6 +2,7 @@ import { auditLog, domains, type MemberStatus, memberStatusChanges, members } fr
 import type { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { and, eq, isNull, lt, sql } from 'drizzle-orm'
 import type { Executor } from './executor.ts'
+import { emitStatusWebhook } from './webhook-events.ts'
 
 export type StatusQueue = TypedQueue<typeof memberStatusChanged>
 
@@ -87,6 +88,14 @@ export async function setMemberStatus(
       did: m.did,
       memberId: m.id,
       detail: { reason, from: m.status, to: status, changeId: change!.id },
+    })
+    await emitStatusWebhook(tx, {
+      memberId: m.id,
+      did: m.did,
+      from: m.status,
+      to: status,
+      reason,
+      changeId: change!.id,
     })
     return { memberId: m.id, did: m.did, from: m.status, to: status, changeId: change!.id, changed: true }
   })
@@ -185,6 +194,7 @@ export async function setDomainStatus(
       memberId: d.memberId,
       detail: { reason, from: d.status, to: status, changeId: change!.id },
     })
+    await emitStatusWebhook(tx, { ...base, reason, changeId: change!.id })
     return { ...base, changeId: change!.id, changed: true }
   })
   return announce(db, queue, result, status, reason)

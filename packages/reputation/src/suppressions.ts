@@ -1,6 +1,7 @@
 import { domains, suppressions } from '@atmos/db'
 import { and, asc, eq, isNull, sql } from 'drizzle-orm'
 import type { Executor } from './executor.ts'
+import { emitUnsubscribeWebhook } from './webhook-events.ts'
 
 export const DAY_MS = 86_400_000
 /** How long a hard bounce keeps an address suppressed unless configured otherwise. */
@@ -75,7 +76,9 @@ export async function suppress(db: Executor, input: SuppressInput): Promise<Supp
                           else greatest(suppressions.expires_at, excluded.expires_at) end
       returning id, member_id, address, reason, detail, domain_id, created_at, expires_at)
     select s.*, d.domain from s left join domains d on d.id = s.domain_id`)
-  return toSuppression(rows[0]!)
+  const entry = toSuppression(rows[0]!)
+  if (input.reason === 'unsubscribe') await emitUnsubscribeWebhook(db, entry)
+  return entry
 }
 
 function toSuppression(r: Record<string, unknown>): Suppression {

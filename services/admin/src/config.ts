@@ -80,6 +80,17 @@ export const adminSection = section({
     /** The labeler's DID (`src` of its labels); empty: labels from any source the endpoint serves. */
     did: z.string().default(''),
   }),
+  /** Members' webhook endpoints on the account page (`ATMOS_ADMIN_WEBHOOKS_*`). */
+  webhooks: section({
+    /** The key file sealing endpoint secrets: the webhooks service's `webhooks.kekFile`, the same file. */
+    kekFile: field.string('.state/webhooks/kek'),
+    /** How long a rotated-out secret keeps signing beside the new one. */
+    rotationGrace: field.duration('24h'),
+    /** Accept http:// endpoint URLs (the local network and tests only; keep equal to `webhooks.allowHttp`). */
+    allowHttp: field.bool(false),
+    /** Accept loopback and private hosts (the local network and tests only; keep equal to `webhooks.allowPrivate`). */
+    allowPrivate: field.bool(false),
+  }),
   /** Sign-in starts one client address may make per minute (each replica counts its own). */
   signinPerMinute: field.int(10, { min: 1 }),
 })

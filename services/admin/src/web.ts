@@ -24,6 +24,7 @@ import { securityHeaders } from './web/security-headers.ts'
 import { type SessionOptions, type SessionVars, sessionMiddleware } from './web/session.ts'
 import { signinRoutes } from './web/signin.ts'
 import { unsubscribeRoutes } from './web/unsubscribe.ts'
+import { mountWebhooks } from './web/webhooks.ts'
 
 /** What /static serves: read once at start, a fixed list (no path from the request touches the disk). */
 const STATIC: Record<string, string> = { 'admin.css': 'text/css', 'admin.js': 'text/javascript' }
@@ -108,6 +109,7 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
       readLabels: labels,
     })
     mountKeys(app, { db, logger: opts.logger, oauth, config: config.enroll })
+    mountWebhooks(app, { db, logger: opts.logger, config: config.webhooks })
   } else {
     // The reason (a file path) is in the admin's log, not on a public page.
     app.get('/', () =>

@@ -48,5 +48,11 @@ export function serviceDefaults(n: NetworkAddresses): Record<string, string> {
     ATMOS_FBL_INGEST_THRESHOLDS_MIN_VOLUME: '2',
     // The relay sends from loopback here: reports' rows from it are the pool's.
     ATMOS_FBL_INGEST_DMARC_POOL_IPS: '127.0.0.1',
+    // Webhooks: a member's receiver on this machine (http://127.0.0.1:…) is the local network's
+    // whole point; production refuses both.
+    ATMOS_WEBHOOKS_ALLOW_HTTP: 'true',
+    ATMOS_WEBHOOKS_ALLOW_PRIVATE: 'true',
+    ATMOS_ADMIN_WEBHOOKS_ALLOW_HTTP: 'true',
+    ATMOS_ADMIN_WEBHOOKS_ALLOW_PRIVATE: 'true',
   }
 }

@@ -8,6 +8,7 @@ import { fblIngestConfigSchema } from '../../../services/fbl-ingest/src/config.t
 import { labelerConfigSchema } from '../../../services/labeler/src/config.ts'
 import { relayConfigSchema } from '../../../services/relay/src/config.ts'
 import { schedulerConfigSchema } from '../../../services/scheduler/src/config.ts'
+import { webhooksConfigSchema } from '../../../services/webhooks/src/config.ts'
 import { LOCAL_PORTS, SERVICES, type ServiceName } from './services.ts'
 
 type Env = Record<string, string | undefined>
@@ -49,6 +50,7 @@ const SCHEMAS = {
   scheduler: schedulerConfigSchema,
   'fbl-ingest': fblIngestConfigSchema,
   admin: adminConfigSchema,
+  webhooks: webhooksConfigSchema,
 } as const
 
 /**
@@ -56,7 +58,7 @@ const SCHEMAS = {
  * anything the stack adds for every service (pool identity, certificate files).
  */
 export function planServices(base: Env): PlannedService[] {
-  // One variable cannot set five ports; left alone, each service would silently take
+  // One variable cannot set six ports; left alone, each service would silently take
   // the stack's port instead (and `labeler init` would reject an invalid one).
   if (base.ATMOS_HTTP_PORT !== undefined)
     throw new StackConfigError(
@@ -172,6 +174,8 @@ function listenersOf(name: ServiceName, env: Env, opsBase: number): Listener[] {
     }
     case 'scheduler':
       return [ops(loadConfig(SCHEMAS.scheduler, { env }))]
+    case 'webhooks':
+      return [ops(loadConfig(SCHEMAS.webhooks, { env }))]
     case 'fbl-ingest': {
       const c = loadConfig(SCHEMAS['fbl-ingest'], { env })
       const smtp = c.fblIngest.smtp

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url'
 
-/** The five services, where each one's entry point is and the ops port it takes by default. */
+/** The six services, where each one's entry point is and the ops port it takes by default. */
 export const SERVICES = (
   [
     { name: 'labeler', port: 8101 },
@@ -8,6 +8,7 @@ export const SERVICES = (
     { name: 'scheduler', port: 8103 },
     { name: 'fbl-ingest', port: 8104 },
     { name: 'admin', port: 8105 },
+    { name: 'webhooks', port: 8106 },
   ] as const
 ).map((s) => ({ ...s, entry: fileURLToPath(new URL(`../../../services/${s.name}/src/index.ts`, import.meta.url)) }))
 

@@ -1,5 +1,5 @@
 // Runs the local stack in the foreground: checks the configuration and that every port is
-// free, applies migrations (creating the database when missing), starts the five services
+// free, applies migrations (creating the database when missing), starts the six services
 // as child processes, prints every listener once all are ready, relays their logs, and on
 // Ctrl-C, SIGTERM or a closed terminal (SIGHUP) stops them all cleanly. If the stack itself
 // is killed outright, each service notices its stdin pipe close and stops (parent-watch.ts).
@@ -149,6 +149,20 @@ try {
   for (const line of out.split('\n')) say(`admin oauth: ${line}`)
 } catch (err) {
   say(`admin oauth init failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`)
+  process.exit(1)
+}
+
+// Endpoint secrets are sealed under a key file the admin and the webhooks service share
+// (`webhooks key init`, which never overwrites it).
+const webhooksCli = fileURLToPath(new URL('../../../services/webhooks/src/cli.ts', import.meta.url))
+try {
+  const out = execFileSync(process.execPath, [webhooksCli, 'key', 'init'], {
+    encoding: 'utf8',
+    env: envOf('webhooks'),
+  }).trim()
+  for (const line of out.split('\n')) say(`webhooks key: ${line}`)
+} catch (err) {
+  say(`webhooks key init failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`)
   process.exit(1)
 }
 

@@ -13,7 +13,7 @@ after(async () => {
   for (const c of cleanups) await c()
 })
 
-/** A stack of its own on a fresh database, up and ready; with the pids of its five services. */
+/** A stack of its own on a fresh database, up and ready; with the pids of its six services. */
 async function readyStack() {
   const db = await createTestDatabase({ migrated: false })
   cleanups.push(db.drop)

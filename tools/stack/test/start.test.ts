@@ -12,7 +12,7 @@ after(async () => {
   for (const c of cleanups) await c()
 })
 
-it("the README's start command brings the local network and all five services up ready, names every listener, and Ctrl-C stops them with exit 0", async () => {
+it("the README's start command brings the local network and all six services up ready, names every listener, and Ctrl-C stops them with exit 0", async () => {
   const db = await createTestDatabase({ migrated: false })
   await db.drop() // the start command must create it
   cleanups.push(db.drop)
@@ -29,7 +29,7 @@ it("the README's start command brings the local network and all five services up
   const stack = startStack(env)
   cleanups.push(stack.stop)
 
-  // Generous: the network (a PDS among it) and five services start on a busy two-core machine.
+  // Generous: the network (a PDS among it) and six services start on a busy two-core machine.
   await stack.waitFor('stack: press Ctrl-C to stop', 300_000)
   const out = stack.output()
   const summary = out.slice(out.indexOf('stack: all services started:'))

@@ -94,6 +94,8 @@ export type AccountOverview = {
   window: FigureWindow
   maxDomains: number
   csrf: string
+  /** Webhook endpoints disabled after failing deliveries: the member is told here (and on /account/webhooks). */
+  disabledWebhooks?: number | undefined
 }
 
 /** /account: who, the labels, each live domain, the figures of one window, links to the log and list. */
@@ -124,7 +126,12 @@ export function accountPage(o: AccountOverview): string {
       '<ul class="account-links">',
       '<li><a href="/account/messages">Message log (30 days, by recipient or Message-ID)</a></li>',
       `<li><a href="/account/suppressions">Suppression list (${esc(count(s.suppressions))} address${s.suppressions === 1 ? '' : 'es'})</a></li>`,
+      '<li><a href="/account/webhooks">Webhooks (events POSTed to your endpoints)</a></li>',
       '</ul>',
+      o.disabledWebhooks
+        ? `<p class="error" role="alert" data-testid="webhooks-disabled">Webhook endpoints disabled after their deliveries ` +
+            `kept failing: ${esc(count(o.disabledWebhooks))}. <a href="/account/webhooks">See why, and enable them again</a>.</p>`
+        : '',
     )
     if (o.figures) parts.push(figuresFragment(o.figures, { controls: windowSwitch(o.window) }))
   } else {

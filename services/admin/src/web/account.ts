@@ -104,6 +104,7 @@ export function accountPages(opts: AccountPagesOptions): Hono<Env> {
       window,
       maxDomains: config.maxDomainsPerMember,
       csrf: s.csrf,
+      disabledWebhooks: member ? await disabledWebhooks(db, member.id) : 0,
     })
     return c.html(layout({ title: 'Your account', body: raw(body), session: pageSession(s, handle) }))
   })
@@ -331,4 +332,12 @@ async function handleOf(oauth: NodeOAuthClient, did: string): Promise<string | n
   } catch {
     return null
   }
+}
+
+/** The member's webhook endpoints disabled after failing deliveries (the webhooks service disables them). */
+async function disabledWebhooks(db: Db, memberId: number): Promise<number> {
+  const [r] = await db.execute<{ n: number }>(
+    sql`select count(*)::int as n from webhook_endpoints where member_id = ${memberId} and disabled_at is not null`,
+  )
+  return Number(r?.n ?? 0)
 }

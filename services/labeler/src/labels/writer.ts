@@ -2,6 +2,7 @@ import type { Db, Tx } from '@atmos/db'
 import { labelSigningKeys, labels } from '@atmos/db'
 import { type SignedLabel, signLabel } from '@atmos/labels'
 import { type Clock, systemClock } from '@atmos/runtime'
+import { emitEvents } from '@atmos/webhook-events'
 import type { Secp256k1Keypair } from '@atproto/crypto'
 import { and, eq, isNull, ne, sql } from 'drizzle-orm'
 import { labelWireJson, rowToLabel } from './rows.ts'
@@ -226,6 +227,18 @@ export class LabelWriter {
       })
       out.push(change.renewal ? { ...signed, seq, renewed: true } : { ...signed, seq })
     }
+    // The member's webhooks hear of a label issued or negated, in this transaction; a renewal
+    // (the same label with a later expiry) changes nothing a member acts on.
+    await emitEvents(
+      tx,
+      changes
+        .filter((c) => !c.renewal)
+        .map((c) => ({
+          did: c.uri,
+          type: 'label.changed' as const,
+          data: { did: c.uri, val: c.val, neg: c.neg, reason: c.reason, exp: c.exp ?? null },
+        })),
+    )
     if (out.length) {
       // Delivered to listeners only when this transaction commits.
       await tx.execute(sql`select pg_notify(${LABELS_CHANNEL}, ${String(out[out.length - 1]!.seq)})`)

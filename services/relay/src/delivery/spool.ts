@@ -3,6 +3,7 @@ import { Batcher } from '@atmos/runtime'
 import { sql } from 'drizzle-orm'
 import { type BounceEvent, type RecordedBounce, recordBounce } from './bounce-events.ts'
 import type { TlsRecord } from './tls/policy.ts'
+import { emitAttemptOutcomes } from './webhook-events.ts'
 
 // The delivery side of the spool. A recipient is claimed for one attempt by a single
 // conditional UPDATE: `attempts` goes up by one (it is the claim's fencing token) and
@@ -334,7 +335,9 @@ export class DeliverySpool {
 
   private async finishBatch(items: FinishRequest[]): Promise<Finished[]> {
     const col = <T>(f: (i: FinishRequest) => T) => items.map(f)
-    const [row] = await this.sql<{ applied: string[] | null; done: string[] | null }[]>`
+    // One transaction: the outcomes and the webhook events that tell the members of them.
+    return this.sql.begin(async (tx) => {
+      const [row] = await tx<{ applied: string[] | null; done: string[] | null }[]>`
       with input as (
         select * from unnest(
           ${col((i) => i.r.id)}::bigint[], ${col((i) => i.r.attempt)}::int[], ${col((i) => i.r.messageId)}::text[]::uuid[],
@@ -369,12 +372,26 @@ export class DeliverySpool {
         returning m.id
       )
       select (select array_agg(id::text) from updated) as applied, (select array_agg(id::text) from done) as done`
-    const applied = new Set(row?.applied ?? [])
-    const done = new Set(row?.done ?? [])
-    return items.map((i) => ({
-      applied: applied.has(String(i.r.id)),
-      messageDone: applied.has(String(i.r.id)) && i.finish.state === 'delivered' && done.has(i.r.messageId),
-    }))
+      const applied = new Set(row?.applied ?? [])
+      const done = new Set(row?.done ?? [])
+      await emitAttemptOutcomes(
+        tx,
+        items
+          .filter((i) => applied.has(String(i.r.id)))
+          .map((i) => ({
+            messageId: i.r.messageId,
+            recipient: i.r.address,
+            attempt: i.r.attempt,
+            state: i.finish.state,
+            retryInMs: i.finish.state === 'deferred' ? i.finish.retryInMs : null,
+            record: i.attempt,
+          })),
+      )
+      return items.map((i) => ({
+        applied: applied.has(String(i.r.id)),
+        messageDone: applied.has(String(i.r.id)) && i.finish.state === 'delivered' && done.has(i.r.messageId),
+      }))
+    })
   }
 
   /** A bounce or an expiry: the event, the suppression and the state change in one transaction. */
