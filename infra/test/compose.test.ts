@@ -170,6 +170,13 @@ describe('docker-compose.yml', () => {
       assert.equal(ports(resolved.services[name]).find((p) => p.target === ops)?.host, '127.0.0.1', name)
     }
     assert.equal(ports(resolved.services.admin).find((p) => p.target === 3000)?.host, '127.0.0.1')
+    // The send API takes bearer keys over plain HTTP: loopback only, on the submission process.
+    const relay = resolved.services.relay
+    assert.equal(relay.environment.ATMOS_RELAY_API_ENABLED, 'true')
+    assert.equal(
+      ports(relay).find((p) => p.target === Number(relay.environment.ATMOS_RELAY_API_PORT))?.host,
+      '127.0.0.1',
+    )
   })
 
   it('relay-cert runs after relay-init as its user, so the shared volume never turns root-owned', () => {

@@ -190,6 +190,25 @@ describe('kubernetes manifests', () => {
     assert.equal(env('relay').ATMOS_RELAY_SUBMISSION_HOST, '0.0.0.0')
   })
 
+  it('serve the HTTP send API from the submission pods, inside the cluster only (an Ingress brings TLS)', () => {
+    const container = deployments.find((x) => x.metadata.name === 'relay')!.spec.template.spec.containers[0]
+    const env = Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value]))
+    assert.equal(env.ATMOS_RELAY_API_ENABLED, 'true')
+    assert.equal(env.ATMOS_RELAY_API_HOST, '0.0.0.0')
+    const api = container.ports.find((p: { name: string }) => p.name === 'api')
+    assert.equal(Number(env.ATMOS_RELAY_API_PORT), api.containerPort)
+    const svc = base.objects.find((o) => o.kind === 'Service' && o.metadata.name === 'relay-api')!
+    assert.equal(svc.spec.type, 'ClusterIP', 'bearer keys never cross the network in clear')
+    assert.equal(svc.spec.ports[0].targetPort, 'api')
+    const publicSvc = base.objects.find((o) => o.kind === 'Service' && o.metadata.name === 'relay')!
+    assert.ok(!publicSvc.spec.ports.some((p: { name: string }) => p.name === 'api'), 'not on the LoadBalancer')
+    const policy = base.objects.find((o) => o.kind === 'NetworkPolicy' && o.metadata.name === 'relay')!
+    assert.ok(
+      policy.spec.ingress.some((r: { ports: { port: string }[] }) => r.ports.some((p) => p.port === 'api')),
+      'the network policy lets the Ingress controller reach it',
+    )
+  })
+
   it('run relay delivery as its own Deployment, and give submission its keys, token and certificate', () => {
     const env = (d: string) =>
       Object.fromEntries(
@@ -431,7 +450,7 @@ describe('kubernetes manifests', () => {
     const policies = base.objects.filter((o) => o.kind === 'NetworkPolicy')
     const PUBLIC: Record<string, string[]> = {
       labeler: ['xrpc'],
-      relay: ['submission'],
+      relay: ['submission', 'api'], // api: the send API, reached through the Ingress controller like the admin's web
       'fbl-ingest': ['smtp'],
       admin: ['web'],
       scheduler: [],
