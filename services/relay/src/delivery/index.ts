@@ -11,6 +11,7 @@ import type { RelayConfig } from '../config.ts'
 import { AddressPolicy } from './address-policy.ts'
 import { BounceNotices } from './bounce-notice.ts'
 import { RecipientDelivery } from './deliver-recipient.ts'
+import { InFlight } from './in-flight.ts'
 import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts'
 import { MxRouter } from './mx-routes.ts'
 import { Reconciler } from './reconciler.ts'
@@ -143,6 +144,7 @@ export class Delivery {
         : undefined,
     })
 
+    const inFlight = new InFlight(cfg.concurrency)
     // A worker blocks on its connection: it gets one of its own.
     this.workerRedis = createRedis(config.redis.url)
     this.workerRedis.on('error', () => {})
@@ -151,17 +153,17 @@ export class Delivery {
       this.workerRedis,
       config.redis.prefix,
       async (payload) => {
-        const claim = await this.spool.claim(payload.messageId, payload.recipientIds, cfg.claimLease)
-        if (!claim) return { claimed: 0 }
-        for (const r of claim.stopped) {
-          this.metrics.stopped.inc()
-          this.logger.info(
-            { messageId: r.messageId, recipientId: r.id, state: 'failed', reason: r.reason },
-            'not delivered: stopped by the relay',
-          )
-        }
-        await Promise.all(claim.recipients.map((r) => recipients.deliver(claim.message, r, claim.now)))
-        return { claimed: claim.recipients.length }
+        // A job names one message (a retry names its recipient too) or several spooled
+        // together. Claims made in the same turn share one statement (see DeliverySpool.claim).
+        const wanted = payload.messageIds
+          ? payload.messageIds.map((messageId) => ({ messageId, recipientIds: undefined }))
+          : payload.messageId
+            ? [{ messageId: payload.messageId, recipientIds: payload.recipientIds }]
+            : []
+        const counts = await Promise.all(
+          wanted.map((w) => inFlight.run(() => this.deliverMessage(recipients, w.messageId, w.recipientIds))),
+        )
+        return { claimed: counts.reduce((a, b) => a + b, 0) }
       },
       { concurrency: cfg.concurrency, lockDuration: 30_000, stalledInterval: 15_000 },
     )
@@ -181,6 +183,25 @@ export class Delivery {
       { concurrency: cfg.concurrency, mxPort: cfg.mxPort, reconcileIntervalMs: cfg.reconcileInterval },
       'delivery workers started',
     )
+  }
+
+  /** Claims the message's due recipients (or only `ids`) and makes one attempt at each; how many it claimed. */
+  private async deliverMessage(
+    recipients: RecipientDelivery,
+    messageId: string,
+    ids: number[] | undefined,
+  ): Promise<number> {
+    const claim = await this.spool.claim(messageId, ids, this.ctx.config.relay.delivery.claimLease)
+    if (!claim) return 0
+    for (const r of claim.stopped) {
+      this.metrics.stopped.inc()
+      this.logger.info(
+        { messageId: r.messageId, recipientId: r.id, state: 'failed', reason: r.reason },
+        'not delivered: stopped by the relay',
+      )
+    }
+    await Promise.all(claim.recipients.map((r) => recipients.deliver(claim.message, r, claim.now)))
+    return claim.recipients.length
   }
 
   /** Finishes the attempts in progress, then closes every session; what is left waits in Postgres. */
