@@ -103,7 +103,8 @@ type FinishRequest = {
 // predicate, so the planner cannot pick that index and probes the primary key or
 // message_recipients_message_idx instead. Written out in each statement (`case when
 // x.state in ('queued', 'deferred') then true else false end`): interpolated text would be a
-// parameter. The reconciler's sweep (overdue) keeps the plain form, and the index.
+// parameter. The reconciler's sweep (overdue) keeps the plain form, and the index. The same
+// holds for messages_queued_idx (messages still queued): marking a message done finds it by id.
 export class DeliverySpool {
   private readonly db: Db
   /** The raw pool under `db`, for the hot statements (claims and finishes, batched). */
@@ -203,7 +204,7 @@ export class DeliverySpool {
         -- Stopping the last recipient left to try finishes the message. This statement's
         -- snapshot still sees the stopped recipients as they were, hence the exclusion.
         update messages m set state = 'done', done_at = now()
-        where m.state = 'queued'
+        where (case when m.state = 'queued' then true else false end)
           and m.id in (select c.message_id from claimed c where c.stopped is not null)
           and not exists (select 1 from message_recipients o
                           where o.message_id = m.id and (case when o.state in ('queued', 'deferred') then true else false end)
@@ -367,7 +368,7 @@ export class DeliverySpool {
       ), done as (
         update messages m set state = 'done', done_at = now()
         from updated u
-        where u.state = 'delivered' and m.id = u.message_id and m.state = 'queued'
+        where u.state = 'delivered' and m.id = u.message_id and (case when m.state = 'queued' then true else false end)
           and not exists (select 1 from message_recipients o
                           where o.message_id = u.message_id and (case when o.state in ('queued', 'deferred') then true else false end)
                             and o.id not in (select d.id from updated d where d.state = 'delivered'))
