@@ -35,6 +35,7 @@ export class Delivery {
   private worker: Worker | undefined
   private workerRedis: Redis | undefined
   private keys: SigningKeys | undefined
+  private stopping = false
 
   constructor(ctx: BaseContext<RelayConfig>) {
     this.ctx = ctx
@@ -59,6 +60,7 @@ export class Delivery {
   }
 
   async start(): Promise<void> {
+    this.stopping = false
     const { config } = this.ctx
     const cfg = config.relay.delivery
     const resolverOptions = {
@@ -191,6 +193,9 @@ export class Delivery {
     messageId: string,
     ids: number[] | undefined,
   ): Promise<number> {
+    // Stopping: a message of a batch job still waiting for its turn is left unclaimed, due in
+    // Postgres, for the reconciler (of this process or another); only attempts begun finish.
+    if (this.stopping) return 0
     const claim = await this.spool.claim(messageId, ids, this.ctx.config.relay.delivery.claimLease)
     if (!claim) return 0
     for (const r of claim.stopped) {
@@ -206,6 +211,7 @@ export class Delivery {
 
   /** Finishes the attempts in progress, then closes every session; what is left waits in Postgres. */
   async stop(): Promise<void> {
+    this.stopping = true
     await this.worker?.close()
     await this.reconciler?.stop()
     await this.connections?.close()
