@@ -17,10 +17,10 @@ import type { Figure } from './report.ts'
 import {
   BODY,
   cpuSeconds,
-  cpuSecondsOf,
   driveSmtp,
   type LoadResult,
   msPerMessage,
+  postgresCpuSeconds,
   RECIPIENT_DOMAINS,
 } from './smtp-load.ts'
 
@@ -79,6 +79,10 @@ export async function benchRelay(
 
   const db = await createTestDatabase()
   const sql = createPool({ url: db.url, poolMax: 4 })
+  // ATMOS_BENCH_PG_STATS=1: prints the bench database's scan counters after the relay's run
+  // (which index read how many entries: how a bad plan shows), counted from here.
+  const pgStats = process.env.ATMOS_BENCH_PG_STATS === '1'
+  if (pgStats) await sql`select pg_stat_reset()`
   const prefix = testRedisPrefix('bench-relay')
   // Accepts everything, STARTTLS offered as real MX hosts do; counts only, as a run holds too many to keep.
   const sink = new MxSink({ size: 10 * 1024 * 1024, keep: false })
@@ -105,10 +109,14 @@ export async function benchRelay(
     await dns.start()
 
     const port = await closedPort()
+    // ATMOS_BENCH_CPU_PROF=<dir>: each relay process writes a V8 CPU profile there when it
+    // stops (open it in Chrome's DevTools or speedscope); a role a subdirectory.
+    const profDir = process.env.ATMOS_BENCH_CPU_PROF
     for (const role of roles) {
       const opsPort = await closedPort()
       const relay = new ServiceProcess(RELAY, {
         ...env,
+        ...(profDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}/${role.replace(',', '+')}` } : {}),
         ATMOS_HTTP_PORT: String(opsPort),
         ATMOS_RELAY_SUBMISSION_PORT: String(port),
         ATMOS_LOG_LEVEL: 'info',
@@ -145,7 +153,7 @@ export async function benchRelay(
       sink,
       serverCpu: () => ({
         ...Object.fromEntries(relays.map((r, i) => [roles[i]!, cpuSeconds(r.child.pid!)])),
-        postgres: cpuSecondsOf('postgres'),
+        postgres: postgresCpuSeconds(db.name),
       }),
     })
     const warnings = relays
@@ -155,10 +163,24 @@ export async function benchRelay(
       select count(*) filter (where outcome = 'deferred')::int as deferred,
              count(*) filter (where outcome = 'failed')::int as bounced
       from delivery_attempts`
+    if (pgStats) {
+      console.log(
+        await sql`select relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch from pg_stat_user_tables
+                  where seq_tup_read + idx_tup_fetch > 0 order by relname`,
+        await sql`select relname, indexrelname, idx_scan, idx_tup_read, idx_tup_fetch from pg_stat_user_indexes
+                  where idx_tup_read > 0 order by idx_tup_read desc`,
+        await sql`select xact_commit, tup_returned, tup_fetched, tup_inserted, tup_updated from pg_stat_database
+                  where datname = current_database()`,
+      )
+    }
     // The relay stops before the reference starts: each MTA has the machine to itself.
     await Promise.all(relays.splice(0).map((r) => r.stop('SIGTERM')))
 
     // The same-run reference: Postfix + OpenDKIM doing the same job for the same clients.
+    // ATMOS_BENCH_NO_REFERENCE=1 leaves it out, for profiling rounds on the relay alone.
+    if (process.env.ATMOS_BENCH_NO_REFERENCE === '1') {
+      return relayFigures(relayRun, undefined, { roles, connections, raw, states, warnings: warnings.length })
+    }
     const postfixSenders = senders.map((s, i) => ({ ...s, username: `member${i}` }))
     const postfix = await startPostfix({
       sinkPort: mxPort,
@@ -196,7 +218,7 @@ export async function benchRelay(
 
 function relayFigures(
   relay: LoadResult,
-  postfix: LoadResult,
+  postfix: LoadResult | undefined,
   run: {
     roles: string[]
     connections: number
@@ -212,6 +234,9 @@ function relayFigures(
       .map(([k, v]) => `${k} ${msPerMessage(v, r).toFixed(2)}`)
       .join(', ')
   const reference = { name: 'Postfix 3.7 + OpenDKIM 2.11, same clients, messages and sink' }
+  // Without the reference run (ATMOS_BENCH_NO_REFERENCE=1) a figure carries none.
+  const ref = (value: (r: LoadResult) => number) =>
+    postfix ? { reference: { ...reference, value: value(postfix) } } : {}
   const runNote = (r: LoadResult) =>
     `${r.delivered} of ${r.messages} delivered in ${r.deliveredSeconds.toFixed(1)} s${r.timedOut ? ', TIMED OUT' : ''}${r.refused ? `, ${r.refused} refused: ${r.firstRefusal.slice(0, 120)}` : ''}${r.warmRefused ? `, ${r.warmRefused} refused in warm-up` : ''}; machine ${(r.machineBusy * 100).toFixed(0)} % busy`
   return [
@@ -219,30 +244,30 @@ function relayFigures(
       name: `relay: delivered, end to end (${run.connections} STARTTLS+AUTH clients, ${MEMBERS} members)`,
       value: rate(relay),
       unit: 'messages/s',
-      reference: { ...reference, value: rate(postfix) },
+      ...ref(rate),
       target: { op: '>=', value: 3, of: 'ratio' },
-      note: `relay: ${runNote(relay)}${run.states?.deferred ? `; ${run.states.deferred} deferrals` : ''}${run.states?.bounced ? `; ${run.states.bounced} bounces` : ''}${run.warnings ? `; ${run.warnings} warnings` : ''}. Postfix: ${runNote(postfix)}`,
+      note: `relay: ${runNote(relay)}${run.states?.deferred ? `; ${run.states.deferred} deferrals` : ''}${run.states?.bounced ? `; ${run.states.bounced} bounces` : ''}${run.warnings ? `; ${run.warnings} warnings` : ''}.${postfix ? ` Postfix: ${runNote(postfix)}` : ''}`,
     },
     {
       name: 'relay: CPU a message delivered (the MTA and its store)',
       value: msPerMessage(total(relay), relay),
       unit: 'ms',
-      reference: { ...reference, value: msPerMessage(total(postfix), postfix) },
+      ...ref((r) => msPerMessage(total(r), r)),
       target: { op: '<=', value: 0.25, of: 'ratio' },
-      note: `relay: ${parts(relay)}; Postfix: ${parts(postfix)}; clients and sink ${msPerMessage(relay.benchCpu, relay).toFixed(2)} / ${msPerMessage(postfix.benchCpu, postfix).toFixed(2)} ms`,
+      note: `relay: ${parts(relay)}${postfix ? `; Postfix: ${parts(postfix)}` : ''}; clients and sink ${msPerMessage(relay.benchCpu, relay).toFixed(2)}${postfix ? ` / ${msPerMessage(postfix.benchCpu, postfix).toFixed(2)}` : ''} ms`,
     },
     {
       name: 'relay: accepted (submission)',
       value: relay.accepted / relay.acceptedSeconds,
       unit: 'messages/s',
-      reference: { ...reference, value: postfix.accepted / postfix.acceptedSeconds },
+      ...ref((r) => r.accepted / r.acceptedSeconds),
     },
     {
       name: 'relay: submission latency p99 (client, per message)',
       value: relay.p99,
       unit: 'ms',
-      reference: { ...reference, value: postfix.p99 },
-      note: `p50 ${relay.p50.toFixed(1)} ms, Postfix ${postfix.p50.toFixed(1)} ms`,
+      ...ref((r) => r.p99),
+      note: `p50 ${relay.p50.toFixed(1)} ms${postfix ? `, Postfix ${postfix.p50.toFixed(1)} ms` : ''}`,
     },
     {
       name: 'relay: delivered, against the raw signing rate',

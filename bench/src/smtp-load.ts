@@ -40,13 +40,20 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100
 }
 
-/** CPU seconds used so far by every process of a name (Postgres runs one backend per connection). */
-export function cpuSecondsOf(comm: string): number {
+/**
+ * CPU seconds used so far by the Postgres backends serving one database: the server is
+ * shared with whatever else runs on the machine, whose backends must not count. A backend's
+ * title (its cmdline) names its user and database. The WAL writer and checkpointer serve
+ * every database and are left out; under synchronous commit a backend flushes its own WAL.
+ */
+export function postgresCpuSeconds(database: string): number {
   let total = 0
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue
     try {
-      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === comm) total += cpuSeconds(Number(pid))
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'postgres') continue
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(` ${database} `)) continue
+      total += cpuSeconds(Number(pid))
     } catch {
       // The process ended while we looked.
     }

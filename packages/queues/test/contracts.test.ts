@@ -63,6 +63,25 @@ describe('queue contracts', () => {
     }
   })
 
+  it('takes one message or several in a delivery job, never both, and recipients only with one', async () => {
+    const queue = new TypedQueue(deliverMessage, redis, prefix)
+    const a = '00000000-0000-4000-8000-000000000001'
+    const b = '00000000-0000-4000-8000-000000000002'
+    try {
+      await assert.rejects(queue.enqueue({ messageId: a, messageIds: [b] }), /exactly one of messageId and messageIds/)
+      await assert.rejects(queue.enqueue({}), /exactly one of messageId and messageIds/)
+      await assert.rejects(queue.enqueue({ messageIds: [a], recipientIds: [1] }), /recipientIds go with messageId only/)
+      await assert.rejects(queue.enqueue({ messageIds: [] }), /messageIds: Too small/)
+      await assert.rejects(queue.enqueue({ messageIds: ['nope'] }), /messageIds\.0: Invalid UUID/)
+      const job = await queue.enqueue({ messageIds: [a, b] })
+      assert.deepEqual(job.data, { messageIds: [a, b] })
+    } finally {
+      // Nothing left for the next test's worker to take.
+      await queue.queue.obliterate({ force: true })
+      await queue.close()
+    }
+  })
+
   it('fails a job with an off-contract payload at processing, without retrying or calling the handler', async () => {
     // A producer that bypasses the contract (an older version, or a hand-written job).
     const raw = new Queue(deliverMessage.name, { connection: redis, prefix })

@@ -3,6 +3,7 @@ import { after, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { deletePrefix, testRedis, testRedisPrefix } from '@atmos/testkit'
 import { DEFAULT_SITE_RULES } from '../src/delivery/config.ts'
+import { InFlight } from '../src/delivery/in-flight.ts'
 import { parseReply } from '../src/delivery/mx-connection.ts'
 import type { MxHost } from '../src/delivery/mx-routes.ts'
 import { isReputationDeferral } from '../src/delivery/reputation.ts'
@@ -21,6 +22,37 @@ const host = (name: string): MxHost => ({ name, preference: 10, addresses: ['192
 const fallback = { maxConnections: 10, messagesPerConnection: 100 }
 
 describe('delivery building blocks', () => {
+  it('keeps at most its limit of messages in delivery, the rest in arrival order, even when one fails', async () => {
+    const inFlight = new InFlight(2)
+    let running = 0
+    let most = 0
+    const started: number[] = []
+    const gates = new Map<number, () => void>()
+    const work = (n: number) =>
+      inFlight.run(async () => {
+        running++
+        most = Math.max(most, running)
+        started.push(n)
+        await new Promise<void>((resolve) => gates.set(n, resolve))
+        running--
+        if (n === 1) throw new Error('one failed')
+        return n
+      })
+    const all = [1, 2, 3, 4, 5].map((n) => work(n).catch((e: Error) => e.message))
+    const open = async (n: number) => {
+      while (!gates.has(n)) await new Promise((r) => setImmediate(r))
+      gates.get(n)?.()
+    }
+    await open(1)
+    await open(2)
+    await open(3)
+    await open(4)
+    await open(5)
+    assert.deepEqual(await Promise.all(all), ['one failed', 2, 3, 4, 5])
+    assert.equal(most, 2)
+    assert.deepEqual(started, [1, 2, 3, 4, 5])
+  })
+
   it('parses multi-line replies with enhanced status codes', () => {
     assert.deepEqual(
       parseReply('550-5.1.1 The email account that you tried to reach does not exist.\r\n550 5.1.1 Please try'),

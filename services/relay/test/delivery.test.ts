@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Pool } from '@atmos/db'
-import type { MxSink, TestDnsServer } from '@atmos/testkit'
+import { deliverMessage, TypedQueue } from '@atmos/queues'
+import { type MxSink, type TestDnsServer, testRedis } from '@atmos/testkit'
 import {
   type DeliveryWorld,
   enqueueDelivery,
@@ -123,6 +124,35 @@ describe('delivery', () => {
     // Still exactly one after a while: the retry job is gone, the reconciler finds nothing due.
     await new Promise((r) => setTimeout(r, 1200))
     assert.equal(sinks.a!.to('ann@greylist.test').length, 1)
+  })
+
+  it('delivers every message a job names when it names several, each once', async () => {
+    // One job for what one submission batch spooled: a recipient already delivered (a
+    // message named twice, or delivered meanwhile) is not claimed again.
+    mx('batch.test', [[10, 'mx-a.sinks.test']])
+    const spooled = []
+    for (const to of ['one@batch.test', 'two@batch.test', 'three@batch.test']) {
+      spooled.push(await spoolMessage(sql, { memberId, to }))
+    }
+    const ids = spooled.map((s) => s.messageId)
+    const redis = testRedis()
+    const queue = new TypedQueue(deliverMessage, redis, world.prefix)
+    try {
+      await queue.enqueue({ messageIds: [...ids, ids[0]!] })
+      for (const s of spooled) assert.equal((await final(sql, s.recipientId)).state, 'delivered')
+      const [done] = await sql<{ n: number }[]>`
+        select count(*)::int as n from messages where id = any(${ids}::uuid[]) and state = 'done'`
+      assert.equal(done?.n, 3)
+      // A second job naming them all again claims nothing: every recipient is finished.
+      const job = await queue.enqueue({ messageIds: ids })
+      await eventually(async () => ((await job.isCompleted()) ? true : undefined))
+      for (const to of ['one@batch.test', 'two@batch.test', 'three@batch.test']) {
+        assert.equal(sinks.a!.to(to).length, 1, to)
+      }
+    } finally {
+      await queue.close()
+      await redis.quit()
+    }
   })
 
   it('records a hard bounce and suppresses the address on 550 5.1.1', async () => {

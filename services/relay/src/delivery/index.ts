@@ -11,6 +11,7 @@ import type { RelayConfig } from '../config.ts'
 import { AddressPolicy } from './address-policy.ts'
 import { BounceNotices } from './bounce-notice.ts'
 import { RecipientDelivery } from './deliver-recipient.ts'
+import { InFlight } from './in-flight.ts'
 import { createDeliveryMetrics, type DeliveryMetrics } from './metrics.ts'
 import { MxRouter } from './mx-routes.ts'
 import { Reconciler } from './reconciler.ts'
@@ -34,6 +35,7 @@ export class Delivery {
   private worker: Worker | undefined
   private workerRedis: Redis | undefined
   private keys: SigningKeys | undefined
+  private stopping = false
 
   constructor(ctx: BaseContext<RelayConfig>) {
     this.ctx = ctx
@@ -58,6 +60,7 @@ export class Delivery {
   }
 
   async start(): Promise<void> {
+    this.stopping = false
     const { config } = this.ctx
     const cfg = config.relay.delivery
     const resolverOptions = {
@@ -143,6 +146,7 @@ export class Delivery {
         : undefined,
     })
 
+    const inFlight = new InFlight(cfg.concurrency)
     // A worker blocks on its connection: it gets one of its own.
     this.workerRedis = createRedis(config.redis.url)
     this.workerRedis.on('error', () => {})
@@ -151,17 +155,17 @@ export class Delivery {
       this.workerRedis,
       config.redis.prefix,
       async (payload) => {
-        const claim = await this.spool.claim(payload.messageId, payload.recipientIds, cfg.claimLease)
-        if (!claim) return { claimed: 0 }
-        for (const r of claim.stopped) {
-          this.metrics.stopped.inc()
-          this.logger.info(
-            { messageId: r.messageId, recipientId: r.id, state: 'failed', reason: r.reason },
-            'not delivered: stopped by the relay',
-          )
-        }
-        await Promise.all(claim.recipients.map((r) => recipients.deliver(claim.message, r, claim.now)))
-        return { claimed: claim.recipients.length }
+        // A job names one message (a retry names its recipient too) or several spooled
+        // together. Claims made in the same turn share one statement (see DeliverySpool.claim).
+        const wanted = payload.messageIds
+          ? payload.messageIds.map((messageId) => ({ messageId, recipientIds: undefined }))
+          : payload.messageId
+            ? [{ messageId: payload.messageId, recipientIds: payload.recipientIds }]
+            : []
+        const counts = await Promise.all(
+          wanted.map((w) => inFlight.run(() => this.deliverMessage(recipients, w.messageId, w.recipientIds))),
+        )
+        return { claimed: counts.reduce((a, b) => a + b, 0) }
       },
       { concurrency: cfg.concurrency, lockDuration: 30_000, stalledInterval: 15_000 },
     )
@@ -183,8 +187,31 @@ export class Delivery {
     )
   }
 
+  /** Claims the message's due recipients (or only `ids`) and makes one attempt at each; how many it claimed. */
+  private async deliverMessage(
+    recipients: RecipientDelivery,
+    messageId: string,
+    ids: number[] | undefined,
+  ): Promise<number> {
+    // Stopping: a message of a batch job still waiting for its turn is left unclaimed, due in
+    // Postgres, for the reconciler (of this process or another); only attempts begun finish.
+    if (this.stopping) return 0
+    const claim = await this.spool.claim(messageId, ids, this.ctx.config.relay.delivery.claimLease)
+    if (!claim) return 0
+    for (const r of claim.stopped) {
+      this.metrics.stopped.inc()
+      this.logger.info(
+        { messageId: r.messageId, recipientId: r.id, state: 'failed', reason: r.reason },
+        'not delivered: stopped by the relay',
+      )
+    }
+    await Promise.all(claim.recipients.map((r) => recipients.deliver(claim.message, r, claim.now)))
+    return claim.recipients.length
+  }
+
   /** Finishes the attempts in progress, then closes every session; what is left waits in Postgres. */
   async stop(): Promise<void> {
+    this.stopping = true
     await this.worker?.close()
     await this.reconciler?.stop()
     await this.connections?.close()
