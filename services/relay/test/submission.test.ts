@@ -170,10 +170,12 @@ describe('relay submission', () => {
     const redis = testRedis()
     try {
       const queue = new TypedQueue(deliverMessage, redis, h.prefix)
-      for (const row of rows) {
-        const job = await queue.queue.getJob(row.id)
-        assert.deepEqual(job?.data, { messageId: row.id })
-      }
+      // The copies spooled together go to delivery as one job naming them all, under its first's id.
+      const jobs = await queue.queue.getJobs(['waiting', 'prioritized', 'delayed', 'active'])
+      const named = jobs.flatMap((j) => (j.data.messageIds ?? [j.data.messageId]) as string[])
+      for (const row of rows) assert.ok(named.includes(row.id), `message ${row.id} has a delivery job`)
+      const batch = jobs.find((j) => j.data.messageIds?.includes(rows[0]!.id))
+      assert.equal(batch?.id, `b-${batch?.data.messageIds?.[0]}`)
       await queue.close()
     } finally {
       redis.disconnect()

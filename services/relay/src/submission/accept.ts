@@ -99,6 +99,9 @@ export class ThrottledReply extends Reply {
   }
 }
 
+/** The most messages a delivery job names (the deliver-message contract's bound). */
+const MAX_MESSAGES_A_JOB = 1000
+
 export class SubmissionPolicy {
   private readonly deps: AcceptDeps
   private readonly transactional: Set<string>
@@ -114,11 +117,19 @@ export class SubmissionPolicy {
     this.standing = new StandingReader(deps.sql, deps.config.labelerDid)
     this.suppressions = new SuppressionLookup(deps.sql)
     this.spool = new SubmissionSpool(deps.sql)
+    // One delivery job names every message the concurrent submissions spooled together: bullmq
+    // costs a few Redis scripts a job on both sides, more than a message's claim. The job id
+    // is its first message's (prefixed, so that it never collides with the reconciler's
+    // one-message jobs): a retried enqueue of the same batch is a no-op. A message in a job
+    // and also re-enqueued by the reconciler is still delivered once (the claim's lease).
     this.enqueues = new Batcher(async (batches: string[][]) => {
       const ids = batches.flat()
-      await deps.deliveries.enqueueBulk(
-        ids.map((messageId) => ({ payload: { messageId }, opts: { jobId: messageId } })),
-      )
+      const jobs = []
+      for (let i = 0; i < ids.length; i += MAX_MESSAGES_A_JOB) {
+        const messageIds = ids.slice(i, i + MAX_MESSAGES_A_JOB)
+        jobs.push({ payload: { messageIds }, opts: { jobId: `b-${messageIds[0]}` } })
+      }
+      await deps.deliveries.enqueueBulk(jobs)
       return batches.map(() => undefined)
     })
   }
