@@ -7,7 +7,7 @@ import { TestDnsServer } from '@atmos/testkit'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import { authenticate } from 'mailauth'
 import MailComposer from 'nodemailer/lib/mail-composer'
-import { sendRequestSchema } from '../src/api/schema.ts'
+import { HEADER_NAME, headerNamePattern, sendRequestSchema } from '../src/api/schema.ts'
 import type { AddedMember } from '../src/members/store.ts'
 import { fieldValue, parseMessage } from '../src/message/headers.ts'
 import {
@@ -25,6 +25,25 @@ import {
 } from './helpers.ts'
 
 const RATE_LIMIT = 40
+
+describe('the header-name pattern', () => {
+  it('is written out exactly as its lists make it, and refuses their names in any case', () => {
+    assert.equal(HEADER_NAME.source, headerNamePattern())
+    for (const ok of ['X-Mailer', 'List-Id', 'X-Atmos-Category', 'x-atmos-category'])
+      assert.ok(HEADER_NAME.test(ok), ok)
+    for (const bad of [
+      'From',
+      'fROM',
+      'DKIM-Signature',
+      'Content-Type',
+      'X-Atmos-Member',
+      'Bad:Name',
+      'a'.repeat(77),
+    ]) {
+      assert.ok(!HEADER_NAME.test(bad), bad)
+    }
+  })
+})
 
 describe('the HTTP send API', () => {
   let h: Harness

@@ -32,6 +32,13 @@ export function labelWireJson(label: SignedLabel): string {
   if (label.neg === true) wire.neg = true
   wire.cts = label.cts
   if (label.exp !== undefined) wire.exp = label.exp
-  wire.sig = { $bytes: Buffer.from(label.sig).toString('base64').replace(/=+$/, '') }
+  wire.sig = { $bytes: unpadded(Buffer.from(label.sig).toString('base64')) }
   return JSON.stringify(wire)
+}
+
+/** atproto's `$bytes` is base64 without padding (at most two `=`, dropped without a regex). */
+function unpadded(b64: string): string {
+  let end = b64.length
+  while (end > 0 && b64.charCodeAt(end - 1) === 61) end--
+  return b64.slice(0, end)
 }
