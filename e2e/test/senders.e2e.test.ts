@@ -10,7 +10,7 @@ import { createPool, type Pool, quoteIdent } from '@atmos/db'
 import { issueApiKey } from '@atmos/enrolment'
 import { googleReport } from '@atmos/fbl-ingest/dmarc-reports'
 import { headerValue, sendToMx } from '@atmos/fbl-ingest/test-harness'
-import { eventually } from '@atmos/labeler/test-harness'
+import { eventually, labelerEnv, queryLabels } from '@atmos/labeler/test-harness'
 import {
   freePort,
   LocalNetwork,
@@ -20,8 +20,9 @@ import {
   type SinkEntry,
   serviceDefaults,
 } from '@atmos/localnet'
+import { TypedQueue, verifyAttestation } from '@atmos/queues'
 import { deliveryEnv } from '@atmos/relay/delivery-harness'
-import type { AddedMember } from '@atmos/relay/members'
+import { type AddedMember, addMember } from '@atmos/relay/members'
 import {
   BOUNCE_DOMAIN,
   createMember,
@@ -44,32 +45,38 @@ import {
   testRedisPrefix,
 } from '@atmos/testkit'
 import { createEndpoint } from '@atmos/webhook-events'
+import { AtpAgent } from '@atproto/api'
 import { Webhook } from 'standardwebhooks'
 
 // Issue 17's features for senders, end to end on the local network (tools/localnet: PLC and
 // PDS, authoritative DNS, the sink MX with its verdicts and next-reply control), with the
-// relay (submission, delivery, the send API), fbl-ingest, the webhooks service and the admin
-// each their own OS process configured only by ATMOS_* variables. The members are seeded
-// through the relay's harness (full-path.e2e.test.ts already signs in through the browser):
+// relay (submission, delivery, the send API), fbl-ingest, the webhooks service, the admin and
+// the labeler (reading the PDS's firehose) each their own OS process configured only by ATMOS_*
+// variables. The members are seeded through the relay's harness (full-path.e2e.test.ts
+// already signs in through the browser; the clean-sender member has a PDS account and its
+// attestation there, since the labeler labels only what it verifies):
 // what is checked here is that the features hold across the processes as deployed — the API
 // and SMTP reach the same verdicts and refusals, an idempotent retry sends once, one-click
 // unsubscribe suppresses on POST only, a webhook endpoint gets a signed event through
-// failures, the throttle rules defer or only record, a forward's bounce goes nowhere, and a
-// DMARC report reaches the account.
+// failures, the throttle rules defer or only record, a forward's bounce goes nowhere, a
+// DMARC report reaches the account, and clean-sender follows real deliveries and bounces with
+// hysteresis.
 
 const DOMAIN = 'sender-mail.example'
 /** A second member whose burst the enforced spike rule defers. */
 const SPIKE_DOMAIN = 'spike-mail.example'
 /** A third member whose mail to many domains the spray rule, in shadow, only records. */
 const SPRAY_DOMAIN = 'spray-mail.example'
+/** A fourth member, with an account on the network's PDS and its attestation there: the labeler labels it. */
+const CLEAN_DOMAIN = 'clean-mail.example'
 /** Any domain but the network's own is the sink's. */
 const RECEIVER = 'receiver.example'
 const INBOUND_HOST = '127.0.0.1'
 /**
  * The spike rule's floor: the main member sends fewer recipients than this in the whole file
- * (so it is never deferred), the spike member a burst of SPIKE_FLOOR + 2.
+ * (so it is never deferred), nor does the clean-sender member; the spike member a burst of SPIKE_FLOOR + 2.
  */
-const SPIKE_FLOOR = 10
+const SPIKE_FLOOR = 20
 /** Bound of every wait: generous, for four services and a PDS on a busy two-core machine. */
 const WAIT = 60_000
 /** Bound of a process's start: a backstop on a machine other tests share. */
@@ -107,6 +114,8 @@ describe('what senders get beyond SMTP, every service its own process', () => {
   /** The admin's session cookie of the main member (seeded as a sign-in leaves it). */
   let cookie: string
   let webhooksKek: string
+  let clean: AddedMember
+  let labelerXrpc: string
   let broken: string | undefined
 
   before(async () => {
@@ -167,6 +176,18 @@ describe('what senders get beyond SMTP, every service its own process', () => {
       ...m.keys.map((k): PublishedRecord => ({ name: k.txtName, type: 'TXT', strings: chunks(k.txt) })),
     ])
     records.push({ name: DOMAIN, type: 'MX', priority: 10, exchange: `mx.${POOL_DOMAIN}` })
+    // The clean-sender member is a PDS account whose attestation the labeler verifies: its
+    // zone is what the wizard proposes, with its DID under _atproto and its MX at the pool.
+    const agent = new AtpAgent({ service: info.pdsUrl })
+    await agent.createAccount({ email: 'clean@mail.test', handle: 'clean.test', password: 'correct horse battery' })
+    clean = await addMember(sql, keyring, { did: agent.session!.did, domain: CLEAN_DOMAIN, maxDomains: 2 })
+    records.push(
+      { name: CLEAN_DOMAIN, type: 'TXT', strings: [`v=spf1 include:_spf.${POOL_DOMAIN} -all`] },
+      { name: CLEAN_DOMAIN, type: 'MX', priority: 10, exchange: `mx.${POOL_DOMAIN}` },
+      { name: `_dmarc.${CLEAN_DOMAIN}`, type: 'TXT', strings: [`v=DMARC1; p=reject; rua=mailto:dmarc@${POOL_DOMAIN}`] },
+      { name: `_atproto.${CLEAN_DOMAIN}`, type: 'TXT', strings: [`did=${clean.did}`] },
+      ...clean.keys.map((k): PublishedRecord => ({ name: k.txtName, type: 'TXT', strings: chunks(k.txt) })),
+    )
     network.publish(records)
     // Replies to the main domain go to its forward-to, at the sink.
     await sql`update domains set forward_to = ${at('member-inbox')} where id = ${member.domainId}`
@@ -237,15 +258,33 @@ describe('what senders get beyond SMTP, every service its own process', () => {
       ATMOS_ADMIN_TOKEN_SECRET_FILE: files.tokenSecretFile,
       ATMOS_ADMIN_ENROLL_KEK_FILE: files.kekFile,
     })
-    const [submission, api] = await Promise.all([
+    const labelerSetup = await labelerEnv({
+      databaseUrl: tdb.url,
+      jetstreamUrl: 'ws://127.0.0.1:9/unused',
+      dnsPort: info.dns.port,
+      plcUrl: info.plcUrl,
+    })
+    procs.labeler = new ServiceProcess(entry('@atmos/labeler'), {
+      ...labelerSetup.env,
+      ...shared,
+      // clean-sender over a handful of messages: issued below 20 % hard bounces over at least
+      // 4 messages, negated at 40 %, and between the two it keeps whatever it was (hysteresis).
+      ATMOS_LABELER_CLEAN_SENDER_MIN_VOLUME: '4',
+      ATMOS_LABELER_CLEAN_SENDER_ISSUE_BOUNCE_RATE: '0.2',
+      ATMOS_LABELER_CLEAN_SENDER_NEGATE_BOUNCE_RATE: '0.4',
+    })
+    const [submission, api, , , xrpc] = await Promise.all([
       procs.relay.waitForLog((l) => l.msg === 'submission listening (STARTTLS)', START_WAIT),
       procs.relay.waitForLog((l) => l.msg === 'send API listening', START_WAIT),
       procs['fbl-ingest'].waitForLog((l) => l.msg === 'inbound smtp listening', START_WAIT),
       procs.admin.waitForLog((l) => l.msg === 'admin web endpoint listening', START_WAIT),
+      procs.labeler.waitForLog((l) => l.msg === 'xrpc endpoint listening', START_WAIT),
     ])
+    labelerXrpc = String(xrpc.xrpc)
     submissionPort = Number(String(submission.smtp).split(':').pop())
     apiBase = String(api.api)
     await Promise.all(Object.values(procs).map((p) => p.waitForLog((l) => l.msg === 'started', START_WAIT)))
+    await firehoseLive(sql, info.pdsUrl)
     console.log(`set-up: ${((Date.now() - started) / 1000).toFixed(1)} s`)
   }
 
@@ -715,7 +754,135 @@ describe('what senders get beyond SMTP, every service its own process', () => {
     const others = section(body, 'dmarc-others')
     assert.match(others, /<code>203\.0\.113\.9<\/code>.*<td>7<\/td><td>fail<\/td><td>fail<\/td><td>reject<\/td>/)
   })
+
+  step('clean-sender is issued, kept between its thresholds, negated, and re-issued after recovery', async () => {
+    const did = clean.did
+    const labelsOf = async () =>
+      (await queryLabels(labelerXrpc, did))
+        .filter((l) => !l.neg)
+        .map((l) => l.val)
+        .sort()
+    /** The labeler's stored clean-sender label: a new seq is a new label emitted. */
+    const stored = async () => {
+      const [row] = await sql<{ seq: number; neg: boolean; reason: string | null }[]>`
+        select seq::int as seq, neg, reason from labels where uri = ${did} and val = 'clean-sender'
+        order by seq desc limit 1`
+      return row
+    }
+    /** The scheduler's daily sweep, as it enqueues it: a verification run recomputing the labels. */
+    const sweep = async () => {
+      const runs = async () => {
+        const [row] = await sql<{ n: number }[]>`
+          select count(*)::int as n from verification_runs where did = ${did} and trigger = 'schedule' and finished_at is not null`
+        return row!.n
+      }
+      const before = await runs()
+      const redis = testRedis()
+      const queue = new TypedQueue(verifyAttestation, redis, prefix)
+      try {
+        await queue.enqueue({ did, trigger: 'schedule', requestedAt: new Date().toISOString() })
+        await eventually(async () => ((await runs()) > before ? true : undefined), WAIT, 'a scheduled run')
+      } finally {
+        await queue.close()
+        redis.disconnect()
+      }
+    }
+    /** Recipients at the sink, delivered; each its own spooled message. */
+    const deliver = async (n: number, tag: string) => {
+      const to = Array.from({ length: n }, (_, i) => at(`${tag}${i}`))
+      const sent = await submit(clean, { to, subject: `Clean ${tag}` })
+      assert.equal(sent.accepted.length, n)
+      for (const r of to) await deliveredTo(r)
+    }
+    /** One recipient the sink refuses (550 5.1.1): a hard bounce of the member's. */
+    const bounce = async (tag: string) => {
+      await quiet()
+      assert.deepEqual(await api('POST', '/api/sink/next', { reply: 'hard' }), { nextReply: 'hard' })
+      await submit(clean, { to: [at(tag)], subject: `Clean ${tag}` })
+      await eventually(
+        async () => ((await spooled(at(tag)))[0]?.state === 'bounced' ? true : undefined),
+        WAIT,
+        `${tag} bounced`,
+      )
+      await quiet()
+    }
+
+    // The attestation lands in the PDS repo; the labeler reads it off the firehose and labels.
+    const agent = new AtpAgent({ service: info.pdsUrl })
+    await agent.login({ identifier: 'clean.test', password: 'correct horse battery' })
+    await agent.com.atproto.repo.putRecord({
+      repo: did,
+      collection: 'email.atmos.attestation',
+      rkey: CLEAN_DOMAIN,
+      record: { ...clean.attestation },
+    })
+    await eventually(
+      async () => ((await labelsOf()).includes('relay-member') ? true : undefined),
+      WAIT,
+      'relay-member from the labeler process',
+    )
+    assert.equal(await stored(), undefined, 'no clean-sender without volume')
+
+    // 0 bounces in 4 messages: issued.
+    await deliver(4, 'clean')
+    await sweep()
+    const issued = await stored()
+    assert.equal(issued?.neg, false, JSON.stringify(issued))
+    assert.match(issued!.reason ?? '', /clean-sender issued: 30 days: 4 messages/)
+    assert.ok((await labelsOf()).includes('clean-sender'))
+
+    // 1 in 5 = 20 %: not below the issue threshold, not at the negate one: kept, nothing emitted.
+    await bounce('gone-a')
+    await sweep()
+    assert.equal((await stored())!.seq, issued!.seq, 'kept between the thresholds')
+
+    // 3 in 7 ≈ 43 %: negated, with the figures.
+    await bounce('gone-b')
+    await bounce('gone-c')
+    await sweep()
+    const negated = await stored()
+    assert.equal(negated?.neg, true, JSON.stringify(negated))
+    assert.match(negated!.reason ?? '', /hard-bounce rate reached the negate threshold; 30 days: 7 messages/)
+    assert.equal((await labelsOf()).includes('clean-sender'), false)
+
+    // 3 in 9 ≈ 33 %: below negate, not below issue: stays negated.
+    await deliver(2, 'calm')
+    await sweep()
+    assert.equal((await stored())!.seq, negated!.seq, 'not re-issued between the thresholds')
+
+    // 3 in 16 ≈ 19 %: recovered, re-issued.
+    await deliver(7, 'back')
+    await sweep()
+    const reissued = await stored()
+    assert.equal(reissued?.neg, false, JSON.stringify(reissued))
+    assert.ok(reissued!.seq > negated!.seq)
+    assert.match(reissued!.reason ?? '', /clean-sender issued: 30 days: 16 messages/)
+  })
 })
+
+/**
+ * Waits until the labeler process reading `pdsUrl`'s firehose has taken an event (its cursor
+ * is saved): a fresh subscription starts live, so what is written before it is up would be
+ * missed. Each probe account emits events of its own.
+ */
+async function firehoseLive(sql: Pool, pdsUrl: string): Promise<void> {
+  const deadline = Date.now() + WAIT
+  for (let n = 0; Date.now() < deadline; n++) {
+    const handle = `probe${n}-${randomBytes(3).toString('hex')}.test`
+    await new AtpAgent({ service: pdsUrl }).createAccount({
+      email: `${handle}@mail.test`,
+      handle,
+      password: 'correct horse battery',
+    })
+    const seen = await eventually(
+      async () => ((await sql`select 1 from ingest_cursors limit 1`).length ? true : undefined),
+      2_000,
+      'the ingest cursor',
+    ).catch(() => undefined)
+    if (seen) return
+  }
+  throw new Error(`the labeler's firehose subscription to ${pdsUrl} took no event in ${WAIT} ms`)
+}
 
 /** One SMTP transaction over STARTTLS + AUTH: each RCPT's reply, and DATA's when any was accepted. */
 async function transaction(
