@@ -684,7 +684,7 @@ describe('what senders get beyond SMTP, every service its own process', () => {
     assert.equal((await api<{ nextReply: string | null }>('GET', '/api/sink')).nextReply, null, 'spent on it')
     // No notice of any kind was spooled: none to zoe, none to the SRS address, none to the member.
     const [notices] = await sql<{ n: number }[]>`
-      select count(*)::int as n from messages where envelope_from = '' or member_id is null and id <> ${forward.messageId}`
+      select count(*)::int as n from messages where envelope_from = '' or (member_id is null and id <> ${forward.messageId})`
     assert.equal(notices!.n, 0)
     assert.deepEqual(await spooled(at('zoe')), [])
     await quiet()
