@@ -1,6 +1,7 @@
 import type { SigningKey } from '@atmos/dkim'
 import { withTimeout } from '@atmos/runtime'
-import { authenticate, type DNSResolver } from 'mailauth'
+import { authenticate } from 'mailauth'
+import type { ReceiptContext } from '../smtp/authenticate.ts'
 
 // A reply to a member's domain leaves the pool from the pool's IPs, so at the forward-to
 // provider its SPF fails and, if anything on the way changed it, its DKIM too. The pool
@@ -9,16 +10,8 @@ import { authenticate, type DNSResolver } from 'mailauth'
 // provider that trusts the pool's seal can read the original verdict. mailauth checks and
 // seals in one pass.
 
-export type SealContext = {
-  /** What the client said at receipt: the seal records SPF for this address and MAIL FROM. */
-  ip: string
-  helo: string
-  mailFrom: string
-  /** Our name: the authserv-id of the results. */
-  mta: string
-  resolver: DNSResolver
-  timeoutMs: number
-}
+/** What the client said at receipt (the seal records SPF for it) and how to check: as at receipt. */
+export type SealContext = ReceiptContext
 
 export type Sealed = {
   /** The header fields to put on top: ARC set, Authentication-Results, Received-SPF. */
