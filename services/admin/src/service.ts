@@ -4,6 +4,7 @@ import { memberStatusChanged, TypedQueue } from '@atmos/queues'
 import { BaseService } from '@atmos/runtime'
 import { loadKeyring, readSecretFile, SecretFileError } from '@atmos/secrets'
 import type { AdminConfig } from './config.ts'
+import { type QueueReader, queueReader } from './console/pool.ts'
 import { type AppContext, createContext } from './context.ts'
 import { createOAuthClient, isLoopbackUrl } from './oauth/client.ts'
 import { loadClientKeys } from './oauth/keys.ts'
@@ -14,6 +15,8 @@ export class AdminService extends BaseService<AppContext> {
   private web: Server | undefined
   private app: ReturnType<typeof createWebApp> | undefined
   private statusQueue: TypedQueue<typeof memberStatusChanged> | undefined
+  /** The operator console's view of every queue's depth (read-only). */
+  private queues: QueueReader | undefined
 
   static async create(config: AdminConfig): Promise<AdminService> {
     return new AdminService(createContext(config))
@@ -69,6 +72,7 @@ export class AdminService extends BaseService<AppContext> {
         'one-click unsubscribe (/u/) is off: the pool token secret is unreadable',
       )
     }
+    this.queues = queueReader(this.ctx.redis, config.redis.prefix)
     this.app = createWebApp({
       db,
       logger,
@@ -78,6 +82,7 @@ export class AdminService extends BaseService<AppContext> {
       publicUrl,
       oauth,
       statusQueue: this.statusQueue,
+      queues: this.queues,
     })
     app = this.app
     logger.info(
@@ -96,5 +101,7 @@ export class AdminService extends BaseService<AppContext> {
     if (web) await new Promise<void>((resolve) => web.close(() => resolve()))
     await this.statusQueue?.close()
     this.statusQueue = undefined
+    await this.queues?.close()
+    this.queues = undefined
   }
 }

@@ -8,6 +8,8 @@ import type { NodeOAuthClient } from '@atproto/oauth-client-node'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import type { AdminConfig } from './config.ts'
+import type { QueueReader } from './console/pool.ts'
+import { consolePages } from './console/routes.ts'
 import { labelReader } from './labels/query.ts'
 import { memberRoutes } from './member/routes.ts'
 import { isLoopbackUrl } from './oauth/client.ts'
@@ -18,7 +20,6 @@ import { csrfMiddleware } from './web/csrf.ts'
 import { mountEnroll } from './web/enroll.ts'
 import { mountKeys } from './web/keys.ts'
 import { errorPage } from './web/layout.ts'
-import { operatorPages } from './web/pages.ts'
 import { WindowLimiter } from './web/rate-limit.ts'
 import { securityHeaders } from './web/security-headers.ts'
 import { type SessionOptions, type SessionVars, sessionMiddleware } from './web/session.ts'
@@ -41,6 +42,8 @@ export type WebAppOptions = {
   tokenSecret?: string | undefined
   /** member-status-changed, for the wizard's activations; absent in tests that do not need it. */
   statusQueue?: TypedQueue<typeof memberStatusChanged> | undefined
+  /** The queues' depths for the operator console; absent in tests that do not need them. */
+  queues?: QueueReader | undefined
 }
 
 /** The admin's web endpoint: the sign-in and account pages, the operator and member APIs. */
@@ -98,7 +101,10 @@ export function createWebApp(opts: WebAppOptions): Hono<{ Variables: SessionVars
         statusQueue: opts.statusQueue,
       }),
     )
-    app.route('/', operatorPages())
+    app.route(
+      '/',
+      consolePages({ db, logger: opts.logger, config, statusQueue: opts.statusQueue, queues: opts.queues }),
+    )
     mountEnroll(app, {
       db,
       logger: opts.logger,

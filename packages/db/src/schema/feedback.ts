@@ -103,6 +103,8 @@ export const feedbackEvents = pgTable(
   (t) => [
     index('feedback_events_member_idx').on(t.memberId, t.type, t.occurredAt),
     index('feedback_events_message_idx').on(t.messageId),
+    // The operator console's pool complaint figures: one type over a time range, all members.
+    index('feedback_events_type_at_idx').on(t.type, t.occurredAt),
     // One message, one vote: a report about a spooled recipient (or its replay, or a DSN
     // listing the address 500 times) records at most one event a type. (Submission spools
     // one copy a recipient, so this is one event a message and type.)

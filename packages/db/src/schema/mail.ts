@@ -137,6 +137,8 @@ export const deliveryAttempts = pgTable(
   (t) => [
     index('delivery_attempts_recipient_idx').on(t.recipientId, t.startedAt),
     index('delivery_attempts_message_idx').on(t.messageId),
+    // The operator console's pool figures and per-site rates read a time range of the pool's attempts.
+    index('delivery_attempts_started_idx').on(t.startedAt),
     check('delivery_attempts_outcome_check', sql.raw(`outcome IN (${oneOf(ATTEMPT_OUTCOMES)})`)),
   ],
 )

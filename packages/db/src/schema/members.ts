@@ -89,6 +89,8 @@ export const auditLog = pgTable(
     index('audit_log_did_idx').on(t.did, t.at),
     index('audit_log_domain_idx').on(t.domain, t.at),
     index('audit_log_action_idx').on(t.action, t.at),
+    // The console's audit log filtered by who did it.
+    index('audit_log_actor_idx').on(t.actor, t.at),
   ],
 )
 

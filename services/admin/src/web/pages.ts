@@ -1,5 +1,5 @@
-import { Hono, type MiddlewareHandler } from 'hono'
-import { errorPage, html, layout, type PageSession } from './layout.ts'
+import type { MiddlewareHandler } from 'hono'
+import { errorPage, type PageSession } from './layout.ts'
 import type { SessionVars, WebSession } from './session.ts'
 
 type Env = { Variables: SessionVars }
@@ -22,18 +22,4 @@ export const requireOperator: MiddlewareHandler<Env> = async (c, next) => {
 
 export function pageSession(s: WebSession, handle: string | null): PageSession {
   return { did: s.did, handle, csrf: s.csrf, operator: s.operator }
-}
-
-/** /operator (the member's /account is web/account.ts). */
-export function operatorPages(): Hono<Env> {
-  const app = new Hono<Env>()
-  app.use('/operator', requireOperator)
-  app.use('/operator/*', requireOperator)
-  app.get('/operator', (c) => {
-    const s = c.get('session')!
-    const body = html`<h1>Operator</h1>
-      <p>Signed in as operator <code>${s.did}</code>. The operator API answers under <code>/api/operator/</code> for this session.</p>`
-    return c.html(layout({ title: 'Operator', body, session: pageSession(s, null) }))
-  })
-  return app
 }
