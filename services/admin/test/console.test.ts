@@ -205,12 +205,14 @@ describe('operator console', () => {
       `${path}/messages`,
       `${path}/status?to=suspended`,
       `${path}/suppressions/lift?address=r0%40gmail.example`,
+      `${path}/domains/bad.example/status?to=suspended`,
       '/operator/audit',
       '/operator/nowhere',
     ]
     const posts: Array<[string, Record<string, string>]> = [
       [`${path}/status`, { to: 'suspended', reason: 'x', confirm: 'yes' }],
       [`${path}/suppressions/lift`, { address: 'r0@gmail.example', reason: 'x', confirm: 'yes' }],
+      [`${path}/domains/bad.example/status`, { to: 'suspended', reason: 'x', confirm: 'yes' }],
       ['/operator', {}],
       ['/operator/audit', {}],
     ]
@@ -230,6 +232,8 @@ describe('operator console', () => {
       assert.equal(res.status, 403, `POST ${p} as a member`)
     }
     assert.equal(await statusOf(bad.did), 'active')
+    const [d] = await db.execute<{ status: string }>(sql`select status from domains where domain = 'bad.example'`)
+    assert.equal(d!.status, 'active')
     const [s] = await db.execute<{ n: number }>(
       sql`select count(*)::int as n from suppressions where member_id = ${bad.id} and removed_at is null`,
     )
@@ -336,6 +340,55 @@ describe('operator console', () => {
       confirm: 'yes',
     })
     assert.equal(again.status, 404)
+  })
+
+  it("suspends and reinstates one of the member's domains; another member's domain is 404", async () => {
+    const path = `/operator/members/${encodeURIComponent(bad.did)}`
+    const domainStatus = async () =>
+      (await db.execute<{ status: string }>(sql`select status from domains where domain = 'bad.example'`))[0]!.status
+    assert.equal((await get(op, `${path}/domains/bad.example/status?to=suspended`)).status, 200)
+    assert.equal((await post(op, `${path}/domains/bad.example/status`, { to: 'suspended', reason: '' })).status, 400)
+    const done = await post(op, `${path}/domains/bad.example/status`, {
+      to: 'suspended',
+      reason: 'this domain alone sent the spam',
+      confirm: 'yes',
+    })
+    assert.equal(done.status, 303)
+    assert.equal(await domainStatus(), 'suspended')
+    assert.equal(await statusOf(bad.did), 'active', 'the member stays active')
+    const [a] = await db
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.did, bad.did), eq(auditLog.action, 'domain.suspended')))
+    assert.equal(a?.actor, `admin:${OPERATOR}`)
+    assert.equal(a?.domain, 'bad.example')
+    const back = await post(op, `${path}/domains/bad.example/status`, { to: 'active', reason: 'fixed', confirm: 'yes' })
+    assert.equal(back.status, 303)
+    assert.equal(await domainStatus(), 'active')
+    const other = await addMember(db.$client, keyring, {
+      did: `did:plc:${'othermember'.padEnd(24, 'a')}`,
+      domain: 'other.example',
+      maxDomains: 1,
+      actor: 'operator:test',
+    })
+    assert.ok(other.id)
+    const wrong = await post(op, `${path}/domains/other.example/status`, {
+      to: 'suspended',
+      reason: 'x',
+      confirm: 'yes',
+    })
+    assert.equal(wrong.status, 404)
+    const [o] = await db.execute<{ status: string }>(sql`select status from domains where domain = 'other.example'`)
+    assert.equal(o!.status, 'active')
+  })
+
+  it("shows the status events waiting for the labeler in the queues' depths", async () => {
+    // The suspensions above enqueued member-status-changed jobs, and no labeler consumes them here.
+    const html = await (await get(op, '/operator')).text()
+    const row = /<th scope="row">member-status-changed<\/th><td>(\d+)<\/td>.*?<\/tr>/.exec(html)
+    assert.ok(row, 'the queue has a row')
+    assert.ok(Number(row[1]) >= 2, `waiting: ${row[1]}`)
+    assert.match(row[0], /<time datetime=/, 'the oldest waiting job has a time')
   })
 
   it('filters the audit log by actor, member and action', async () => {

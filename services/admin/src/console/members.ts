@@ -53,6 +53,14 @@ export async function memberIdOf(db: Db, did: string): Promise<number | null> {
   return r ? Number(r.id) : null
 }
 
+/** Whether `domain` is a live domain of the member (domains_domain_held_key). */
+export async function heldDomain(db: Db, memberId: number, domain: string): Promise<boolean> {
+  const [r] = await db.execute<{ n: number }>(
+    sql`select 1 as n from domains where domain = ${domain} and member_id = ${memberId} and removed_at is null`,
+  )
+  return r !== undefined
+}
+
 export type StatusChange = {
   at: Date
   domain: string | null

@@ -1,7 +1,14 @@
 import type { Db } from '@atmos/db'
 import { dailyCapFor } from '@atmos/enrolment'
 import type { memberStatusChanged, TypedQueue } from '@atmos/queues'
-import { computeReputation, DEFAULT_THRESHOLDS, setMemberStatus, UnknownMemberError } from '@atmos/reputation'
+import {
+  computeReputation,
+  DEFAULT_THRESHOLDS,
+  setDomainStatus,
+  setMemberStatus,
+  UnknownDomainError,
+  UnknownMemberError,
+} from '@atmos/reputation'
 import type { Logger } from '@atmos/runtime'
 import { type Context, Hono } from 'hono'
 import { FIGURE_WINDOWS, type FigureWindow, NotMemberDomainError } from '../account/figures.ts'
@@ -20,7 +27,7 @@ import type { SessionVars, WebSession } from '../web/session.ts'
 import { clientInfo } from '../web/signin.ts'
 import { operatorLiftSuppression } from './actions.ts'
 import { auditPage, MAX_FILTER } from './audit.ts'
-import { currentLabels, memberIdOf, recentFeedback, recentStatusChanges, searchMembers } from './members.ts'
+import { currentLabels, heldDomain, memberIdOf, recentFeedback, recentStatusChanges, searchMembers } from './members.ts'
 import { labelHead, poolVolume, type QueueReader, siteRates } from './pool.ts'
 import {
   auditPageView,
@@ -52,6 +59,8 @@ const MAX_REASON = 1000
 const NOTICES: Record<string, string> = {
   suspended: 'The member is suspended.',
   active: 'The member is active again.',
+  'domain-suspended': 'The domain is suspended.',
+  'domain-active': 'The domain is active again.',
   lifted: 'The suppression was lifted.',
 }
 
@@ -202,12 +211,8 @@ export function consolePages(opts: ConsoleOptions): Hono<Env> {
       return errorPage(400, 'No such status', 'A member is suspended or reinstated (active).', pageSession(s, null))
     }
     const reason = typeof form.reason === 'string' ? form.reason.trim() : ''
-    if (form.confirm !== 'yes' || !reason || reason.length > MAX_REASON) {
-      const error = !reason
-        ? 'Give a reason: it is recorded in the history and the audit log.'
-        : reason.length > MAX_REASON
-          ? `A reason is at most ${MAX_REASON} characters.`
-          : 'Confirm with the button on this page.'
+    const error = confirmProblem(form.confirm, reason)
+    if (error) {
       return render(
         c,
         'Confirm',
@@ -231,6 +236,62 @@ export function consolePages(opts: ConsoleOptions): Hono<Env> {
       throw err
     }
     return c.redirect(`${memberPath(m.did)}?done=${to}`, 303)
+  })
+
+  /** The member's live domain named by the path, or null (another member's, removed or no one's alike). */
+  const domainOfPath = async (c: Context<Env>, m: { id: number }) => {
+    const name = (c.req.param('domain') ?? '').trim().toLowerCase().slice(0, 253)
+    return (await heldDomain(db, m.id, name)) ? name : null
+  }
+
+  app.get('/operator/members/:did/domains/:domain/status', async (c) => {
+    const s = c.get('session')!
+    const m = await memberOfPath(c)
+    if (!m) return notFound(s, c.req.param('did'))
+    const domain = await domainOfPath(c, m)
+    if (!domain) return notFound(s, `with the domain ${c.req.param('domain')}`)
+    const to = c.req.query('to')
+    if (to !== 'active' && to !== 'suspended') {
+      return errorPage(400, 'No such status', 'A domain is suspended or reinstated (active).', pageSession(s, null))
+    }
+    return render(c, 'Confirm', statusConfirmPage({ did: m.did, domain, to, csrf: s.csrf }))
+  })
+
+  app.post('/operator/members/:did/domains/:domain/status', async (c) => {
+    const s = c.get('session')!
+    const m = await memberOfPath(c)
+    if (!m) return notFound(s, c.req.param('did'))
+    const domain = await domainOfPath(c, m)
+    if (!domain) return notFound(s, `with the domain ${c.req.param('domain')}`)
+    const form = await c.req.parseBody()
+    const to = form.to
+    if (to !== 'active' && to !== 'suspended') {
+      return errorPage(400, 'No such status', 'A domain is suspended or reinstated (active).', pageSession(s, null))
+    }
+    const reason = typeof form.reason === 'string' ? form.reason.trim() : ''
+    const problem = confirmProblem(form.confirm, reason)
+    if (problem) {
+      const page = statusConfirmPage({
+        did: m.did,
+        domain,
+        to,
+        csrf: s.csrf,
+        error: problem,
+        reason: reason.slice(0, MAX_REASON),
+      })
+      return render(c, 'Confirm', page, 400)
+    }
+    if (!opts.statusQueue) {
+      return errorPage(503, 'Not available', 'Status changes need the queue to the labeler.', pageSession(s, null))
+    }
+    try {
+      // The same change as `relay domains suspend|reinstate`: history row, audit row, the labeler told.
+      await setDomainStatus(db, opts.statusQueue, domain, to, reason, `admin:${s.did}`)
+    } catch (err) {
+      if (err instanceof UnknownDomainError) return notFound(s, `with the domain ${domain}`)
+      throw err
+    }
+    return c.redirect(`${memberPath(m.did)}?done=domain-${to}`, 303)
   })
 
   app.get('/operator/members/:did/suppressions/lift', async (c) => {
@@ -257,7 +318,8 @@ export function consolePages(opts: ConsoleOptions): Hono<Env> {
     const form = await c.req.parseBody()
     const address = typeof form.address === 'string' ? form.address.trim().toLowerCase().slice(0, 320) : ''
     const reason = typeof form.reason === 'string' ? form.reason.trim() : ''
-    if (form.confirm !== 'yes' || !reason || reason.length > MAX_REASON) {
+    const error = confirmProblem(form.confirm, reason)
+    if (error) {
       const entry = (await memberSuppressions(db, m.id)).find((x) => x.address === address)
       if (!entry) {
         return errorPage(
@@ -267,9 +329,6 @@ export function consolePages(opts: ConsoleOptions): Hono<Env> {
           pageSession(s, null),
         )
       }
-      const error = !reason
-        ? 'Give a reason: it is recorded in the audit log.'
-        : 'Confirm with the button on this page.'
       return render(
         c,
         'Confirm',
@@ -312,4 +371,12 @@ export function consolePages(opts: ConsoleOptions): Hono<Env> {
   })
 
   return app
+}
+
+/** Why a confirmation form cannot go on: no reason, one too long, or not sent from the confirmation page. */
+function confirmProblem(confirm: unknown, reason: string): string | undefined {
+  if (!reason) return 'Give a reason: it is recorded in the history and the audit log.'
+  if (reason.length > MAX_REASON) return `A reason is at most ${MAX_REASON} characters.`
+  if (confirm !== 'yes') return 'Confirm with the button on this page.'
+  return undefined
 }

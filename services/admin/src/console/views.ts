@@ -231,10 +231,16 @@ export function memberPage(input: {
     m.status === 'suspended'
       ? `<a href="${esc(memberPath(m.did, '/status?to=active'))}">Reinstate this member</a>`
       : `<a href="${esc(memberPath(m.did, '/status?to=suspended'))}">Suspend this member</a>`
+  const domainAction = (d: MemberView['domains'][number]) => {
+    if (d.removedAt) return ''
+    const to = d.status === 'suspended' ? 'active' : 'suspended'
+    const path = memberPath(m.did, `/domains/${encodeURIComponent(d.domain)}/status?to=${to}`)
+    return `<a href="${esc(path)}">${to === 'active' ? 'Reinstate' : 'Suspend'}<span class="visually-hidden"> ${esc(d.domain)}</span></a>`
+  }
   const domains = [...m.domains, ...m.removedDomains].map(
     (d) =>
       `<tr><th scope="row">${esc(d.domain)}</th><td>${esc(d.removedAt ? `removed: ${d.removedReason ?? ''}` : d.status)}</td>` +
-      `<td>${esc(d.statusReason ?? '')}</td></tr>`,
+      `<td>${esc(d.statusReason ?? '')}</td><td>${domainAction(d)}</td></tr>`,
   )
   const changes = input.changes.map(
     (c) =>
@@ -274,7 +280,7 @@ export function memberPage(input: {
     `<p class="account-links">${action} · <a href="${esc(memberPath(m.did, '/messages'))}">Message log</a> · ` +
       `<a href="/operator/audit?${esc(new URLSearchParams({ did: m.did }).toString())}">Audit log of this member</a></p>`,
     '<h2>Domains</h2>',
-    table('Domains', ['Domain', 'Status', 'Why'], domains, 'No domain.'),
+    table('Domains', ['Domain', 'Status', 'Why', 'Action'], domains, 'No domain.'),
     '<h2>Warming and cap use</h2>',
     `<p>${warmingList(input.standing)}</p>`,
     '<h2>History</h2>',
@@ -299,23 +305,28 @@ export function memberPage(input: {
 /** The confirmation step of a status change: the reason is required, and the button names the act. */
 export function statusConfirmPage(input: {
   did: string
+  /** A domain of the member: the change is to that domain alone. */
+  domain?: string | undefined
   to: 'active' | 'suspended'
   csrf: string
   error?: string | undefined
   reason?: string | undefined
 }): string {
   const verb = input.to === 'suspended' ? 'Suspend' : 'Reinstate'
-  const effect =
-    input.to === 'suspended'
+  const effect = input.domain
+    ? input.to === 'suspended'
+      ? `The relay refuses mail from ${input.domain} at once; the member's other domains go on sending.`
+      : `The relay admits mail from ${input.domain} again.`
+    : input.to === 'suspended'
       ? 'The relay refuses its mail at once and the labeler negates relay-member.'
       : 'The relay admits its mail again and the labeler re-issues relay-member.'
   return confirmForm({
-    title: `${verb} ${input.did}?`,
+    title: `${verb} ${input.domain ?? input.did}?`,
     effect,
-    action: memberPath(input.did, '/status'),
+    action: memberPath(input.did, input.domain ? `/domains/${encodeURIComponent(input.domain)}/status` : '/status'),
     csrf: input.csrf,
     hidden: { to: input.to },
-    button: `${verb} this member`,
+    button: input.domain ? `${verb} ${input.domain}` : `${verb} this member`,
     back: memberPath(input.did),
     error: input.error,
     reason: input.reason,
