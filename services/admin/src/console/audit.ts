@@ -1,5 +1,5 @@
 import type { Db } from '@atmos/db'
-import { sql } from 'drizzle-orm'
+import { type SQL, sql } from 'drizzle-orm'
 
 /**
  * The audit log as the console reads it: newest first, filtered by actor, member DID and
@@ -24,7 +24,8 @@ export type AuditRow = {
 /** Filter values longer than any actor, DID or action we write are no filter anyone meant. */
 export const MAX_FILTER = 2100
 
-export async function auditPage(db: Db, f: AuditFilter): Promise<{ items: AuditRow[]; next: number | null }> {
+/** The page's statement; exported so a test can EXPLAIN it. */
+export function auditSql(f: AuditFilter): SQL {
   const where = [
     f.actor ? sql`actor = ${f.actor}` : undefined,
     f.did ? sql`did = ${f.did}` : undefined,
@@ -32,6 +33,13 @@ export async function auditPage(db: Db, f: AuditFilter): Promise<{ items: AuditR
     // Keyset on (at, id): the row the page continues below fixes both.
     f.before ? sql`(at, id) < (select at, id from audit_log where id = ${f.before})` : undefined,
   ].filter((x) => x !== undefined)
+  return sql`
+    select id::text, at, actor, action, did, domain, detail from audit_log
+    where ${where.length ? sql.join(where, sql` and `) : sql`true`}
+    order by at desc, id desc limit ${AUDIT_PAGE + 1}`
+}
+
+export async function auditPage(db: Db, f: AuditFilter): Promise<{ items: AuditRow[]; next: number | null }> {
   const rows = await db.execute<{
     id: string
     at: Date
@@ -40,10 +48,7 @@ export async function auditPage(db: Db, f: AuditFilter): Promise<{ items: AuditR
     did: string | null
     domain: string | null
     detail: unknown
-  }>(sql`
-    select id::text, at, actor, action, did, domain, detail from audit_log
-    where ${where.length ? sql.join(where, sql` and `) : sql`true`}
-    order by at desc, id desc limit ${AUDIT_PAGE + 1}`)
+  }>(auditSql(f))
   const items = rows.slice(0, AUDIT_PAGE).map((r) => ({ ...r, id: Number(r.id), at: new Date(r.at) }))
   return { items, next: rows.length > AUDIT_PAGE ? items.at(-1)!.id : null }
 }

@@ -8,7 +8,7 @@ import {
   TypedQueue,
   verifyAttestation,
 } from '@atmos/queues'
-import { sql } from 'drizzle-orm'
+import { type SQL, sql } from 'drizzle-orm'
 import { FIGURE_WINDOWS, type FigureWindow, windowBounds } from '../account/figures.ts'
 
 /**
@@ -33,21 +33,10 @@ const DAY_MS = 86_400_000
 export async function poolVolume(db: Db, window: FigureWindow, now = new Date()): Promise<PoolVolume> {
   const { from, step } = windowBounds(window, now)
   const until = new Date(now.getTime() + 1).toISOString()
-  const attempts = await db.execute<{ bucket: string; delivered: string; deferred: string; bounced: string }>(sql`
-    select (extract(epoch from date_bin(${`1 ${step}`}::interval, started_at, ${from.toISOString()}::timestamptz)) * 1000)::bigint::text as bucket,
-      count(*) filter (where outcome = 'delivered') as delivered,
-      count(*) filter (where outcome = 'deferred') as deferred,
-      count(*) filter (where outcome = 'failed') as bounced
-    from delivery_attempts
-    where started_at >= ${from.toISOString()}::timestamptz and started_at < ${until}::timestamptz
-    group by 1`)
-  const complaints = await db.execute<{ bucket: string; n: string }>(sql`
-    select (extract(epoch from date_bin(${`1 ${step}`}::interval, occurred_at, ${from.toISOString()}::timestamptz)) * 1000)::bigint::text as bucket,
-      count(*) as n
-    from feedback_events
-    where type = 'complaint' and occurred_at >= ${from.toISOString()}::timestamptz and occurred_at < ${until}::timestamptz
-      and coalesce((details->>'verified')::boolean, true) and coalesce((details->>'counted')::boolean, true)
-    group by 1`)
+  const attempts = await db.execute<{ bucket: string; delivered: string; deferred: string; bounced: string }>(
+    poolAttemptsSql(from, until, step),
+  )
+  const complaints = await db.execute<{ bucket: string; n: string }>(poolComplaintsSql(from, until, step))
   const unit = step === 'hour' ? HOUR_MS : DAY_MS
   const buckets = Array.from({ length: FIGURE_WINDOWS[window].buckets }, (_, i) => ({
     start: new Date(from.getTime() + i * unit),
@@ -68,6 +57,29 @@ export async function poolVolume(db: Db, window: FigureWindow, now = new Date())
   return { window, from, buckets }
 }
 
+/** The pool's attempts by outcome and bucket (delivery_attempts_started_idx); exported so a test can EXPLAIN it. */
+export function poolAttemptsSql(from: Date, until: string, step: 'hour' | 'day'): SQL {
+  return sql`
+    select (extract(epoch from date_bin(${`1 ${step}`}::interval, started_at, ${from.toISOString()}::timestamptz)) * 1000)::bigint::text as bucket,
+      count(*) filter (where outcome = 'delivered') as delivered,
+      count(*) filter (where outcome = 'deferred') as deferred,
+      count(*) filter (where outcome = 'failed') as bounced
+    from delivery_attempts
+    where started_at >= ${from.toISOString()}::timestamptz and started_at < ${until}::timestamptz
+    group by 1`
+}
+
+/** Counted complaints by bucket (feedback_events_type_at_idx); exported so a test can EXPLAIN it. */
+export function poolComplaintsSql(from: Date, until: string, step: 'hour' | 'day'): SQL {
+  return sql`
+    select (extract(epoch from date_bin(${`1 ${step}`}::interval, occurred_at, ${from.toISOString()}::timestamptz)) * 1000)::bigint::text as bucket,
+      count(*) as n
+    from feedback_events
+    where type = 'complaint' and occurred_at >= ${from.toISOString()}::timestamptz and occurred_at < ${until}::timestamptz
+      and coalesce((details->>'verified')::boolean, true) and coalesce((details->>'counted')::boolean, true)
+    group by 1`
+}
+
 /**
  * The recipient sites the console names, matched by the attempt's MX host suffix: the same
  * names and suffixes as the relay's default shaping rules (relay delivery/config.ts,
@@ -84,23 +96,9 @@ export type SiteRate = { site: string; attempts: number; deferred: number; bounc
 /** Attempts, deferrals and refusals per site over the last `hours`, sites in SITES order then other. */
 export async function siteRates(db: Db, hours: number, now = new Date()): Promise<SiteRate[]> {
   const from = new Date(now.getTime() - hours * HOUR_MS).toISOString()
-  // lower(trailing-dot-free host) compared by equality or a fixed-suffix LIKE: no regex on MX names.
-  const host = sql`lower(rtrim(coalesce(mx_host, ''), '.'))`
-  const cases = SITES.map(
-    (s) =>
-      sql`when ${sql.join(
-        s.suffixes.map((x) => sql`${host} = ${x} or ${host} like ${`%.${x}`}`),
-        sql` or `,
-      )} then ${s.name}`,
+  const rows = await db.execute<{ site: string; attempts: string; deferred: string; bounced: string }>(
+    siteRatesSql(from),
   )
-  const rows = await db.execute<{ site: string; attempts: string; deferred: string; bounced: string }>(sql`
-    select case ${sql.join(cases, sql` `)} else 'other' end as site,
-      count(*) as attempts,
-      count(*) filter (where outcome = 'deferred') as deferred,
-      count(*) filter (where outcome = 'failed') as bounced
-    from delivery_attempts
-    where started_at >= ${from}::timestamptz
-    group by 1`)
   const by = new Map(rows.map((r) => [r.site, r]))
   return [...SITES.map((s) => s.name), 'other'].map((site) => {
     const r = by.get(site)
@@ -111,6 +109,27 @@ export async function siteRates(db: Db, hours: number, now = new Date()): Promis
       bounced: Number(r?.bounced ?? 0),
     }
   })
+}
+
+/** Attempts per site since `from` (delivery_attempts_started_idx); exported so a test can EXPLAIN it. */
+export function siteRatesSql(from: string): SQL {
+  // lower(trailing-dot-free host) compared by equality or a fixed-suffix LIKE: no regex on MX names.
+  const host = sql`lower(rtrim(coalesce(mx_host, ''), '.'))`
+  const cases = SITES.map(
+    (s) =>
+      sql`when ${sql.join(
+        s.suffixes.map((x) => sql`${host} = ${x} or ${host} like ${`%.${x}`}`),
+        sql` or `,
+      )} then ${s.name}`,
+  )
+  return sql`
+    select case ${sql.join(cases, sql` `)} else 'other' end as site,
+      count(*) as attempts,
+      count(*) filter (where outcome = 'deferred') as deferred,
+      count(*) filter (where outcome = 'failed') as bounced
+    from delivery_attempts
+    where started_at >= ${from}::timestamptz
+    group by 1`
 }
 
 /** The newest label's sequence number and when it was written (the primary key's last entry). */
