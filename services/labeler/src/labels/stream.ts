@@ -19,6 +19,9 @@ type RawLabelRow = Omit<LabelRow, 'seq' | 'signingKeyId' | 'createdAt' | 'wireCb
   wire_cbor: Buffer | null
 }
 
+/** Replay pages read at once per subscriber (each holds a pool connection while it runs). */
+const REPLAY_AHEAD = 2
+
 /** A replay row: the stored label bytes, or (rows stored before wire_cbor) what encodes them. */
 type RawReplayRow = { seq: string; wire_cbor: Buffer | null } & Partial<
   Pick<LabelRow, 'ver' | 'src' | 'uri' | 'cid' | 'val' | 'neg' | 'cts' | 'exp' | 'sig'>
@@ -113,7 +116,7 @@ export class LabelStream {
    * parses two columns a row; the columns a label is encoded from come only for rows
    * stored before wire_cbor existed.
    */
-  private async replayAfter(after: number): Promise<StreamLabel[]> {
+  private async replayAfter(after: number, upTo = Number.MAX_SAFE_INTEGER): Promise<StreamLabel[]> {
     const rows = await this.db.$client<RawReplayRow[]>`
       select seq::int8::text as seq, wire_cbor,
         case when wire_cbor is null then ver end as ver, case when wire_cbor is null then src end as src,
@@ -121,7 +124,7 @@ export class LabelStream {
         case when wire_cbor is null then val end as val, case when wire_cbor is null then neg end as neg,
         case when wire_cbor is null then cts end as cts, case when wire_cbor is null then exp end as exp,
         case when wire_cbor is null then sig end as sig
-      from labels where labels.seq > ${after} order by labels.seq limit ${this.pageSize}`
+      from labels where labels.seq > ${after} and labels.seq <= ${upTo} order by labels.seq limit ${this.pageSize}`
     const out = new Array<StreamLabel>(rows.length)
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i]!
@@ -199,10 +202,36 @@ export class LabelStream {
     try {
       let last = cursor ?? 0
       if (cursor !== undefined) {
-        // The next page is asked for before this one is handed over, so that Postgres reads
-        // it while this one is encoded and written instead of after.
-        let next: Promise<StreamLabel[]> | undefined = this.replayAfter(last)
+        // Up to the newest label now, pages are seq ranges of pageSize (at most pageSize rows,
+        // as seq is unique) and need no previous page to start: REPLAY_AHEAD of them are read
+        // at once, so that Postgres reads the next ones on the other core while this one is
+        // framed and written. Every row up to `end` committed before it was read (the writer
+        // lock makes seq order visibility order), so the ranges hold all of them.
+        const end = await this.maxSeq()
+        const ahead: Array<Promise<StreamLabel[]>> = []
+        let from = last
+        const readAhead = () => {
+          while (ahead.length < REPLAY_AHEAD && from < end) {
+            ahead.push(this.replayAfter(from, Math.min(from + this.pageSize, end)))
+            from += this.pageSize
+          }
+        }
+        let next: Promise<StreamLabel[]> | undefined
         try {
+          readAhead()
+          while (ahead.length) {
+            const rows = await ahead.shift()!
+            if (signal.aborted) return
+            readAhead()
+            if (rows.length) {
+              last = rows[rows.length - 1]!.seq
+              yield rows
+            }
+          }
+          last = Math.max(last, end)
+          // Then what committed since, page after page until a short one (the next page is
+          // asked for before this one is handed over, as above); the live queue takes over.
+          next = this.replayAfter(last)
           while (next) {
             const rows: StreamLabel[] = await next
             next = undefined
@@ -214,8 +243,9 @@ export class LabelStream {
             }
           }
         } finally {
-          // A prefetch the subscriber left before reading: its outcome no longer matters.
+          // Reads the subscriber left before taking them: their outcome no longer matters.
           next?.catch(() => {})
+          for (const page of ahead) page.catch(() => {})
         }
       }
       while (!signal.aborted) {
