@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createDb } from '@atmos/db'
-import { createSigningKeyFile, loadSigningKeyFile } from '@atmos/labels'
+import { createSigningKeyFile, labelWireCbor, loadSigningKeyFile } from '@atmos/labels'
 import { createTestDatabase, ServiceProcess, TEST_REDIS_URL, testRedisPrefix } from '@atmos/testkit'
 import postgres from 'postgres'
 import WebSocket from 'ws'
@@ -106,6 +106,24 @@ function skywareChurn(sky: Skyware): { stop: () => Promise<number> } {
   }
 }
 
+/** A text's DAG-CBOR in SQL: head then UTF-8, for texts under 256 bytes (all the bench's are). */
+const cborText = (col: string) =>
+  `(case when octet_length(${col}) < 24 then set_byte('\\x00'::bytea, 0, 96 + octet_length(${col}))
+     else set_byte(set_byte('\\x0000'::bytea, 0, 120), 1, octet_length(${col})) end || convert_to(${col}, 'UTF8'))`
+
+/**
+ * labelWireCbor in SQL for the bench's labels (no cid or exp, a 64-byte sig): the map's
+ * keys in DAG-CBOR order (cts, neg, sig, src, uri, val, ver), each key a 3-byte text.
+ */
+const LABEL_CBOR_SQL = `(case when neg then '\\xa7'::bytea else '\\xa6'::bytea end
+  || '\\x63637473'::bytea || ${cborText('cts')}
+  || case when neg then '\\x636e6567f5'::bytea else ''::bytea end
+  || '\\x637369675840'::bytea || sig
+  || '\\x63737263'::bytea || ${cborText('src')}
+  || '\\x63757269'::bytea || ${cborText('uri')}
+  || '\\x6376616c'::bytea || ${cborText('val')}
+  || '\\x6376657201'::bytea)`
+
 /** Every frame from cursor 0 until `total` arrived, read by the same client from either labeler. */
 function replay(base: string, total: number): Promise<{ count: number; seconds: number }> {
   return countFrames(base, '/xrpc/com.atproto.label.subscribeLabels?cursor=0', total, 300_000)
@@ -128,19 +146,39 @@ export async function benchLabels(total: number): Promise<Figure[]> {
     const didKey = (await createSigningKeyFile(keyFile)).did()
     const [key] = await sql`insert into label_signing_keys (did_key) values (${didKey}) returning id`
     const loadStart = Date.now()
-    // wire_json as the writer stores it (the query renders the same for rows without it).
+    // wire_json and wire_cbor as the writer stores them (checked below against the writer's
+    // own encoding; the labeler renders the same for rows without them).
     await sql.unsafe(
-      `insert into labels (seq, src, uri, val, neg, cts, sig, signing_key_id, wire_json)
+      `insert into labels (seq, src, uri, val, neg, cts, sig, signing_key_id, wire_json, wire_cbor)
        select seq, src, uri, val, neg, cts, sig, signing_key_id,
               json_strip_nulls(json_build_object('ver', 1, 'src', src, 'uri', uri, 'val', val,
                 'neg', case when neg then true end, 'cts', cts,
-                'sig', json_build_object('$bytes', rtrim(replace(encode(sig, 'base64'), E'\\n', ''), '='))))::text
+                'sig', json_build_object('$bytes', rtrim(replace(encode(sig, 'base64'), E'\\n', ''), '='))))::text,
+              ${LABEL_CBOR_SQL}
        from (select g as seq, $1::text as src, ${BENCH_LABEL_SQL.uri} as uri, ${BENCH_LABEL_SQL.val} as val,
                     ${BENCH_LABEL_SQL.neg} as neg, $2::text as cts, $3::bytea as sig, $4::bigint as signing_key_id
              from generate_series(1, $5::int) g) rows`,
       [didKey, CTS, SIG, key!.id, total],
     )
     await sql`select setval('label_seq', ${total})`
+    // The first labels, negated ones among them, hold the SQL encoding to the writer's.
+    const firstRows = await sql<
+      Array<{
+        seq: string
+        src: string
+        uri: string
+        val: string
+        neg: boolean
+        cts: string
+        sig: Buffer
+        wire_cbor: Buffer
+      }>
+    >`
+      select seq, src, uri, val, neg, cts, sig, wire_cbor from labels where seq <= 20`
+    for (const row of firstRows) {
+      const want = Buffer.from(labelWireCbor({ ...row, ver: 1 }))
+      if (!row.wire_cbor.equals(want)) throw new Error(`bench wire_cbor of seq ${row.seq} is not the writer's`)
+    }
     await sql`vacuum analyze labels`
     const skyPath = await skywareDatabase(total)
     progress(`labels: ${total} loaded into Postgres and SQLite in ${((Date.now() - loadStart) / 1000).toFixed(1)} s`)

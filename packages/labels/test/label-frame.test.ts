@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { it } from 'node:test'
-import { decodeFrame, encodeLabelFrame, encodeMessageFrame, type WireLabel } from '../src/index.ts'
+import * as dagCbor from '@ipld/dag-cbor'
+import {
+  decodeFrame,
+  encodeLabelFrame,
+  encodeMessageFrame,
+  labelFrameLength,
+  labelWireCbor,
+  type WireLabel,
+  writeLabelFrame,
+} from '../src/index.ts'
 
 // Strings around every CBOR length boundary, in 1-, 2-, 3- and 4-byte UTF-8.
 const LENGTHS = [0, 1, 23, 24, 255, 256, 65535, 65536]
@@ -22,7 +31,18 @@ function sameAsDagCbor(seq: number, label: WireLabel) {
   wire.sig = label.sig
   const want = encodeMessageFrame('#labels', { seq, labels: [wire] })
   const got = encodeLabelFrame(seq, label)
-  assert.deepEqual(Buffer.from(got), Buffer.from(want), `seq ${seq}, ${JSON.stringify({ ...label, sig: undefined })}`)
+  const what = `seq ${seq}, ${JSON.stringify({ ...label, sig: undefined })}`
+  assert.deepEqual(Buffer.from(got), Buffer.from(want), what)
+  // The stored form: the label alone, then framed around it at read time.
+  const stored = labelWireCbor(label)
+  assert.deepEqual(Buffer.from(stored), Buffer.from(dagCbor.encode(wire)), what)
+  assert.equal(labelFrameLength(seq, stored.length), want.length, what)
+  // Written between other bytes, as a batch of frames is, without touching them.
+  const buf = Buffer.alloc(want.length + 6, 0xee)
+  const end = writeLabelFrame(buf, 3, seq, stored)
+  assert.equal(end, 3 + want.length, what)
+  assert.deepEqual(buf.subarray(3, end), Buffer.from(want), what)
+  assert.deepEqual([...buf.subarray(0, 3), ...buf.subarray(end)], [0xee, 0xee, 0xee, 0xee, 0xee, 0xee], what)
 }
 
 const base: WireLabel = {
@@ -63,4 +83,11 @@ it('a label frame decodes back to the label', () => {
   assert.equal(body.seq, 99)
   assert.equal(body.labels[0]!.neg, true)
   assert.deepEqual(Buffer.from(body.labels[0]!.sig as Uint8Array), Buffer.from(base.sig))
+})
+
+it('a stored label frame refuses a seq it cannot write', () => {
+  const stored = labelWireCbor(base)
+  const buf = Buffer.alloc(labelFrameLength(0, stored.length))
+  assert.throws(() => writeLabelFrame(buf, 0, -1, stored), RangeError)
+  assert.throws(() => writeLabelFrame(buf, 0, 1.5, stored), RangeError)
 })

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { createDb, type Db, labelSigningKeys, labels } from '@atmos/db'
-import { verifyLabel } from '@atmos/labels'
+import { labelWireCbor, verifyLabel } from '@atmos/labels'
 import { createLogger } from '@atmos/runtime'
 import { createTestDatabase, type TestDatabase } from '@atmos/testkit'
 import { Secp256k1Keypair } from '@atproto/crypto'
+import * as dagCbor from '@ipld/dag-cbor'
 import { asc, eq, gt } from 'drizzle-orm'
 import { rowToLabel } from '../src/labels/rows.ts'
-import { ConsumerTooSlowError, FutureCursorError, LabelStream } from '../src/labels/stream.ts'
+import { ConsumerTooSlowError, FutureCursorError, LabelStream, type StreamLabel } from '../src/labels/stream.ts'
 import { type LabelSigner, LabelWriter } from '../src/labels/writer.ts'
 
 describe('label writer and stream', () => {
@@ -121,7 +122,9 @@ describe('label writer and stream', () => {
       const live = stream.subscribe(undefined, ac.signal)
       const first = live.next() // registers, then waits for live events
       await writer.emit([{ uri: 'did:plc:slow0', val: 'relay-member', neg: false, reason: 't' }])
-      assert.equal((await first).value?.uri, 'did:plc:slow0')
+      // Subscribers get each label as its DAG-CBOR, ready to frame.
+      const event = (await first).value as StreamLabel
+      assert.equal((dagCbor.decode(event.cbor) as { uri: string }).uri, 'did:plc:slow0')
       // The consumer stops reading while more than maxBuffer events arrive.
       for (let i = 1; i <= 8; i++)
         await writer.emit([{ uri: `did:plc:slow${i}`, val: 'relay-member', neg: false, reason: 't' }])
@@ -169,7 +172,11 @@ describe('label writer and stream', () => {
         [...seqsBefore].sort((a, b) => a - b),
         'seq unchanged',
       )
-      for (const row of rows) assert.equal(await verifyLabel(rowToLabel(row), newKey.did()), true)
+      for (const row of rows) {
+        assert.equal(await verifyLabel(rowToLabel(row), newKey.did()), true)
+        // The stored replay bytes carry the new signature too.
+        assert.deepEqual(row.wireCbor, Buffer.from(labelWireCbor(rowToLabel(row))), `wire_cbor of seq ${row.seq}`)
+      }
       assert.equal(await verifyLabel(rowToLabel(rows[0]!), oldKey.did()), false)
       const [foreignRow] = await db.select().from(labels).where(eq(labels.seq, foreign[0]!.seq))
       assert.equal(await verifyLabel(rowToLabel(foreignRow!), other.did()), true, 'another src is left alone')

@@ -57,6 +57,12 @@ export const labels = pgTable(
      * by the query itself.
      */
     wireJson: text(),
+    /**
+     * The signed label in DAG-CBOR (`labelWireCbor`), written with the signature like
+     * wire_json, so that a subscribeLabels replay frames stored bytes instead of encoding
+     * every row it reads. Null on rows written before it existed: those are encoded on read.
+     */
+    wireCbor: bytea(),
     signingKeyId: ref()
       .notNull()
       .references(() => labelSigningKeys.id),

@@ -1,9 +1,10 @@
 import type { Server as HttpServer, IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { encodeErrorFrame, encodeLabelFrame } from '@atmos/labels'
+import { encodeErrorFrame } from '@atmos/labels'
 import type { Logger } from '@atmos/runtime'
 import { type WebSocket, WebSocketServer } from 'ws'
 import { ConsumerTooSlowError, FutureCursorError, type LabelStream } from '../labels/stream.ts'
+import { labelMessages } from './websocket-batch.ts'
 
 export const SUBSCRIBE_LABELS_PATH = '/xrpc/com.atproto.label.subscribeLabels'
 
@@ -27,7 +28,9 @@ export type SubscriptionMetrics = { connected: () => void; closed: (reason: 'nor
  * bounded queue in LabelStream until ConsumerTooSlow.
  */
 export class SubscribeLabelsServer {
-  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 })
+  // No permessage-deflate: label batches are written to the socket as ready-made frames
+  // (labelMessages), which only holds while ws's sender never queues (it does only to compress).
+  private readonly wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024, perMessageDeflate: false })
   private readonly stream: LabelStream
   private readonly metrics: SubscriptionMetrics
   private readonly logger: Logger
@@ -76,12 +79,10 @@ export class SubscribeLabelsServer {
       const socket = (ws as unknown as { _socket: Duplex })._socket
       for await (const batch of this.stream.subscribeBatches(cursor, ac.signal)) {
         if (ws.readyState !== ws.OPEN) break
-        // One write for the whole batch instead of one per frame.
-        socket.cork()
-        for (const row of batch) {
-          ws.send(encodeLabelFrame(row.seq, row))
-        }
-        socket.uncork()
+        // The batch's WebSocket messages, built in one Buffer from the stored label bytes,
+        // in one write; the socket's queue is what bufferedAmount counts, so backpressure
+        // (and, behind it, ConsumerTooSlow in the stream) works as with ws.send.
+        socket.write(labelMessages(batch))
         if (ws.bufferedAmount >= SOCKET_HIGH_WATER) await drained(socket)
       }
     } catch (err) {

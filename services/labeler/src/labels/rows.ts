@@ -1,5 +1,5 @@
 import type { labels } from '@atmos/db'
-import type { SignedLabel } from '@atmos/labels'
+import { labelWireCbor, type SignedLabel } from '@atmos/labels'
 
 export type LabelRow = typeof labels.$inferSelect
 
@@ -17,6 +17,15 @@ export function rowToLabel(row: LabelRow): SignedLabel {
   if (row.neg) label.neg = true
   if (row.exp !== null) label.exp = row.exp
   return label
+}
+
+/**
+ * The label in DAG-CBOR as subscribeLabels sends it inside each `#labels` frame, stored
+ * with the row when it is signed (and re-signed), as labelWireJson is for queryLabels.
+ */
+export function labelWireBytes(label: SignedLabel): Buffer {
+  const bytes = labelWireCbor(label)
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Db } from '@atmos/db'
 import { labels } from '@atmos/db'
+import { labelWireCbor } from '@atmos/labels'
 import type { Logger } from '@atmos/runtime'
 import { max } from 'drizzle-orm'
 import type { LabelRow } from './rows.ts'
@@ -12,10 +13,25 @@ export class ConsumerTooSlowError extends Error {
   override name = 'ConsumerTooSlowError'
 }
 
-type RawLabelRow = Omit<LabelRow, 'seq' | 'signingKeyId' | 'createdAt'> & { seq: string; signing_key_id: number }
+type RawLabelRow = Omit<LabelRow, 'seq' | 'signingKeyId' | 'createdAt' | 'wireCbor'> & {
+  seq: string
+  signing_key_id: number
+  wire_cbor: Buffer | null
+}
+
+/** Replay pages read at once per subscriber (each holds a pool connection while it runs). */
+const REPLAY_AHEAD = 2
+
+/** A replay row: the stored label bytes, or (rows stored before wire_cbor) what encodes them. */
+type RawReplayRow = { seq: string; wire_cbor: Buffer | null } & Partial<
+  Pick<LabelRow, 'ver' | 'src' | 'uri' | 'cid' | 'val' | 'neg' | 'cts' | 'exp' | 'sig'>
+>
+
+/** One label event as subscribeLabels frames it: its seq and the label in DAG-CBOR. */
+export type StreamLabel = { seq: number; cbor: Uint8Array }
 
 type Subscriber = {
-  queue: LabelRow[]
+  queue: StreamLabel[]
   wake: (() => void) | undefined
   tooSlow: boolean
 }
@@ -77,14 +93,44 @@ export class LabelStream {
     this.subscribers.clear()
   }
 
-  /** Up to pageSize rows after `after`, in seq order; raw SQL, as this is the replay hot path. */
+  /** Up to pageSize whole rows after `after`, in seq order: new labels, for the change listeners too. */
   private async rowsAfter(after: number): Promise<LabelRow[]> {
     const rows = await this.db.$client<RawLabelRow[]>`
-      select seq::int8::text as seq, ver, src, uri, cid, val, neg, cts, exp, sig, signing_key_id, reason
+      select seq::int8::text as seq, ver, src, uri, cid, val, neg, cts, exp, sig, signing_key_id, reason, wire_cbor
       from labels where labels.seq > ${after} order by labels.seq limit ${this.pageSize}`
     return rows.map(
-      (r) => ({ ...r, seq: Number(r.seq), signingKeyId: r.signing_key_id, createdAt: new Date(0) }) as LabelRow,
+      ({ signing_key_id, wire_cbor, ...r }) =>
+        ({
+          ...r,
+          seq: Number(r.seq),
+          signingKeyId: signing_key_id,
+          wireCbor: wire_cbor,
+          createdAt: new Date(0),
+        }) as LabelRow,
     )
+  }
+
+  /**
+   * Up to pageSize labels after `after` for a replay, the hot path of a subscriber from an
+   * old cursor: only seq and the stored DAG-CBOR, so that Postgres sends and postgres.js
+   * parses two columns a row; the columns a label is encoded from come only for rows
+   * stored before wire_cbor existed.
+   */
+  private async replayAfter(after: number, upTo = Number.MAX_SAFE_INTEGER): Promise<StreamLabel[]> {
+    const rows = await this.db.$client<RawReplayRow[]>`
+      select seq::int8::text as seq, wire_cbor,
+        case when wire_cbor is null then ver end as ver, case when wire_cbor is null then src end as src,
+        case when wire_cbor is null then uri end as uri, case when wire_cbor is null then cid end as cid,
+        case when wire_cbor is null then val end as val, case when wire_cbor is null then neg end as neg,
+        case when wire_cbor is null then cts end as cts, case when wire_cbor is null then exp end as exp,
+        case when wire_cbor is null then sig end as sig
+      from labels where labels.seq > ${after} and labels.seq <= ${upTo} order by labels.seq limit ${this.pageSize}`
+    const out = new Array<StreamLabel>(rows.length)
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!
+      out[i] = { seq: Number(r.seq), cbor: r.wire_cbor ?? labelWireCbor(r as Required<RawReplayRow>) }
+    }
+    return out
   }
 
   async maxSeq(): Promise<number> {
@@ -110,7 +156,10 @@ export class LabelStream {
           if (!rows.length) break
           this.lastSeq = rows[rows.length - 1]!.seq
           this.changed(rows)
-          for (const sub of this.subscribers) this.deliver(sub, rows)
+          if (this.subscribers.size) {
+            const events = rows.map(streamLabel)
+            for (const sub of this.subscribers) this.deliver(sub, events)
+          }
           if (rows.length < this.pageSize) break
         }
       } while (this.pollAgain)
@@ -121,7 +170,7 @@ export class LabelStream {
       })
   }
 
-  private deliver(sub: Subscriber, rows: LabelRow[]) {
+  private deliver(sub: Subscriber, rows: StreamLabel[]) {
     if (sub.tooSlow) return
     if (sub.queue.length + rows.length > this.maxBuffer) {
       sub.tooSlow = true
@@ -131,7 +180,7 @@ export class LabelStream {
   }
 
   /** Every label after `cursor`, one at a time (see subscribeBatches). */
-  async *subscribe(cursor: number | undefined, signal: AbortSignal): AsyncGenerator<LabelRow> {
+  async *subscribe(cursor: number | undefined, signal: AbortSignal): AsyncGenerator<StreamLabel> {
     for await (const batch of this.subscribeBatches(cursor, signal)) yield* batch
   }
 
@@ -142,7 +191,7 @@ export class LabelStream {
    * in batches (a backfill page, or whatever arrived live) so that a sender can write
    * them to the socket in one go.
    */
-  async *subscribeBatches(cursor: number | undefined, signal: AbortSignal): AsyncGenerator<LabelRow[]> {
+  async *subscribeBatches(cursor: number | undefined, signal: AbortSignal): AsyncGenerator<StreamLabel[]> {
     const sub: Subscriber = { queue: [], wake: undefined, tooSlow: false }
     if (cursor !== undefined && cursor > (await this.maxSeq())) {
       throw new FutureCursorError('Cursor in the future.')
@@ -153,23 +202,50 @@ export class LabelStream {
     try {
       let last = cursor ?? 0
       if (cursor !== undefined) {
-        // The next page is asked for before this one is handed over, so that Postgres reads
-        // it while this one is encoded and written instead of after.
-        let next: Promise<LabelRow[]> | undefined = this.rowsAfter(last)
+        // Up to the newest label now, pages are seq ranges of pageSize (at most pageSize rows,
+        // as seq is unique) and need no previous page to start: REPLAY_AHEAD of them are read
+        // at once, so that Postgres reads the next ones on the other core while this one is
+        // framed and written. Every row up to `end` committed before it was read (the writer
+        // lock makes seq order visibility order), so the ranges hold all of them.
+        const end = await this.maxSeq()
+        const ahead: Array<Promise<StreamLabel[]>> = []
+        let from = last
+        const readAhead = () => {
+          while (ahead.length < REPLAY_AHEAD && from < end) {
+            ahead.push(this.replayAfter(from, Math.min(from + this.pageSize, end)))
+            from += this.pageSize
+          }
+        }
+        let next: Promise<StreamLabel[]> | undefined
         try {
+          readAhead()
+          while (ahead.length) {
+            const rows = await ahead.shift()!
+            if (signal.aborted) return
+            readAhead()
+            if (rows.length) {
+              last = rows[rows.length - 1]!.seq
+              yield rows
+            }
+          }
+          last = Math.max(last, end)
+          // Then what committed since, page after page until a short one (the next page is
+          // asked for before this one is handed over, as above); the live queue takes over.
+          next = this.replayAfter(last)
           while (next) {
-            const rows: LabelRow[] = await next
+            const rows: StreamLabel[] = await next
             next = undefined
             if (signal.aborted) return
-            if (rows.length === this.pageSize) next = this.rowsAfter(rows[rows.length - 1]!.seq)
+            if (rows.length === this.pageSize) next = this.replayAfter(rows[rows.length - 1]!.seq)
             if (rows.length) {
               last = rows[rows.length - 1]!.seq
               yield rows
             }
           }
         } finally {
-          // A prefetch the subscriber left before reading: its outcome no longer matters.
+          // Reads the subscriber left before taking them: their outcome no longer matters.
           next?.catch(() => {})
+          for (const page of ahead) page.catch(() => {})
         }
       }
       while (!signal.aborted) {
@@ -192,4 +268,9 @@ export class LabelStream {
       this.subscribers.delete(sub)
     }
   }
+}
+
+/** A new row as subscribers get it: its stored bytes, or encoded now for a row without them. */
+function streamLabel(row: LabelRow): StreamLabel {
+  return { seq: row.seq, cbor: row.wireCbor ?? labelWireCbor(row) }
 }

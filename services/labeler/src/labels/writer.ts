@@ -5,7 +5,7 @@ import { type Clock, systemClock } from '@atmos/runtime'
 import { emitEvents } from '@atmos/webhook-events'
 import type { Secp256k1Keypair } from '@atproto/crypto'
 import { and, eq, isNull, ne, sql } from 'drizzle-orm'
-import { labelWireJson, rowToLabel } from './rows.ts'
+import { labelWireBytes, labelWireJson, rowToLabel } from './rows.ts'
 
 /** Channel on which a commit of new labels is announced (payload: the highest new seq). */
 export const LABELS_CHANNEL = 'atmos_labels'
@@ -143,7 +143,12 @@ export class LabelWriter {
           const signed = await signLabel(unsigned, this.signer.keypair)
           await tx
             .update(labels)
-            .set({ sig: Buffer.from(signed.sig), wireJson: labelWireJson(signed), signingKeyId: keyId })
+            .set({
+              sig: Buffer.from(signed.sig),
+              wireJson: labelWireJson(signed),
+              wireCbor: labelWireBytes(signed),
+              signingKeyId: keyId,
+            })
             .where(eq(labels.seq, row.seq))
         }
         // Cached queryLabels pages in every process hold the old signatures.
@@ -222,6 +227,7 @@ export class LabelWriter {
         exp: signed.exp ?? null,
         sig: Buffer.from(signed.sig),
         wireJson: labelWireJson(signed),
+        wireCbor: labelWireBytes(signed),
         signingKeyId,
         reason: change.reason,
       })
