@@ -142,7 +142,8 @@ export async function benchRelay(
         ...opts.env,
       })
       relays.push(relay)
-      await untilReady(relay, `http://127.0.0.1:${opsPort}/readyz`, 30_000)
+      // A bound, not a wait: on a machine busy with other work a relay can take a while to start.
+      await untilReady(relay, `http://127.0.0.1:${opsPort}/readyz`, 120_000)
     }
     const senders = members.map((m) => ({ username: m.username, password: m.password, domain: m.domain }))
     const relayRun = await driveSmtp({
