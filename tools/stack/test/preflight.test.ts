@@ -92,11 +92,24 @@ it('an ATMOS_STACK_PORT_OFFSET that would push a port past 65535 is refused by n
 })
 
 it('with the local network on, its ports are checked too, and --no-network leaves them out', async () => {
-  const offset = 1000 + Math.floor(Math.random() * 20_000)
-  const pds = 2584 + offset
-  const relayOps = SERVICES.find((s) => s.name === 'relay')!.port + offset
-  await holdPort(pds)
-  await holdPort(relayOps)
+  // An offset whose two ports this test can hold: a random one may meet another test's listener.
+  let offset = 0
+  let pds = 0
+  let relayOps = 0
+  for (let attempt = 0; ; attempt++) {
+    offset = 1000 + Math.floor(Math.random() * 20_000)
+    pds = 2584 + offset
+    relayOps = SERVICES.find((s) => s.name === 'relay')!.port + offset
+    const held = servers.length
+    try {
+      await holdPort(pds)
+      await holdPort(relayOps)
+      break
+    } catch (err) {
+      for (const server of servers.splice(held)) server.close()
+      if (attempt >= 20) throw err
+    }
+  }
   const on = await runToExit({ ATMOS_STACK_PORT_OFFSET: String(offset), ATMOS_STACK_NETWORK: 'on' })
   assert.equal(on.code, 1, on.out)
   assert.ok(
