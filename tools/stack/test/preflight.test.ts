@@ -24,6 +24,24 @@ async function holdPort(port: number): Promise<void> {
   })
 }
 
+/**
+ * Holds the ports `pick` names for a random draw, drawing again when one is in use (another
+ * test's listener): the test needs ports that only it holds.
+ */
+async function holdDrawn<T>(pick: (draw: number) => { ports: number[]; value: T }): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    const { ports, value } = pick(Math.random())
+    const held = servers.length
+    try {
+      for (const port of ports) await holdPort(port)
+      return value
+    } catch (err) {
+      for (const server of servers.splice(held)) server.close()
+      if (attempt >= 20) throw err
+    }
+  }
+}
+
 async function runToExit(extra: Record<string, string>) {
   const stack = startStack(stackEnv(NO_DATABASE, extra), 'stack.ts')
   const code = await stack.exited
@@ -31,10 +49,11 @@ async function runToExit(extra: Record<string, string>) {
 }
 
 it('a taken ops port stops the start at once, naming the port, the service and the variable', async () => {
-  const offset = 1000 + Math.floor(Math.random() * 20_000)
   const relay = SERVICES.find((s) => s.name === 'relay')!
-  const port = relay.port + offset
-  await holdPort(port)
+  const { offset, port } = await holdDrawn((draw) => {
+    const offset = 1000 + Math.floor(draw * 20_000)
+    return { ports: [relay.port + offset], value: { offset, port: relay.port + offset } }
+  })
   const { code, out } = await runToExit({ ATMOS_STACK_PORT_OFFSET: String(offset) })
   assert.equal(code, 1, out)
   assert.ok(
@@ -48,8 +67,10 @@ it('a taken ops port stops the start at once, naming the port, the service and t
 })
 
 it("a taken listener port (fbl-ingest's inbound SMTP) names its own variable", async () => {
-  const port = 30_000 + Math.floor(Math.random() * 20_000)
-  await holdPort(port)
+  const port = await holdDrawn((draw) => {
+    const port = 30_000 + Math.floor(draw * 20_000)
+    return { ports: [port], value: port }
+  })
   const { code, out } = await runToExit({ ATMOS_FBL_INGEST_SMTP_PORT: String(port) })
   assert.equal(code, 1, out)
   assert.ok(
@@ -92,24 +113,12 @@ it('an ATMOS_STACK_PORT_OFFSET that would push a port past 65535 is refused by n
 })
 
 it('with the local network on, its ports are checked too, and --no-network leaves them out', async () => {
-  // An offset whose two ports this test can hold: a random one may meet another test's listener.
-  let offset = 0
-  let pds = 0
-  let relayOps = 0
-  for (let attempt = 0; ; attempt++) {
-    offset = 1000 + Math.floor(Math.random() * 20_000)
-    pds = 2584 + offset
-    relayOps = SERVICES.find((s) => s.name === 'relay')!.port + offset
-    const held = servers.length
-    try {
-      await holdPort(pds)
-      await holdPort(relayOps)
-      break
-    } catch (err) {
-      for (const server of servers.splice(held)) server.close()
-      if (attempt >= 20) throw err
-    }
-  }
+  const relayOpsBase = SERVICES.find((s) => s.name === 'relay')!.port
+  const { offset, pds, relayOps } = await holdDrawn((draw) => {
+    const offset = 1000 + Math.floor(draw * 20_000)
+    const value = { offset, pds: 2584 + offset, relayOps: relayOpsBase + offset }
+    return { ports: [value.pds, value.relayOps], value }
+  })
   const on = await runToExit({ ATMOS_STACK_PORT_OFFSET: String(offset), ATMOS_STACK_NETWORK: 'on' })
   assert.equal(on.code, 1, on.out)
   assert.ok(
